@@ -1,0 +1,226 @@
+"""The ``dsa`` command.
+
+- ``dsa up``: the embedded stack in one process tree (PostgreSQL, Redis,
+  migrations, a Celery worker, the API); Ctrl-C or SIGTERM stops all of it.
+- ``dsa migrate`` / ``dsa api`` / ``dsa worker`` / ``dsa beat``: the pieces
+  of a distributed deployment, configured by ``DSA_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import httpx
+
+from core.config import get_settings
+
+
+def _migrate_and_admin(url: str, *, print_password: bool) -> None:
+    from core import db
+    from core.migrate import migrate
+    from features.auth import service as auth_service
+
+    migrate(url)
+    s = get_settings()
+    password = s.admin_password
+    generated = False
+    if password is None:
+        if not print_password:
+            return
+        password = secrets.token_urlsafe(12)
+        generated = True
+    with db.transaction() as conn:
+        created = auth_service.ensure_admin(conn, username=s.admin_user, password=password)
+    if created and generated:
+        path = s.home / "admin-password"
+        path.write_text(password + "\n")
+        path.chmod(0o600)
+        print(f"Created admin user {s.admin_user!r} with password: {password}")
+        print(f"(kept in {path}; change it or delete that file)")
+    elif created:
+        print(f"Created admin user {s.admin_user!r} (password from DSA_ADMIN_PASSWORD)")
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from core.db import database_url
+
+    _migrate_and_admin(database_url(), print_password=False)
+    print("migrations applied")
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "api.main:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=get_settings().log_level.lower(),
+        access_log=False,
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from worker.app import celery_app
+
+    argv = ["worker", "--loglevel", get_settings().log_level, "-Q", "dsa", "--without-gossip"]
+    argv += ["--without-mingle", "--concurrency", str(args.concurrency)]
+    celery_app.worker_main(argv)
+    return 0
+
+
+def cmd_beat(args: argparse.Namespace) -> int:
+    from worker.app import celery_app
+
+    schedule = get_settings().home / "celerybeat-schedule"
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    celery_app.start(["beat", "--loglevel", get_settings().log_level, "-s", str(schedule)])
+    return 0
+
+
+def _child(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    from core.embedded import _die_with_parent
+
+    out = open(log, "ab")  # noqa: SIM115 - the child keeps it
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", *args],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent,
+        start_new_session=True,
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from core.embedded import start_postgres, start_redis
+
+    if args.home:
+        os.environ["DSA_HOME"] = str(Path(args.home).expanduser().resolve())
+    get_settings.cache_clear()
+    home = get_settings().home.resolve()
+    os.environ["DSA_HOME"] = str(home)
+    for sub in ("objects", "postgres", "tmp", "logs", "redis"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    logs = home / "logs"
+    print(f"DSA home: {home}")
+
+    stopping = False
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+
+    children: list[subprocess.Popen[bytes]] = []
+    services = []
+    try:
+        pg = start_postgres(home / "postgres", log_path=logs / "postgres.log")
+        services.append(pg)
+        with psycopg.connect(pg.url, autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'dsa'").fetchone():
+                conn.execute("CREATE DATABASE dsa")
+        db_url = pg.url.rsplit("/", 1)[0] + "/dsa"
+        rd = start_redis(home / "redis", log_path=logs / "redis.log")
+        services.append(rd)
+        os.environ["DSA_DATABASE_URL"] = db_url
+        os.environ["DSA_REDIS_URL"] = rd.url
+        os.environ.setdefault("DSA_STORAGE_URL", (home / "objects").as_uri())
+        get_settings.cache_clear()
+        _migrate_and_admin(db_url, print_password=True)
+        env = dict(os.environ)
+        children.append(
+            _child(["worker", "--concurrency", str(args.workers)], env, logs / "worker.log")
+        )
+        children.append(
+            _child(["api", "--host", args.host, "--port", str(args.port)], env, logs / "api.log")
+        )
+        url = f"http://{args.host}:{args.port}"
+        deadline = time.monotonic() + 60
+        while not stopping:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or any(c.poll() is not None for c in children):
+                print(f"DSA did not become ready; see the logs in {logs}", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        if not stopping:
+            print(f"Admin login: {get_settings().admin_user}")
+            print(f"DSA is running at {url}", flush=True)
+        while not stopping:
+            dead = [c for c in children if c.poll() is not None]
+            dead += [s.proc for s in services if s.proc.poll() is not None]
+            if dead:
+                print(f"a DSA process exited unexpectedly; see the logs in {logs}", file=sys.stderr)
+                return 1
+            time.sleep(0.3)
+        print("stopping DSA ...")
+        return 0
+    finally:
+        for c in reversed(children):
+            if c.poll() is None:
+                c.terminate()
+        for c in children:
+            try:
+                c.wait(20)
+            except subprocess.TimeoutExpired:
+                c.kill()
+                c.wait(5)
+        for s in reversed(services):
+            s.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dsa", description="DSA: a Git-like versioned dataset store")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the embedded stack (PostgreSQL, Redis, worker, API)")
+    up.add_argument("--home", help="data directory (default: a per-user data directory)")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--workers", type=int, default=1, help="Celery worker processes")
+    up.set_defaults(func=cmd_up)
+
+    mig = sub.add_parser("migrate", help="apply database migrations (DSA_DATABASE_URL)")
+    mig.set_defaults(func=cmd_migrate)
+
+    api = sub.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    api.set_defaults(func=cmd_api)
+
+    wk = sub.add_parser("worker", help="run a Celery worker")
+    wk.add_argument("--concurrency", type=int, default=max(os.cpu_count() or 1, 1))
+    wk.set_defaults(func=cmd_worker)
+
+    beat = sub.add_parser("beat", help="run the Celery beat scheduler (exactly one)")
+    beat.set_defaults(func=cmd_beat)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""RFC 9457 problem documents, built in one place from core's domain errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.errors import DsaError, Invalid
+
+log = structlog.get_logger(__name__)
+
+PROBLEM = "application/problem+json"
+
+
+def problem_response(err: DsaError, request: Request | None = None) -> JSONResponse:
+    body = err.to_problem(instance=str(request.url.path) if request else None)
+    headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+    return JSONResponse(body, status_code=err.status, media_type=PROBLEM, headers=headers)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for e in exc.errors():
+        loc = [str(p) for p in e.get("loc", ()) if p not in ("body",)]
+        out.append({"field": ".".join(loc), "message": e.get("msg", ""), "type": e.get("type")})
+    return out
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(DsaError)
+    async def _dsa(request: Request, exc: DsaError) -> JSONResponse:
+        if exc.status >= 500:
+            log.error("request failed", code=exc.code, detail=exc.detail)
+        return problem_response(exc, request)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(exc)
+        fields = ", ".join(e["field"] or "(body)" for e in errors)
+        err = Invalid(f"the request is invalid: {fields}", code="invalid_request", errors=errors)
+        return problem_response(err, request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        err = DsaError(str(exc.detail))
+        err.status = exc.status_code  # type: ignore[misc]
+        err.title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")  # type: ignore[misc]
+        err.code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return problem_response(err, request)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", path=request.url.path)
+        return problem_response(DsaError("an internal error occurred; it has been logged"), request)

@@ -1,0 +1,126 @@
+"""Chunk codec: a Parquet file (zstd) of rows plus their ``_row_hash``.
+
+A chunk's id is BLAKE3 of its row hashes in order (``core.hashing.chunk_id``),
+so it names logical content: the same rows always make the same chunk, and a
+retried import rewrites nothing. Row groups hold ``row_group_rows`` rows
+(8,192 by default) so a 100-row page decodes one or two small row groups.
+
+Reads go through two caches: Parquet footers (opened files' metadata) and
+decoded row groups, the latter bounded by ``DSA_PAGE_CACHE_BYTES``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.config import get_settings
+from core.hashing import ROW_HASH_BYTES, chunk_id, row_hashes
+from core.lru import LRU
+from core.schema import Column, arrow_schema
+from core.storage import ObjectStore
+
+ROW_HASH_COLUMN = "_row_hash"
+
+
+def chunk_key(cid: str) -> str:
+    return f"chunks/{cid}"
+
+
+def write_chunk(
+    store: ObjectStore,
+    table: pa.Table,
+    columns: list[Column],
+    *,
+    tmp_dir: Path,
+    hashes: bytes | None = None,
+) -> tuple[str, int]:
+    """Hash (unless given), encode and store ``table``; returns (chunk id, rows)."""
+    settings = get_settings()
+    if hashes is None:
+        hashes = row_hashes(table, columns)
+    cid = chunk_id(hashes)
+    key = chunk_key(cid)
+    if not store.exists(key):
+        hash_arr = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(ROW_HASH_BYTES), table.num_rows, [None, pa.py_buffer(hashes)]
+        )
+        schema = arrow_schema(columns).append(
+            pa.field(ROW_HASH_COLUMN, pa.binary(ROW_HASH_BYTES), nullable=False)
+        )
+        out = pa.Table.from_arrays([*table.columns, hash_arr], schema=schema)
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_dir / f"chunk-{uuid.uuid4().hex}.parquet"
+        try:
+            pq.write_table(
+                out,
+                tmp,
+                compression="zstd",
+                compression_level=1,
+                row_group_size=settings.row_group_rows,
+                write_statistics=True,
+                use_dictionary=True,
+            )
+            store.put_file(key, tmp, move=True)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return cid, table.num_rows
+
+
+@dataclass
+class _Footer:
+    file: pq.ParquetFile
+    starts: list[int]  # first row of each row group
+    ends: list[int]
+
+
+_footers: LRU[str, _Footer] = LRU(max_items=512)
+_groups: LRU[tuple[str, int], pa.Table] = LRU(
+    max_items=100_000, max_bytes=256 * 1024**2, size_of=lambda t: t.nbytes
+)
+
+
+def _footer(store: ObjectStore, cid: str) -> _Footer:
+    f = _footers.get(cid)
+    if f is None:
+        pf = pq.ParquetFile(store.open(chunk_key(cid)))
+        starts, ends, total = [], [], 0
+        for i in range(pf.metadata.num_row_groups):
+            starts.append(total)
+            total += pf.metadata.row_group(i).num_rows
+            ends.append(total)
+        f = _Footer(pf, starts, ends)
+        _footers.put(cid, f)
+    return f
+
+
+def _group(store: ObjectStore, cid: str, footer: _Footer, i: int) -> pa.Table:
+    key = (cid, i)
+    t = _groups.get(key)
+    if t is None:
+        t = footer.file.read_row_group(i)
+        _groups.max_bytes = get_settings().page_cache_bytes
+        _groups.put(key, t)
+    return t
+
+
+def read_rows(store: ObjectStore, cid: str, start: int, length: int) -> pa.Table:
+    """Rows [start, start+length) of a chunk, all columns (``_row_hash`` included)."""
+    footer = _footer(store, cid)
+    end = start + length
+    i = bisect.bisect_right(footer.starts, start) - 1
+    parts = []
+    while i < len(footer.starts) and footer.starts[i] < end:
+        g = _group(store, cid, footer, i)
+        lo = max(start, footer.starts[i]) - footer.starts[i]
+        hi = min(end, footer.ends[i]) - footer.starts[i]
+        parts.append(g.slice(lo, hi - lo))
+        i += 1
+    if len(parts) == 1:
+        return parts[0]
+    return pa.concat_tables(parts)

@@ -1,0 +1,73 @@
+"""Settings: the only module that reads the environment.
+
+Every setting has the prefix ``DSA_`` and is listed in docs/configuration.md
+(a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path(platformdirs.user_data_dir("dsa", appauthor=False))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DSA_", extra="ignore")
+
+    home: Path = Field(default_factory=_default_home)
+    database_url: str | None = None
+    redis_url: str | None = None
+    storage_url: str | None = None
+
+    jwt_secret: str | None = None
+    jwt_ttl_seconds: int = 12 * 3600
+    admin_user: str = "admin"
+    admin_password: str | None = None
+
+    max_upload_bytes: int = 10 * 1024**3
+    chunk_rows: int = 131_072
+    row_group_rows: int = 8_192
+    import_batch_rows: int = 65_536
+    page_cache_bytes: int = 256 * 1024**2
+    db_pool_size: int = 10
+    log_level: str = "INFO"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.home / "tmp"
+
+    @property
+    def effective_storage_url(self) -> str:
+        return self.storage_url or (self.home / "objects").resolve().as_uri()
+
+    def effective_jwt_secret(self) -> str:
+        """The signing key: the setting, or one generated once and kept in the home."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.home / "jwt-secret"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".jwt-secret.{secrets.token_hex(4)}")
+            tmp.write_text(secrets.token_urlsafe(48))
+            tmp.chmod(0o600)
+            try:
+                os.link(tmp, path)  # atomic create-if-absent: two processes agree on one key
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink(missing_ok=True)
+        return path.read_text().strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,101 @@
+"""Domain errors. Services raise these; ``api/errors.py`` turns them into
+RFC 9457 problem documents in one place.
+
+    DsaError                      500  internal (never shown with a trace)
+    ├── NotFound                  404  dataset_not_found, ref_not_found, job_not_found, ...
+    ├── Conflict                  409  dataset_exists, ref_conflict, ...
+    ├── Invalid                   422  invalid_request, invalid_file, ...
+    │   └── BadRequest            400  bad_request
+    ├── Unauthorized              401  unauthorized
+    ├── Forbidden                 403  forbidden
+    ├── TooLarge                  413  too_large
+    ├── UnsupportedMedia          415  unsupported_media_type
+    └── Unavailable               503  unavailable
+
+Each error has a stable ``code`` (the last part of the problem ``type``),
+a human ``detail`` and optional ``extra`` members (``line``, ``column``,
+``errors`` ...) copied into the problem document.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DsaError(Exception):
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+    default_code: ClassVar[str] = "internal"
+
+    def __init__(self, detail: str, *, code: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code or self.default_code
+        self.extra = extra
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        problem: dict[str, Any] = {
+            "type": f"https://dsa.dev/problems/{self.code.replace('_', '-')}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if instance:
+            problem["instance"] = instance
+        problem.update(self.extra)
+        return problem
+
+
+class NotFound(DsaError):
+    status = 404
+    title = "Not found"
+    default_code = "not_found"
+
+
+class Conflict(DsaError):
+    status = 409
+    title = "Conflict"
+    default_code = "conflict"
+
+
+class Invalid(DsaError):
+    status = 422
+    title = "Invalid input"
+    default_code = "invalid"
+
+
+class BadRequest(Invalid):
+    status = 400
+    title = "Bad request"
+    default_code = "bad_request"
+
+
+class Unauthorized(DsaError):
+    status = 401
+    title = "Unauthorized"
+    default_code = "unauthorized"
+
+
+class Forbidden(DsaError):
+    status = 403
+    title = "Forbidden"
+    default_code = "forbidden"
+
+
+class TooLarge(DsaError):
+    status = 413
+    title = "Content too large"
+    default_code = "too_large"
+
+
+class UnsupportedMedia(DsaError):
+    status = 415
+    title = "Unsupported media type"
+    default_code = "unsupported_media_type"
+
+
+class Unavailable(DsaError):
+    status = 503
+    title = "Service unavailable"
+    default_code = "unavailable"

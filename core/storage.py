@@ -1,0 +1,127 @@
+"""Object store: one small protocol, chosen by ``DSA_STORAGE_URL``.
+
+Keys look like ``chunks/<64 hex>``; the local backend fans them out by hash
+prefix (``chunks/ab/cd/abcd…``) so no directory grows past a few thousand
+entries. Writes go to a temporary file in the same directory and are
+renamed into place, so a reader never sees a half-written object and a
+crash leaves at worst a stray temp file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import BinaryIO, Protocol
+from urllib.parse import unquote, urlparse
+
+from core.errors import NotFound, Unavailable
+
+
+class ObjectStore(Protocol):
+    def put(self, key: str, data: bytes) -> None: ...
+    def put_file(self, key: str, path: Path, *, move: bool = False) -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def open(self, key: str) -> BinaryIO: ...
+    def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
+    @contextmanager
+    def local_path(self, key: str) -> Iterator[Path]: ...
+    def check(self) -> None: ...
+
+
+class LocalStore:
+    """A directory on a local or shared file system."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        kind, _, name = key.partition("/")
+        if not kind or not name or ".." in key or key.startswith("/"):
+            raise ValueError(f"bad object key {key!r}")
+        if len(name) >= 8 and all(c in "0123456789abcdef" for c in name):
+            return self.root / kind / name[:2] / name[2:4] / name
+        return self.root / kind / name
+
+    def _tmp_for(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        tmp = self._tmp_for(path)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
+        dest = self._path(key)
+        tmp = self._tmp_for(dest)
+        if move:
+            try:
+                os.replace(path, tmp)
+            except OSError:  # another file system: copy instead
+                shutil.copyfile(path, tmp)
+                path.unlink(missing_ok=True)
+        else:
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, dest)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"object {key} is missing", code="object_not_found") from None
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"object {key} is missing", code="object_not_found") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    @contextmanager
+    def local_path(self, key: str) -> Iterator[Path]:
+        path = self._path(key)
+        if not path.exists():
+            raise NotFound(f"object {key} is missing", code="object_not_found")
+        yield path
+
+    def check(self) -> None:
+        probe = self.root / ".readyz"
+        try:
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise Unavailable(f"object store at {self.root} is not writable: {exc}") from exc
+
+
+def store_from_url(url: str) -> ObjectStore:
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return LocalStore(Path(unquote(parsed.path)))
+    raise ValueError(f"unsupported storage URL scheme {parsed.scheme!r} (file:// is supported)")
+
+
+@lru_cache(maxsize=4)
+def _store(url: str) -> ObjectStore:
+    return store_from_url(url)
+
+
+def get_store() -> ObjectStore:
+    from core.config import get_settings
+
+    return _store(get_settings().effective_storage_url)

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from core.db import transaction
+from core.objects import get_commit, get_schema
+from core.storage import get_store
+from features.auth.service import User, optional_user
+from features.commits import service
+from features.datasets import service as datasets_service
+from features.refs import service as refs_service
+
+router = APIRouter(prefix="/api/v1", tags=["history"])
+
+
+def _summary(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "parents": row["parents"],
+        "message": row["message"],
+        "author": row["author"],
+        "created_at": row["created_at"],
+        "stats": {"tables": row["table_count"], "rows": row["row_count"]},
+    }
+
+
+@router.get("/datasets/{dataset_id}/commits")
+def history(
+    request: Request,
+    dataset_id: uuid.UUID,
+    ref: str | None = None,
+    page: int = Query(1, ge=1),
+    per_page: int = Query(50, ge=1, le=500),
+    user: User | None = Depends(optional_user),
+) -> dict[str, Any]:
+    with transaction() as conn:
+        ds = datasets_service.require(conn, user, dataset_id, "read")
+        head = refs_service.resolve(conn, dataset_id, ref or ds["default_branch"])
+        rows, total = service.history(
+            conn, dataset_id, head, offset=(page - 1) * per_page, limit=per_page
+        )
+    nxt = None
+    if page * per_page < total:
+        nxt = str(request.url.include_query_params(page=page + 1, per_page=per_page))
+    return {
+        "items": [_summary(r) for r in rows],
+        "total": total,
+        "page": page,
+        "per_page": per_page,
+        "head": head,
+        "links": {"next": nxt},
+    }
+
+
+@router.get("/datasets/{dataset_id}/commits/{commit_ref}")
+def commit_detail(
+    dataset_id: uuid.UUID, commit_ref: str, user: User | None = Depends(optional_user)
+) -> dict[str, Any]:
+    with transaction() as conn:
+        datasets_service.require(conn, user, dataset_id, "read")
+        commit_id = refs_service.resolve(conn, dataset_id, commit_ref)
+        row = service.get(conn, dataset_id, commit_id)
+    store = get_store()
+    commit = get_commit(store, commit_id)
+    tables = [
+        {
+            "name": name,
+            "row_count": t.row_count,
+            "schema_id": t.schema,
+            "manifest_id": t.manifest,
+            "columns": [c.to_json() for c in get_schema(store, t.schema).columns],
+        }
+        for name, t in sorted(commit.tables.items())
+    ]
+    return {**_summary(row), "tables": tables, "provenance": commit.provenance}

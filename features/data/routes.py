@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+
+from core.db import transaction
+from features.auth.service import User, optional_user
+from features.data import service
+from features.datasets import service as datasets_service
+
+router = APIRouter(prefix="/api/v1", tags=["reading"])
+
+
+@router.get("/datasets/{dataset_id}/refs/{ref:path}/tables")
+def tables(
+    dataset_id: uuid.UUID, ref: str, user: User | None = Depends(optional_user)
+) -> dict[str, Any]:
+    with transaction() as conn:
+        datasets_service.require(conn, user, dataset_id, "read")
+        return service.tables(conn, dataset_id, ref)
+
+
+@router.get("/datasets/{dataset_id}/refs/{ref:path}/data")
+def data(
+    dataset_id: uuid.UUID,
+    ref: str,
+    table: str | None = None,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(100, ge=0, le=service.MAX_LIMIT),
+    columns: str | None = None,
+    user: User | None = Depends(optional_user),
+) -> dict[str, Any]:
+    cols = [c for c in columns.split(",") if c] if columns else None
+    with transaction() as conn:
+        datasets_service.require(conn, user, dataset_id, "read")
+        return service.page(
+            conn, dataset_id, ref, table=table, offset=offset, limit=limit, columns=cols
+        )

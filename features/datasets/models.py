@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Visibility = Literal["private", "internal", "public"]
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+class DatasetCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=NAME, description="letters, digits, _ . -; at most 100")
+    description: str = Field(default="", max_length=10_000)
+    primary_key: list[str] | None = Field(default=None, min_length=1, max_length=32)
+    visibility: Visibility = "private"
+
+
+class DatasetPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, pattern=NAME)
+    description: str | None = Field(default=None, max_length=10_000)
+    primary_key: list[str] | None = Field(default=None, max_length=32)
+    visibility: Visibility | None = None
+
+
+class DatasetOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    description: str
+    primary_key: list[str] | None
+    visibility: Visibility
+    default_branch: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class Links(BaseModel):
+    next: str | None = None
+
+
+class DatasetList(BaseModel):
+    items: list[DatasetOut]
+    total: int
+    page: int
+    per_page: int
+    links: Links
+
+
+class PermissionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["read", "write", "admin"]
+
+
+class PermissionOut(BaseModel):
+    username: str
+    role: str
+    granted_at: datetime
+
+
+class PermissionList(BaseModel):
+    items: list[PermissionOut]

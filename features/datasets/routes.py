@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from core.db import transaction
+from features.auth.service import User, current_user, optional_user
+from features.datasets import service
+from features.datasets.models import (
+    DatasetCreate,
+    DatasetList,
+    DatasetOut,
+    DatasetPatch,
+    Links,
+    PermissionIn,
+    PermissionList,
+    PermissionOut,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["datasets"])
+
+
+@router.post("/datasets", response_model=DatasetOut, status_code=201)
+def create(body: DatasetCreate, user: User = Depends(current_user)) -> DatasetOut:
+    with transaction() as conn:
+        row = service.create_dataset(conn, user, **body.model_dump())
+    return DatasetOut(**row)
+
+
+@router.get("/datasets", response_model=DatasetList)
+def list_(
+    request: Request,
+    q: str | None = None,
+    page: int = Query(1, ge=1),
+    per_page: int = Query(50, ge=1, le=500),
+    user: User | None = Depends(optional_user),
+) -> DatasetList:
+    with transaction() as conn:
+        rows, total = service.list_datasets(conn, user, q=q, page=page, per_page=per_page)
+    nxt = None
+    if page * per_page < total:
+        nxt = str(request.url.include_query_params(page=page + 1, per_page=per_page))
+    return DatasetList(
+        items=[DatasetOut(**r) for r in rows],
+        total=total,
+        page=page,
+        per_page=per_page,
+        links=Links(next=nxt),
+    )
+
+
+@router.get("/datasets/{dataset_id}", response_model=DatasetOut)
+def get(dataset_id: uuid.UUID, user: User | None = Depends(optional_user)) -> DatasetOut:
+    with transaction() as conn:
+        return DatasetOut(**service.require(conn, user, dataset_id, "read"))
+
+
+@router.patch("/datasets/{dataset_id}", response_model=DatasetOut)
+def patch(
+    dataset_id: uuid.UUID, body: DatasetPatch, user: User = Depends(current_user)
+) -> DatasetOut:
+    with transaction() as conn:
+        row = service.update_dataset(conn, user, dataset_id, body.model_dump(exclude_unset=True))
+    return DatasetOut(**row)
+
+
+@router.delete("/datasets/{dataset_id}", status_code=204)
+def delete(dataset_id: uuid.UUID, user: User = Depends(current_user)) -> Response:
+    with transaction() as conn:
+        service.delete_dataset(conn, user, dataset_id)
+    return Response(status_code=204)
+
+
+@router.get("/datasets/{dataset_id}/permissions", response_model=PermissionList)
+def permissions(dataset_id: uuid.UUID, user: User = Depends(current_user)) -> PermissionList:
+    with transaction() as conn:
+        rows = service.list_permissions(conn, user, dataset_id)
+    return PermissionList(items=[PermissionOut(**r) for r in rows])
+
+
+@router.put("/datasets/{dataset_id}/permissions/{username}", response_model=PermissionOut)
+def grant(
+    dataset_id: uuid.UUID, username: str, body: PermissionIn, user: User = Depends(current_user)
+) -> PermissionOut:
+    with transaction() as conn:
+        return PermissionOut(**service.grant(conn, user, dataset_id, username, body.role))
+
+
+@router.delete("/datasets/{dataset_id}/permissions/{username}", status_code=204)
+def revoke(dataset_id: uuid.UUID, username: str, user: User = Depends(current_user)) -> Response:
+    with transaction() as conn:
+        service.revoke(conn, user, dataset_id, username)
+    return Response(status_code=204)

@@ -1,0 +1,183 @@
+"""Datasets, their visibility and per-user roles.
+
+Access rule (one place): admins see everything; ``public`` datasets are
+readable by anyone, ``internal`` ones by any signed-in user, ``private`` ones
+only by users with a role. A caller who may not read a dataset gets 404, as if
+it did not exist; one who may read but lacks the role gets 403.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from core import db
+from core.errors import Conflict, Forbidden, Invalid, NotFound
+from features.auth.service import User
+from features.commits import service as commits_service
+from features.refs import service as refs_service
+
+Q = db.Queries(__file__)
+ROLES = {"read": 1, "write": 2, "admin": 3}
+
+
+def _dataset(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in (
+        "id", "name", "description", "primary_key", "visibility",
+        "default_branch", "created_at", "updated_at",
+    )}
+
+
+def create_dataset(
+    conn: psycopg.Connection[Any],
+    user: User,
+    *,
+    name: str,
+    description: str = "",
+    primary_key: list[str] | None = None,
+    visibility: str = "private",
+) -> dict[str, Any]:
+    dataset_id = uuid.uuid4()
+    try:
+        with conn.transaction():
+            row = conn.execute(
+                Q.insert_dataset,
+                {
+                    "id": dataset_id,
+                    "name": name,
+                    "description": description,
+                    "primary_key": primary_key,
+                    "visibility": visibility,
+                    "created_by": user.id,
+                },
+            ).fetchone()
+    except psycopg.errors.UniqueViolation:
+        raise Conflict(f"a dataset named {name!r} already exists", code="dataset_exists") from None
+    assert row is not None
+    conn.execute(Q.upsert_permission, {"id": dataset_id, "user_id": user.id, "role": "admin"})
+    root = commits_service.create_root(
+        conn, dataset_id=dataset_id, author=user.username, created_at=row["created_at"]
+    )
+    refs_service.create_branch_at(
+        conn, dataset_id=dataset_id, name=row["default_branch"], commit_id=root, by=user.username
+    )
+    return _dataset(row)
+
+
+def role_of(user: User | None, row: dict[str, Any]) -> int:
+    if user is not None and user.is_admin:
+        return ROLES["admin"]
+    explicit = ROLES.get(row.get("role") or "", 0) if user is not None else 0
+    implied = 0
+    if row["visibility"] == "public" or (row["visibility"] == "internal" and user is not None):
+        implied = ROLES["read"]
+    return max(explicit, implied)
+
+
+def require(
+    conn: psycopg.Connection[Any], user: User | None, dataset_id: uuid.UUID, role: str = "read"
+) -> dict[str, Any]:
+    """The dataset if the caller holds ``role`` on it; 404 if it cannot see it, else 403."""
+    row = conn.execute(
+        Q.dataset_with_role, {"id": dataset_id, "user_id": user.id if user else None}
+    ).fetchone()
+    have = role_of(user, row) if row else 0
+    if row is None or have == 0:
+        raise NotFound(f"dataset {dataset_id} does not exist", code="dataset_not_found")
+    if have < ROLES[role]:
+        raise Forbidden(f"this needs the {role} role on the dataset", code="role_required")
+    return _dataset(row)
+
+
+def list_datasets(
+    conn: psycopg.Connection[Any], user: User | None, *, q: str | None, page: int, per_page: int
+) -> tuple[list[dict[str, Any]], int]:
+    rows = conn.execute(
+        Q.list_visible,
+        {
+            "user_id": user.id if user else None,
+            "is_admin": bool(user and user.is_admin),
+            "q": q or None,
+            "limit": per_page,
+            "offset": (page - 1) * per_page,
+        },
+    ).fetchall()
+    total = rows[0]["total"] if rows else 0
+    if not rows and page > 1:  # past the end: still report the total
+        probe = conn.execute(
+            Q.list_visible,
+            {
+                "user_id": user.id if user else None,
+                "is_admin": bool(user and user.is_admin),
+                "q": q or None,
+                "limit": 1,
+                "offset": 0,
+            },
+        ).fetchone()
+        total = probe["total"] if probe else 0
+    return [_dataset(r) for r in rows], total
+
+
+def update_dataset(
+    conn: psycopg.Connection[Any], user: User, dataset_id: uuid.UUID, changes: dict[str, Any]
+) -> dict[str, Any]:
+    require(conn, user, dataset_id, "admin")
+    try:
+        with conn.transaction():
+            row = conn.execute(
+                Q.update_dataset,
+                {
+                    "id": dataset_id,
+                    "name": changes.get("name"),
+                    "description": changes.get("description"),
+                    "set_primary_key": "primary_key" in changes,
+                    "primary_key": changes.get("primary_key"),
+                    "visibility": changes.get("visibility"),
+                },
+            ).fetchone()
+    except psycopg.errors.UniqueViolation:
+        raise Conflict(
+            f"a dataset named {changes.get('name')!r} already exists", code="dataset_exists"
+        ) from None
+    assert row is not None
+    return _dataset(row)
+
+
+def delete_dataset(conn: psycopg.Connection[Any], user: User, dataset_id: uuid.UUID) -> None:
+    require(conn, user, dataset_id, "admin")
+    conn.execute(Q.soft_delete, {"id": dataset_id})
+
+
+def list_permissions(
+    conn: psycopg.Connection[Any], user: User, dataset_id: uuid.UUID
+) -> list[dict[str, Any]]:
+    require(conn, user, dataset_id, "read")
+    return conn.execute(Q.list_permissions, {"id": dataset_id}).fetchall()
+
+
+def grant(
+    conn: psycopg.Connection[Any], user: User, dataset_id: uuid.UUID, username: str, role: str
+) -> dict[str, Any]:
+    from features.auth.service import user_by_name
+
+    require(conn, user, dataset_id, "admin")
+    if role not in ROLES:
+        raise Invalid(f"unknown role {role!r}", code="invalid_role")
+    target = user_by_name(conn, username)
+    conn.execute(Q.upsert_permission, {"id": dataset_id, "user_id": target.id, "role": role})
+    return {"username": target.username, "role": role, "granted_at": datetime.now(UTC)}
+
+
+def revoke(conn: psycopg.Connection[Any], user: User, dataset_id: uuid.UUID, username: str) -> None:
+    from features.auth.service import user_by_name
+
+    require(conn, user, dataset_id, "admin")
+    target = user_by_name(conn, username)
+    n = conn.execute(Q.delete_permission, {"id": dataset_id, "user_id": target.id}).rowcount
+    if n == 0:
+        raise NotFound(f"{username!r} has no role on this dataset", code="permission_not_found")
+    if conn.execute(Q.count_admins, {"id": dataset_id}).fetchone()["n"] == 0:  # type: ignore[index]
+        raise Conflict("a dataset must keep at least one admin", code="last_admin")

@@ -1,0 +1,62 @@
+"""Which files the importer takes and the options it understands.
+
+Documented in docs/api.md ("Import options"). Unknown options are refused
+(422) rather than ignored, so a typo never silently changes an import.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Any
+
+from core.schema import LOGICAL_TYPES
+
+SUPPORTED_EXTENSIONS = (".csv", ".tsv", ".txt")
+OPTION_NAMES = ("delimiter", "header", "null_values", "skip_rows", "encoding", "column_types")
+ENCODINGS = ("utf-8", "utf8", "latin-1", "latin1", "iso-8859-1", "cp1252", "windows-1252")
+
+
+def detect_format(filename: str, options: dict[str, Any]) -> str | None:
+    suffix = PurePath(filename.lower()).suffix
+    if suffix in (".csv", ".txt"):
+        return "csv"
+    if suffix == ".tsv":
+        return "tsv"
+    return None
+
+
+def table_name_from_file(filename: str) -> str:
+    stem = PurePath(filename).name.split(".")[0].strip()
+    cleaned = "".join(c if c.isalnum() or c in "_-" else "_" for c in stem)[:128]
+    return cleaned or "data"
+
+
+def validate_options(options: dict[str, Any]) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
+    for key in options:
+        if key not in OPTION_NAMES:
+            errors.append((key, f"unknown option; known: {', '.join(OPTION_NAMES)}"))
+    d = options.get("delimiter")
+    if d is not None and (not isinstance(d, str) or len(d) != 1 or d in "\r\n\""):
+        errors.append(("delimiter", "must be one character (not a quote or newline)"))
+    if "header" in options and not isinstance(options["header"], bool):
+        errors.append(("header", "must be true or false"))
+    nv = options.get("null_values")
+    if nv is not None and (not isinstance(nv, list) or not all(isinstance(v, str) for v in nv)):
+        errors.append(("null_values", "must be a list of strings"))
+    sr = options.get("skip_rows")
+    if sr is not None and (not isinstance(sr, int) or isinstance(sr, bool) or not 0 <= sr <= 10**6):
+        errors.append(("skip_rows", "must be an integer from 0 to 1000000"))
+    enc = options.get("encoding")
+    if enc is not None and (not isinstance(enc, str) or enc.lower() not in ENCODINGS):
+        errors.append(("encoding", f"must be one of {', '.join(ENCODINGS)}"))
+    ct = options.get("column_types")
+    if ct is not None:
+        if not isinstance(ct, dict):
+            errors.append(("column_types", "must be an object of column name to type"))
+        else:
+            for col, t in ct.items():
+                if t not in LOGICAL_TYPES or t == "binary":
+                    allowed = ", ".join(x for x in LOGICAL_TYPES if x != "binary")
+                    errors.append((f"column_types.{col}", f"must be one of {allowed}"))
+    return errors

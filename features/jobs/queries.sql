@@ -1,0 +1,30 @@
+-- name: insert_job
+INSERT INTO job (id, kind, dataset_id, ref_name, upload_id, params, total_bytes, created_by)
+VALUES (%(id)s, %(kind)s, %(dataset_id)s, %(ref_name)s, %(upload_id)s, %(params)s,
+        %(total_bytes)s, %(created_by)s)
+RETURNING *;
+
+-- name: get_job
+SELECT * FROM job WHERE id = %(id)s;
+
+-- name: claim
+-- Start (or restart after a redelivery) a job that has not ended.
+UPDATE job SET state = 'running', started_at = COALESCE(started_at, now()),
+       attempts = attempts + 1, heartbeat_at = now(), rows = 0, bytes = 0
+WHERE id = %(id)s AND state IN ('queued', 'running')
+RETURNING *;
+
+-- name: progress
+UPDATE job SET rows = %(rows)s, bytes = %(bytes)s, heartbeat_at = now()
+WHERE id = %(id)s AND state = 'running'
+RETURNING state;
+
+-- name: succeed
+UPDATE job SET state = 'succeeded', commit_id = %(commit_id)s, rows = %(rows)s,
+       bytes = %(bytes)s, finished_at = now(), heartbeat_at = now(),
+       params = params || %(result)s
+WHERE id = %(id)s AND state = 'running';
+
+-- name: fail
+UPDATE job SET state = 'failed', error = %(error)s, finished_at = now()
+WHERE id = %(id)s AND state IN ('queued', 'running');

@@ -1,0 +1,29 @@
+"""The Celery worker: the app from core.queue plus every feature's tasks.
+
+Beat schedules live here; the periodic functions live in their features.
+"""
+
+from __future__ import annotations
+
+from celery.signals import worker_process_init
+
+from core import db
+from core.config import get_settings
+from core.logs import configure as configure_logs
+from core.queue import celery_app, configure
+
+configure()
+configure_logs(get_settings().log_level)
+
+import features.imports.tasks  # noqa: E402,F401  (registers imports.run)
+
+celery_app.conf.beat_schedule = {}
+
+
+@worker_process_init.connect
+def _fresh_pool(**_: object) -> None:
+    """A forked pool process must not share the parent's database connections."""
+    db.close_pool()
+
+
+app = celery_app
