@@ -175,6 +175,29 @@ def _sniff(path: Path, options: dict[str, Any], fmt: str) -> dict[str, Any]:
     }
 
 
+def _first_ragged_line(path: Path, dialect: dict[str, Any]) -> int | None:
+    """The first line whose record has a different field count (failure path only)."""
+    import csv
+
+    enc = dialect["encoding"]
+    with open(path, encoding="utf-8" if enc in ("utf-8", "utf8") else enc, newline="") as f:
+        for _ in range(dialect["skip_rows"]):
+            f.readline()
+        reader = csv.reader(f, delimiter=dialect["delimiter"], strict=False)
+        start = dialect["skip_rows"] + 1
+        width: int | None = None
+        try:
+            for record in reader:
+                if width is None:
+                    width = len(record)
+                elif len(record) != width:
+                    return start
+                start = dialect["skip_rows"] + reader.line_num + 1
+        except (csv.Error, UnicodeDecodeError):
+            return None
+    return None
+
+
 def _first_bad_utf8_line(path: Path) -> int:
     line = 1
     with open(path, "rb") as f:
@@ -308,13 +331,13 @@ def _explain(
 ) -> ImportFailed:
     msg = str(exc)
     if bad_row:
-        number = bad_row.get("number")
-        where = f" on line {number}" if number else ""
+        line = _first_ragged_line(path, dialect) or bad_row.get("number")
+        where = f"line {line}" if line else "a row"
         return ImportFailed(
-            f"row{where} has {bad_row['actual']} fields, but the header has "
+            f"{where} has {bad_row['actual']} fields, but the header has "
             f"{bad_row['expected']}: {str(bad_row['text'])[:200]!r}",
             code="ragged_row",
-            line=number,
+            line=line,
         )
     if "invalid UTF8" in msg or "UTF8" in msg:
         line = _first_bad_utf8_line(path)

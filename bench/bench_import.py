@@ -1,0 +1,592 @@
+"""End-to-end import benchmark for DSA.
+
+    .venv/bin/python bench/bench_import.py [--rows 1000000] [--keep] [--py-spy OUT.svg]
+
+1. generates a seeded CSV (ints, floats, strings, categories, dates,
+   timestamps, ~5 % nulls in a few columns) in a temp dir;
+2. measures the physical floor: ``polars.read_csv`` + ``write_parquet(zstd)``;
+3. starts the embedded stack (``python -m api.cli up``) on a free port;
+4. uploads the CSV over HTTP and polls the job until it ends (end-to-end time,
+   including upload and queueing), sampling the Celery worker tree's RSS;
+5. measures chunk storage vs the CSV size;
+6. measures page latency over HTTP (200 seeded random offsets, limit=100);
+7. prints a table, writes ``bench/results/import-<timestamp>.json`` and exits
+   non-zero when the import failed.
+
+The stack is always stopped (SIGINT, then SIGKILL after 30 s) and the temp
+dir removed unless ``--keep``. This is a script, not part of the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import polars as pl
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "bench-admin-password"
+SEED = 20240601
+
+TARGETS = {
+    "import_rows_per_s": 400_000,  # >= end to end, incl. upload and queue
+    "ratio_to_floor": 2.5,  # <= end-to-end time / floor time
+    "worker_peak_rss_bytes": 1024**3,  # <= max total RSS of the worker tree
+    "page_p95_ms": 10.0,  # <= over HTTP
+}
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _mix(x: pl.Expr) -> pl.Expr:
+    """A cheap integer hash into [0, 2**32): all intermediates stay below 2**63."""
+    m = 1 << 32
+    x = (x * 2_654_435_761 + 0x9E3779B9) % m
+    x = ((x ^ (x // 65_536)) * 0x45D9F3B) % m
+    x = ((x ^ (x // 65_536)) * 0x45D9F3B) % m
+    return x ^ (x // 65_536)
+
+
+def _h(k: int) -> pl.Expr:
+    """Stream k of pseudo-random uint32 values, one per row (seeded, deterministic)."""
+    return _mix(pl.col("i") + (SEED + k * 7_919) * 1_000_003)
+
+
+def generate_csv(path: Path, rows: int) -> pl.DataFrame:
+    cities = [
+        "Amsterdam", "Berlin", "Cairo", "Delhi", "Edinburgh", "Florence", "Geneva",
+        "Helsinki", "Istanbul", "Jakarta", "Kyoto", "Lima", "Madrid", "Nairobi",
+        "Oslo", "Paris", "Quito", "Rome", "Seoul", "Toronto",
+    ]  # fmt: skip
+    statuses = ["new", "paid", "shipped", "cancelled"]
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+    base = pl.DataFrame({"i": pl.int_range(0, rows, dtype=pl.Int64, eager=True)})
+
+    def null_5pct(k: int, expr: pl.Expr) -> pl.Expr:
+        return pl.when(_h(k) % 100 < 5).then(None).otherwise(expr)
+
+    df = base.select(
+        pl.col("i").alias("id"),
+        (_h(1) % 100_000 + 1).cast(pl.Int64).alias("customer_id"),
+        null_5pct(2, _h(3) % 1_000).cast(pl.Int64).alias("quantity"),
+        ((_h(4) % 10_000_000).cast(pl.Float64) / 100.0).alias("price"),
+        null_5pct(5, (_h(6) % 1_000_000).cast(pl.Float64) / 1_000_000.0).alias("discount"),
+        (
+            ((_h(7) % 2_000_001).cast(pl.Float64) - 1_000_000.0) / 997.0
+        ).alias("score"),
+        pl.format("user_{}_{}", _h(8) % 1_000_000, _h(9) % 97).alias("name"),
+        pl.lit(pl.Series(cities)).gather(_h(10) % len(cities)).alias("city"),
+        pl.lit(pl.Series(statuses)).gather(_h(11) % len(statuses)).alias("status"),
+        null_5pct(
+            12,
+            pl.format(
+                "{} {} #{}",
+                pl.lit(pl.Series(words)).gather(_h(13) % len(words)),
+                pl.lit(pl.Series(words)).gather(_h(14) % len(words)),
+                _h(15) % 10_000,
+            ),
+        ).alias("note"),
+        (pl.lit(datetime(2015, 1, 1).date()) + pl.duration(days=_h(16) % 3_650)).alias(
+            "order_date"
+        ),
+        (
+            pl.lit(datetime(2020, 1, 1))
+            + pl.duration(seconds=_h(17) % (5 * 365 * 86_400), milliseconds=_h(18) % 1_000)
+        ).alias("created_at"),
+    )
+    df.write_csv(path)
+    return df
+
+
+# --------------------------------------------------------------------------- floor
+
+
+def measure_floor(csv: Path, tmp: Path, *, parse_dates: bool = False) -> float:
+    out = tmp / "floor.parquet"
+    t0 = time.perf_counter()
+    frame = pl.read_csv(csv, try_parse_dates=parse_dates)
+    frame.write_parquet(out, compression="zstd")
+    dt = time.perf_counter() - t0
+    out.unlink(missing_ok=True)
+    return dt
+
+
+# --------------------------------------------------------------------------- stack
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Stack:
+    def __init__(self, home: Path, port: int) -> None:
+        self.home = home
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DSA_")}
+        env.update(
+            DSA_ADMIN_USER=ADMIN_USER,
+            DSA_ADMIN_PASSWORD=ADMIN_PASSWORD,
+            PYTHONUNBUFFERED="1",
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "up", "--home", str(home), "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if "DSA is running at" in line:
+                self.ready.set()
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.ready.wait(0.2):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = "\n".join(self.lines[-30:])
+                raise RuntimeError(f"`dsa up` did not become ready:\n{tail}")
+
+    def worker_procs(self) -> list[psutil.Process]:
+        """The Celery worker tree: the `api.cli worker` process and its pool children."""
+        try:
+            kids = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        tree: list[psutil.Process] = []
+        for p in kids:
+            try:
+                cmd = p.cmdline()
+            except psutil.Error:
+                continue
+            if "api.cli" in cmd and "worker" in cmd:
+                tree.append(p)
+                try:
+                    tree.extend(p.children(recursive=True))
+                except psutil.Error:
+                    pass
+        return tree
+
+    def api_procs(self) -> list[psutil.Process]:
+        out = []
+        for p in psutil.Process(self.proc.pid).children(recursive=True):
+            try:
+                cmd = p.cmdline()
+            except psutil.Error:
+                continue
+            if "api.cli" in cmd and "api" in cmd:
+                out.append(p)
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+class RssSampler(threading.Thread):
+    """Samples the summed RSS of ``find()``'s processes; re-scans them every second."""
+
+    def __init__(self, find: Callable[[], list[psutil.Process]], interval: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.find = find
+        self.procs = find()
+        self.interval = interval
+        self.max_single = 0
+        self.max_total = 0
+        self.samples = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            if self.samples and self.samples % 20 == 0:
+                self.procs = self.find()
+            total = 0
+            for p in self.procs:
+                try:
+                    rss = p.memory_info().rss
+                except psutil.Error:
+                    continue
+                total += rss
+                self.max_single = max(self.max_single, rss)
+            self.max_total = max(self.max_total, total)
+            self.samples += 1
+            self._halt.wait(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(5)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def dir_bytes(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def percentile(values: list[float], q: float) -> float:
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = (len(s) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_model": cpu,
+        "ram_total_gb": round(psutil.virtual_memory().total / 1024**3, 1),
+        "python": platform.python_version(),
+        "polars": pl.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def tail(path: Path, n: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError as e:
+        return f"({e})"
+
+
+def start_py_spy(out: str, pid: int) -> subprocess.Popen[bytes] | None:
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(exe).exists():
+        print("py-spy not found; skipping the profile", file=sys.stderr)
+        return None
+    fmt = "speedscope" if out.endswith(".json") else "flamegraph"
+    if out.endswith(".txt"):
+        fmt = "raw"
+    return subprocess.Popen(
+        [exe, "record", "-o", out, "-f", fmt, "--pid", str(pid), "--subprocesses", "-r", "100"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+# --------------------------------------------------------------------------- main
+
+
+def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> bool:
+    rows = args.rows
+    csv = tmp / "bench.csv"
+
+    t0 = time.perf_counter()
+    generate_csv(csv, rows)
+    csv_bytes = csv.stat().st_size
+    csv_mb = csv_bytes / 1e6
+    print(f"CSV: {rows:,} rows x 12 columns, {csv_mb:.1f} MB ({time.perf_counter() - t0:.1f} s)")
+    res["csv"] = {"rows": rows, "columns": 12, "bytes": csv_bytes}
+
+    floor_s = measure_floor(csv, tmp)
+    # the floor of record is the plain call; the date-parsing variant is for context
+    floor_dates_s = measure_floor(csv, tmp, parse_dates=True)
+    res["floor"] = {
+        "seconds": floor_s,
+        "rows_per_s": rows / floor_s,
+        "with_date_parsing_seconds": floor_dates_s,
+    }
+    print(f"floor (polars read_csv + write_parquet zstd): {floor_s:.2f} s, "
+          f"{rows / floor_s:,.0f} rows/s")  # fmt: skip
+
+    home = tmp / "home"
+    port = free_port()
+    stack = Stack(home, port)
+    res["home"] = str(home)
+    try:
+        stack.wait_ready(120)
+        print(f"stack up at {stack.url} (home {home})")
+        client = httpx.Client(base_url=stack.url, timeout=httpx.Timeout(600, connect=10))
+        r = client.post(
+            "/api/v1/auth/login", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD}
+        )
+        r.raise_for_status()
+        client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+        r = client.post("/api/v1/datasets", json={"name": f"bench-{int(time.time())}"})
+        r.raise_for_status()
+        ds = r.json()["id"]
+
+        workers = stack.worker_procs()
+        res["worker_pids"] = [p.pid for p in workers]
+        sampler = RssSampler(stack.worker_procs)
+        api_sampler = RssSampler(stack.api_procs)
+        # baseline RSS before the import
+        base_total = sum(p.memory_info().rss for p in workers if p.is_running())
+        sampler.start()
+        api_sampler.start()
+        spy = None
+        if args.py_spy:
+            main_worker = next(p for p in workers if "api.cli" in p.cmdline())
+            spy = start_py_spy(args.py_spy, main_worker.pid)
+            time.sleep(1.0)  # let py-spy attach before the clock starts
+
+        # ---- import, end to end
+        t_start = time.perf_counter()
+        with csv.open("rb") as fh:
+            r = client.post(
+                f"/api/v1/datasets/{ds}/refs/main/uploads",
+                files={"file": ("bench.csv", fh, "text/csv")},
+                data={"message": "bench import"},
+            )
+        t_uploaded = time.perf_counter()
+        if r.status_code != 202:
+            res["import"] = {"state": "upload_failed", "status": r.status_code, "body": r.text}
+            print(f"upload failed: {r.status_code} {r.text}", file=sys.stderr)
+            return False
+        job_id = r.json()["job_id"]
+        job: dict[str, Any] = {}
+        t_started = None
+        while True:
+            job = client.get(f"/api/v1/jobs/{job_id}").json()
+            if t_started is None and job.get("state") == "running":
+                t_started = time.perf_counter()
+            if job.get("state") in ("succeeded", "failed", "cancelled"):
+                break
+            if time.perf_counter() - t_start > args.timeout:
+                job["state"] = f"timeout ({job.get('state')})"
+                break
+            time.sleep(0.02)
+        t_end = time.perf_counter()
+        sampler.stop()
+        api_sampler.stop()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            try:
+                _, err = spy.communicate(timeout=60)
+                if spy.returncode:
+                    print(f"py-spy: {err.decode(errors='replace')[-2000:]}", file=sys.stderr)
+                else:
+                    print(f"py-spy profile: {args.py_spy}")
+            except subprocess.TimeoutExpired:
+                spy.kill()
+
+        elapsed = t_end - t_start
+        res["import"] = {
+            "state": job.get("state"),
+            "job_id": job_id,
+            "seconds": elapsed,
+            "upload_seconds": t_uploaded - t_start,
+            "queued_until_running_seen_s": (t_started - t_uploaded) if t_started else None,
+            "rows_per_s": rows / elapsed,
+            "mb_per_s": csv_mb / elapsed,
+            "ratio_to_floor": elapsed / floor_s,
+            "job": job,
+        }
+        res["worker_rss"] = {
+            "baseline_total_bytes": base_total,
+            "peak_single_bytes": sampler.max_single,
+            "peak_total_bytes": sampler.max_total,
+            "samples": sampler.samples,
+        }
+        res["api_rss"] = {"peak_total_bytes": api_sampler.max_total}
+        ok = job.get("state") == "succeeded"
+        print(f"import: {job.get('state')} in {elapsed:.2f} s "
+              f"(upload {t_uploaded - t_start:.2f} s)")  # fmt: skip
+        if not ok:
+            print(f"job error: {json.dumps(job.get('error'), indent=2)}", file=sys.stderr)
+            print(f"--- {home}/logs/worker.log (tail)\n{tail(home / 'logs' / 'worker.log')}",
+                  file=sys.stderr)  # fmt: skip
+            return False
+
+        # ---- storage
+        chunks = dir_bytes(home / "objects" / "chunks")
+        res["storage"] = {
+            "chunks_bytes": chunks,
+            "objects_bytes": dir_bytes(home / "objects"),
+            "ratio_to_csv": chunks / csv_bytes,
+        }
+
+        # ---- page latency
+        commit = job["commit_id"]
+        import random
+
+        rng = random.Random(SEED)
+        offsets = [rng.randint(0, max(rows - 100, 0)) for _ in range(200)]
+        url = f"/api/v1/datasets/{ds}/refs/{commit}/data"
+        for off in (0, rows // 2, max(rows - 100, 0), 12_345 % max(rows, 1), 7):
+            client.get(url, params={"offset": off, "limit": 100}).raise_for_status()
+        lat = []
+        for off in offsets:
+            t = time.perf_counter()
+            r = client.get(url, params={"offset": off, "limit": 100})
+            lat.append((time.perf_counter() - t) * 1000)
+            r.raise_for_status()
+            body = r.json()
+            assert len(body["rows"]) == min(100, rows - off), (off, len(body["rows"]))
+        res["pages"] = {
+            "n": len(lat),
+            "limit": 100,
+            "p50_ms": percentile(lat, 0.50),
+            "p95_ms": percentile(lat, 0.95),
+            "p99_ms": percentile(lat, 0.99),
+            "mean_ms": statistics.fmean(lat),
+            "max_ms": max(lat),
+        }
+        client.close()
+        return True
+    finally:
+        stack.stop()
+        res["stack_exit_code"] = stack.proc.returncode
+
+
+def report(res: dict[str, Any]) -> None:
+    m = res["machine"]
+    print(f"\nmachine: {m['nproc']} CPUs ({m['cpu_model']}), {m['ram_total_gb']} GB RAM, "
+          f"Python {m['python']}, polars {m['polars']}")  # fmt: skip
+    rows: list[tuple[str, str, str]] = []
+    csv_mb = res["csv"]["bytes"] / 1e6
+    rows.append(("CSV", f"{res['csv']['rows']:,} rows x 12 cols, {csv_mb:.1f} MB", ""))
+    fl = res["floor"]
+    rows.append(("floor (read_csv + parquet zstd)",
+                 f"{fl['seconds']:.2f} s, {fl['rows_per_s']:,.0f} rows/s", ""))  # fmt: skip
+    imp = res.get("import")
+    tg = TARGETS
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    if imp and "seconds" in imp:
+        rows.append(("import state", str(imp["state"]), ""))
+        rows.append(("import end to end",
+                     f"{imp['seconds']:.2f} s (upload {imp['upload_seconds']:.2f} s)", ""))  # fmt: skip
+        rows.append(("import rows/s", f"{imp['rows_per_s']:,.0f}",
+                     f">= {tg['import_rows_per_s']:,}: "
+                     f"{verdict(imp['rows_per_s'] >= tg['import_rows_per_s'])}"))  # fmt: skip
+        rows.append(("import MB/s", f"{imp['mb_per_s']:.1f}", ""))
+        rows.append(("ratio to floor", f"{imp['ratio_to_floor']:.2f}x",
+                     f"<= {tg['ratio_to_floor']}x: "
+                     f"{verdict(imp['ratio_to_floor'] <= tg['ratio_to_floor'])}"))  # fmt: skip
+        w = res["worker_rss"]
+        rows.append(("worker peak RSS (tree total)", f"{w['peak_total_bytes'] / 1024**2:,.0f} MiB",
+                     f"<= 1 GiB: "
+                     f"{verdict(w['peak_total_bytes'] <= tg['worker_peak_rss_bytes'])}"))  # fmt: skip
+        rows.append(("worker peak RSS (max process)",
+                     f"{w['peak_single_bytes'] / 1024**2:,.0f} MiB", ""))  # fmt: skip
+    if "storage" in res:
+        st = res["storage"]
+        rows.append(("storage (objects/chunks)",
+                     f"{st['chunks_bytes'] / 1e6:.1f} MB = {st['ratio_to_csv'] * 100:.1f} % of CSV",
+                     ""))  # fmt: skip
+    if "pages" in res:
+        pg = res["pages"]
+        rows.append(("page p50 / p95 / p99 (limit 100)",
+                     f"{pg['p50_ms']:.1f} / {pg['p95_ms']:.1f} / {pg['p99_ms']:.1f} ms",
+                     f"p95 <= {tg['page_p95_ms']:.0f} ms: "
+                     f"{verdict(pg['p95_ms'] <= tg['page_p95_ms'])}"))  # fmt: skip
+    try:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title="DSA import benchmark")
+        t.add_column("metric")
+        t.add_column("value", justify="right")
+        t.add_column("target")
+        for r in rows:
+            t.add_row(*r)
+        Console().print(t)
+    except ImportError:
+        w0 = max(len(r[0]) for r in rows)
+        for name, val, target in rows:
+            print(f"{name:<{w0}}  {val}  {target}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (CSV, DSA home, logs)")
+    ap.add_argument("--timeout", type=float, default=1800, help="give up on the job after N s")
+    ap.add_argument("--py-spy", metavar="OUT", help="profile the worker tree into OUT (.svg)")
+    args = ap.parse_args()
+
+    res: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "targets": TARGETS,
+    }
+    m = res["machine"]
+    print(f"machine: nproc={m['nproc']} cpu={m['cpu_model']!r} ram={m['ram_total_gb']} GB "
+          f"python={m['python']}")  # fmt: skip
+    tmp = Path(tempfile.mkdtemp(prefix="dsa-bench-"))
+    ok = False
+    try:
+        ok = run(args, tmp, res)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+    except Exception as e:  # report what we have, then fail
+        res["error"] = repr(e)
+        print(f"benchmark error: {e!r}", file=sys.stderr)
+        wl = tmp / "home" / "logs" / "worker.log"
+        if wl.exists():
+            print(f"--- {wl} (tail)\n{tail(wl)}", file=sys.stderr)
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    res["ok"] = ok
+    if "floor" in res:
+        report(res)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = RESULTS_DIR / f"import-{stamp}.json"
+    out.write_text(json.dumps(res, indent=2, default=str) + "\n")
+    print(f"results: {out.relative_to(REPO)}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Test services: real PostgreSQL and Redis.
+
+By default the suite starts the embedded ones (the same wheels ``dsa up``
+uses) in a temporary directory. ``DSA_TEST_DATABASE_URL`` (a server URL whose
+user may create databases) and ``DSA_TEST_REDIS_URL`` point it at running
+servers instead. Either way each run gets a fresh, migrated database.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_PASSWORD = "admin-password-for-tests"
+
+
+def _with_db(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[dict[str, str]]:
+    from core.embedded import start_postgres, start_redis
+
+    tmp = Path(tempfile.mkdtemp(prefix="dsa-test-"))
+    services = []
+    server_url = os.environ.get("DSA_TEST_DATABASE_URL")
+    if not server_url:
+        pg = start_postgres(tmp / "postgres", log_path=tmp / "postgres.log")
+        services.append(pg)
+        server_url = pg.url
+    redis_url = os.environ.get("DSA_TEST_REDIS_URL")
+    if not redis_url:
+        rd = start_redis(tmp / "redis", log_path=tmp / "redis.log")
+        services.append(rd)
+        redis_url = rd.url
+    db_name = f"dsa_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db_name)))
+    db_url = _with_db(server_url, db_name)
+    home = tmp / "home"
+    env = {
+        "DSA_HOME": str(home),
+        "DSA_DATABASE_URL": db_url,
+        "DSA_REDIS_URL": redis_url,
+        "DSA_STORAGE_URL": (home / "objects").as_uri(),
+        "DSA_JWT_SECRET": "test-secret-" + uuid.uuid4().hex,
+        "DSA_ADMIN_USER": "admin",
+        "DSA_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "DSA_CHUNK_ROWS": "1000",
+        "DSA_ROW_GROUP_ROWS": "128",
+        "DSA_MAX_UPLOAD_BYTES": str(20 * 1024 * 1024),
+    }
+    os.environ.update(env)
+    from core import db
+    from core.config import get_settings
+    from core.migrate import migrate
+    from features.auth import service as auth_service
+
+    get_settings.cache_clear()
+    db.close_pool()
+    migrate(db_url)
+    with db.transaction() as conn:
+        auth_service.ensure_admin(conn, username="admin", password=ADMIN_PASSWORD)
+    try:
+        yield env
+    finally:
+        db.close_pool()
+        try:
+            with psycopg.connect(server_url, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(db_name)
+                    )
+                )
+        except psycopg.Error:
+            pass
+        for s in reversed(services):
+            s.stop()
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    out = open(log, "ab")  # noqa: SIM115
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", *args],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def worker(stack: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process."""
+    log = Path(stack["DSA_HOME"]) / "worker.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    proc = _spawn(["worker", "--concurrency", "1"], stack, log)
+    deadline = time.monotonic() + 60
+    while b"ready" not in (log.read_bytes() if log.exists() else b""):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"worker did not start:\n{log.read_text(errors='replace')}")
+        time.sleep(0.2)
+    yield proc
+    _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def api_url(stack: dict[str, str], worker: subprocess.Popen[bytes]) -> Iterator[str]:
+    """The API served by uvicorn in its own process, over real HTTP."""
+    from core.embedded import free_port
+
+    port = free_port()
+    log = Path(stack["DSA_HOME"]) / "api.log"
+    proc = _spawn(["api", "--host", "127.0.0.1", "--port", str(port)], stack, log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"api did not start:\n{log.read_text(errors='replace')}")
+        time.sleep(0.2)
+    yield url
+    _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def app(stack: dict[str, str]) -> Any:
+    from api.app import create_app
+
+    return create_app()
+
+
+@pytest.fixture(scope="session")
+def client(app: Any) -> Iterator[Any]:
+    """In-process client for route tests (the ASGI app, real database)."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def login(c: Any, username: str = "admin", password: str = ADMIN_PASSWORD) -> dict[str, str]:
+    r = c.post("/api/v1/auth/login", json={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+@pytest.fixture(scope="session")
+def admin(client: Any) -> dict[str, str]:
+    return login(client)
+
+
+def make_user(c: Any, admin_headers: dict[str, str], **overrides: Any) -> dict[str, str]:
+    """Create a user through the API; returns auth headers for it."""
+    username = overrides.get("username") or f"user-{uuid.uuid4().hex[:8]}"
+    password = overrides.get("password") or "password-" + uuid.uuid4().hex[:8]
+    r = c.post(
+        "/api/v1/users",
+        json={"username": username, "password": password, "is_admin": overrides.get("is_admin", False)},
+        headers=admin_headers,
+    )
+    assert r.status_code == 201, r.text
+    h = login(c, username, password)
+    h["X-Test-Username"] = username
+    return h
+
+
+def make_dataset(c: Any, headers: dict[str, str], **overrides: Any) -> dict[str, Any]:
+    body = {"name": f"ds-{uuid.uuid4().hex[:10]}", **overrides}
+    r = c.post("/api/v1/datasets", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def upload(
+    c: Any,
+    headers: dict[str, str],
+    dataset_id: str,
+    content: bytes,
+    *,
+    filename: str = "data.csv",
+    branch: str = "main",
+    **fields: str,
+) -> httpx.Response:
+    return c.post(
+        f"/api/v1/datasets/{dataset_id}/refs/{branch}/uploads",
+        files={"file": (filename, content, "text/csv")},
+        data=fields,
+        headers=headers,
+    )
+
+
+def wait_job(c: Any, headers: dict[str, str], job_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = c.get(f"/api/v1/jobs/{job_id}", headers=headers).json()
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            return dict(job)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job['state']} after {timeout}s")
+        time.sleep(0.05)
+
+
+def import_csv(
+    c: Any, headers: dict[str, str], dataset_id: str, content: bytes, **kw: Any
+) -> dict[str, Any]:
+    r = upload(c, headers, dataset_id, content, **kw)
+    assert r.status_code == 202, r.text
+    return wait_job(c, headers, r.json()["job_id"])

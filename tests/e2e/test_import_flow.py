@@ -1,0 +1,208 @@
+"""Whole flows over real HTTP: uvicorn API process, Celery worker process,
+PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import import_csv, login, make_dataset, upload, wait_job
+
+
+@pytest.fixture(scope="module")
+def http(api_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def auth(http: httpx.Client) -> dict[str, str]:
+    return login(http)
+
+
+def make_rows(n: int, seed: int, edit: float = 0.0) -> list[list[Any]]:
+    rnd = random.Random(seed)
+    rows = []
+    for i in range(n):
+        rows.append(
+            [
+                i,
+                f"name-{i}" if i % 17 else "",
+                None if i % 11 == 0 else round(i * 0.5, 2),
+                f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}",
+                "yes, \"quoted\"" if i % 7 == 0 else "plain",
+            ]
+        )
+    for r in rows:
+        if edit and rnd.random() < edit:
+            r[1] = r[1] + "-edited"
+    return rows
+
+
+def to_csv(rows: list[list[Any]]) -> bytes:
+    out = io.StringIO()
+    out.write("id,name,score,day,note\n")
+    w = csv.writer(out, lineterminator="\n")
+    for r in rows:
+        w.writerow(["" if v is None else v for v in r])
+    return out.getvalue().encode()
+
+
+def read_all(http: httpx.Client, auth: dict[str, str], ds: str, ref: str) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    offset = 0
+    while True:
+        page = http.get(
+            f"/api/v1/datasets/{ds}/refs/{ref}/data",
+            params={"offset": offset, "limit": 1000},
+            headers=auth,
+        ).json()
+        rows.extend(page["rows"])
+        offset += 1000
+        if offset >= page["total_rows"]:
+            return rows
+
+
+def test_upload_import_pages_and_history(http: httpx.Client, auth: dict[str, str]) -> None:
+    ds = make_dataset(http, auth)["id"]
+    rows = make_rows(5000, seed=1)
+    job = import_csv(http, auth, ds, to_csv(rows), filename="things.csv", message="v1")
+    assert job["state"] == "succeeded", job
+    assert job["progress"]["rows"] == 5000
+    assert job["progress"]["bytes"] == job["progress"]["total_bytes"] > 0
+    first = job["commit_id"]
+
+    tables = http.get(f"/api/v1/datasets/{ds}/refs/main/tables", headers=auth).json()
+    assert tables["commit_id"] == first
+    (t,) = tables["items"]
+    assert t["name"] == "things" and t["row_count"] == 5000
+    assert [c["type"] for c in t["columns"]] == ["integer", "string", "float", "date", "string"]
+
+    # csv.writer leaves empty names unquoted, and an unquoted empty field is null
+    expected = [[r[0], r[1] or None, r[2], r[3], r[4]] for r in rows]
+    rnd = random.Random(7)
+    for _ in range(40):
+        off = rnd.randrange(0, 5000)
+        lim = rnd.choice([1, 7, 100, 333])
+        page = http.get(
+            f"/api/v1/datasets/{ds}/refs/main/data",
+            params={"offset": off, "limit": lim},
+            headers=auth,
+        ).json()
+        assert page["rows"] == expected[off : off + lim]
+        assert page["total_rows"] == 5000
+
+    # a second upload makes a new commit; the old one still reads its rows
+    rows2 = make_rows(5200, seed=2, edit=0.05)
+    job2 = import_csv(http, auth, ds, to_csv(rows2), filename="things.csv", message="v2")
+    assert job2["state"] == "succeeded", job2
+    second = job2["commit_id"]
+    assert second != first
+    assert read_all(http, auth, ds, first) == expected
+    assert len(read_all(http, auth, ds, "main")) == 5200
+    assert read_all(http, auth, ds, first[:7]) == expected
+
+    hist = http.get(f"/api/v1/datasets/{ds}/commits", headers=auth).json()
+    assert [c["id"] for c in hist["items"]][:2] == [second, first]
+    assert [c["message"] for c in hist["items"]] == ["v2", "v1", "Create dataset"]
+    assert hist["items"][0]["parents"] == [first]
+    assert hist["items"][0]["stats"] == {"tables": 1, "rows": 5200}
+
+    detail = http.get(f"/api/v1/datasets/{ds}/commits/{second[:10]}", headers=auth).json()
+    assert detail["id"] == second
+    prov = detail["provenance"]
+    assert prov["source"]["file_name"] == "things.csv"
+    assert prov["dialect"]["delimiter"] == ","
+    assert detail["tables"][0]["row_count"] == 5200
+
+
+def test_identical_upload_makes_no_commit(http: httpx.Client, auth: dict[str, str]) -> None:
+    ds = make_dataset(http, auth)["id"]
+    body = to_csv(make_rows(300, seed=3))
+    a = import_csv(http, auth, ds, body)
+    b = import_csv(http, auth, ds, body)
+    assert a["state"] == b["state"] == "succeeded"
+    assert b["commit_id"] == a["commit_id"]
+    assert b["result"]["unchanged"] is True
+    hist = http.get(f"/api/v1/datasets/{ds}/commits", headers=auth).json()
+    assert hist["total"] == 2
+
+
+BAD_INPUTS = [
+    ("empty.csv", b"", "empty_file", 1),
+    ("ragged.csv", b"a,b\n1,2\n3,4\n5,6,7\n8,9\n", "ragged_row", 4),
+    ("binary.csv", bytes(range(256)) * 40, "binary_file", 1),
+    ("latin.csv", b"a,b\n1,ok\n2,caf\xe9\n", "invalid_encoding", 3),
+    ("dup.csv", b"a,b,a\n1,2,3\n", "duplicate_column_name", 1),
+    ("blank.csv", b"a,,c\n1,2,3\n", "blank_column_name", 1),
+]
+
+
+@pytest.mark.parametrize(("filename", "content", "code", "line"), BAD_INPUTS)
+def test_bad_input_fails_the_job_with_a_located_problem(
+    http: httpx.Client, auth: dict[str, str], filename: str, content: bytes, code: str, line: int
+) -> None:
+    ds = make_dataset(http, auth)["id"]
+    before = http.get(f"/api/v1/datasets/{ds}/commits", headers=auth).json()["total"]
+    r = upload(http, auth, ds, content, filename=filename)
+    assert r.status_code == 202, r.text
+    job = wait_job(http, auth, r.json()["job_id"])
+    assert job["state"] == "failed"
+    err = job["error"]
+    assert err["code"] == code, err
+    assert err["line"] == line, err
+    assert err["status"] in (400, 422)
+    assert err["detail"] and "Traceback" not in err["detail"]
+    assert err["file"] == filename
+    assert job["commit_id"] is None
+    # nothing committed, and the worker keeps serving
+    assert http.get(f"/api/v1/datasets/{ds}/commits", headers=auth).json()["total"] == before
+    ok = import_csv(http, auth, ds, b"x\n1\n")
+    assert ok["state"] == "succeeded"
+
+
+def test_forced_type_that_does_not_fit_names_row_and_column(
+    http: httpx.Client, auth: dict[str, str]
+) -> None:
+    ds = make_dataset(http, auth)["id"]
+    job = import_csv(
+        http, auth, ds, b"a,b\n1,2\n3,x\n", options='{"column_types": {"b": "integer"}}'
+    )
+    assert job["state"] == "failed"
+    assert job["error"]["code"] == "bad_value"
+    assert job["error"]["column"] == "b" and job["error"]["line"] == 3
+
+
+def test_unknown_things_are_404_problems(http: httpx.Client, auth: dict[str, str]) -> None:
+    ds = make_dataset(http, auth)["id"]
+    for path in (
+        "/api/v1/datasets/00000000-0000-0000-0000-000000000000",
+        f"/api/v1/datasets/{ds}/refs/nope/data",
+        f"/api/v1/datasets/{ds}/refs/abcdef0123/tables",
+        "/api/v1/jobs/00000000-0000-0000-0000-000000000000",
+        f"/api/v1/datasets/{ds}/commits/deadbeefdead",
+    ):
+        r = http.get(path, headers=auth)
+        assert r.status_code == 404, path
+        assert r.headers["content-type"].startswith("application/problem+json")
+        body = r.json()
+        assert body["status"] == 404 and body["title"] and body["detail"] and body["type"]
+
+
+def test_upload_limits_and_formats(http: httpx.Client, auth: dict[str, str]) -> None:
+    ds = make_dataset(http, auth)["id"]
+    r = upload(http, auth, ds, b"x" * (21 * 1024 * 1024))
+    assert r.status_code == 413 and r.json()["code"] == "upload_too_large"
+    r = upload(http, auth, ds, b"a\n1\n", filename="data.docx")
+    assert r.status_code == 415
+    r = upload(http, auth, ds, b"a\n1\n", mode="sideways")
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "mode"
+    r = upload(http, auth, ds, b"a\n1\n", branch="nope")
+    assert r.status_code == 404
