@@ -32,8 +32,8 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +91,7 @@ def generate_csv(path: Path, rows: int) -> pl.DataFrame:
         null_5pct(2, _h(3) % 1_000).cast(pl.Int64).alias("quantity"),
         ((_h(4) % 10_000_000).cast(pl.Float64) / 100.0).alias("price"),
         null_5pct(5, (_h(6) % 1_000_000).cast(pl.Float64) / 1_000_000.0).alias("discount"),
-        (
-            ((_h(7) % 2_000_001).cast(pl.Float64) - 1_000_000.0) / 997.0
-        ).alias("score"),
+        (((_h(7) % 2_000_001).cast(pl.Float64) - 1_000_000.0) / 997.0).alias("score"),
         pl.format("user_{}_{}", _h(8) % 1_000_000, _h(9) % 97).alias("name"),
         pl.lit(pl.Series(cities)).gather(_h(10) % len(cities)).alias("city"),
         pl.lit(pl.Series(statuses)).gather(_h(11) % len(statuses)).alias("status"),
@@ -121,14 +119,16 @@ def generate_csv(path: Path, rows: int) -> pl.DataFrame:
 # --------------------------------------------------------------------------- floor
 
 
-def measure_floor(csv: Path, tmp: Path, *, parse_dates: bool = False) -> float:
+def measure_floor(csv: Path, tmp: Path, *, parse_dates: bool = False) -> tuple[float, int]:
+    """Seconds for read_csv + write_parquet(zstd), and the Parquet file's size."""
     out = tmp / "floor.parquet"
     t0 = time.perf_counter()
     frame = pl.read_csv(csv, try_parse_dates=parse_dates)
     frame.write_parquet(out, compression="zstd")
     dt = time.perf_counter() - t0
+    size = out.stat().st_size
     out.unlink(missing_ok=True)
-    return dt
+    return dt, size
 
 
 # --------------------------------------------------------------------------- stack
@@ -183,19 +183,19 @@ class Stack:
             kids = psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             return []
-        tree: list[psutil.Process] = []
+        tree: dict[int, psutil.Process] = {}  # by pid: pool children match the cmdline too
         for p in kids:
             try:
                 cmd = p.cmdline()
             except psutil.Error:
                 continue
             if "api.cli" in cmd and "worker" in cmd:
-                tree.append(p)
+                tree[p.pid] = p
                 try:
-                    tree.extend(p.children(recursive=True))
+                    tree.update((c.pid, c) for c in p.children(recursive=True))
                 except psutil.Error:
                     pass
-        return tree
+        return list(tree.values())
 
     def api_procs(self) -> list[psutil.Process]:
         out = []
@@ -229,6 +229,8 @@ class RssSampler(threading.Thread):
         self.interval = interval
         self.max_single = 0
         self.max_total = 0
+        self.max_pss_total = 0  # PSS: shared (copy-on-write) pages counted once
+        self.pss = sys.platform.startswith("linux")
         self.samples = 0
         self._halt = threading.Event()
 
@@ -236,15 +238,18 @@ class RssSampler(threading.Thread):
         while not self._halt.is_set():
             if self.samples and self.samples % 20 == 0:
                 self.procs = self.find()
-            total = 0
+            total = pss_total = 0
             for p in self.procs:
                 try:
                     rss = p.memory_info().rss
+                    pss = getattr(p.memory_full_info(), "pss", 0) if self.pss else 0
                 except psutil.Error:
                     continue
                 total += rss
+                pss_total += pss
                 self.max_single = max(self.max_single, rss)
             self.max_total = max(self.max_total, total)
+            self.max_pss_total = max(self.max_pss_total, pss_total)
             self.samples += 1
             self._halt.wait(self.interval)
 
@@ -332,13 +337,14 @@ def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> bool:
     print(f"CSV: {rows:,} rows x 12 columns, {csv_mb:.1f} MB ({time.perf_counter() - t0:.1f} s)")
     res["csv"] = {"rows": rows, "columns": 12, "bytes": csv_bytes}
 
-    floor_s = measure_floor(csv, tmp)
+    floor_s, floor_bytes = measure_floor(csv, tmp)
     # the floor of record is the plain call; the date-parsing variant is for context
-    floor_dates_s = measure_floor(csv, tmp, parse_dates=True)
+    floor_dates_s, _ = measure_floor(csv, tmp, parse_dates=True)
     res["floor"] = {
         "seconds": floor_s,
         "rows_per_s": rows / floor_s,
         "with_date_parsing_seconds": floor_dates_s,
+        "parquet_bytes": floor_bytes,
     }
     print(f"floor (polars read_csv + write_parquet zstd): {floor_s:.2f} s, "
           f"{rows / floor_s:,.0f} rows/s")  # fmt: skip
@@ -430,6 +436,7 @@ def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> bool:
             "baseline_total_bytes": base_total,
             "peak_single_bytes": sampler.max_single,
             "peak_total_bytes": sampler.max_total,
+            "peak_total_pss_bytes": sampler.max_pss_total,
             "samples": sampler.samples,
         }
         res["api_rss"] = {"peak_total_bytes": api_sampler.max_total}
@@ -514,13 +521,15 @@ def report(res: dict[str, Any]) -> None:
         rows.append(("worker peak RSS (tree total)", f"{w['peak_total_bytes'] / 1024**2:,.0f} MiB",
                      f"<= 1 GiB: "
                      f"{verdict(w['peak_total_bytes'] <= tg['worker_peak_rss_bytes'])}"))  # fmt: skip
+        rows.append(("worker peak PSS (tree total)",
+                     f"{w['peak_total_pss_bytes'] / 1024**2:,.0f} MiB", ""))  # fmt: skip
         rows.append(("worker peak RSS (max process)",
                      f"{w['peak_single_bytes'] / 1024**2:,.0f} MiB", ""))  # fmt: skip
     if "storage" in res:
         st = res["storage"]
         rows.append(("storage (objects/chunks)",
                      f"{st['chunks_bytes'] / 1e6:.1f} MB = {st['ratio_to_csv'] * 100:.1f} % of CSV",
-                     ""))  # fmt: skip
+                     f"(floor Parquet: {res['floor']['parquet_bytes'] / 1e6:.1f} MB)"))  # fmt: skip
     if "pages" in res:
         pg = res["pages"]
         rows.append(("page p50 / p95 / p99 (limit 100)",

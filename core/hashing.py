@@ -27,7 +27,7 @@ from typing import Any
 import blake3
 import pyarrow as pa
 
-from core import _rowhash
+import core._rowhash as _rowhash
 from core.schema import Column, arrow_for_hashing
 
 ROW_HASH_BYTES = 16

@@ -14,9 +14,9 @@ from functools import cached_property
 from typing import Any
 
 from core.hashing import canonical_json, json_object_id
+from core.lru import LRU
 from core.schema import Column
 from core.storage import ObjectStore
-from core.lru import LRU
 
 
 @dataclass(frozen=True, slots=True)

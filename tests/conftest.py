@@ -185,7 +185,11 @@ def make_user(c: Any, admin_headers: dict[str, str], **overrides: Any) -> dict[s
     password = overrides.get("password") or "password-" + uuid.uuid4().hex[:8]
     r = c.post(
         "/api/v1/users",
-        json={"username": username, "password": password, "is_admin": overrides.get("is_admin", False)},
+        json={
+            "username": username,
+            "password": password,
+            "is_admin": overrides.get("is_admin", False),
+        },
         headers=admin_headers,
     )
     assert r.status_code == 201, r.text

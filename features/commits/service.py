@@ -44,7 +44,9 @@ def record(conn: psycopg.Connection[Any], *, dataset_id: uuid.UUID, commit: Comm
     put_object(get_store(), "commit", commit)
     depth = 0
     if commit.parents:
-        row = conn.execute(Q.depth_of, {"dataset_id": dataset_id, "id": commit.parents[0]}).fetchone()
+        row = conn.execute(
+            Q.depth_of, {"dataset_id": dataset_id, "id": commit.parents[0]}
+        ).fetchone()
         if row is None:
             raise NotFound(f"parent commit {commit.parents[0]} is unknown", code="commit_not_found")
         depth = row["depth"] + 1

@@ -25,10 +25,19 @@ ROLES = {"read": 1, "write": 2, "admin": 3}
 
 
 def _dataset(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: row[k] for k in (
-        "id", "name", "description", "primary_key", "visibility",
-        "default_branch", "created_at", "updated_at",
-    )}
+    return {
+        k: row[k]
+        for k in (
+            "id",
+            "name",
+            "description",
+            "primary_key",
+            "visibility",
+            "default_branch",
+            "created_at",
+            "updated_at",
+        )
+    }
 
 
 def create_dataset(

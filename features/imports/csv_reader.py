@@ -52,7 +52,9 @@ def _fits(arr: pa.Array, kind: str) -> bool:
         return True
     try:
         if kind == "boolean":
-            return bool(pc.all(pc.is_in(pc.utf8_lower(values), pa.array(["true", "false"]))).as_py())
+            return bool(
+                pc.all(pc.is_in(pc.utf8_lower(values), pa.array(["true", "false"]))).as_py()
+            )
         if kind == "integer":
             if not pc.all(pc.match_substring_regex(values, _INT)).as_py():
                 return False
@@ -223,8 +225,12 @@ def read_csv(
     bad_row: dict[str, Any] = {}
 
     def on_invalid(row: Any) -> str:
-        bad_row.update(number=row.number, text=row.text, expected=row.expected_columns,
-                       actual=row.actual_columns)
+        bad_row.update(
+            number=row.number,
+            text=row.text,
+            expected=row.expected_columns,
+            actual=row.actual_columns,
+        )
         return "error"
 
     encoding = dialect["encoding"]
@@ -297,7 +303,9 @@ def read_csv(
     return Pass1(names=names, types=types, rows=rows, spill=spill, dialect=dialect)
 
 
-def _take_header(batch: pa.RecordBatch, dialect: dict[str, Any]) -> tuple[pa.RecordBatch, list[str]]:
+def _take_header(
+    batch: pa.RecordBatch, dialect: dict[str, Any]
+) -> tuple[pa.RecordBatch, list[str]]:
     ncols = batch.num_columns
     if not dialect["header"]:
         return batch, [f"column_{i + 1}" for i in range(ncols)]

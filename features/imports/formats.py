@@ -37,7 +37,7 @@ def validate_options(options: dict[str, Any]) -> list[tuple[str, str]]:
         if key not in OPTION_NAMES:
             errors.append((key, f"unknown option; known: {', '.join(OPTION_NAMES)}"))
     d = options.get("delimiter")
-    if d is not None and (not isinstance(d, str) or len(d) != 1 or d in "\r\n\""):
+    if d is not None and (not isinstance(d, str) or len(d) != 1 or d in '\r\n"'):
         errors.append(("delimiter", "must be one character (not a quote or newline)"))
     if "header" in options and not isinstance(options["header"], bool):
         errors.append(("header", "must be true or false"))

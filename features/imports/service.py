@@ -126,9 +126,10 @@ def _import(job: dict[str, Any], work: Path) -> None:
     branch: str = job["ref_name"]
     upload = params["upload"]
     with db.transaction() as conn:
-        head = params.get("expected_commit_id") or refs_service.get_branch(
-            conn, dataset_id, branch
-        )["commit_id"]
+        head = (
+            params.get("expected_commit_id")
+            or refs_service.get_branch(conn, dataset_id, branch)["commit_id"]
+        )
     parent = get_commit(store, head)
     progress = _Progress(job["id"])
     filename = upload["filename"]
@@ -232,7 +233,9 @@ def _import(job: dict[str, Any], work: Path) -> None:
     )
     with db.transaction() as conn:
         commit_id = commits_service.record(conn, dataset_id=dataset_id, commit=commit)
-        refs_service.cas_move(conn, dataset_id=dataset_id, name=branch, new=commit_id, expected=head)
+        refs_service.cas_move(
+            conn, dataset_id=dataset_id, name=branch, new=commit_id, expected=head
+        )
         jobs_service.succeed(
             conn,
             job["id"],
@@ -280,8 +283,7 @@ def _bad_value(
             row = row_base + k + 1
             line = row + dialect["skip_rows"] + (1 if dialect["header"] else 0)
             return ImportFailed(
-                f"column {col.name!r} is declared {col.type}, but row {row} holds "
-                f"{v.as_py()!r}",
+                f"column {col.name!r} is declared {col.type}, but row {row} holds {v.as_py()!r}",
                 code="bad_value",
                 file=filename,
                 line=line,

@@ -36,7 +36,7 @@ def make_rows(n: int, seed: int, edit: float = 0.0) -> list[list[Any]]:
                 f"name-{i}" if i % 17 else "",
                 None if i % 11 == 0 else round(i * 0.5, 2),
                 f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}",
-                "yes, \"quoted\"" if i % 7 == 0 else "plain",
+                'yes, "quoted"' if i % 7 == 0 else "plain",
             ]
         )
     for r in rows:
