@@ -45,7 +45,12 @@ class ImportFailed(Invalid):
     """The file cannot be imported; the problem says why and where."""
 
 
-def _fits(arr: pa.Array, kind: str) -> bool:
+def strip_plus(arr: pa.Array) -> pa.Array:
+    """Arrow's number parser refuses a leading '+'; drop it (the regexes vetted the rest)."""
+    return pc.replace_substring_regex(arr, pattern=r"^\+", replacement="")
+
+
+def fits(arr: pa.Array, kind: str) -> bool:
     """Whether every non-null value of a text array is a valid ``kind``."""
     values = arr.drop_null()
     if len(values) == 0:
@@ -58,19 +63,19 @@ def _fits(arr: pa.Array, kind: str) -> bool:
         if kind == "integer":
             if not pc.all(pc.match_substring_regex(values, _INT)).as_py():
                 return False
-            pc.cast(values, pa.int64())
+            pc.cast(strip_plus(values), pa.int64())
             return True
         if kind == "float":
             if pc.any(pc.match_substring_regex(values, _LEADING_ZERO)).as_py():
                 return False
             if not pc.all(pc.match_substring_regex(values, _FLOAT)).as_py():
                 return False
-            pc.cast(values, pa.float64())
+            pc.cast(strip_plus(values), pa.float64())
             return True
         if kind == "date":
             if not pc.all(pc.match_substring_regex(values, _DATE)).as_py():
                 return False
-            pc.strptime(values, format="%Y-%m-%d", unit="s", error_is_null=False)
+            pc.cast(values, pa.date32())  # strict: 2024-02-30 is refused
             return True
         if kind == "datetime":
             if not pc.all(pc.match_substring_regex(values, _DT_NAIVE)).as_py():
@@ -94,18 +99,21 @@ class TypeInference:
     names: list[str]
     candidates: list[list[str]] = field(default_factory=list)
     all_int_pattern: list[bool] = field(default_factory=list)
+    has_values: list[bool] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.candidates = [list(_ORDER) for _ in self.names]
         self.all_int_pattern = [True for _ in self.names]
+        self.has_values = [False for _ in self.names]
 
     def update(self, batch: pa.RecordBatch) -> None:
         for i, cands in enumerate(self.candidates):
+            col = batch.column(i)
+            self.has_values[i] = self.has_values[i] or col.null_count < len(col)
             if not cands:
                 continue
-            col = batch.column(i)
             # test in order; a type that fails is dropped for good
-            self.candidates[i] = [k for k in cands if _fits(col, k)]
+            self.candidates[i] = [k for k in cands if fits(col, k)]
             if self.all_int_pattern[i] and "integer" not in self.candidates[i]:
                 values = col.drop_null()
                 self.all_int_pattern[i] = len(values) == 0 or bool(
@@ -114,8 +122,11 @@ class TypeInference:
 
     def result(self) -> list[str]:
         out = []
-        for cands, int_like in zip(self.candidates, self.all_int_pattern, strict=True):
-            kind = cands[0] if cands else "string"
+        for cands, int_like, seen in zip(
+            self.candidates, self.all_int_pattern, self.has_values, strict=True
+        ):
+            # a column of nothing but nulls is text: nothing says otherwise
+            kind = cands[0] if cands and seen else "string"
             # integers too large for int64 stay exact as text, never rounded floats
             if kind == "float" and int_like:
                 kind = "string"

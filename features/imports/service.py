@@ -36,7 +36,7 @@ from core.objects import Commit, Manifest, Piece, Schema, TableEntry, get_commit
 from core.schema import Column, arrow_type
 from core.storage import get_store
 from features.commits import service as commits_service
-from features.imports.csv_reader import ImportFailed, _fits, read_csv
+from features.imports.csv_reader import ImportFailed, fits, read_csv, strip_plus
 from features.imports.formats import (
     SUPPORTED_EXTENSIONS,
     detect_format,
@@ -263,9 +263,8 @@ def _cast(
             arrays.append(pc.equal(pc.utf8_lower(arr), "true"))
             continue
         try:
-            if col.type == "date":
-                ts = pc.strptime(arr, format="%Y-%m-%d", unit="s", error_is_null=False)
-                arrays.append(pc.cast(ts, pa.date32()))
+            if col.type in ("integer", "float"):
+                arrays.append(pc.cast(strip_plus(arr), arrow_type(col.type)))
             else:
                 arrays.append(pc.cast(arr, arrow_type(col.type)))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -279,7 +278,7 @@ def _bad_value(
     """Find the first value that is not a ``col.type`` (only runs on the failure path)."""
     for k in range(len(arr)):
         v = arr[k]
-        if v.is_valid and not _fits(pa.array([v.as_py()], pa.large_string()), col.type):
+        if v.is_valid and not fits(pa.array([v.as_py()], pa.large_string()), col.type):
             row = row_base + k + 1
             line = row + dialect["skip_rows"] + (1 if dialect["header"] else 0)
             return ImportFailed(

@@ -114,5 +114,8 @@ def test_golden_object_ids() -> None:
     assert schema.id == "d28b56af1d96aaa50b074259751fe73736d1a9816d008da8f1e09b526eaa0357"
     assert manifest.id == "99314027c75d080cdf7d17845a3aef1672ded20027fcd04c2933f99e7170c49b"
     assert commit.id == "96de05b8209c5f0edf5ac2dff4481a4eea919792b20697e4400999a470fc59f7"
-    assert chunk_id(bytes(range(32))) == "3343d106bee05a75deaa6bd46844e5de80a7f8c58518e9e7db9958ab7d70b698"
+    assert (
+        chunk_id(bytes(range(32)))
+        == "3343d106bee05a75deaa6bd46844e5de80a7f8c58518e9e7db9958ab7d70b698"
+    )
     assert canonical_json({"b": 1, "a": "é"}) == '{"a":"é","b":1}'.encode()

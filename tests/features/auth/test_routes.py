@@ -57,7 +57,10 @@ def test_api_tokens(client: Any, admin: dict[str, str]) -> None:
     listed = client.get("/api/v1/tokens", headers=user).json()["items"]
     assert [t["name"] for t in listed] == ["ci"] and "token" not in listed[0]
     assert client.delete(f"/api/v1/tokens/{r.json()['id']}", headers=user).status_code == 204
-    assert client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert (
+        client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}).status_code
+        == 401
+    )
 
 
 def test_login_of_new_user(client: Any, admin: dict[str, str]) -> None:

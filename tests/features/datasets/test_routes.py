@@ -62,7 +62,9 @@ def test_list_search_and_pagination(client: Any, admin: dict[str, str]) -> None:
         seen += [d["name"] for d in r["items"]]
         page += 1
     assert sorted(seen) == names
-    assert client.get("/api/v1/datasets", params={"per_page": 501}, headers=admin).status_code == 422
+    assert (
+        client.get("/api/v1/datasets", params={"per_page": 501}, headers=admin).status_code == 422
+    )
 
 
 def test_roles_and_visibility(client: Any, admin: dict[str, str]) -> None:
@@ -82,9 +84,7 @@ def test_roles_and_visibility(client: Any, admin: dict[str, str]) -> None:
     assert client.get(url, headers=other).status_code == 200
     r = client.patch(url, json={"description": "x"}, headers=other)
     assert r.status_code == 403
-    r = client.post(
-        f"{url}/refs/main/uploads", files={"file": ("a.csv", b"a\n1\n")}, headers=other
-    )
+    r = client.post(f"{url}/refs/main/uploads", files={"file": ("a.csv", b"a\n1\n")}, headers=other)
     assert r.status_code == 403
     perms = client.get(f"{url}/permissions", headers=owner).json()["items"]
     assert {(p["username"], p["role"]) for p in perms} == {
