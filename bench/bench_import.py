@@ -20,9 +20,11 @@ dir removed unless ``--keep``. This is a script, not part of the package.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import random
 import shutil
 import signal
 import socket
@@ -74,10 +76,27 @@ def _h(k: int) -> pl.Expr:
 
 def generate_csv(path: Path, rows: int) -> pl.DataFrame:
     cities = [
-        "Amsterdam", "Berlin", "Cairo", "Delhi", "Edinburgh", "Florence", "Geneva",
-        "Helsinki", "Istanbul", "Jakarta", "Kyoto", "Lima", "Madrid", "Nairobi",
-        "Oslo", "Paris", "Quito", "Rome", "Seoul", "Toronto",
-    ]  # fmt: skip
+        "Amsterdam",
+        "Berlin",
+        "Cairo",
+        "Delhi",
+        "Edinburgh",
+        "Florence",
+        "Geneva",
+        "Helsinki",
+        "Istanbul",
+        "Jakarta",
+        "Kyoto",
+        "Lima",
+        "Madrid",
+        "Nairobi",
+        "Oslo",
+        "Paris",
+        "Quito",
+        "Rome",
+        "Seoul",
+        "Toronto",
+    ]
     statuses = ["new", "paid", "shipped", "cancelled"]
     words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
     base = pl.DataFrame({"i": pl.int_range(0, rows, dtype=pl.Int64, eager=True)})
@@ -191,10 +210,8 @@ class Stack:
                 continue
             if "api.cli" in cmd and "worker" in cmd:
                 tree[p.pid] = p
-                try:
+                with contextlib.suppress(psutil.Error):
                     tree.update((c.pid, c) for c in p.children(recursive=True))
-                except psutil.Error:
-                    pass
         return list(tree.values())
 
     def api_procs(self) -> list[psutil.Process]:
@@ -265,10 +282,8 @@ def dir_bytes(path: Path) -> int:
     total = 0
     for root, _dirs, files in os.walk(path):
         for f in files:
-            try:
+            with contextlib.suppress(OSError):
                 total += os.stat(os.path.join(root, f)).st_size
-            except OSError:
-                pass
     return total
 
 
@@ -298,6 +313,8 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "polars": pl.__version__,
         "platform": platform.platform(),
+        # other work on the box skews everything; recorded so a noisy run can be spotted
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -346,8 +363,10 @@ def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> bool:
         "with_date_parsing_seconds": floor_dates_s,
         "parquet_bytes": floor_bytes,
     }
-    print(f"floor (polars read_csv + write_parquet zstd): {floor_s:.2f} s, "
-          f"{rows / floor_s:,.0f} rows/s")  # fmt: skip
+    print(
+        f"floor (polars read_csv + write_parquet zstd): {floor_s:.2f} s, "
+        f"{rows / floor_s:,.0f} rows/s"
+    )
 
     home = tmp / "home"
     port = free_port()
@@ -441,12 +460,15 @@ def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> bool:
         }
         res["api_rss"] = {"peak_total_bytes": api_sampler.max_total}
         ok = job.get("state") == "succeeded"
-        print(f"import: {job.get('state')} in {elapsed:.2f} s "
-              f"(upload {t_uploaded - t_start:.2f} s)")  # fmt: skip
+        print(
+            f"import: {job.get('state')} in {elapsed:.2f} s (upload {t_uploaded - t_start:.2f} s)"
+        )
         if not ok:
             print(f"job error: {json.dumps(job.get('error'), indent=2)}", file=sys.stderr)
-            print(f"--- {home}/logs/worker.log (tail)\n{tail(home / 'logs' / 'worker.log')}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"--- {home}/logs/worker.log (tail)\n{tail(home / 'logs' / 'worker.log')}",
+                file=sys.stderr,
+            )
             return False
 
         # ---- storage
@@ -459,8 +481,6 @@ def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> bool:
 
         # ---- page latency
         commit = job["commit_id"]
-        import random
-
         rng = random.Random(SEED)
         offsets = [rng.randint(0, max(rows - 100, 0)) for _ in range(200)]
         url = f"/api/v1/datasets/{ds}/refs/{commit}/data"
@@ -492,14 +512,21 @@ def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> bool:
 
 def report(res: dict[str, Any]) -> None:
     m = res["machine"]
-    print(f"\nmachine: {m['nproc']} CPUs ({m['cpu_model']}), {m['ram_total_gb']} GB RAM, "
-          f"Python {m['python']}, polars {m['polars']}")  # fmt: skip
+    print(
+        f"\nmachine: {m['nproc']} CPUs ({m['cpu_model']}), {m['ram_total_gb']} GB RAM, "
+        f"Python {m['python']}, polars {m['polars']}"
+    )
     rows: list[tuple[str, str, str]] = []
     csv_mb = res["csv"]["bytes"] / 1e6
     rows.append(("CSV", f"{res['csv']['rows']:,} rows x 12 cols, {csv_mb:.1f} MB", ""))
     fl = res["floor"]
-    rows.append(("floor (read_csv + parquet zstd)",
-                 f"{fl['seconds']:.2f} s, {fl['rows_per_s']:,.0f} rows/s", ""))  # fmt: skip
+    rows.append(
+        (
+            "floor (read_csv + parquet zstd)",
+            f"{fl['seconds']:.2f} s, {fl['rows_per_s']:,.0f} rows/s",
+            "",
+        )
+    )
     imp = res.get("import")
     tg = TARGETS
 
@@ -508,34 +535,62 @@ def report(res: dict[str, Any]) -> None:
 
     if imp and "seconds" in imp:
         rows.append(("import state", str(imp["state"]), ""))
-        rows.append(("import end to end",
-                     f"{imp['seconds']:.2f} s (upload {imp['upload_seconds']:.2f} s)", ""))  # fmt: skip
-        rows.append(("import rows/s", f"{imp['rows_per_s']:,.0f}",
-                     f">= {tg['import_rows_per_s']:,}: "
-                     f"{verdict(imp['rows_per_s'] >= tg['import_rows_per_s'])}"))  # fmt: skip
+        rows.append(
+            (
+                "import end to end",
+                f"{imp['seconds']:.2f} s (upload {imp['upload_seconds']:.2f} s)",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "import rows/s",
+                f"{imp['rows_per_s']:,.0f}",
+                f">= {tg['import_rows_per_s']:,}: "
+                f"{verdict(imp['rows_per_s'] >= tg['import_rows_per_s'])}",
+            )
+        )
         rows.append(("import MB/s", f"{imp['mb_per_s']:.1f}", ""))
-        rows.append(("ratio to floor", f"{imp['ratio_to_floor']:.2f}x",
-                     f"<= {tg['ratio_to_floor']}x: "
-                     f"{verdict(imp['ratio_to_floor'] <= tg['ratio_to_floor'])}"))  # fmt: skip
+        rows.append(
+            (
+                "ratio to floor",
+                f"{imp['ratio_to_floor']:.2f}x",
+                f"<= {tg['ratio_to_floor']}x: "
+                f"{verdict(imp['ratio_to_floor'] <= tg['ratio_to_floor'])}",
+            )
+        )
         w = res["worker_rss"]
-        rows.append(("worker peak RSS (tree total)", f"{w['peak_total_bytes'] / 1024**2:,.0f} MiB",
-                     f"<= 1 GiB: "
-                     f"{verdict(w['peak_total_bytes'] <= tg['worker_peak_rss_bytes'])}"))  # fmt: skip
-        rows.append(("worker peak PSS (tree total)",
-                     f"{w['peak_total_pss_bytes'] / 1024**2:,.0f} MiB", ""))  # fmt: skip
-        rows.append(("worker peak RSS (max process)",
-                     f"{w['peak_single_bytes'] / 1024**2:,.0f} MiB", ""))  # fmt: skip
+        rows.append(
+            (
+                "worker peak RSS (tree total)",
+                f"{w['peak_total_bytes'] / 1024**2:,.0f} MiB",
+                f"<= 1 GiB: {verdict(w['peak_total_bytes'] <= tg['worker_peak_rss_bytes'])}",
+            )
+        )
+        rows.append(
+            ("worker peak PSS (tree total)", f"{w['peak_total_pss_bytes'] / 1024**2:,.0f} MiB", "")
+        )
+        rows.append(
+            ("worker peak RSS (max process)", f"{w['peak_single_bytes'] / 1024**2:,.0f} MiB", "")
+        )
     if "storage" in res:
         st = res["storage"]
-        rows.append(("storage (objects/chunks)",
-                     f"{st['chunks_bytes'] / 1e6:.1f} MB = {st['ratio_to_csv'] * 100:.1f} % of CSV",
-                     f"(floor Parquet: {res['floor']['parquet_bytes'] / 1e6:.1f} MB)"))  # fmt: skip
+        rows.append(
+            (
+                "storage (objects/chunks)",
+                f"{st['chunks_bytes'] / 1e6:.1f} MB = {st['ratio_to_csv'] * 100:.1f} % of CSV",
+                f"(floor Parquet: {res['floor']['parquet_bytes'] / 1e6:.1f} MB)",
+            )
+        )
     if "pages" in res:
         pg = res["pages"]
-        rows.append(("page p50 / p95 / p99 (limit 100)",
-                     f"{pg['p50_ms']:.1f} / {pg['p95_ms']:.1f} / {pg['p99_ms']:.1f} ms",
-                     f"p95 <= {tg['page_p95_ms']:.0f} ms: "
-                     f"{verdict(pg['p95_ms'] <= tg['page_p95_ms'])}"))  # fmt: skip
+        rows.append(
+            (
+                "page p50 / p95 / p99 (limit 100)",
+                f"{pg['p50_ms']:.1f} / {pg['p95_ms']:.1f} / {pg['p99_ms']:.1f} ms",
+                f"p95 <= {tg['page_p95_ms']:.0f} ms: {verdict(pg['p95_ms'] <= tg['page_p95_ms'])}",
+            )
+        )
     try:
         from rich.console import Console
         from rich.table import Table
@@ -567,8 +622,10 @@ def main() -> int:
         "targets": TARGETS,
     }
     m = res["machine"]
-    print(f"machine: nproc={m['nproc']} cpu={m['cpu_model']!r} ram={m['ram_total_gb']} GB "
-          f"python={m['python']}")  # fmt: skip
+    print(
+        f"machine: nproc={m['nproc']} cpu={m['cpu_model']!r} ram={m['ram_total_gb']} GB "
+        f"python={m['python']} loadavg={m['loadavg_at_start']}"
+    )
     tmp = Path(tempfile.mkdtemp(prefix="dsa-bench-"))
     ok = False
     try:
@@ -587,6 +644,7 @@ def main() -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     res["ok"] = ok
+    res["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     if "floor" in res:
         report(res)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

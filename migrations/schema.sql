@@ -1,0 +1,135 @@
+-- The schema built by the numbered migrations (checked by tests/core/test_migrate.py).
+
+TABLE api_token
+  id uuid NOT NULL
+  user_id uuid NOT NULL
+  name text NOT NULL
+  token_hash text NOT NULL
+  created_at timestamp with time zone NOT NULL DEFAULT now()
+  expires_at timestamp with time zone
+  CONSTRAINT api_token_hash_key UNIQUE (token_hash)
+  CONSTRAINT api_token_pkey PRIMARY KEY (id)
+  CONSTRAINT api_token_user_id_fkey FOREIGN KEY (user_id) REFERENCES app_user(id) ON DELETE CASCADE
+  CREATE UNIQUE INDEX api_token_hash_key ON public.api_token USING btree (token_hash)
+  CREATE UNIQUE INDEX api_token_pkey ON public.api_token USING btree (id)
+
+TABLE app_user
+  id uuid NOT NULL
+  username text NOT NULL
+  password_hash text NOT NULL
+  is_admin boolean NOT NULL DEFAULT false
+  created_at timestamp with time zone NOT NULL DEFAULT now()
+  CONSTRAINT app_user_pkey PRIMARY KEY (id)
+  CONSTRAINT app_user_username_key UNIQUE (username)
+  CREATE UNIQUE INDEX app_user_pkey ON public.app_user USING btree (id)
+  CREATE UNIQUE INDEX app_user_username_key ON public.app_user USING btree (username)
+
+TABLE commit
+  dataset_id uuid NOT NULL
+  id text NOT NULL
+  parents ARRAY NOT NULL
+  author text NOT NULL
+  message text NOT NULL
+  created_at timestamp with time zone NOT NULL
+  tables jsonb NOT NULL
+  provenance jsonb NOT NULL DEFAULT '{}'::jsonb
+  row_count bigint NOT NULL
+  table_count integer NOT NULL
+  depth integer NOT NULL
+  CONSTRAINT commit_dataset_id_fkey FOREIGN KEY (dataset_id) REFERENCES dataset(id) ON DELETE CASCADE
+  CONSTRAINT commit_pkey PRIMARY KEY (dataset_id, id)
+  CREATE INDEX commit_id_prefix_idx ON public.commit USING btree (dataset_id, id text_pattern_ops)
+  CREATE UNIQUE INDEX commit_pkey ON public.commit USING btree (dataset_id, id)
+
+TABLE dataset
+  id uuid NOT NULL
+  name text NOT NULL
+  description text NOT NULL DEFAULT ''::text
+  primary_key ARRAY
+  visibility text NOT NULL DEFAULT 'private'::text
+  default_branch text NOT NULL DEFAULT 'main'::text
+  created_by uuid
+  created_at timestamp with time zone NOT NULL DEFAULT now()
+  updated_at timestamp with time zone NOT NULL DEFAULT now()
+  deleted_at timestamp with time zone
+  CONSTRAINT dataset_created_by_fkey FOREIGN KEY (created_by) REFERENCES app_user(id)
+  CONSTRAINT dataset_pkey PRIMARY KEY (id)
+  CONSTRAINT dataset_visibility_check CHECK ((visibility = ANY (ARRAY['private'::text, 'internal'::text, 'public'::text])))
+  CREATE UNIQUE INDEX dataset_name_key ON public.dataset USING btree (name) WHERE (deleted_at IS NULL)
+  CREATE UNIQUE INDEX dataset_pkey ON public.dataset USING btree (id)
+
+TABLE dataset_permission
+  dataset_id uuid NOT NULL
+  user_id uuid NOT NULL
+  role text NOT NULL
+  granted_at timestamp with time zone NOT NULL DEFAULT now()
+  CONSTRAINT dataset_permission_dataset_id_fkey FOREIGN KEY (dataset_id) REFERENCES dataset(id) ON DELETE CASCADE
+  CONSTRAINT dataset_permission_pkey PRIMARY KEY (dataset_id, user_id)
+  CONSTRAINT dataset_permission_role_check CHECK ((role = ANY (ARRAY['read'::text, 'write'::text, 'admin'::text])))
+  CONSTRAINT dataset_permission_user_id_fkey FOREIGN KEY (user_id) REFERENCES app_user(id) ON DELETE CASCADE
+  CREATE UNIQUE INDEX dataset_permission_pkey ON public.dataset_permission USING btree (dataset_id, user_id)
+
+TABLE job
+  id uuid NOT NULL
+  kind text NOT NULL
+  dataset_id uuid NOT NULL
+  ref_name text NOT NULL
+  upload_id uuid
+  state text NOT NULL DEFAULT 'queued'::text
+  params jsonb NOT NULL DEFAULT '{}'::jsonb
+  rows bigint NOT NULL DEFAULT 0
+  bytes bigint NOT NULL DEFAULT 0
+  total_bytes bigint
+  commit_id text
+  error jsonb
+  attempts integer NOT NULL DEFAULT 0
+  created_by uuid
+  created_at timestamp with time zone NOT NULL DEFAULT now()
+  started_at timestamp with time zone
+  finished_at timestamp with time zone
+  heartbeat_at timestamp with time zone
+  CONSTRAINT job_created_by_fkey FOREIGN KEY (created_by) REFERENCES app_user(id)
+  CONSTRAINT job_dataset_id_fkey FOREIGN KEY (dataset_id) REFERENCES dataset(id) ON DELETE CASCADE
+  CONSTRAINT job_pkey PRIMARY KEY (id)
+  CONSTRAINT job_state_check CHECK ((state = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'cancelled'::text])))
+  CONSTRAINT job_upload_id_fkey FOREIGN KEY (upload_id) REFERENCES upload(id) ON DELETE SET NULL
+  CREATE INDEX job_active_idx ON public.job USING btree (state) WHERE (state = ANY (ARRAY['queued'::text, 'running'::text]))
+  CREATE INDEX job_dataset_idx ON public.job USING btree (dataset_id, created_at DESC)
+  CREATE UNIQUE INDEX job_pkey ON public.job USING btree (id)
+
+TABLE ref
+  dataset_id uuid NOT NULL
+  name text NOT NULL
+  kind text NOT NULL
+  commit_id text NOT NULL
+  protected boolean NOT NULL DEFAULT false
+  message text
+  created_by text
+  created_at timestamp with time zone NOT NULL DEFAULT now()
+  updated_at timestamp with time zone NOT NULL DEFAULT now()
+  CONSTRAINT ref_commit_fkey FOREIGN KEY (dataset_id, commit_id) REFERENCES commit(dataset_id, id)
+  CONSTRAINT ref_dataset_id_fkey FOREIGN KEY (dataset_id) REFERENCES dataset(id) ON DELETE CASCADE
+  CONSTRAINT ref_kind_check CHECK ((kind = ANY (ARRAY['branch'::text, 'tag'::text])))
+  CONSTRAINT ref_pkey PRIMARY KEY (dataset_id, name)
+  CREATE UNIQUE INDEX ref_pkey ON public.ref USING btree (dataset_id, name)
+
+TABLE schema_migration
+  version integer NOT NULL
+  name text NOT NULL
+  applied_at timestamp with time zone NOT NULL DEFAULT now()
+  CONSTRAINT schema_migration_pkey PRIMARY KEY (version)
+  CREATE UNIQUE INDEX schema_migration_pkey ON public.schema_migration USING btree (version)
+
+TABLE upload
+  id uuid NOT NULL
+  dataset_id uuid NOT NULL
+  object_key text NOT NULL
+  filename text NOT NULL
+  size bigint NOT NULL
+  blake3 text NOT NULL
+  created_by uuid
+  created_at timestamp with time zone NOT NULL DEFAULT now()
+  CONSTRAINT upload_created_by_fkey FOREIGN KEY (created_by) REFERENCES app_user(id)
+  CONSTRAINT upload_dataset_id_fkey FOREIGN KEY (dataset_id) REFERENCES dataset(id) ON DELETE CASCADE
+  CONSTRAINT upload_pkey PRIMARY KEY (id)
+  CREATE UNIQUE INDEX upload_pkey ON public.upload USING btree (id)

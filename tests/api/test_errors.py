@@ -1,0 +1,82 @@
+"""Every domain error category becomes the same RFC 9457 problem shape."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+
+from api import errors
+from core.errors import (
+    BadRequest,
+    Conflict,
+    DsaError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMedia,
+)
+
+CASES = [
+    (NotFound, 404),
+    (Conflict, 409),
+    (Invalid, 422),
+    (BadRequest, 400),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (TooLarge, 413),
+    (UnsupportedMedia, 415),
+    (Unavailable, 503),
+    (DsaError, 500),
+]
+
+
+class Body(BaseModel):
+    n: int
+
+
+def _app() -> FastAPI:
+    app = FastAPI()
+    errors.install(app)
+
+    @app.get("/raise/{i}")
+    def _raise(i: int) -> None:
+        cls, _ = CASES[i]
+        raise cls("something precise happened", line=3)
+
+    @app.get("/crash")
+    def _crash() -> None:
+        raise RuntimeError("secret internals")
+
+    @app.post("/body")
+    def _body(body: Body) -> None:
+        return None
+
+    return app
+
+
+@pytest.mark.parametrize("i", range(len(CASES)))
+def test_problem_shape_for_every_category(i: int) -> None:
+    cls, status = CASES[i]
+    r = TestClient(_app()).get(f"/raise/{i}")
+    assert r.status_code == status
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert body["status"] == status
+    assert body["type"].startswith("https://") and body["title"] and body["code"]
+    assert body["detail"] == "something precise happened" and body["line"] == 3
+    assert body["instance"] == f"/raise/{i}"
+
+
+def test_crashes_hide_internals_and_invalid_bodies_list_fields() -> None:
+    c = TestClient(_app(), raise_server_exceptions=False)
+    r = c.get("/crash")
+    assert r.status_code == 500 and "secret" not in r.text and "Traceback" not in r.text
+    r = c.post("/body", json={"n": "x"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "n"
+    r = c.get("/no/such/route")
+    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
