@@ -20,7 +20,7 @@ LEFT JOIN dataset_permission p ON p.dataset_id = d.id AND p.user_id = %(user_id)
 WHERE d.deleted_at IS NULL
   AND (%(is_admin)s OR d.visibility = 'public' OR p.role IS NOT NULL
        OR (d.visibility = 'internal' AND %(user_id)s::uuid IS NOT NULL))
-  AND (%(q)s::text IS NULL OR d.name ILIKE '%%' || %(q)s || '%%' OR d.description ILIKE '%%' || %(q)s || '%%')
+  AND (%(q)s::text IS NULL OR d.name ILIKE %(q)s OR d.description ILIKE %(q)s)
 ORDER BY d.created_at DESC, d.id
 LIMIT %(limit)s OFFSET %(offset)s;
 

@@ -109,7 +109,7 @@ def list_datasets(
         {
             "user_id": user.id if user else None,
             "is_admin": bool(user and user.is_admin),
-            "q": q or None,
+            "q": _like(q),
             "limit": per_page,
             "offset": (page - 1) * per_page,
         },
@@ -121,13 +121,20 @@ def list_datasets(
             {
                 "user_id": user.id if user else None,
                 "is_admin": bool(user and user.is_admin),
-                "q": q or None,
+                "q": _like(q),
                 "limit": 1,
                 "offset": 0,
             },
         ).fetchone()
         total = probe["total"] if probe else 0
     return [_dataset(r) for r in rows], total
+
+
+def _like(q: str | None) -> str | None:
+    """An ILIKE pattern matching ``q`` anywhere, with its own % and _ taken literally."""
+    if not q:
+        return None
+    return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def update_dataset(

@@ -10,7 +10,8 @@ file rather than a sample, so a stray "n/a" on row 900,000 makes its column
 text instead of failing the import.
 
 Nulls: an unquoted empty field is null, a quoted empty field ("") is the
-empty string; ``null_values`` adds more null spellings.
+empty string. ``null_values`` replaces the default list ``[""]`` (so pass
+``["", "NA"]`` to keep empty fields null and add "NA").
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def detect_format(filename: str, options: dict[str, Any]) -> str | None:
 
 def table_name_from_file(filename: str) -> str:
     stem = PurePath(filename).name.split(".")[0].strip()
-    cleaned = "".join(c if c.isalnum() or c in "_-" else "_" for c in stem)[:128]
+    cleaned = "".join(c if (c.isascii() and c.isalnum()) or c in "_-" else "_" for c in stem)[:128]
     return cleaned or "data"
 
 

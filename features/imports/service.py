@@ -31,7 +31,7 @@ import structlog
 from core import db, queue
 from core.chunks import write_chunk
 from core.config import get_settings
-from core.errors import DsaError
+from core.errors import DsaError, Unavailable
 from core.objects import Commit, Manifest, Piece, Schema, TableEntry, get_commit, put_object
 from core.schema import Column, arrow_type
 from core.storage import get_store
@@ -63,7 +63,19 @@ PROGRESS_EVERY_S = 0.5
 
 
 def enqueue_after_commit(conn: Any, job_id: uuid.UUID) -> None:
-    db.after_commit(conn, lambda: queue.enqueue("imports.run", str(job_id)))
+    """Send the task once the job row is committed; if the broker is down, fail the job."""
+
+    def send() -> None:
+        try:
+            queue.enqueue("imports.run", str(job_id))
+        except Exception as exc:
+            log.error("enqueue failed", job_id=str(job_id), error=str(exc))
+            err = Unavailable("the job queue is unreachable; try again shortly", code="queue_down")
+            with db.transaction() as conn2:
+                jobs_service.fail(conn2, job_id, err.to_problem(f"/api/v1/jobs/{job_id}"))
+            raise err from None
+
+    db.after_commit(conn, send)
 
 
 class _Progress:
@@ -260,7 +272,10 @@ def _cast(
             arrays.append(arr)
             continue
         if col.type == "boolean":
-            arrays.append(pc.equal(pc.utf8_lower(arr), "true"))
+            lower = pc.utf8_lower(arr)
+            if not pc.all(pc.is_in(lower.drop_null(), pa.array(["true", "false"]))).as_py():
+                raise _bad_value(arr, col, row_base, dialect, filename)
+            arrays.append(pc.equal(lower, "true"))
             continue
         try:
             if col.type in ("integer", "float"):
