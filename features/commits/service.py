@@ -11,6 +11,7 @@ from psycopg.types.json import Jsonb
 
 from core import db
 from core.errors import NotFound
+from core.lru import LRU
 from core.objects import Commit, put_object
 from core.storage import get_store
 
@@ -74,6 +75,20 @@ def get(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, commit_id: str) ->
     if row is None:
         raise NotFound(f"commit {commit_id} does not exist", code="commit_not_found")
     return row
+
+
+_known: LRU[tuple[uuid.UUID, str], bool] = LRU(max_items=100_000)
+
+
+def exists(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, commit_id: str) -> bool:
+    """Whether the dataset has this commit; remembered, since commits never go away."""
+    key = (dataset_id, commit_id)
+    if _known.get(key):
+        return True
+    found = conn.execute(Q.depth_of, {"dataset_id": dataset_id, "id": commit_id}).fetchone()
+    if found is not None:
+        _known.put(key, True)
+    return found is not None
 
 
 def ids_by_prefix(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, prefix: str) -> list[str]:

@@ -3,9 +3,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+import orjson
+from fastapi import APIRouter, Depends, Query, Response
 
-from core.db import transaction
+from core.db import read
 from features.auth.service import User, optional_user
 from features.data import service
 from features.datasets import service as datasets_service
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/api/v1", tags=["reading"])
 def tables(
     dataset_id: uuid.UUID, ref: str, user: User | None = Depends(optional_user)
 ) -> dict[str, Any]:
-    with transaction() as conn:
+    with read() as conn:
         datasets_service.require(conn, user, dataset_id, "read")
         return service.tables(conn, dataset_id, ref)
 
@@ -31,10 +32,12 @@ def data(
     limit: int = Query(100, ge=0, le=service.MAX_LIMIT),
     columns: str | None = None,
     user: User | None = Depends(optional_user),
-) -> dict[str, Any]:
+) -> Response:
+    """A page of rows (serialised with orjson: this is the hot read path)."""
     cols = [c for c in columns.split(",") if c] if columns else None
-    with transaction() as conn:
+    with read() as conn:
         datasets_service.require(conn, user, dataset_id, "read")
-        return service.page(
+        body = service.page(
             conn, dataset_id, ref, table=table, offset=offset, limit=limit, columns=cols
         )
+    return Response(orjson.dumps(body), media_type="application/json")

@@ -73,10 +73,9 @@ def get_branch(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, name: str) 
 
 def resolve(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, ref: str) -> str:
     """The commit id a ref names: a branch, a tag, a full id or a unique prefix (>= 7 hex)."""
-    row = conn.execute(Q.get_ref, {"dataset_id": dataset_id, "name": ref}).fetchone()
-    if row is not None:
-        return str(row["commit_id"])
-    if _HEX.match(ref):
+    if _HEX.match(ref):  # ref names can never look like commit ids (validate_name)
+        if len(ref) == 64 and commits_service.exists(conn, dataset_id, ref):
+            return ref
         ids = commits_service.ids_by_prefix(conn, dataset_id, ref)
         if len(ids) == 1:
             return ids[0]
@@ -85,6 +84,10 @@ def resolve(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, ref: str) -> s
                 f"the commit prefix {ref!r} is ambiguous; give more characters",
                 code="ref_ambiguous",
             )
+    else:
+        row = conn.execute(Q.get_ref, {"dataset_id": dataset_id, "name": ref}).fetchone()
+        if row is not None:
+            return str(row["commit_id"])
     raise NotFound(f"ref {ref!r} does not exist", code="ref_not_found")
 
 
