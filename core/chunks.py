@@ -63,8 +63,9 @@ def write_chunk(
                 compression="zstd",
                 compression_level=1,
                 row_group_size=settings.row_group_rows,
-                write_statistics=True,
-                use_dictionary=True,
+                # the row hashes are random bytes: no dictionary, no min/max
+                write_statistics=[c.name for c in columns],
+                use_dictionary=[c.name for c in columns],
             )
             store.put_file(key, tmp, move=True)
         finally:

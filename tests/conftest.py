@@ -9,6 +9,7 @@ servers instead. Either way each run gets a fresh, migrated database.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -91,6 +92,7 @@ def stack() -> Iterator[dict[str, str]]:
             pass
         for s in reversed(services):
             s.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

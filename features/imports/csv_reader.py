@@ -17,7 +17,7 @@ empty string. ``null_values`` replaces the default list ``[""]`` (so pass
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,13 +33,9 @@ SNIFF_BYTES = 64 * 1024
 
 # Narrowest first: the first candidate every value fits wins.
 _ORDER = ("boolean", "integer", "float", "date", "datetime", "datetime_tz")
-_INT = r"^[+-]?(0|[1-9][0-9]*)$"
-_FLOAT = r"^[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|(?i:inf|infinity|nan))$"
-_LEADING_ZERO = r"^[+-]?0[0-9]"
-_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-_DT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
-_DT_NAIVE = _DT + "$"
-_DT_TZ = _DT + r"(Z|[+-][0-9]{2}:?[0-9]{2})$"
+_LEADING_ZERO = r"^[+-]?0[0-9xX]"  # 007, 0x1f: identifiers, not numbers
+_NOT_INTEGER = r"[.eEnNiI]"  # any float syntax: a decimal point, exponent, nan, inf
+_TRUE_FALSE = pa.array(["true", "false"])
 
 
 class ImportFailed(Invalid):
@@ -47,50 +43,52 @@ class ImportFailed(Invalid):
 
 
 def strip_plus(arr: pa.Array) -> pa.Array:
-    """Arrow's number parser refuses a leading '+'; drop it (the regexes vetted the rest)."""
+    """Arrow's integer parser refuses a leading '+'; drop it."""
     return pc.replace_substring_regex(arr, pattern=r"^\+", replacement="")
 
 
-def fits(arr: pa.Array, kind: str) -> bool:
-    """Whether every non-null value of a text array is a valid ``kind``."""
-    values = arr.drop_null()
-    if len(values) == 0:
-        return True
+def _cast_number(values: pa.Array, typ: pa.DataType) -> pa.Array:
     try:
+        return pc.cast(values, typ)
+    except pa.ArrowInvalid:
+        if not pc.any(pc.starts_with(values, "+")).as_py():
+            raise
+        return pc.cast(strip_plus(values), typ)
+
+
+def convert(arr: pa.Array, kind: str) -> pa.Array | None:
+    """``arr`` (text) as ``kind``, or None when some non-null value is not a ``kind``.
+
+    Casts first (Arrow's parsers are strict and stop at the first bad value),
+    then rules out what the casts would accept but people do not mean as
+    numbers: leading zeros (zip codes, ids) and hex.
+    """
+    try:
+        if kind == "string":
+            return arr
         if kind == "boolean":
-            return bool(
-                pc.all(pc.is_in(pc.utf8_lower(values), pa.array(["true", "false"]))).as_py()
-            )
-        if kind == "integer":
-            if not pc.all(pc.match_substring_regex(values, _INT)).as_py():
-                return False
-            pc.cast(strip_plus(values), pa.int64())
-            return True
-        if kind == "float":
-            if pc.any(pc.match_substring_regex(values, _LEADING_ZERO)).as_py():
-                return False
-            if not pc.all(pc.match_substring_regex(values, _FLOAT)).as_py():
-                return False
-            pc.cast(strip_plus(values), pa.float64())
-            return True
+            lower = pc.utf8_lower(arr)
+            if not pc.all(pc.is_in(lower.drop_null(), _TRUE_FALSE), min_count=0).as_py():
+                return None
+            return pc.equal(lower, "true")
+        if kind in ("integer", "float"):
+            out = _cast_number(arr, pa.int64() if kind == "integer" else pa.float64())
+            if pc.any(pc.match_substring_regex(arr, _LEADING_ZERO)).as_py():
+                return None
+            return out
         if kind == "date":
-            if not pc.all(pc.match_substring_regex(values, _DATE)).as_py():
-                return False
-            pc.cast(values, pa.date32())  # strict: 2024-02-30 is refused
-            return True
+            return pc.cast(arr, pa.date32())  # strict: 2024-02-30 is refused
         if kind == "datetime":
-            if not pc.all(pc.match_substring_regex(values, _DT_NAIVE)).as_py():
-                return False
-            pc.cast(values, pa.timestamp("us"))
-            return True
+            return pc.cast(arr, pa.timestamp("us"))  # ISO 8601 without a zone
         if kind == "datetime_tz":
-            if not pc.all(pc.match_substring_regex(values, _DT_TZ)).as_py():
-                return False
-            pc.cast(values, pa.timestamp("us", tz="UTC"))
-            return True
+            return pc.cast(arr, pa.timestamp("us", tz="UTC"))  # needs Z or an offset
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return False
+        return None
     raise AssertionError(kind)
+
+
+def fits(arr: pa.Array, kind: str) -> bool:
+    return convert(arr, kind) is not None
 
 
 @dataclass
@@ -98,41 +96,72 @@ class TypeInference:
     """Per column, the candidate types every value seen so far fits."""
 
     names: list[str]
+    forced: dict[str, str] = field(default_factory=dict)
     candidates: list[list[str]] = field(default_factory=list)
-    all_int_pattern: list[bool] = field(default_factory=list)
+    int_like: list[bool] = field(default_factory=list)
     has_values: list[bool] = field(default_factory=list)
+    has_nulls: list[bool] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.candidates = [list(_ORDER) for _ in self.names]
-        self.all_int_pattern = [True for _ in self.names]
+        self.candidates = [
+            [self.forced[n]] if n in self.forced else list(_ORDER) for n in self.names
+        ]
+        self.int_like = [True for _ in self.names]
         self.has_values = [False for _ in self.names]
+        self.has_nulls = [False for _ in self.names]
 
-    def update(self, batch: pa.RecordBatch) -> None:
-        for i, cands in enumerate(self.candidates):
+    def update(self, batch: pa.RecordBatch) -> list[pa.Array | None]:
+        """Narrow the candidates by one batch; returns the batch converted to the
+        current best type of each column (None where that is text)."""
+        typed: list[pa.Array | None] = []
+        for i, name in enumerate(self.names):
             col = batch.column(i)
-            self.has_values[i] = self.has_values[i] or col.null_count < len(col)
-            if not cands:
+            nulls = col.null_count
+            self.has_nulls[i] = self.has_nulls[i] or nulls > 0
+            self.has_values[i] = self.has_values[i] or nulls < len(col)
+            if name in self.forced:
+                typed.append(self._forced(col, i, self.forced[name]))
                 continue
-            # test in order; a type that fails is dropped for good
-            self.candidates[i] = [k for k in cands if fits(col, k)]
-            if self.all_int_pattern[i] and "integer" not in self.candidates[i]:
+            out = None
+            cands = self.candidates[i]
+            while cands:
+                out = convert(col, cands[0])
+                if out is not None:
+                    break
+                cands.pop(0)  # a type that fails is dropped for good
+            if cands and cands[0] == "float" and self.int_like[i]:
                 values = col.drop_null()
-                self.all_int_pattern[i] = len(values) == 0 or bool(
-                    pc.all(pc.match_substring_regex(values, _INT)).as_py()
+                self.int_like[i] = self.int_like[i] and not (
+                    pc.any(pc.match_substring_regex(values, _NOT_INTEGER)).as_py()
                 )
+            typed.append(out)
+        return typed
+
+    def _forced(self, col: pa.Array, i: int, kind: str) -> pa.Array:
+        out = convert(col, kind)
+        if out is None:
+            raise _BadValue(i)
+        return out
 
     def result(self) -> list[str]:
         out = []
-        for cands, int_like, seen in zip(
-            self.candidates, self.all_int_pattern, self.has_values, strict=True
-        ):
+        for i, cands in enumerate(self.candidates):
+            name = self.names[i]
+            if name in self.forced:
+                out.append(self.forced[name])
+                continue
             # a column of nothing but nulls is text: nothing says otherwise
-            kind = cands[0] if cands and seen else "string"
+            kind = cands[0] if cands and self.has_values[i] else "string"
             # integers too large for int64 stay exact as text, never rounded floats
-            if kind == "float" and int_like:
+            if kind == "float" and self.int_like[i]:
                 kind = "string"
             out.append(kind)
         return out
+
+
+class _BadValue(Exception):
+    def __init__(self, column: int) -> None:
+        self.column = column
 
 
 @dataclass
@@ -225,6 +254,140 @@ def _first_bad_utf8_line(path: Path) -> int:
     return line
 
 
+class CsvSource:
+    """Pass 1 as a stream: iterate to get each text batch with its conversion to
+    the types inferred so far, while every batch is also spilled for pass 2."""
+
+    def __init__(
+        self,
+        path: Path,
+        spill: Path,
+        *,
+        options: dict[str, Any],
+        fmt: str,
+        on_bytes: Callable[[int], None],
+    ) -> None:
+        self.path = path
+        self.spill = spill
+        self.options = options
+        self.dialect = _sniff(path, options, fmt)
+        self.on_bytes = on_bytes
+        self.names: list[str] = []
+        self.rows = 0
+        self.inference: TypeInference | None = None
+
+    def types(self) -> list[str]:
+        assert self.inference is not None
+        return self.inference.result()
+
+    def nullable(self) -> list[bool]:
+        assert self.inference is not None
+        return list(self.inference.has_nulls)
+
+    def __iter__(self) -> Iterator[tuple[pa.RecordBatch, list[pa.Array | None]]]:
+        dialect = self.dialect
+        bad_row: dict[str, Any] = {}
+
+        def on_invalid(row: Any) -> str:
+            bad_row.update(
+                number=row.number,
+                text=row.text,
+                expected=row.expected_columns,
+                actual=row.actual_columns,
+            )
+            return "error"
+
+        encoding = dialect["encoding"]
+        read_opts = pacsv.ReadOptions(
+            block_size=BLOCK_BYTES,
+            autogenerate_column_names=True,
+            skip_rows=dialect["skip_rows"],
+            encoding="utf8" if encoding in ("utf-8", "utf8") else encoding,
+            use_threads=True,
+        )
+        parse_opts = pacsv.ParseOptions(
+            delimiter=dialect["delimiter"], newlines_in_values=True, invalid_row_handler=on_invalid
+        )
+        writer: pa.ipc.RecordBatchFileWriter | None = None
+        raw = open(self.path, "rb")  # noqa: SIM115 - closed in finally
+        counting = _CountingReader(raw, self.on_bytes)
+        forced = self.options.get("column_types") or {}
+        row_base = 0
+        try:
+            with open(self.path, "rb") as probe:  # the column count, from the first block
+                ncols = len(
+                    pacsv.open_csv(probe, read_options=read_opts, parse_options=parse_opts).schema
+                )
+            reader = pacsv.open_csv(
+                io.BufferedReader(counting, buffer_size=BLOCK_BYTES),
+                read_options=read_opts,
+                parse_options=parse_opts,
+                convert_options=pacsv.ConvertOptions(
+                    column_types={f"f{i}": pa.large_string() for i in range(ncols)},
+                    null_values=dialect["null_values"],
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=False,
+                    check_utf8=True,
+                ),
+            )
+            for batch in reader:
+                if self.inference is None:
+                    batch, self.names = _take_header(batch, dialect)
+                    for col in forced:
+                        if col not in self.names:
+                            raise ImportFailed(
+                                f"options.column_types names column {col!r}, "
+                                "which the file does not have",
+                                code="unknown_column",
+                                column=col,
+                            )
+                    self.inference = TypeInference(self.names, forced=forced)
+                    schema = pa.schema([pa.field(n, pa.large_string()) for n in self.names])
+                    writer = pa.ipc.new_file(str(self.spill), schema)
+                if batch.num_rows == 0:
+                    continue
+                batch = pa.RecordBatch.from_arrays(batch.columns, names=self.names)
+                try:
+                    typed = self.inference.update(batch)
+                except _BadValue as bad:
+                    raise _bad_value(batch, bad.column, forced, row_base, dialect) from None
+                assert writer is not None
+                writer.write_batch(batch)
+                row_base += batch.num_rows
+                self.rows = row_base
+                yield batch, typed
+        except pa.ArrowInvalid as exc:
+            raise _explain(exc, bad_row, self.path, dialect) from None
+        finally:
+            raw.close()
+            if writer is not None:
+                writer.close()
+        if self.inference is None:
+            raise ImportFailed("the file has no header row and no data", code="empty_file", line=1)
+
+
+def _bad_value(
+    batch: pa.RecordBatch, i: int, forced: dict[str, str], row_base: int, dialect: dict[str, Any]
+) -> ImportFailed:
+    """The first value of column ``i`` that is not its declared type (failure path only)."""
+    name = batch.schema.names[i]
+    kind = forced[name]
+    arr = batch.column(i)
+    for k in range(len(arr)):
+        v = arr[k]
+        if v.is_valid and not fits(pa.array([v.as_py()], pa.large_string()), kind):
+            row = row_base + k + 1
+            line = row + dialect["skip_rows"] + (1 if dialect["header"] else 0)
+            return ImportFailed(
+                f"column {name!r} is declared {kind}, but row {row} holds {v.as_py()!r}",
+                code="bad_value",
+                line=line,
+                row=row,
+                column=name,
+            )
+    return ImportFailed(f"column {name!r} cannot be read as {kind}", code="bad_value")
+
+
 def read_csv(
     path: Path,
     spill: Path,
@@ -233,86 +396,13 @@ def read_csv(
     fmt: str,
     on_bytes: Callable[[int], None],
 ) -> Pass1:
-    dialect = _sniff(path, options, fmt)
-    bad_row: dict[str, Any] = {}
-
-    def on_invalid(row: Any) -> str:
-        bad_row.update(
-            number=row.number,
-            text=row.text,
-            expected=row.expected_columns,
-            actual=row.actual_columns,
-        )
-        return "error"
-
-    encoding = dialect["encoding"]
-    read_opts = pacsv.ReadOptions(
-        block_size=BLOCK_BYTES,
-        autogenerate_column_names=True,
-        skip_rows=dialect["skip_rows"],
-        encoding="utf8" if encoding in ("utf-8", "utf8") else encoding,
-        use_threads=True,
+    """All of pass 1 at once: names, final types and the spill."""
+    src = CsvSource(path, spill, options=options, fmt=fmt, on_bytes=on_bytes)
+    for _ in src:
+        pass
+    return Pass1(
+        names=src.names, types=src.types(), rows=src.rows, spill=spill, dialect=src.dialect
     )
-    parse_opts = pacsv.ParseOptions(
-        delimiter=dialect["delimiter"], newlines_in_values=True, invalid_row_handler=on_invalid
-    )
-    names: list[str] | None = None
-    inference: TypeInference | None = None
-    rows = 0
-    writer: pa.ipc.RecordBatchFileWriter | None = None
-    raw = open(path, "rb")  # noqa: SIM115 - closed in finally
-    counting = _CountingReader(raw, on_bytes)
-    try:
-        with open(path, "rb") as probe:  # the column count, from the first block
-            ncols = len(
-                pacsv.open_csv(probe, read_options=read_opts, parse_options=parse_opts).schema
-            )
-        reader = pacsv.open_csv(
-            io.BufferedReader(counting, buffer_size=BLOCK_BYTES),
-            read_options=read_opts,
-            parse_options=parse_opts,
-            convert_options=pacsv.ConvertOptions(
-                column_types={f"f{i}": pa.string() for i in range(ncols)},
-                null_values=dialect["null_values"],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-                check_utf8=True,
-            ),
-        )
-        for batch in reader:
-            if names is None:
-                batch, names = _take_header(batch, dialect)
-                inference = TypeInference(names)
-                schema = pa.schema([pa.field(n, pa.large_string()) for n in names])
-                writer = pa.ipc.new_file(str(spill), schema)
-            if batch.num_rows == 0:
-                continue
-            batch = pa.RecordBatch.from_arrays(
-                [pc.cast(c, pa.large_string()) for c in batch.columns], names=names
-            )
-            assert inference is not None and writer is not None
-            inference.update(batch)
-            writer.write_batch(batch)
-            rows += batch.num_rows
-    except pa.ArrowInvalid as exc:
-        raise _explain(exc, bad_row, path, dialect) from None
-    finally:
-        raw.close()
-        if writer is not None:
-            writer.close()
-    if names is None or inference is None:
-        raise ImportFailed("the file has no header row and no data", code="empty_file", line=1)
-    types = inference.result()
-    forced = options.get("column_types") or {}
-    for col in forced:
-        if col not in names:
-            raise ImportFailed(
-                f"options.column_types names column {col!r}, which the file does not have",
-                code="unknown_column",
-                column=col,
-            )
-    types = [forced.get(n, t) for n, t in zip(names, types, strict=True)]
-    return Pass1(names=names, types=types, rows=rows, spill=spill, dialect=dialect)
 
 
 def _take_header(

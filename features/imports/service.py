@@ -21,11 +21,11 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import structlog
 
 from core import db, queue
@@ -36,7 +36,7 @@ from core.objects import Commit, Manifest, Piece, Schema, TableEntry, get_commit
 from core.schema import Column, arrow_type
 from core.storage import get_store
 from features.commits import service as commits_service
-from features.imports.csv_reader import ImportFailed, fits, read_csv, strip_plus
+from features.imports.csv_reader import CsvSource, ImportFailed, convert
 from features.imports.formats import (
     SUPPORTED_EXTENSIONS,
     detect_format,
@@ -131,7 +131,6 @@ def _drop_upload(job: dict[str, Any]) -> None:
 
 
 def _import(job: dict[str, Any], work: Path) -> None:
-    settings = get_settings()
     store = get_store()
     params = job["params"]
     dataset_id: uuid.UUID = job["dataset_id"]
@@ -148,59 +147,19 @@ def _import(job: dict[str, Any], work: Path) -> None:
 
     if not store.exists(upload["object_key"]):
         raise ImportFailed("the uploaded file is gone", code="upload_missing")
-    with store.local_path(upload["object_key"]) as src:
+    with store.local_path(upload["object_key"]) as path:
         try:
-            p1 = read_csv(
-                src,
-                work / "spill.arrow",
-                options=params.get("options") or {},
-                fmt=params["format"],
-                on_bytes=lambda n: progress.update(bytes_read=n),
+            names, types, nullable, pieces, rows, dialect = _write_table(
+                path, work, params, store, progress
             )
         except ImportFailed as err:
             err.extra.setdefault("file", filename)
             raise
-    progress.update(bytes_read=upload["size"])
-
-    types = p1.types
-    columns = [Column(n, t) for n, t in zip(p1.names, types, strict=True)]
-    pieces: list[Piece] = []
-    null_seen = [False] * len(columns)
-    pending: list[pa.RecordBatch] = []
-    pending_rows = 0
-    done_rows = 0
-
-    def flush() -> None:
-        nonlocal pending, pending_rows, done_rows
-        if not pending_rows:
-            return
-        table = pa.Table.from_batches(pending)
-        cid, n = write_chunk(store, table, columns, tmp_dir=work)
-        pieces.append(Piece(cid, 0, n))
-        done_rows += n
-        pending, pending_rows = [], 0
-        progress.update(rows=done_rows)
-
-    with pa.memory_map(str(p1.spill)) as source:
-        reader = pa.ipc.open_file(source)
-        row_base = 0
-        for i in range(reader.num_record_batches):
-            text = reader.get_batch(i)
-            batch = _cast(text, columns, row_base, p1.dialect, filename)
-            row_base += text.num_rows
-            for j, col in enumerate(batch.columns):
-                null_seen[j] = null_seen[j] or col.null_count > 0
-            while batch.num_rows:
-                take = min(batch.num_rows, settings.chunk_rows - pending_rows)
-                pending.append(batch.slice(0, take))
-                pending_rows += take
-                batch = batch.slice(take)
-                if pending_rows >= settings.chunk_rows:
-                    flush()
-        flush()
-
-    columns = [Column(c.name, c.type, null_seen[i]) for i, c in enumerate(columns)]
-    schema = Schema(tuple(columns))
+    progress.update(bytes_read=upload["size"], rows=rows)
+    done_rows = rows
+    schema = Schema(
+        tuple(Column(n, t, nl) for n, t, nl in zip(names, types, nullable, strict=True))
+    )
     manifest = Manifest(tuple(pieces))
     put_object(store, "schema", schema)
     put_object(store, "manifest", manifest)
@@ -236,7 +195,7 @@ def _import(job: dict[str, Any], work: Path) -> None:
             "table": table_name,
             "mode": params["mode"],
             "format": params["format"],
-            "dialect": p1.dialect,
+            "dialect": dialect,
             "options": params.get("options") or {},
             "importer": IMPORTER,
             "dsa_version": _version(),
@@ -258,53 +217,121 @@ def _import(job: dict[str, Any], work: Path) -> None:
         )
 
 
-def _cast(
-    text: pa.RecordBatch,
-    columns: list[Column],
-    row_base: int,
-    dialect: dict[str, Any],
-    filename: str,
+class ChunkWriter:
+    """Cuts typed batches into chunks of ``chunk_rows`` rows and stores each on a
+    small thread pool, so hashing and Parquet encoding (both release the GIL)
+    overlap with parsing. At most ``pool size + 1`` chunks are in flight, which
+    bounds memory."""
+
+    def __init__(self, store: Any, columns: list[Column], work: Path, pool: ThreadPoolExecutor):
+        self.store = store
+        self.columns = columns
+        self.work = work
+        self.pool = pool
+        self.chunk_rows = get_settings().chunk_rows
+        self.pending: list[pa.RecordBatch] = []
+        self.pending_rows = 0
+        self.futures: list[Future[tuple[str, int]]] = []
+        self.rows = 0
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        while batch.num_rows:
+            take = min(batch.num_rows, self.chunk_rows - self.pending_rows)
+            self.pending.append(batch.slice(0, take))
+            self.pending_rows += take
+            batch = batch.slice(take)
+            if self.pending_rows >= self.chunk_rows:
+                self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending_rows:
+            return
+        table = pa.Table.from_batches(self.pending)
+        self.pending, self.pending_rows = [], 0
+        inflight = [f for f in self.futures if not f.done()]
+        if len(inflight) > self.pool._max_workers:  # noqa: SLF001 - back-pressure
+            inflight[0].result()
+        self.futures.append(
+            self.pool.submit(write_chunk, self.store, table, self.columns, tmp_dir=self.work)
+        )
+        self.rows += table.num_rows
+
+    def finish(self) -> list[Piece]:
+        self._flush()
+        return [Piece(cid, 0, n) for cid, n in (f.result() for f in self.futures)]
+
+    def abandon(self) -> None:
+        for f in self.futures:
+            f.cancel()
+        for f in self.futures:
+            if not f.cancelled():
+                f.exception()  # wait; its chunk is merely unreferenced
+        self.futures, self.pending, self.pending_rows = [], [], 0
+
+
+def _write_table(
+    path: Path, work: Path, params: dict[str, Any], store: Any, progress: _Progress
+) -> tuple[list[str], list[str], list[bool], list[Piece], int, dict[str, Any]]:
+    """Parse, type, hash and store the file's rows; returns its names, types,
+    nullability, manifest pieces, row count and dialect.
+
+    Types are speculated from the first batch and every batch is converted and
+    chunked as it is read; the text is spilled too. When a later value widens a
+    column's type the speculative chunks are dropped and pass 2 re-reads the
+    spill with the final types, so the result never depends on the speculation.
+    """
+    src = CsvSource(
+        path,
+        work / "spill.arrow",
+        options=params.get("options") or {},
+        fmt=params["format"],
+        on_bytes=lambda n: progress.update(bytes_read=n),
+    )
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="chunk") as pool:
+        writer: ChunkWriter | None = None
+        spec: list[str] | None = None
+        for text, typed in src:
+            types = src.types()
+            if spec is None:
+                spec = types
+                writer = ChunkWriter(store, _columns(src.names, spec), work, pool)
+            if writer is not None and types == spec:
+                writer.add(_assemble(text, typed, spec))
+                progress.update(rows=writer.rows)
+            elif writer is not None:
+                log.info("type speculation missed; re-reading the spill", speculated=spec)
+                writer.abandon()
+                writer = None
+        final = src.types()
+        if writer is None or final != spec:
+            if writer is not None:
+                writer.abandon()
+            writer = ChunkWriter(store, _columns(src.names, final), work, pool)
+            with pa.memory_map(str(src.spill)) as source:
+                reader = pa.ipc.open_file(source)
+                for i in range(reader.num_record_batches):
+                    text = reader.get_batch(i)
+                    writer.add(_assemble(text, [None] * text.num_columns, final))
+                    progress.update(rows=writer.rows)
+        pieces = writer.finish()
+    return src.names, final, src.nullable(), pieces, src.rows, src.dialect
+
+
+def _columns(names: list[str], types: list[str]) -> list[Column]:
+    return [Column(n, t) for n, t in zip(names, types, strict=True)]
+
+
+def _assemble(
+    text: pa.RecordBatch, typed: list[pa.Array | None], types: list[str]
 ) -> pa.RecordBatch:
     arrays = []
-    for i, col in enumerate(columns):
-        arr = text.column(i)
-        if col.type == "string":
-            arrays.append(arr)
-            continue
-        if col.type == "boolean":
-            lower = pc.utf8_lower(arr)
-            if not pc.all(pc.is_in(lower.drop_null(), pa.array(["true", "false"]))).as_py():
-                raise _bad_value(arr, col, row_base, dialect, filename)
-            arrays.append(pc.equal(lower, "true"))
-            continue
-        try:
-            if col.type in ("integer", "float"):
-                arrays.append(pc.cast(strip_plus(arr), arrow_type(col.type)))
-            else:
-                arrays.append(pc.cast(arr, arrow_type(col.type)))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise _bad_value(arr, col, row_base, dialect, filename) from None
-    return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in columns])
-
-
-def _bad_value(
-    arr: pa.Array, col: Column, row_base: int, dialect: dict[str, Any], filename: str
-) -> ImportFailed:
-    """Find the first value that is not a ``col.type`` (only runs on the failure path)."""
-    for k in range(len(arr)):
-        v = arr[k]
-        if v.is_valid and not fits(pa.array([v.as_py()], pa.large_string()), col.type):
-            row = row_base + k + 1
-            line = row + dialect["skip_rows"] + (1 if dialect["header"] else 0)
-            return ImportFailed(
-                f"column {col.name!r} is declared {col.type}, but row {row} holds {v.as_py()!r}",
-                code="bad_value",
-                file=filename,
-                line=line,
-                row=row,
-                column=col.name,
-            )
-    return ImportFailed(f"column {col.name!r} cannot be read as {col.type}", code="bad_value")
+    for i, kind in enumerate(types):
+        arr = typed[i]
+        if arr is None or arr.type != arrow_type(kind):
+            arr = convert(text.column(i), kind)
+            assert arr is not None, "final types fit every value by construction"
+        arrays.append(arr)
+    return pa.RecordBatch.from_arrays(arrays, names=text.schema.names)
 
 
 def _version() -> str:

@@ -206,3 +206,24 @@ def test_upload_limits_and_formats(http: httpx.Client, auth: dict[str, str]) -> 
     assert r.json()["errors"][0]["field"] == "mode"
     r = upload(http, auth, ds, b"a\n1\n", branch="nope")
     assert r.status_code == 404
+
+
+def test_a_late_value_widens_the_type_of_the_whole_column(
+    http: httpx.Client, auth: dict[str, str]
+) -> None:
+    """Types come from every value: the speculative chunks of the first blocks are
+    dropped when row 600,001 turns the integer column into text."""
+    ds = make_dataset(http, auth)["id"]
+    body = "n,v\n" + "".join(f"{i},{i % 7}\n" for i in range(600_000)) + "n/a,1.5\n"
+    job = import_csv(http, auth, ds, body.encode())
+    assert job["state"] == "succeeded", job
+    tables = http.get(f"/api/v1/datasets/{ds}/refs/main/tables", headers=auth).json()
+    assert [c["type"] for c in tables["items"][0]["columns"]] == ["string", "float"]
+    page = http.get(
+        f"/api/v1/datasets/{ds}/refs/main/data",
+        params={"offset": 599_998, "limit": 5},
+        headers=auth,
+    ).json()
+    expected = [[str(i), float(i % 7)] for i in (599_998, 599_999)] + [["n/a", 1.5]]
+    assert page["rows"] == expected
+    assert page["total_rows"] == 600_001
