@@ -1,17 +1,17 @@
-"""CSV/TSV reading in bounded memory: pass 1 of an import.
+"""CSV/TSV reading in bounded memory.
 
 The file is read with pyarrow's streaming CSV reader, every column as text,
-in blocks of a few MB. Each batch is spilled to an Arrow IPC file in the
-job's temporary directory while the narrowest type that fits *every* value
-of each column is worked out (``TypeInference``); pass 2 (``service``) then
-reads the spill back, memory-mapped, and casts it. This keeps memory bounded
-by the block size whatever the file size, and decides types from the whole
-file rather than a sample, so a stray "n/a" on row 900,000 makes its column
-text instead of failing the import.
+in blocks of a few MB; each batch is converted to the narrowest type that fits
+*every* value seen so far (``TypeInference``), so a stray "n/a" on row
+900,000 makes its column text instead of failing the import. The importer
+uses the conversions as it goes and, when a later block widens a type, reads
+the file once more with the final types (see ``features.imports.service``).
+Memory stays bounded by the block size whatever the file size.
 
 Nulls: an unquoted empty field is null, a quoted empty field ("") is the
 empty string. ``null_values`` replaces the default list ``[""]`` (so pass
-``["", "NA"]`` to keep empty fields null and add "NA").
+``["", "NA"]`` to keep empty fields null and add "NA"). Blank lines are
+skipped.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ _ORDER = ("boolean", "integer", "float", "date", "datetime", "datetime_tz")
 _LEADING_ZERO = r"^[+-]?0[0-9xX]"  # 007, 0x1f: identifiers, not numbers
 _NOT_INTEGER = r"[.eEnNiI]"  # any float syntax: a decimal point, exponent, nan, inf
 _TRUE_FALSE = pa.array(["true", "false"])
+_PROBE_ROWS = 256
 
 
 class ImportFailed(Invalid):
@@ -63,9 +64,11 @@ def convert(arr: pa.Array, kind: str) -> pa.Array | None:
     then rules out what the casts would accept but people do not mean as
     numbers: leading zeros (zip codes, ids) and hex.
     """
+    if kind == "string":
+        return arr
+    if len(arr) > _PROBE_ROWS and convert(arr.slice(0, _PROBE_ROWS), kind) is None:
+        return None  # a failing cast of a whole batch costs ~100x a succeeding one
     try:
-        if kind == "string":
-            return arr
         if kind == "boolean":
             lower = pc.utf8_lower(arr)
             if not pc.all(pc.is_in(lower.drop_null(), _TRUE_FALSE), min_count=0).as_py():
@@ -169,7 +172,6 @@ class Pass1:
     names: list[str]
     types: list[str]
     rows: int
-    spill: Path
     dialect: dict[str, Any]
 
 
@@ -255,21 +257,21 @@ def _first_bad_utf8_line(path: Path) -> int:
 
 
 class CsvSource:
-    """Pass 1 as a stream: iterate to get each text batch with its conversion to
-    the types inferred so far, while every batch is also spilled for pass 2."""
+    """The file as a stream of (text batch, its conversion to the types inferred
+    so far). ``types`` fixes every column's type instead (pass 2)."""
 
     def __init__(
         self,
         path: Path,
-        spill: Path,
         *,
         options: dict[str, Any],
         fmt: str,
         on_bytes: Callable[[int], None],
+        types: dict[str, str] | None = None,
     ) -> None:
         self.path = path
-        self.spill = spill
         self.options = options
+        self.fixed = types
         self.dialect = _sniff(path, options, fmt)
         self.on_bytes = on_bytes
         self.names: list[str] = []
@@ -308,7 +310,6 @@ class CsvSource:
         parse_opts = pacsv.ParseOptions(
             delimiter=dialect["delimiter"], newlines_in_values=True, invalid_row_handler=on_invalid
         )
-        writer: pa.ipc.RecordBatchFileWriter | None = None
         raw = open(self.path, "rb")  # noqa: SIM115 - closed in finally
         counting = _CountingReader(raw, self.on_bytes)
         forced = self.options.get("column_types") or {}
@@ -341,9 +342,7 @@ class CsvSource:
                                 code="unknown_column",
                                 column=col,
                             )
-                    self.inference = TypeInference(self.names, forced=forced)
-                    schema = pa.schema([pa.field(n, pa.large_string()) for n in self.names])
-                    writer = pa.ipc.new_file(str(self.spill), schema)
+                    self.inference = TypeInference(self.names, forced=self.fixed or forced)
                 if batch.num_rows == 0:
                     continue
                 batch = pa.RecordBatch.from_arrays(batch.columns, names=self.names)
@@ -351,8 +350,6 @@ class CsvSource:
                     typed = self.inference.update(batch)
                 except _BadValue as bad:
                     raise _bad_value(batch, bad.column, forced, row_base, dialect) from None
-                assert writer is not None
-                writer.write_batch(batch)
                 row_base += batch.num_rows
                 self.rows = row_base
                 yield batch, typed
@@ -360,8 +357,6 @@ class CsvSource:
             raise _explain(exc, bad_row, self.path, dialect) from None
         finally:
             raw.close()
-            if writer is not None:
-                writer.close()
         if self.inference is None:
             raise ImportFailed("the file has no header row and no data", code="empty_file", line=1)
 
@@ -390,19 +385,16 @@ def _bad_value(
 
 def read_csv(
     path: Path,
-    spill: Path,
     *,
     options: dict[str, Any],
     fmt: str,
     on_bytes: Callable[[int], None],
 ) -> Pass1:
-    """All of pass 1 at once: names, final types and the spill."""
-    src = CsvSource(path, spill, options=options, fmt=fmt, on_bytes=on_bytes)
+    """The whole file at once: its names, final types and row count."""
+    src = CsvSource(path, options=options, fmt=fmt, on_bytes=on_bytes)
     for _ in src:
         pass
-    return Pass1(
-        names=src.names, types=src.types(), rows=src.rows, spill=spill, dialect=src.dialect
-    )
+    return Pass1(names=src.names, types=src.types(), rows=src.rows, dialect=src.dialect)
 
 
 def _take_header(

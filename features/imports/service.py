@@ -3,11 +3,11 @@
 ``run(job_id)`` is the whole import, called by the Celery task:
 
 1. claim the job (a redelivered task claims it again; an ended job is left alone);
-2. pass 1 (``csv_reader``): parse the file in bounded memory, spill text batches,
-   infer each column's type from all of its values;
-3. pass 2: cast the spilled batches, hash rows (one C call per batch), cut them
-   into chunks of ``chunk_rows`` rows and store each chunk, then the schema,
-   the manifest and the commit objects;
+2. parse the file in bounded memory (``csv_reader``), infer each column's type
+   from all of its values, and convert, hash (one C call per chunk) and store
+   the rows in chunks of ``chunk_rows`` as they come; when a late value widens
+   a type, read the file once more with the final types;
+3. store the schema, the manifest and the commit objects;
 4. in one transaction: mirror the commit, move the branch by compare-and-swap
    from the head the import started from, mark the job succeeded.
 
@@ -276,13 +276,12 @@ def _write_table(
     nullability, manifest pieces, row count and dialect.
 
     Types are speculated from the first batch and every batch is converted and
-    chunked as it is read; the text is spilled too. When a later value widens a
-    column's type the speculative chunks are dropped and pass 2 re-reads the
-    spill with the final types, so the result never depends on the speculation.
+    chunked as it is read. When a later value widens a column's type the
+    speculative chunks are dropped and a second pass re-reads the file with the
+    final types, so the result never depends on the speculation.
     """
     src = CsvSource(
         path,
-        work / "spill.arrow",
         options=params.get("options") or {},
         fmt=params["format"],
         on_bytes=lambda n: progress.update(bytes_read=n),
@@ -299,7 +298,7 @@ def _write_table(
                 writer.add(_assemble(text, typed, spec))
                 progress.update(rows=writer.rows)
             elif writer is not None:
-                log.info("type speculation missed; re-reading the spill", speculated=spec)
+                log.info("type speculation missed; the file will be read twice", speculated=spec)
                 writer.abandon()
                 writer = None
         final = src.types()
@@ -307,12 +306,16 @@ def _write_table(
             if writer is not None:
                 writer.abandon()
             writer = ChunkWriter(store, _columns(src.names, final), work, pool)
-            with pa.memory_map(str(src.spill)) as source:
-                reader = pa.ipc.open_file(source)
-                for i in range(reader.num_record_batches):
-                    text = reader.get_batch(i)
-                    writer.add(_assemble(text, [None] * text.num_columns, final))
-                    progress.update(rows=writer.rows)
+            again = CsvSource(
+                path,
+                options=params.get("options") or {},
+                fmt=params["format"],
+                on_bytes=lambda n: None,
+                types=dict(zip(src.names, final, strict=True)),
+            )
+            for text, typed in again:
+                writer.add(_assemble(text, typed, final))
+                progress.update(rows=writer.rows)
         pieces = writer.finish()
     return src.names, final, src.nullable(), pieces, src.rows, src.dialect
 

@@ -6,16 +6,14 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from features.imports.csv_reader import ImportFailed, read_csv
+from features.imports.csv_reader import CsvSource, ImportFailed, read_csv
 
 
 def _read(tmp_path: Path, content: bytes, **options: Any) -> Any:
     src = tmp_path / "in.csv"
     src.write_bytes(content)
     seen: list[int] = []
-    result = read_csv(
-        src, tmp_path / "spill.arrow", options=options, fmt="csv", on_bytes=seen.append
-    )
+    result = read_csv(src, options=options, fmt="csv", on_bytes=seen.append)
     assert seen and seen[-1] == len(content)
     return result
 
@@ -49,10 +47,15 @@ def test_type_inference_sees_the_last_block(tmp_path: Path) -> None:
     assert p1.types == ["string"] and p1.rows == 400_001
 
 
+def _rows(tmp_path: Path, content: bytes, **options: Any) -> pa.Table:
+    src = tmp_path / "in.csv"
+    src.write_bytes(content)
+    batches = [t for t, _ in CsvSource(src, options=options, fmt="csv", on_bytes=print)]
+    return pa.Table.from_batches(batches)
+
+
 def test_nulls_and_empty_strings(tmp_path: Path) -> None:
-    p1 = _read(tmp_path, b'a,b\n,""\nNA,x\n', null_values=["", "NA"])
-    with pa.memory_map(str(p1.spill)) as src:
-        table = pa.ipc.open_file(src).read_all()
+    table = _rows(tmp_path, b'a,b\n,""\nNA,x\n', null_values=["", "NA"])
     assert table.column("a").to_pylist() == [None, None]
     assert table.column("b").to_pylist() == ["", "x"]
 
@@ -87,9 +90,8 @@ def test_bad_files_name_cause_and_line(
 
 
 def test_latin1_with_encoding_option(tmp_path: Path) -> None:
-    p1 = _read(tmp_path, "a\ncafé\n".encode("latin-1"), encoding="latin-1")
-    with pa.memory_map(str(p1.spill)) as src:
-        assert pa.ipc.open_file(src).read_all().column("a").to_pylist() == ["café"]
+    table = _rows(tmp_path, "a\ncafé\n".encode("latin-1"), encoding="latin-1")
+    assert table.column("a").to_pylist() == ["café"]
 
 
 def test_forced_type_for_unknown_column(tmp_path: Path) -> None:
