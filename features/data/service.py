@@ -84,9 +84,10 @@ def page(
         picked = list(range(len(names)))
     manifest = get_manifest(store, entry.manifest)
     rows: list[list[Any]] = []
+    wanted = tuple(names[i] for i in picked)
     for chunk, start, length in manifest.slices(offset, limit):
-        part = read_rows(store, chunk, start, length)
-        cols = [part.column(i).to_pylist() for i in picked]
+        part = read_rows(store, chunk, start, length, wanted)
+        cols = [part.column(i).to_pylist() for i in range(len(wanted))]
         rows.extend([_json(v) for v in r] for r in zip(*cols, strict=True))
     return {
         "commit_id": commit_id,

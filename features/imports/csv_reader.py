@@ -76,9 +76,7 @@ def convert(arr: pa.Array, kind: str) -> pa.Array | None:
             return pc.equal(lower, "true")
         if kind in ("integer", "float"):
             out = _cast_number(arr, pa.int64() if kind == "integer" else pa.float64())
-            if pc.any(pc.match_substring_regex(arr, _LEADING_ZERO)).as_py():
-                return None
-            return out
+            return None if _leading_zeros(arr) else out
         if kind == "date":
             return pc.cast(arr, pa.date32())  # strict: 2024-02-30 is refused
         if kind == "datetime":
@@ -88,6 +86,19 @@ def convert(arr: pa.Array, kind: str) -> pa.Array | None:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     raise AssertionError(kind)
+
+
+def _leading_zeros(arr: pa.Array) -> bool:
+    """Whether a value like 007 or 0x1f is present (a cheap screen first: only a
+    value starting with 0 and longer than "0", or with a sign, needs the regex)."""
+    suspect = pc.and_(pc.starts_with(arr, "0"), pc.greater(pc.binary_length(arr), 1))
+    if not (
+        pc.any(suspect).as_py()
+        or pc.any(pc.starts_with(arr, "-0")).as_py()
+        or pc.any(pc.starts_with(arr, "+0")).as_py()
+    ):
+        return False
+    return bool(pc.any(pc.match_substring_regex(arr, _LEADING_ZERO)).as_py())
 
 
 def fits(arr: pa.Array, kind: str) -> bool:
