@@ -92,7 +92,7 @@ _groups: LRU[tuple[str, int, tuple[str, ...] | None], pa.Table] = LRU(
 def _footer(store: ObjectStore, cid: str) -> _Footer:
     f = _footers.get(cid)
     if f is None:
-        pf = pq.ParquetFile(store.open(chunk_key(cid)))
+        pf = pq.ParquetFile(store.open_arrow(chunk_key(cid)))
         starts, ends, total = [], [], 0
         for i in range(pf.metadata.num_row_groups):
             starts.append(total)
