@@ -19,6 +19,8 @@ import uuid
 from typing import Any
 
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from core.chunks import read_rows
 from core.errors import Invalid, NotFound
@@ -83,12 +85,13 @@ def page(
     else:
         picked = list(range(len(names)))
     manifest = get_manifest(store, entry.manifest)
-    rows: list[list[Any]] = []
     wanted = tuple(names[i] for i in picked)
+    kinds = [schema.columns[i].type for i in picked]
+    rows: list[tuple[Any, ...]] = []
     for chunk, start, length in manifest.slices(offset, limit):
         part = read_rows(store, chunk, start, length, wanted)
-        cols = [part.column(i).to_pylist() for i in range(len(wanted))]
-        rows.extend([_json(v) for v in r] for r in zip(*cols, strict=True))
+        cols = [_column_values(part.column(i), kinds[i]) for i in range(len(wanted))]
+        rows.extend(zip(*cols, strict=True))
     return {
         "commit_id": commit_id,
         "table": table,
@@ -98,6 +101,20 @@ def page(
         "limit": limit,
         "total_rows": entry.row_count,
     }
+
+
+def _column_values(arr: pa.ChunkedArray, kind: str) -> list[Any]:
+    """A column's values ready for orjson, which writes dates and datetimes as
+    ISO 8601 itself; Python touches single values only where JSON needs help."""
+    if kind == "integer" and len(arr) and arr.null_count < len(arr):
+        big = pc.max(pc.abs(arr)).as_py()
+        if big is not None and big > _SAFE_INT:
+            return [_json(v) for v in arr.to_pylist()]
+    if kind == "float" and pc.any(pc.invert(pc.is_finite(arr))).as_py():
+        return [_json(v) for v in arr.to_pylist()]
+    if kind == "binary":
+        return [_json(v) for v in arr.to_pylist()]
+    return arr.to_pylist()  # type: ignore[no-any-return]
 
 
 def _json(v: Any) -> Any:
