@@ -3,7 +3,11 @@
 A chunk's id is BLAKE3 of its row hashes in order (``core.hashing.chunk_id``),
 so it names logical content: the same rows always make the same chunk, and a
 retried import rewrites nothing. Row groups hold ``row_group_rows`` rows
-(8,192 by default) so a 100-row page decodes one or two small row groups.
+(2,048 by default) so a 100-row page decodes one or two small row groups.
+Measured on the benchmark table (12 columns, zstd 1): decoding one row group
+takes 3.1 ms p50 / 11 ms p95 at 8,192 rows, 2.1 / 5.7 ms at 4,096, 0.9 /
+1.6 ms at 2,048 and 1.4 / 4.3 ms at 1,024, while files grow by only 2.5 %
+from 8,192 to 2,048; hence 2,048.
 
 Reads go through two caches: Parquet footers (opened files' metadata) and
 decoded row groups, the latter bounded by ``DSA_PAGE_CACHE_BYTES``.

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = 10 * 1024**3
     chunk_rows: int = 131_072
-    row_group_rows: int = 8_192
+    row_group_rows: int = 2_048
     page_cache_bytes: int = 256 * 1024**2
     db_pool_size: int = 10
     log_level: str = "INFO"
