@@ -8,12 +8,14 @@
  * builds the canonical "dsa.row.v1" encoding of every row in C (see
  * docs/hash-spec.md) and hashes it, all in one call with the GIL released.
  *
- * It contains a self-contained, portable (no SIMD) BLAKE3 implementation
- * following the BLAKE3 reference design: 1024-byte chunks of 64-byte blocks,
+ * It contains a self-contained, portable BLAKE3 implementation following
+ * the BLAKE3 reference design: 1024-byte chunks of 64-byte blocks,
  * chunk chaining values, parent nodes merged with the lazy chaining-value
  * stack, and extendable (XOF) root output. Only the default hash mode (no key,
- * no key derivation) is implemented. It is checked against the `blake3`
- * package in tests/core/test_rowhash_c.py.
+ * no key derivation) is implemented. Rows of one BLAKE3 chunk (<= 1024
+ * encoded bytes) are hashed eight at a time in vector lanes (see
+ * b3_hash_lanes). It is checked against the `blake3` package in
+ * tests/core/test_rowhash_c.py.
  *
  * Python API:
  *   blake3_digest(data, out_len=32) -> bytes

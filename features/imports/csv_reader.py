@@ -187,19 +187,24 @@ class Pass1:
 
 
 class _CountingReader(io.RawIOBase):
+    """Counts the bytes the parser has read (progress) and the quote characters
+    (an odd number means a quote that never closes; see ``_unterminated_quote``)."""
+
     def __init__(self, f: io.BufferedReader, on_bytes: Callable[[int], None]) -> None:
         self._f = f
         self._on_bytes = on_bytes
         self.count = 0
+        self.quotes = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: Any) -> int:
-        n = self._f.readinto(b)
-        self.count += n or 0
+        n = self._f.readinto(b) or 0
+        self.count += n
+        self.quotes += memoryview(b)[:n].tobytes().count(b'"')
         self._on_bytes(self.count)
-        return n or 0
+        return n
 
 
 def _sniff(path: Path, options: dict[str, Any], fmt: str) -> dict[str, Any]:
@@ -250,6 +255,28 @@ def _first_ragged_line(path: Path, dialect: dict[str, Any]) -> int | None:
                     return start
                 start = dialect["skip_rows"] + reader.line_num + 1
         except (csv.Error, UnicodeDecodeError):
+            return None
+    return None
+
+
+def _unterminated_quote(path: Path, dialect: dict[str, Any]) -> int | None:
+    """The line where a never-closed quoted field starts, or None when the odd
+    quote count came from literal quotes inside unquoted fields (``5" pipe``).
+    Only runs when the quote count is odd."""
+    import csv
+
+    enc = dialect["encoding"]
+    with open(path, encoding="utf-8" if enc in ("utf-8", "utf8") else enc, newline="") as f:
+        for _ in range(dialect["skip_rows"]):
+            f.readline()
+        reader = csv.reader(f, delimiter=dialect["delimiter"], strict=True)
+        start = dialect["skip_rows"] + 1
+        try:
+            for _ in reader:
+                start = dialect["skip_rows"] + reader.line_num + 1
+        except csv.Error:
+            return start
+        except UnicodeDecodeError:
             return None
     return None
 
@@ -370,6 +397,15 @@ class CsvSource:
             raw.close()
         if self.inference is None:
             raise ImportFailed("the file has no header row and no data", code="empty_file", line=1)
+        if counting.quotes % 2:
+            line = _unterminated_quote(self.path, dialect)
+            if line is not None:
+                raise ImportFailed(
+                    f"the quoted field that starts on line {line} is never closed: "
+                    "the rest of the file would have become one value",
+                    code="unterminated_quote",
+                    line=line,
+                )
 
 
 def _bad_value(

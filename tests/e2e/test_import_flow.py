@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -141,6 +142,7 @@ BAD_INPUTS = [
     ("latin.csv", b"a,b\n1,ok\n2,caf\xe9\n", "invalid_encoding", 3),
     ("dup.csv", b"a,b,a\n1,2,3\n", "duplicate_column_name", 1),
     ("blank.csv", b"a,,c\n1,2,3\n", "blank_column_name", 1),
+    ("quote.csv", b'a,b\n1,2\n3,"open\n4,5\n', "unterminated_quote", 3),
 ]
 
 
@@ -215,8 +217,19 @@ def test_a_late_value_widens_the_type_of_the_whole_column(
     dropped when row 600,001 turns the integer column into text."""
     ds = make_dataset(http, auth)["id"]
     body = "n,v\n" + "".join(f"{i},{i % 7}\n" for i in range(600_000)) + "n/a,1.5\n"
-    job = import_csv(http, auth, ds, body.encode())
+    r = upload(http, auth, ds, body.encode())
+    seen = []  # progress is reported while the job runs
+    while True:
+        job = http.get(r.headers["location"], headers=auth).json()
+        if job["state"] not in ("queued", "running"):
+            break
+        if job["state"] == "running":
+            seen.append(job["progress"])
+        time.sleep(0.05)
     assert job["state"] == "succeeded", job
+    assert any(0 < p["bytes"] < len(body) for p in seen), seen[:5]
+    assert any(0 < p["rows"] < 600_001 for p in seen), seen[:5]
+    assert job["progress"] == {"rows": 600_001, "bytes": len(body), "total_bytes": len(body)}
     tables = http.get(f"/api/v1/datasets/{ds}/refs/main/tables", headers=auth).json()
     assert [c["type"] for c in tables["items"][0]["columns"]] == ["string", "float"]
     page = http.get(

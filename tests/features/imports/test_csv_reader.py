@@ -98,3 +98,12 @@ def test_forced_type_for_unknown_column(tmp_path: Path) -> None:
     with pytest.raises(ImportFailed) as exc:
         _read(tmp_path, b"a\n1\n", column_types={"zz": "integer"})
     assert exc.value.code == "unknown_column"
+
+
+def test_an_unterminated_quote_is_an_error_with_its_line(tmp_path: Path) -> None:
+    with pytest.raises(ImportFailed) as exc:
+        _read(tmp_path, b'a,b\n1,2\n3,"never closed\n4,5\n6,7\n')
+    assert exc.value.code == "unterminated_quote" and exc.value.extra["line"] == 3
+    # a literal quote inside an unquoted field is fine
+    p1 = _read(tmp_path, b'a,b\n1,5" pipe\n2,x\n')
+    assert p1.rows == 2
