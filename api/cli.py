@@ -218,8 +218,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import psycopg
+
+    from core.errors import DsaError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except DsaError as err:
+        print(f"dsa {args.command}: {err.detail}", file=sys.stderr)
+        return 2
+    except psycopg.OperationalError as err:
+        print(f"dsa {args.command}: cannot reach PostgreSQL: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
