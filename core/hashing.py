@@ -53,8 +53,15 @@ def row_hashes(batch: pa.RecordBatch | pa.Table, columns: list[Column]) -> bytes
     """16-byte row hashes of every row, concatenated (``len == 16 * num_rows``).
 
     ``batch`` holds the columns in the order of ``columns`` and with their
-    storage types (see ``core.schema.arrow_type``).
+    storage types (see ``core.schema.arrow_type``). A table is hashed batch by
+    batch, so its columns are never copied into one contiguous array.
     """
+    if isinstance(batch, pa.Table):
+        return b"".join(_hash_batch(b, columns) for b in batch.to_batches())
+    return _hash_batch(batch, columns)
+
+
+def _hash_batch(batch: pa.RecordBatch | pa.Table, columns: list[Column]) -> bytes:
     n = batch.num_rows
     specs = []
     for i, col in enumerate(columns):

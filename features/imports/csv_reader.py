@@ -186,9 +186,12 @@ class Pass1:
     dialect: dict[str, Any]
 
 
-class _CountingReader(io.RawIOBase):
-    """Counts the bytes the parser has read (progress) and the quote characters
-    (an odd number means a quote that never closes; see ``_unterminated_quote``)."""
+class _CountingReader:
+    """The file as Arrow reads it (``read(n)`` of a few MB at a time), counting
+    the bytes read (progress) and the quote characters (an odd number means a
+    quote that never closes; see ``_unterminated_quote``)."""
+
+    closed = False
 
     def __init__(self, f: io.BufferedReader, on_bytes: Callable[[int], None]) -> None:
         self._f = f
@@ -199,12 +202,18 @@ class _CountingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b: Any) -> int:
-        n = self._f.readinto(b) or 0
-        self.count += n
-        self.quotes += memoryview(b)[:n].tobytes().count(b'"')
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self.count += len(data)
+        self.quotes += data.count(b'"')
         self._on_bytes(self.count)
-        return n
+        return data
+
+    def close(self) -> None:
+        self._f.close()
 
 
 def _sniff(path: Path, options: dict[str, Any], fmt: str) -> dict[str, Any]:
@@ -358,7 +367,7 @@ class CsvSource:
                     pacsv.open_csv(probe, read_options=read_opts, parse_options=parse_opts).schema
                 )
             reader = pacsv.open_csv(
-                io.BufferedReader(counting, buffer_size=BLOCK_BYTES),
+                counting,
                 read_options=read_opts,
                 parse_options=parse_opts,
                 convert_options=pacsv.ConvertOptions(

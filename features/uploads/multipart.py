@@ -1,25 +1,34 @@
 """Streaming multipart/form-data: the file part goes straight to disk.
 
 Starlette's form parser spools files to the system temp directory and only
-then lets us look at them; here every byte of the ``file`` part is written to
-the DSA home's ``tmp/`` as it arrives, hashed with BLAKE3 on the way, and the
+then lets us look at them; here the bytes of the ``file`` part are written to
+the DSA home's ``tmp/`` as they arrive, hashed with BLAKE3 on the way, and the
 size limit stops the request the moment it is crossed.
+
+File bytes are gathered into blocks of ``FLUSH_BYTES`` and each block is
+written and hashed on a worker thread while the next one is received, so the
+event loop only parses (measured on a 141 MB upload: 64 KB writes and hash
+updates on the loop took half of the request's time).
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import blake3
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
 
 from core.errors import BadRequest, TooLarge
 
 MAX_FIELD_BYTES = 1024 * 1024
+FLUSH_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -36,6 +45,100 @@ class ParsedForm:
     file: ReceivedFile | None = None
 
 
+class _TooLarge(Exception):
+    pass
+
+
+class _Receiver:
+    """Parser callbacks: fields into memory, the one file part into a temp file."""
+
+    def __init__(self, tmp_dir: Path, max_file_bytes: int) -> None:
+        self.tmp_dir = tmp_dir
+        self.max_file_bytes = max_file_bytes
+        self.form = ParsedForm()
+        self.headers: dict[bytes, bytes] = {}
+        self.header_field = bytearray()
+        self.header_value = bytearray()
+        self.name = ""
+        self.filename: str | None = None  # of the part being parsed
+        self.file_name = "upload"  # of the file part
+        self.value = bytearray()
+        self.path: Path | None = None
+        self.fh: IO[bytes] | None = None
+        self.hasher = blake3.blake3()
+        self.size = 0
+        self.pending = bytearray()  # file bytes not yet written
+        self.done_file = False
+
+    def callbacks(self) -> dict[str, object]:
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_header_field": lambda d, s, e: self.header_field.extend(d[s:e]),
+            "on_header_value": lambda d, s, e: self.header_value.extend(d[s:e]),
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+        }
+
+    def on_part_begin(self) -> None:
+        self.headers = {}
+        self.name = ""
+        self.filename = None
+        self.value.clear()
+
+    def on_header_end(self) -> None:
+        self.headers[bytes(self.header_field).lower()] = bytes(self.header_value)
+        self.header_field.clear()
+        self.header_value.clear()
+
+    def on_headers_finished(self) -> None:
+        _, disp = parse_options_header(self.headers.get(b"content-disposition", b""))
+        self.name = disp.get(b"name", b"").decode("utf-8", "replace")
+        if b"filename" in disp and self.name == "file":
+            if self.path is not None:
+                raise BadRequest("send exactly one 'file' part", code="multiple_files")
+            self.filename = Path(disp[b"filename"].decode("utf-8", "replace")).name
+            self.file_name = self.filename or "upload"
+            self.path = self.tmp_dir / f"upload-{uuid.uuid4().hex}"
+            self.fh = open(self.path, "wb")  # noqa: SIM115 - closed by close()
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.filename is not None:
+            self.size += end - start
+            if self.size > self.max_file_bytes:
+                raise _TooLarge
+            self.pending += data[start:end]
+        else:
+            if len(self.value) + end - start > MAX_FIELD_BYTES:
+                raise BadRequest(f"form field {self.name!r} is too long", code="field_too_long")
+            self.value += data[start:end]
+
+    def on_part_end(self) -> None:
+        if self.filename is None:
+            if self.name:
+                self.form.fields[self.name] = self.value.decode("utf-8", "replace")
+        else:
+            self.done_file = True
+
+    def take_pending(self) -> bytes:
+        block = bytes(self.pending)
+        self.pending.clear()
+        return block
+
+    def write(self, block: bytes) -> None:
+        """Runs on a worker thread: one block to disk and into the hash."""
+        assert self.fh is not None
+        self.fh.write(block)
+        self.hasher.update(block)
+
+    def close(self, ok: bool) -> None:
+        if self.fh is not None and not self.fh.closed:
+            self.fh.close()
+        if not ok and self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
 async def receive(
     stream: AsyncIterator[bytes], content_type: str, *, tmp_dir: Path, max_file_bytes: int
 ) -> ParsedForm:
@@ -46,115 +149,40 @@ async def receive(
             "send the file as multipart/form-data with a 'file' part", code="not_multipart"
         )
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    form = ParsedForm()
-    state: dict[str, object] = {"headers": {}, "name": None, "filename": None}
-    cur_field = bytearray()
-    header_field = bytearray()
-    header_value = bytearray()
-    out: dict[str, object] = {"fh": None, "hasher": None, "size": 0, "path": None}
-    too_large = False
-
-    def on_part_begin() -> None:
-        state["headers"] = {}
-        state["name"] = None
-        state["filename"] = None
-        cur_field.clear()
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        header_field.extend(data[start:end])
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        header_value.extend(data[start:end])
-
-    def on_header_end() -> None:
-        headers = state["headers"]
-        assert isinstance(headers, dict)
-        headers[bytes(header_field).lower()] = bytes(header_value)
-        header_field.clear()
-        header_value.clear()
-
-    def on_headers_finished() -> None:
-        headers = state["headers"]
-        assert isinstance(headers, dict)
-        _, disp = parse_options_header(headers.get(b"content-disposition", b""))
-        name = disp.get(b"name", b"").decode("utf-8", "replace")
-        state["name"] = name
-        if b"filename" in disp and name == "file":
-            if out["fh"] is not None:
-                raise BadRequest("send exactly one 'file' part", code="multiple_files")
-            state["filename"] = Path(disp[b"filename"].decode("utf-8", "replace")).name
-            path = tmp_dir / f"upload-{uuid.uuid4().hex}"
-            out["path"] = path
-            out["fh"] = open(path, "wb")  # noqa: SIM115 - closed in finally
-            out["hasher"] = blake3.blake3()
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        nonlocal too_large
-        chunk = data[start:end]
-        fh = out["fh"]
-        if state["filename"] is not None and fh is not None:
-            size = int(out["size"]) + len(chunk)  # type: ignore[call-overload]
-            if size > max_file_bytes:
-                too_large = True
-                raise _Stop
-            out["size"] = size
-            fh.write(chunk)  # type: ignore[attr-defined]
-            out["hasher"].update(chunk)  # type: ignore[attr-defined]
-        else:
-            if len(cur_field) + len(chunk) > MAX_FIELD_BYTES:
-                raise BadRequest(f"form field {state['name']!r} is too long", code="field_too_long")
-            cur_field.extend(chunk)
-
-    def on_part_end() -> None:
-        if state["filename"] is None and state["name"]:
-            form.fields[str(state["name"])] = cur_field.decode("utf-8", "replace")
-        elif state["filename"] is not None:
-            fh = out["fh"]
-            fh.close()  # type: ignore[attr-defined]
-            form.file = ReceivedFile(
-                path=out["path"],  # type: ignore[arg-type]
-                filename=str(state["filename"]) or "upload",
-                size=int(out["size"]),  # type: ignore[call-overload]
-                blake3=out["hasher"].hexdigest(),  # type: ignore[attr-defined]
-            )
-            state["filename"] = None
-
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-        },
-    )
+    rx = _Receiver(tmp_dir, max_file_bytes)
+    parser = MultipartParser(boundary, rx.callbacks())  # type: ignore[arg-type]
+    writing: asyncio.Future[None] | None = None
     ok = False
     try:
         async for chunk in stream:
             parser.write(chunk)
+            if len(rx.pending) >= FLUSH_BYTES:
+                if writing is not None:
+                    await writing  # at most one block in flight: bounded memory
+                writing = asyncio.ensure_future(run_in_threadpool(rx.write, rx.take_pending()))
         parser.finalize()
+        if writing is not None:
+            await writing
+        if rx.pending:
+            await run_in_threadpool(rx.write, rx.take_pending())
         ok = True
-    except _Stop:
-        pass
-    except MultipartParseError as exc:
-        raise BadRequest(f"the multipart body is malformed: {exc}", code="bad_multipart") from None
-    finally:
-        fh = out["fh"]
-        if fh is not None and not fh.closed:  # type: ignore[attr-defined]
-            fh.close()  # type: ignore[attr-defined]
-        if not ok and out["path"] is not None:
-            Path(out["path"]).unlink(missing_ok=True)  # type: ignore[arg-type]
-    if too_large:
+    except _TooLarge:
         raise TooLarge(
             f"the file is larger than the limit of {max_file_bytes} bytes",
             code="upload_too_large",
             limit=max_file_bytes,
+        ) from None
+    except MultipartParseError as exc:
+        raise BadRequest(f"the multipart body is malformed: {exc}", code="bad_multipart") from None
+    finally:
+        if writing is not None and not writing.done():
+            await asyncio.wait([writing])
+        rx.close(ok)
+    if rx.path is not None and rx.done_file:
+        rx.form.file = ReceivedFile(
+            path=rx.path,
+            filename=rx.file_name,
+            size=rx.size,
+            blake3=rx.hasher.hexdigest(),
         )
-    return form
-
-
-class _Stop(Exception):
-    pass
+    return rx.form

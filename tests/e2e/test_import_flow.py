@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import blake3
 import httpx
 import pytest
 
@@ -240,3 +241,33 @@ def test_a_late_value_widens_the_type_of_the_whole_column(
     expected = [[str(i), float(i % 7)] for i in (599_998, 599_999)] + [["n/a", 1.5]]
     assert page["rows"] == expected
     assert page["total_rows"] == 600_001
+
+
+def test_fields_after_the_file_part_and_its_name(http: httpx.Client, auth: dict[str, str]) -> None:
+    ds = make_dataset(http, auth)["id"]
+    body = b"a,b\n" + b"".join(b"%d,%d\n" % (i, i) for i in range(400_000))  # several 4 MB blocks
+    boundary = "xyzBOUNDARY"
+    parts = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="late.csv"\r\n'
+            "Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        + body
+        + (
+            f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="message"\r\n\r\n'
+            f"fields may follow the file\r\n--{boundary}--\r\n"
+        ).encode()
+    )
+    r = http.post(
+        f"/api/v1/datasets/{ds}/refs/main/uploads",
+        content=parts,
+        headers={**auth, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert r.status_code == 202, r.text
+    job = wait_job(http, auth, r.json()["job_id"])
+    assert job["state"] == "succeeded" and job["result"]["rows"] == 400_000
+    detail = http.get(f"/api/v1/datasets/{ds}/commits/{job['commit_id']}", headers=auth).json()
+    assert detail["message"] == "fields may follow the file"
+    src = detail["provenance"]["source"]
+    assert src["file_name"] == "late.csv" and src["size"] == len(body)
+    assert src["blake3"] == blake3.blake3(body).hexdigest()

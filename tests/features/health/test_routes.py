@@ -20,9 +20,7 @@ def test_health_and_metrics(client: Any, admin: dict[str, str]) -> None:
     assert 'dsa_http_request_seconds_count{method="GET",route="/api/v1/users/me"' in metrics.text
 
 
-def test_readyz_is_503_when_redis_is_down(
-    client: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_readyz_is_503_when_redis_is_down(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     broken = get_settings().model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
     monkeypatch.setattr(service, "get_settings", lambda: broken)
     r = client.get("/readyz")
