@@ -6,7 +6,7 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------- build stage
-# Compilers are needed only here: setup.py builds a small C extension.
+# Compilers are needed only here: pip builds a small C extension (core/_rowhash.c).
 FROM ${PYTHON_IMAGE} AS build
 
 RUN apt-get update \

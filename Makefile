@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: up test lint bench install clean
 
-$(STAMP): pyproject.toml setup.py
+$(STAMP): pyproject.toml core/_rowhash.c
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -28,7 +28,7 @@ test: $(STAMP) lint
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(PY) bench/bench_import.py
+	$(PY) tests/bench/bench_import.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info core/*.so .pytest_cache .mypy_cache .ruff_cache

@@ -205,7 +205,6 @@ def test_dockerignore_keeps_secrets_and_venv_out() -> None:
     assert {".git", ".venv", ".env"} <= patterns
     for needed in (
         "pyproject.toml",
-        "setup.py",
         "README.md",
         "api",
         "core",

@@ -1,6 +1,6 @@
 """End-to-end import benchmark for DSA.
 
-    .venv/bin/python bench/bench_import.py [--rows 1000000] [--keep] [--py-spy OUT.svg]
+    .venv/bin/python tests/bench/bench_import.py [--rows 1000000] [--keep] [--py-spy OUT.svg]
 
 1. generates a seeded CSV (ints, floats, strings, categories, dates,
    timestamps, ~5 % nulls in a few columns) in a temp dir;
@@ -10,7 +10,7 @@
    including upload and queueing), sampling the Celery worker tree's RSS;
 5. measures chunk storage vs the CSV size;
 6. measures page latency over HTTP (200 seeded random offsets, limit=100);
-7. prints a table, writes ``bench/results/import-<timestamp>.json`` and exits
+7. prints a table, writes ``tests/bench/results/import-<timestamp>.json`` and exits
    non-zero when the import failed.
 
 The stack is always stopped (SIGINT, then SIGKILL after 30 s) and the temp
@@ -43,7 +43,7 @@ import httpx
 import polars as pl
 import psutil
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "bench-admin-password"
