@@ -245,26 +245,47 @@ def _sniff(path: Path, options: dict[str, Any], fmt: str) -> dict[str, Any]:
     }
 
 
-def _first_ragged_line(path: Path, dialect: dict[str, Any]) -> int | None:
-    """The first line whose record has a different field count (failure path only)."""
+class _RecordError(Exception):
+    """Python's csv module could not read the record starting on ``line``."""
+
+    def __init__(self, line: int | None) -> None:
+        self.line = line
+
+
+def _records(
+    path: Path, dialect: dict[str, Any], *, strict: bool
+) -> Iterator[tuple[int, list[str]]]:
+    """(first line, fields) of each record, with Python's csv module: slow, so
+    only used to find where a problem the fast reader reported sits."""
     import csv
 
     enc = dialect["encoding"]
     with open(path, encoding="utf-8" if enc in ("utf-8", "utf8") else enc, newline="") as f:
         for _ in range(dialect["skip_rows"]):
             f.readline()
-        reader = csv.reader(f, delimiter=dialect["delimiter"], strict=False)
+        reader = csv.reader(f, delimiter=dialect["delimiter"], strict=strict)
         start = dialect["skip_rows"] + 1
-        width: int | None = None
         try:
             for record in reader:
-                if width is None:
-                    width = len(record)
-                elif len(record) != width:
-                    return start
+                yield start, record
                 start = dialect["skip_rows"] + reader.line_num + 1
-        except (csv.Error, UnicodeDecodeError):
-            return None
+        except csv.Error:
+            raise _RecordError(start) from None
+        except UnicodeDecodeError:
+            raise _RecordError(None) from None
+
+
+def _first_ragged_line(path: Path, dialect: dict[str, Any]) -> int | None:
+    """The first line whose record has a different field count (failure path only)."""
+    width: int | None = None
+    try:
+        for line, record in _records(path, dialect, strict=False):
+            if width is None:
+                width = len(record)
+            elif len(record) != width:
+                return line
+    except _RecordError:
+        return None
     return None
 
 
@@ -272,21 +293,11 @@ def _unterminated_quote(path: Path, dialect: dict[str, Any]) -> int | None:
     """The line where a never-closed quoted field starts, or None when the odd
     quote count came from literal quotes inside unquoted fields (``5" pipe``).
     Only runs when the quote count is odd."""
-    import csv
-
-    enc = dialect["encoding"]
-    with open(path, encoding="utf-8" if enc in ("utf-8", "utf8") else enc, newline="") as f:
-        for _ in range(dialect["skip_rows"]):
-            f.readline()
-        reader = csv.reader(f, delimiter=dialect["delimiter"], strict=True)
-        start = dialect["skip_rows"] + 1
-        try:
-            for _ in reader:
-                start = dialect["skip_rows"] + reader.line_num + 1
-        except csv.Error:
-            return start
-        except UnicodeDecodeError:
-            return None
+    try:
+        for _ in _records(path, dialect, strict=True):
+            pass
+    except _RecordError as err:
+        return err.line
     return None
 
 

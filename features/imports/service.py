@@ -107,21 +107,18 @@ def run(job_id: uuid.UUID) -> None:
     try:
         work.mkdir(parents=True, exist_ok=True)
         _import(job, work)
-    except DsaError as err:
-        log.info("import failed", job_id=str(job_id), code=err.code, detail=err.detail)
-        with db.transaction() as conn:
-            jobs_service.fail(conn, job_id, err.to_problem(instance=f"/api/v1/jobs/{job_id}"))
-        _drop_upload(job)
-    except Exception:
-        log.exception("import crashed", job_id=str(job_id))
-        err = DsaError("the import failed because of an internal error; it has been logged")
-        with db.transaction() as conn:
-            jobs_service.fail(conn, job_id, err.to_problem(instance=f"/api/v1/jobs/{job_id}"))
-        _drop_upload(job)
-    else:
-        _drop_upload(job)
         log.info("import done", job_id=str(job_id), seconds=round(time.monotonic() - started, 3))
+    except Exception as exc:
+        if isinstance(exc, DsaError):
+            err = exc
+            log.info("import failed", job_id=str(job_id), code=err.code, detail=err.detail)
+        else:
+            log.exception("import crashed", job_id=str(job_id))
+            err = DsaError("the import failed because of an internal error; it has been logged")
+        with db.transaction() as conn:
+            jobs_service.fail(conn, job_id, err.to_problem(instance=f"/api/v1/jobs/{job_id}"))
     finally:
+        _drop_upload(job)
         shutil.rmtree(work, ignore_errors=True)
 
 
