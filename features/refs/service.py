@@ -31,6 +31,28 @@ def create_branch_at(
     return _create(conn, dataset_id, name, "branch", commit_id, by, None)
 
 
+def create_branch(
+    conn: psycopg.Connection[Any], *, dataset_id: uuid.UUID, name: str, from_ref: str, by: str
+) -> dict[str, Any]:
+    """A new branch at the commit ``from_ref`` names."""
+    commit_id = resolve(conn, dataset_id, from_ref)
+    return _create(conn, dataset_id, name, "branch", commit_id, by, None)
+
+
+def create_tag(
+    conn: psycopg.Connection[Any],
+    *,
+    dataset_id: uuid.UUID,
+    name: str,
+    from_ref: str,
+    by: str,
+    message: str | None,
+) -> dict[str, Any]:
+    """A tag: an immutable name for the commit ``from_ref`` names."""
+    commit_id = resolve(conn, dataset_id, from_ref)
+    return _create(conn, dataset_id, name, "tag", commit_id, by, message)
+
+
 def _create(
     conn: psycopg.Connection[Any],
     dataset_id: uuid.UUID,

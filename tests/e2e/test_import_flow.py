@@ -271,3 +271,44 @@ def test_fields_after_the_file_part_and_its_name(http: httpx.Client, auth: dict[
     src = detail["provenance"]["source"]
     assert src["file_name"] == "late.csv" and src["size"] == len(body)
     assert src["blake3"] == blake3.blake3(body).hexdigest()
+
+
+def test_read_at_a_tag_and_a_branch(http: httpx.Client, auth: dict[str, str]) -> None:
+    ds = make_dataset(http, auth)["id"]
+    first = import_csv(http, auth, ds, b"a\n1\n2\n")["commit_id"]
+    r = http.post(f"/api/v1/datasets/{ds}/tags", json={"name": "v1", "from": "main"}, headers=auth)
+    assert r.status_code == 201 and r.json() == {
+        "name": "v1",
+        "kind": "tag",
+        "commit_id": first,
+        "protected": False,
+    }
+    r = http.post(
+        f"/api/v1/datasets/{ds}/branches", json={"name": "dev", "from": first[:8]}, headers=auth
+    )
+    assert r.status_code == 201 and r.json()["commit_id"] == first
+    assert import_csv(http, auth, ds, b"a\n3\n", branch="dev")["state"] == "succeeded"
+    assert import_csv(http, auth, ds, b"a\n4\n")["state"] == "succeeded"
+
+    def rows(ref: str) -> list[list[int]]:
+        return http.get(f"/api/v1/datasets/{ds}/refs/{ref}/data", headers=auth).json()["rows"]
+
+    assert rows("v1") == [[1], [2]]
+    assert rows("dev") == [[3]]
+    assert rows("main") == [[4]]
+    refs = http.get(f"/api/v1/datasets/{ds}/refs", headers=auth).json()["items"]
+    assert {(r["name"], r["kind"]) for r in refs} == {
+        ("main", "branch"),
+        ("dev", "branch"),
+        ("v1", "tag"),
+    }
+    # names are unique per dataset, and may not look like commit ids
+    r = http.post(f"/api/v1/datasets/{ds}/tags", json={"name": "v1", "from": "main"}, headers=auth)
+    assert r.status_code == 409
+    r = http.post(
+        f"/api/v1/datasets/{ds}/branches", json={"name": "abcdef12", "from": "main"}, headers=auth
+    )
+    assert r.status_code == 422 and r.json()["code"] == "invalid_ref_name"
+    # uploads go to branches only
+    r = upload(http, auth, ds, b"a\n5\n", branch="v1")
+    assert r.status_code == 404 and r.json()["code"] == "branch_not_found"
