@@ -20,13 +20,15 @@ import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from core.errors import Invalid
+from features.imports.compression import decode_errors, open_decoded
+from features.imports.compression import detect as detect_compression
 
 BLOCK_BYTES = 4 * 1024 * 1024
 SNIFF_BYTES = 64 * 1024
@@ -193,11 +195,11 @@ class _CountingReader:
 
     closed = False
 
-    def __init__(self, f: io.BufferedReader, on_bytes: Callable[[int], None]) -> None:
+    def __init__(self, f: IO[bytes], on_read: Callable[[], None]) -> None:
         self._f = f
-        self._on_bytes = on_bytes
-        self.count = 0
+        self._on_read = on_read
         self.quotes = 0
+        self.error: BaseException | None = None
 
     def readable(self) -> bool:
         return True
@@ -206,10 +208,13 @@ class _CountingReader:
         return False
 
     def read(self, n: int = -1) -> bytes:
-        data = self._f.read(n)
-        self.count += len(data)
+        try:
+            data = self._f.read(n)
+        except decode_errors() as exc:
+            self.error = exc  # Arrow reports it as an I/O error; we name the cause
+            raise
         self.quotes += data.count(b'"')
-        self._on_bytes(self.count)
+        self._on_read()
         return data
 
     def close(self) -> None:
@@ -217,8 +222,13 @@ class _CountingReader:
 
 
 def _sniff(path: Path, options: dict[str, Any], fmt: str) -> dict[str, Any]:
-    with open(path, "rb") as f:
-        head = f.read(SNIFF_BYTES)
+    compression = detect_compression(path)
+    stream, _ = open_decoded(path, compression)
+    try:
+        with stream:
+            head = stream.read(SNIFF_BYTES)
+    except decode_errors() as exc:
+        raise _compression_failed(exc, compression) from None
     if not head:
         raise ImportFailed("the file is empty", code="empty_file", line=1)
     if b"\x00" in head:
@@ -237,12 +247,22 @@ def _sniff(path: Path, options: dict[str, Any], fmt: str) -> dict[str, Any]:
             delimiter = max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
     return {
         "format": fmt,
+        "compression": compression,
         "delimiter": delimiter,
         "header": options.get("header", True),
         "encoding": (options.get("encoding") or "utf-8").lower(),
         "null_values": options.get("null_values", [""]),
         "skip_rows": options.get("skip_rows", 0),
     }
+
+
+def _compression_failed(exc: BaseException, compression: str | None) -> ImportFailed:
+    what = {"gzip": "gzip", "bz2": "bzip2", "zstd": "zstd"}.get(compression or "", "compressed")
+    if isinstance(exc, EOFError) or "ends before" in str(exc):
+        detail = f"the {what} stream ends early: the file is truncated; upload it again"
+    else:
+        detail = f"the {what} stream is corrupt: {exc}"
+    return ImportFailed(detail, code="corrupt_compressed_file")
 
 
 class _RecordError(Exception):
@@ -260,7 +280,11 @@ def _records(
     import csv
 
     enc = dialect["encoding"]
-    with open(path, encoding="utf-8" if enc in ("utf-8", "utf8") else enc, newline="") as f:
+    stream, _ = open_decoded(path, dialect["compression"])
+    text = io.TextIOWrapper(
+        stream, encoding="utf-8" if enc in ("utf-8", "utf8") else enc, newline=""
+    )
+    with text as f:
         for _ in range(dialect["skip_rows"]):
             f.readline()
         reader = csv.reader(f, delimiter=dialect["delimiter"], strict=strict)
@@ -271,7 +295,7 @@ def _records(
                 start = dialect["skip_rows"] + reader.line_num + 1
         except csv.Error:
             raise _RecordError(start) from None
-        except UnicodeDecodeError:
+        except (UnicodeDecodeError, *decode_errors()):
             raise _RecordError(None) from None
 
 
@@ -301,15 +325,18 @@ def _unterminated_quote(path: Path, dialect: dict[str, Any]) -> int | None:
     return None
 
 
-def _first_bad_utf8_line(path: Path) -> int:
+def _first_bad_utf8_line(path: Path, compression: str | None) -> int:
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
     line = 1
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
+    stream, _ = open_decoded(path, compression)
+    with stream:
+        while block := stream.read(1 << 20):
             try:
-                block.decode("utf-8")
+                decoder.decode(block)
             except UnicodeDecodeError as exc:
-                if exc.reason != "unexpected end of data":
-                    return line + block[: exc.start].count(b"\n")
+                return line + block[: max(exc.start, 0)].count(b"\n")
             line += block.count(b"\n")
     return line
 
@@ -368,12 +395,14 @@ class CsvSource:
         parse_opts = pacsv.ParseOptions(
             delimiter=dialect["delimiter"], newlines_in_values=True, invalid_row_handler=on_invalid
         )
-        raw = open(self.path, "rb")  # noqa: SIM115 - closed in finally
-        counting = _CountingReader(raw, self.on_bytes)
+        compression = dialect["compression"]
+        stream, consumed = open_decoded(self.path, compression)
+        counting = _CountingReader(stream, lambda: self.on_bytes(consumed()))
         forced = self.options.get("column_types") or {}
         row_base = 0
         try:
-            with open(self.path, "rb") as probe:  # the column count, from the first block
+            probe, _ = open_decoded(self.path, compression)
+            with probe:  # the column count, from the first block
                 ncols = len(
                     pacsv.open_csv(probe, read_options=read_opts, parse_options=parse_opts).schema
                 )
@@ -411,10 +440,14 @@ class CsvSource:
                 row_base += batch.num_rows
                 self.rows = row_base
                 yield batch, typed
+        except decode_errors() as exc:
+            raise _compression_failed(exc, compression) from None
         except pa.ArrowInvalid as exc:
+            if counting.error is not None:
+                raise _compression_failed(counting.error, compression) from None
             raise _explain(exc, bad_row, self.path, dialect) from None
         finally:
-            raw.close()
+            stream.close()
         if self.inference is None:
             raise ImportFailed("the file has no header row and no data", code="empty_file", line=1)
         if counting.quotes % 2:
@@ -509,7 +542,7 @@ def _explain(
             line=line,
         )
     if "invalid UTF8" in msg or "UTF8" in msg:
-        line = _first_bad_utf8_line(path)
+        line = _first_bad_utf8_line(path, dialect["compression"])
         return ImportFailed(
             f"line {line} is not valid UTF-8; re-save the file as UTF-8 or pass options.encoding",
             code="invalid_encoding",

@@ -11,13 +11,21 @@ from typing import Any
 
 from core.schema import LOGICAL_TYPES
 
-SUPPORTED_EXTENSIONS = (".csv", ".tsv", ".txt")
+SUPPORTED_EXTENSIONS = (".csv", ".tsv", ".txt", "and those compressed: .gz, .bz2, .zst")
+COMPRESSION_SUFFIXES = (".gz", ".gzip", ".bz2", ".zst", ".zstd")
 OPTION_NAMES = ("delimiter", "header", "null_values", "skip_rows", "encoding", "column_types")
 ENCODINGS = ("utf-8", "utf8", "latin-1", "latin1", "iso-8859-1", "cp1252", "windows-1252")
 
 
 def detect_format(filename: str, options: dict[str, Any]) -> str | None:
-    suffix = PurePath(filename.lower()).suffix
+    """The table format a file name says (a compression suffix is looked through;
+    the worker recognises the compression itself by its magic bytes)."""
+    path = PurePath(filename.lower())
+    if path.suffix in COMPRESSION_SUFFIXES:
+        path = PurePath(path.stem)
+        if not path.suffix:  # data.gz: a compressed table of unnamed kind is taken as CSV
+            return "csv"
+    suffix = path.suffix
     if suffix in (".csv", ".txt"):
         return "csv"
     if suffix == ".tsv":

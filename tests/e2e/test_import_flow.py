@@ -4,6 +4,7 @@ PostgreSQL and Redis."""
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import random
 import time
@@ -312,3 +313,24 @@ def test_read_at_a_tag_and_a_branch(http: httpx.Client, auth: dict[str, str]) ->
     # uploads go to branches only
     r = upload(http, auth, ds, b"a\n5\n", branch="v1")
     assert r.status_code == 404 and r.json()["code"] == "branch_not_found"
+
+
+def test_compressed_upload_and_a_truncated_one(http: httpx.Client, auth: dict[str, str]) -> None:
+    ds = make_dataset(http, auth)["id"]
+    rows = make_rows(3000, seed=9)
+    packed = gzip.compress(to_csv(rows))
+    job = import_csv(http, auth, ds, packed, filename="things.csv.gz")
+    assert job["state"] == "succeeded", job
+    assert job["progress"]["bytes"] == len(packed)
+    assert read_all(http, auth, ds, "main")[:3] == [[r[0], r[1] or None, *r[2:]] for r in rows[:3]]
+    detail = http.get(f"/api/v1/datasets/{ds}/commits/{job['commit_id']}", headers=auth).json()
+    assert detail["provenance"]["dialect"]["compression"] == "gzip"
+    assert detail["tables"][0]["name"] == "things"
+
+    bad = import_csv(http, auth, ds, packed[: len(packed) // 2], filename="things.csv.gz")
+    assert bad["state"] == "failed"
+    assert (
+        bad["error"]["code"] == "corrupt_compressed_file" and "truncated" in bad["error"]["detail"]
+    )
+    hist = http.get(f"/api/v1/datasets/{ds}/commits", headers=auth).json()
+    assert hist["total"] == 2  # nothing committed by the truncated one

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import bz2
+import gzip
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
+import zstandard
 
 from features.imports.csv_reader import CsvSource, ImportFailed, read_csv
 
@@ -107,3 +110,49 @@ def test_an_unterminated_quote_is_an_error_with_its_line(tmp_path: Path) -> None
     # a literal quote inside an unquoted field is fine
     p1 = _read(tmp_path, b'a,b\n1,5" pipe\n2,x\n')
     assert p1.rows == 2
+
+
+COMPRESSORS = {
+    "gzip": gzip.compress,
+    "bz2": bz2.compress,
+    "zstd": lambda b: zstandard.ZstdCompressor().compress(b),
+}
+
+
+@pytest.mark.parametrize("codec", sorted(COMPRESSORS))
+def test_compressed_files_read_like_plain_ones(tmp_path: Path, codec: str) -> None:
+    plain = b"a,b\n" + b"".join(b'%d,"x, %d"\n' % (i, i) for i in range(200_000))
+    packed = COMPRESSORS[codec](plain)
+    src = tmp_path / "in.csv"
+    src.write_bytes(packed)
+    seen: list[int] = []
+    p1 = read_csv(src, options={}, fmt="csv", on_bytes=seen.append)
+    assert p1.rows == 200_000 and p1.types == ["integer", "string"]
+    assert p1.dialect["compression"] == codec
+    assert seen[-1] == len(packed)  # progress counts the file's own bytes
+
+
+@pytest.mark.parametrize("codec", sorted(COMPRESSORS))
+def test_truncated_compressed_files_fail(tmp_path: Path, codec: str) -> None:
+    plain = b"a,b\n" + b"".join(b"%d,%d\n" % (i, i * 7919 % 1000) for i in range(300_000))
+    packed = COMPRESSORS[codec](plain)
+    with pytest.raises(ImportFailed) as exc:
+        _read(tmp_path, packed[: len(packed) * 2 // 3])
+    assert exc.value.code == "corrupt_compressed_file"
+    assert "truncated" in exc.value.detail
+
+
+def test_bad_utf8_line_is_exact_across_blocks(tmp_path: Path) -> None:
+    rows = "".join(f"{i},é{i}\n" for i in range(300_000)).encode()  # 2-byte chars everywhere
+    with pytest.raises(ImportFailed) as exc:
+        _read(tmp_path, b"a,b\n" + rows + b"1,\xff\n")
+    assert exc.value.code == "invalid_encoding" and exc.value.extra["line"] == 300_002
+
+
+def test_compressed_names_are_csv() -> None:
+    from features.imports.formats import detect_format
+
+    assert detect_format("x.csv.gz", {}) == "csv"
+    assert detect_format("x.tsv.zst", {}) == "tsv"
+    assert detect_format("x.gz", {}) == "csv"
+    assert detect_format("x.xlsx.gz", {}) is None
