@@ -78,12 +78,17 @@ def enqueue_after_commit(conn: Any, job_id: uuid.UUID) -> None:
     db.after_commit(conn, send)
 
 
+class JobCancelled(Exception):
+    """The job was cancelled while it ran: stop, commit nothing."""
+
+
 class _Progress:
     def __init__(self, job_id: uuid.UUID) -> None:
         self.job_id = job_id
         self.rows = 0
         self.bytes = 0
         self._last = 0.0
+        self.cancelled = False
 
     def update(self, *, rows: int | None = None, bytes_read: int | None = None) -> None:
         if rows is not None:
@@ -93,7 +98,12 @@ class _Progress:
         now = time.monotonic()
         if now - self._last >= PROGRESS_EVERY_S:
             self._last = now
-            jobs_service.report_progress(self.job_id, rows=self.rows, bytes_read=self.bytes)
+            if not jobs_service.report_progress(self.job_id, rows=self.rows, bytes_read=self.bytes):
+                self.cancelled = True  # may run on Arrow's reader thread: raise in check()
+
+    def check(self) -> None:
+        if self.cancelled:
+            raise JobCancelled
 
 
 def run(job_id: uuid.UUID) -> None:
@@ -108,6 +118,8 @@ def run(job_id: uuid.UUID) -> None:
         work.mkdir(parents=True, exist_ok=True)
         _import(job, work)
         log.info("import done", job_id=str(job_id), seconds=round(time.monotonic() - started, 3))
+    except JobCancelled:
+        log.info("import cancelled", job_id=str(job_id))
     except Exception as exc:
         if isinstance(exc, DsaError):
             err = exc
@@ -167,6 +179,8 @@ def _import(job: dict[str, Any], work: Path) -> None:
 
     if tables == parent.tables:
         with db.transaction() as conn:
+            if not jobs_service.still_running(conn, job["id"]):
+                raise JobCancelled
             jobs_service.succeed(
                 conn,
                 job["id"],
@@ -200,6 +214,8 @@ def _import(job: dict[str, Any], work: Path) -> None:
         },
     )
     with db.transaction() as conn:
+        if not jobs_service.still_running(conn, job["id"]):
+            raise JobCancelled
         commit_id = commits_service.record(conn, dataset_id=dataset_id, commit=commit)
         refs_service.cas_move(
             conn, dataset_id=dataset_id, name=branch, new=commit_id, expected=head
@@ -291,6 +307,7 @@ def _write_table(
             if spec is None:
                 spec = types
                 writer = ChunkWriter(store, _columns(src.names, spec), work, pool)
+            progress.check()
             if writer is not None and types == spec:
                 writer.add(_assemble(text, typed, spec))
                 progress.update(rows=writer.rows)
@@ -311,6 +328,7 @@ def _write_table(
                 types=dict(zip(src.names, final, strict=True)),
             )
             for text, typed in again:
+                progress.check()
                 writer.add(_assemble(text, typed, final))
                 progress.update(rows=writer.rows)
         pieces = writer.finish()

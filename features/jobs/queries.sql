@@ -28,3 +28,13 @@ WHERE id = %(id)s AND state = 'running';
 -- name: fail
 UPDATE job SET state = 'failed', error = %(error)s, finished_at = now()
 WHERE id = %(id)s AND state IN ('queued', 'running');
+
+-- name: cancel
+-- Stop a job that has not ended; its worker notices at its next progress report.
+UPDATE job SET state = 'cancelled', finished_at = now()
+WHERE id = %(id)s AND state IN ('queued', 'running')
+RETURNING *;
+
+-- name: lock_state
+-- The job's state, locked until the end of the transaction (the final commit of an import).
+SELECT state FROM job WHERE id = %(id)s FOR UPDATE;

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Depends
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
-from core.db import transaction
+from core.db import read, transaction
 from core.errors import NotFound
 from features.auth.service import User, current_user
 from features.datasets import service as datasets_service
@@ -13,13 +18,67 @@ from features.jobs import service
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
+EVENTS_POLL_S = 0.25
+EVENTS_KEEPALIVE_S = 15.0
+ENDED = ("succeeded", "failed", "cancelled")
+
+
+def _visible_job(user: User, job_id: uuid.UUID, role: str = "read") -> dict[str, Any]:
+    with read() as conn:
+        row = service.get(conn, job_id)
+        try:
+            datasets_service.require(conn, user, row["dataset_id"], role)
+        except NotFound:  # a job of a dataset the caller cannot see does not exist for it
+            raise NotFound(f"job {job_id} does not exist", code="job_not_found") from None
+    return row
+
 
 @router.get("/jobs/{job_id}")
 def get_job(job_id: uuid.UUID, user: User = Depends(current_user)) -> dict[str, Any]:
+    return service.to_out(_visible_job(user, job_id))
+
+
+@router.post("/jobs/{job_id}/cancel", status_code=202)
+def cancel_job(job_id: uuid.UUID, user: User = Depends(current_user)) -> dict[str, Any]:
+    """Stop a queued or running job; nothing it did becomes visible. 409 once it ended."""
+    _visible_job(user, job_id, "write")
     with transaction() as conn:
-        row = service.get(conn, job_id)
-        try:
-            datasets_service.require(conn, user, row["dataset_id"], "read")
-        except NotFound:  # a job of a dataset the caller cannot see does not exist for it
-            raise NotFound(f"job {job_id} does not exist", code="job_not_found") from None
-    return service.to_out(row)
+        return service.to_out(service.cancel(conn, job_id))
+
+
+@router.get("/jobs/{job_id}/events")
+async def job_events(job_id: uuid.UUID, user: User = Depends(current_user)) -> StreamingResponse:
+    """Server-sent events: a ``progress`` event whenever the job changes, then one
+    ``end`` event with its final state, then the stream closes."""
+    await run_in_threadpool(_visible_job, user, job_id)
+
+    async def stream() -> AsyncIterator[bytes]:
+        last: bytes | None = None
+        quiet = 0.0
+        while True:
+            row = await run_in_threadpool(_job_row, job_id)
+            body = orjson.dumps(service.to_out(row), default=str)
+            ended = row["state"] in ENDED
+            if ended:
+                yield b"event: end\ndata: " + body + b"\n\n"
+                return
+            if body != last:
+                yield b"event: progress\ndata: " + body + b"\n\n"
+                last, quiet = body, 0.0
+            elif quiet >= EVENTS_KEEPALIVE_S:
+                yield b": keep-alive\n\n"
+                quiet = 0.0
+            await asyncio.sleep(EVENTS_POLL_S)
+            quiet += EVENTS_POLL_S
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _job_row(job_id: uuid.UUID) -> dict[str, Any]:
+    with read() as conn:
+        return service.get(conn, job_id)
+

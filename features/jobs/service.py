@@ -15,7 +15,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from core import db
-from core.errors import NotFound
+from core.errors import Conflict, NotFound
 
 Q = db.Queries(__file__)
 
@@ -86,6 +86,20 @@ def succeed(
             "result": Jsonb({"result": result}),
         },
     )
+
+
+def cancel(conn: psycopg.Connection[Any], job_id: uuid.UUID) -> dict[str, Any]:
+    row = conn.execute(Q.cancel, {"id": job_id}).fetchone()
+    if row is None:
+        state = get(conn, job_id)["state"]
+        raise Conflict(f"the job has already ended ({state})", code="job_ended", state=state)
+    return row
+
+
+def still_running(conn: psycopg.Connection[Any], job_id: uuid.UUID) -> bool:
+    """Lock the job row and tell whether it is still running (not cancelled)."""
+    row = conn.execute(Q.lock_state, {"id": job_id}).fetchone()
+    return row is not None and row["state"] == "running"
 
 
 def fail(conn: psycopg.Connection[Any], job_id: uuid.UUID, problem: dict[str, Any]) -> None:

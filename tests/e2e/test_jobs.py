@@ -1,0 +1,80 @@
+"""Job progress as server-sent events, and cancelling a job."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import import_csv, login, make_dataset, upload, wait_job
+
+
+@pytest.fixture(scope="module")
+def http(api_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_url, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def auth(http: httpx.Client) -> dict[str, str]:
+    return login(http)
+
+
+def big_csv(rows: int = 400_000) -> bytes:
+    return ("a,b\n" + "".join(f"{i},{i % 13}\n" for i in range(rows))).encode()
+
+
+def test_events_stream_progress_then_the_end(http: httpx.Client, auth: dict[str, str]) -> None:
+    ds = make_dataset(http, auth)["id"]
+    body = big_csv()
+    job_id = upload(http, auth, ds, body).json()["job_id"]
+    events: list[tuple[str, dict]] = []
+    with http.stream("GET", f"/api/v1/jobs/{job_id}/events", headers=auth) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        name = None
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                events.append((name or "", json.loads(line[6:])))
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "end" and set(kinds[:-1]) <= {"progress"}
+    final = events[-1][1]
+    assert final["state"] == "succeeded" and final["progress"]["rows"] == 400_000
+    running = [e for k, e in events if k == "progress" and e["state"] == "running"]
+    assert any(e["progress"]["bytes"] > 0 for e in running), kinds
+
+
+def test_cancel_a_running_import_commits_nothing(http: httpx.Client, auth: dict[str, str]) -> None:
+    ds = make_dataset(http, auth)["id"]
+    job_id = upload(http, auth, ds, big_csv(800_000)).json()["job_id"]
+    deadline = time.monotonic() + 30
+    while http.get(f"/api/v1/jobs/{job_id}", headers=auth).json()["state"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    r = http.post(f"/api/v1/jobs/{job_id}/cancel", headers=auth)
+    assert r.status_code == 202 and r.json()["state"] == "cancelled"
+    time.sleep(3)  # the worker notices at its next progress report and stops
+    job = http.get(f"/api/v1/jobs/{job_id}", headers=auth).json()
+    assert job["state"] == "cancelled" and job["commit_id"] is None
+    assert http.get(f"/api/v1/datasets/{ds}/commits", headers=auth).json()["total"] == 1
+    # the worker goes on serving
+    assert import_csv(http, auth, ds, b"x\n1\n")["state"] == "succeeded"
+    # an ended job cannot be cancelled
+    r = http.post(f"/api/v1/jobs/{job_id}/cancel", headers=auth)
+    assert r.status_code == 409 and r.json()["code"] == "job_ended"
+
+
+def test_cancel_needs_write_and_visibility(http: httpx.Client, auth: dict[str, str]) -> None:
+    from tests.conftest import make_user
+
+    ds = make_dataset(http, auth)["id"]
+    job_id = upload(http, auth, ds, b"a\n1\n").json()["job_id"]
+    wait_job(http, auth, job_id)
+    stranger = make_user(http, auth)
+    assert http.post(f"/api/v1/jobs/{job_id}/cancel", headers=stranger).status_code == 404
+    assert http.get(f"/api/v1/jobs/{job_id}/events", headers=stranger).status_code == 404
