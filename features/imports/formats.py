@@ -11,7 +11,13 @@ from typing import Any
 
 from core.schema import LOGICAL_TYPES
 
-SUPPORTED_EXTENSIONS = (".csv", ".tsv", ".txt", "and those compressed: .gz, .bz2, .zst")
+SUPPORTED_EXTENSIONS = (
+    ".csv",
+    ".tsv",
+    ".txt",
+    ".parquet",
+    "and CSV/TSV compressed: .gz, .bz2, .zst",
+)
 COMPRESSION_SUFFIXES = (".gz", ".gzip", ".bz2", ".zst", ".zstd")
 OPTION_NAMES = ("delimiter", "header", "null_values", "skip_rows", "encoding", "column_types")
 ENCODINGS = ("utf-8", "utf8", "latin-1", "latin1", "iso-8859-1", "cp1252", "windows-1252")
@@ -26,6 +32,8 @@ def detect_format(filename: str, options: dict[str, Any]) -> str | None:
         if not path.suffix:  # data.gz: a compressed table of unnamed kind is taken as CSV
             return "csv"
     suffix = path.suffix
+    if suffix in (".parquet", ".pq") and path == PurePath(filename.lower()):
+        return "parquet"
     if suffix in (".csv", ".txt"):
         return "csv"
     if suffix == ".tsv":

@@ -43,6 +43,7 @@ from features.imports.formats import (
     table_name_from_file,
     validate_options,
 )
+from features.imports.parquet_reader import ParquetSource
 from features.jobs import service as jobs_service
 from features.refs import service as refs_service
 
@@ -58,7 +59,7 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 SUPPORTED_MODES = ("replace",)
-IMPORTER = "dsa.csv/1"
+IMPORTER = "dsa.import/1"
 PROGRESS_EVERY_S = 0.5
 
 
@@ -293,7 +294,8 @@ def _write_table(
     speculative chunks are dropped and a second pass re-reads the file with the
     final types, so the result never depends on the speculation.
     """
-    src = CsvSource(
+    source = ParquetSource if params["format"] == "parquet" else CsvSource
+    src = source(
         path,
         options=params.get("options") or {},
         fmt=params["format"],
@@ -320,7 +322,7 @@ def _write_table(
             if writer is not None:
                 writer.abandon()
             writer = ChunkWriter(store, _columns(src.names, final), work, pool)
-            again = CsvSource(
+            again = source(
                 path,
                 options=params.get("options") or {},
                 fmt=params["format"],

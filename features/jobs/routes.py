@@ -81,4 +81,3 @@ async def job_events(job_id: uuid.UUID, user: User = Depends(current_user)) -> S
 def _job_row(job_id: uuid.UUID) -> dict[str, Any]:
     with read() as conn:
         return service.get(conn, job_id)
-

@@ -9,10 +9,13 @@ import io
 import random
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import blake3
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import import_csv, login, make_dataset, upload, wait_job
@@ -334,3 +337,30 @@ def test_compressed_upload_and_a_truncated_one(http: httpx.Client, auth: dict[st
     )
     hist = http.get(f"/api/v1/datasets/{ds}/commits", headers=auth).json()
     assert hist["total"] == 2  # nothing committed by the truncated one
+
+
+def test_parquet_upload_round_trips(
+    http: httpx.Client, auth: dict[str, str], tmp_path: Path
+) -> None:
+    ds = make_dataset(http, auth)["id"]
+    n = 3000
+    table = pa.table(
+        {
+            "id": pa.array(range(n), pa.int32()),
+            "name": pa.array([None if i % 10 == 0 else f"n{i}" for i in range(n)]),
+            "score": pa.array([i / 4 for i in range(n)], pa.float32()),
+            "tags": pa.array([[i, i + 1] for i in range(n)]),
+        }
+    )
+    path = tmp_path / "t.parquet"
+    pq.write_table(table, path, row_group_size=700)
+    job = import_csv(http, auth, ds, path.read_bytes(), filename="measures.parquet")
+    assert job["state"] == "succeeded", job
+    assert job["progress"]["bytes"] == path.stat().st_size
+    tables = http.get(f"/api/v1/datasets/{ds}/refs/main/tables", headers=auth).json()["items"]
+    assert tables[0]["name"] == "measures"
+    assert [c["type"] for c in tables[0]["columns"]] == ["integer", "string", "float", "string"]
+    got = read_all(http, auth, ds, "main")
+    assert got == [[i, None if i % 10 == 0 else f"n{i}", i / 4, f"[{i},{i + 1}]"] for i in range(n)]
+    bad = import_csv(http, auth, ds, path.read_bytes()[:500], filename="measures.parquet")
+    assert bad["state"] == "failed" and bad["error"]["code"] == "corrupt_parquet"
