@@ -436,7 +436,8 @@ class CsvSource:
                 try:
                     typed = self.inference.update(batch)
                 except _BadValue as bad:
-                    raise _bad_value(batch, bad.column, forced, row_base, dialect) from None
+                    declared = self.inference.forced
+                    raise _bad_value(batch, bad.column, declared, row_base, dialect) from None
                 row_base += batch.num_rows
                 self.rows = row_base
                 yield batch, typed

@@ -148,7 +148,8 @@ class ParquetSource:
                     code="unknown_column",
                     column=col,
                 )
-        self._types = [forced.get(n, t) for n, t in zip(self.names, self._types, strict=True)]
+        fixed = {**forced, **(types or {})}
+        self._types = [fixed.get(n, t) for n, t in zip(self.names, self._types, strict=True)]
         self._nulls = [False] * len(self.names)
         self.rows = 0
         self.dialect: dict[str, Any] = {

@@ -32,7 +32,17 @@ from core import db, queue
 from core.chunks import write_chunk
 from core.config import get_settings
 from core.errors import DsaError, Unavailable
-from core.objects import Commit, Manifest, Piece, Schema, TableEntry, get_commit, put_object
+from core.objects import (
+    Commit,
+    Manifest,
+    Piece,
+    Schema,
+    TableEntry,
+    get_commit,
+    get_manifest,
+    get_schema,
+    put_object,
+)
 from core.schema import Column, arrow_type
 from core.storage import get_store
 from features.commits import service as commits_service
@@ -58,7 +68,7 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-SUPPORTED_MODES = ("replace",)
+SUPPORTED_MODES = ("replace", "append")
 IMPORTER = "dsa.import/1"
 PROGRESS_EVERY_S = 0.5
 
@@ -157,26 +167,33 @@ def _import(job: dict[str, Any], work: Path) -> None:
 
     if not store.exists(upload["object_key"]):
         raise ImportFailed("the uploaded file is gone", code="upload_missing")
+    table_name = params["table"]
+    base = parent.tables.get(table_name) if params["mode"] == "append" else None
+    target = get_schema(store, base.schema) if base is not None else None
     with store.local_path(upload["object_key"]) as path:
         try:
             names, types, nullable, pieces, rows, dialect = _write_table(
-                path, work, params, store, progress
+                path, work, params, store, progress, target
             )
         except ImportFailed as err:
             err.extra.setdefault("file", filename)
             raise
     progress.update(bytes_read=upload["size"], rows=rows)
     done_rows = rows
+    if base is not None and target is not None:
+        # append: the table's rows as they are, then the file's
+        nullable = [c.nullable or n for c, n in zip(target.columns, nullable, strict=True)]
+        pieces = list(get_manifest(store, base.manifest).pieces) + pieces
+        done_rows += base.row_count
     schema = Schema(
         tuple(Column(n, t, nl) for n, t, nl in zip(names, types, nullable, strict=True))
     )
     manifest = Manifest(tuple(pieces))
     put_object(store, "schema", schema)
     put_object(store, "manifest", manifest)
-    table_name = params["table"]
     entry = TableEntry(schema=schema.id, manifest=manifest.id, row_count=done_rows)
     tables = {**parent.tables, table_name: entry}
-    result: dict[str, Any] = {"rows": done_rows, "table": table_name}
+    result: dict[str, Any] = {"rows": rows, "table": table_name, "table_rows": done_rows}
 
     if tables == parent.tables:
         with db.transaction() as conn:
@@ -284,10 +301,19 @@ class ChunkWriter:
 
 
 def _write_table(
-    path: Path, work: Path, params: dict[str, Any], store: Any, progress: _Progress
+    path: Path,
+    work: Path,
+    params: dict[str, Any],
+    store: Any,
+    progress: _Progress,
+    target: Schema | None = None,
 ) -> tuple[list[str], list[str], list[bool], list[Piece], int, dict[str, Any]]:
     """Parse, type, hash and store the file's rows; returns its names, types,
     nullability, manifest pieces, row count and dialect.
+
+    With a ``target`` schema (appending to a table), the file must have exactly
+    its columns, in any order; values are read as the target's types and the
+    columns stored in the target's order, so equal rows hash equal.
 
     Types are speculated from the first batch and every batch is converted and
     chunked as it is read. When a later value widens a column's type the
@@ -295,11 +321,14 @@ def _write_table(
     final types, so the result never depends on the speculation.
     """
     source = ParquetSource if params["format"] == "parquet" else CsvSource
+    fixed = {c.name: c.type for c in target.columns} if target else None
+    order = target.names if target else None
     src = source(
         path,
         options=params.get("options") or {},
         fmt=params["format"],
         on_bytes=lambda n: progress.update(bytes_read=n),
+        types=fixed,
     )
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="chunk") as pool:
         writer: ChunkWriter | None = None
@@ -307,11 +336,13 @@ def _write_table(
         for text, typed in src:
             types = src.types()
             if spec is None:
+                if target is not None:
+                    _same_columns(src.names, target)
                 spec = types
-                writer = ChunkWriter(store, _columns(src.names, spec), work, pool)
+                writer = ChunkWriter(store, _columns(src.names, spec, order), work, pool)
             progress.check()
             if writer is not None and types == spec:
-                writer.add(_assemble(text, typed, spec))
+                writer.add(_assemble(text, typed, spec, order))
                 progress.update(rows=writer.rows)
             elif writer is not None:
                 log.info("type speculation missed; the file will be read twice", speculated=spec)
@@ -321,7 +352,7 @@ def _write_table(
         if writer is None or final != spec:
             if writer is not None:
                 writer.abandon()
-            writer = ChunkWriter(store, _columns(src.names, final), work, pool)
+            writer = ChunkWriter(store, _columns(src.names, final, order), work, pool)
             again = source(
                 path,
                 options=params.get("options") or {},
@@ -331,18 +362,49 @@ def _write_table(
             )
             for text, typed in again:
                 progress.check()
-                writer.add(_assemble(text, typed, final))
+                writer.add(_assemble(text, typed, final, order))
                 progress.update(rows=writer.rows)
         pieces = writer.finish()
-    return src.names, final, src.nullable(), pieces, src.rows, src.dialect
+    if target is not None:
+        _same_columns(src.names, target)  # also for a file with a header and no rows
+    names, nullable = src.names, src.nullable()
+    if order is not None:
+        nullable = [nullable[names.index(n)] for n in order]
+        final = [final[names.index(n)] for n in order]
+        names = list(order)
+    return names, final, nullable, pieces, src.rows, src.dialect
 
 
-def _columns(names: list[str], types: list[str]) -> list[Column]:
-    return [Column(n, t) for n, t in zip(names, types, strict=True)]
+def _same_columns(names: list[str], target: Schema) -> None:
+    missing = [n for n in target.names if n not in names]
+    extra = [n for n in names if n not in target.names]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(repr(n) for n in missing)}")
+        if extra:
+            parts.append(f"not in the table: {', '.join(repr(n) for n in extra)}")
+        raise ImportFailed(
+            "appending needs the table's columns: " + "; ".join(parts),
+            code="schema_mismatch",
+            missing=missing,
+            extra=extra,
+        )
+
+
+def _columns(names: list[str], types: list[str], order: list[str] | None = None) -> list[Column]:
+    cols = [Column(n, t) for n, t in zip(names, types, strict=True)]
+    if order is None:
+        return cols
+    by_name = {c.name: c for c in cols}
+    return [by_name[n] for n in order]
 
 
 def _assemble(
-    text: pa.RecordBatch, typed: list[pa.Array | None], types: list[str]
+    text: pa.RecordBatch,
+    typed: list[pa.Array | None],
+    types: list[str],
+    order: list[str] | None = None,
 ) -> pa.RecordBatch:
     arrays = []
     for i, kind in enumerate(types):
@@ -351,7 +413,8 @@ def _assemble(
             arr = convert(text.column(i), kind)
             assert arr is not None, "final types fit every value by construction"
         arrays.append(arr)
-    return pa.RecordBatch.from_arrays(arrays, names=text.schema.names)
+    batch = pa.RecordBatch.from_arrays(arrays, names=text.schema.names)
+    return batch.select(order) if order is not None else batch
 
 
 def _version() -> str:

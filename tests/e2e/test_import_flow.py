@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -364,3 +365,47 @@ def test_parquet_upload_round_trips(
     assert got == [[i, None if i % 10 == 0 else f"n{i}", i / 4, f"[{i},{i + 1}]"] for i in range(n)]
     bad = import_csv(http, auth, ds, path.read_bytes()[:500], filename="measures.parquet")
     assert bad["state"] == "failed" and bad["error"]["code"] == "corrupt_parquet"
+
+
+def test_append_adds_rows_and_reuses_every_stored_one(
+    http: httpx.Client, auth: dict[str, str], stack: dict[str, str]
+) -> None:
+    ds = make_dataset(http, auth)["id"]
+    first = import_csv(http, auth, ds, b"id,name\n1,a\n2,b\n", filename="t.csv")
+    assert first["state"] == "succeeded"
+    # columns in another order; values read as the table's types ("3" stays an integer)
+    job = import_csv(http, auth, ds, b"name,id\nc,3\n,4\n", filename="t.csv", mode="append")
+    assert job["state"] == "succeeded", job
+    assert job["result"] == {"rows": 2, "table": "t", "table_rows": 4}
+    assert read_all(http, auth, ds, "main") == [[1, "a"], [2, "b"], [3, "c"], [4, None]]
+    detail = http.get(f"/api/v1/datasets/{ds}/commits/{job['commit_id']}", headers=auth).json()
+    (t,) = detail["tables"]
+    assert t["row_count"] == 4
+    assert t["columns"] == [
+        {"name": "id", "type": "integer", "nullable": False},
+        {"name": "name", "type": "string", "nullable": True},
+    ]
+    # the parent's rows are not stored again: its manifest's pieces come first
+    first_detail = http.get(
+        f"/api/v1/datasets/{ds}/commits/{first['commit_id']}", headers=auth
+    ).json()
+    home = Path(stack["DSA_HOME"]) / "objects" / "manifests"
+
+    def pieces(manifest_id: str) -> list[list[object]]:
+        path = home / manifest_id[:2] / manifest_id[2:4] / manifest_id
+        return json.loads(path.read_bytes())["pieces"]
+
+    old = pieces(first_detail["tables"][0]["manifest_id"])
+    new = pieces(t["manifest_id"])
+    assert new[: len(old)] == old and len(new) == len(old) + 1
+
+    # a file with other columns, or a value the table's type refuses, is an error
+    bad = import_csv(http, auth, ds, b"id,extra\n5,x\n", filename="t.csv", mode="append")
+    assert bad["state"] == "failed" and bad["error"]["code"] == "schema_mismatch"
+    assert bad["error"]["missing"] == ["name"] and bad["error"]["extra"] == ["extra"]
+    bad = import_csv(http, auth, ds, b"id,name\nsix,x\n", filename="t.csv", mode="append")
+    assert bad["state"] == "failed" and bad["error"]["code"] == "bad_value"
+    assert bad["error"]["column"] == "id" and bad["error"]["line"] == 2
+    # appending to a table that does not exist yet creates it
+    new_table = import_csv(http, auth, ds, b"z\n1\n", filename="other.csv", mode="append")
+    assert new_table["state"] == "succeeded" and new_table["result"]["table_rows"] == 1
