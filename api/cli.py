@@ -147,6 +147,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         children.append(
             _child(["worker", "--concurrency", str(args.workers)], env, logs / "worker.log")
         )
+        children.append(_child(["beat"], env, logs / "beat.log"))
         children.append(
             _child(["api", "--host", args.host, "--port", str(args.port)], env, logs / "api.log")
         )

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     row_group_rows: int = 2_048
     page_cache_bytes: int = 256 * 1024**2
     db_pool_size: int = 10
+    job_stale_after_s: float = 60.0
+    tmp_retention_s: float = 24 * 3600.0
     log_level: str = "INFO"
 
     @property

@@ -116,23 +116,39 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
-@pytest.fixture(scope="session")
-def worker(stack: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """A real Celery worker process."""
-    log = Path(stack["DSA_HOME"]) / "worker.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    proc = _spawn(["worker", "--concurrency", "1"], stack, log)
-    deadline = time.monotonic() + 60
-    while b"ready" not in (log.read_bytes() if log.exists() else b""):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"worker did not start:\n{log.read_text(errors='replace')}")
-        time.sleep(0.2)
-    yield proc
-    _stop(proc)
+class Worker:
+    """The session's real Celery worker process; crash tests kill and restart it."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = Path(self.env["DSA_HOME"]) / "worker.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        seen = log.read_bytes().count(b" ready.") if log.exists() else 0
+        self.proc = _spawn(["worker", "--concurrency", "1"], self.env, log)
+        deadline = time.monotonic() + 60
+        while (log.read_bytes() if log.exists() else b"").count(b" ready.") <= seen:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{log.read_text(errors='replace')}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
 
 
 @pytest.fixture(scope="session")
-def api_url(stack: dict[str, str], worker: subprocess.Popen[bytes]) -> Iterator[str]:
+def worker(stack: dict[str, str]) -> Iterator[Worker]:
+    w = Worker(stack)
+    w.start()
+    yield w
+    w.stop()
+
+
+@pytest.fixture(scope="session")
+def api_url(stack: dict[str, str], worker: Worker) -> Iterator[str]:
     """The API served by uvicorn in its own process, over real HTTP."""
     from core.embedded import free_port
 

@@ -16,8 +16,12 @@ configure()
 configure_logs(get_settings().log_level)
 
 import features.imports.tasks  # noqa: E402,F401  (registers imports.run)
+import features.jobs.tasks  # noqa: E402,F401  (registers jobs.reconcile, jobs.clean_tmp)
 
-celery_app.conf.beat_schedule = {}
+celery_app.conf.beat_schedule = {
+    "jobs.reconcile": {"task": "jobs.reconcile", "schedule": 30.0},
+    "jobs.clean_tmp": {"task": "jobs.clean_tmp", "schedule": 3600.0},
+}
 
 
 @worker_process_init.connect

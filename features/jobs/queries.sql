@@ -38,3 +38,16 @@ RETURNING *;
 -- name: lock_state
 -- The job's state, locked until the end of the transaction (the final commit of an import).
 SELECT state FROM job WHERE id = %(id)s FOR UPDATE;
+
+-- name: stale
+-- Jobs whose worker went quiet (running, no heartbeat for a while) or whose
+-- message never arrived (queued for a while); locked so two reconcilers agree.
+SELECT id, kind, state, attempts FROM job
+WHERE (state = 'running' AND heartbeat_at < now() - make_interval(secs => %(after_s)s))
+   OR (state = 'queued' AND COALESCE(heartbeat_at, created_at) < now() - make_interval(secs => %(after_s)s))
+ORDER BY created_at
+FOR UPDATE SKIP LOCKED;
+
+-- name: lease
+-- Mark a stale job as handled now, so the next reconciler run leaves it alone for a while.
+UPDATE job SET heartbeat_at = now() WHERE id = %(id)s;

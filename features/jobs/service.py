@@ -9,13 +9,14 @@ with a commit id or ``failed`` with a problem document.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from core import db
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, NotFound, Unavailable
 
 Q = db.Queries(__file__)
 
@@ -104,6 +105,64 @@ def still_running(conn: psycopg.Connection[Any], job_id: uuid.UUID) -> bool:
 
 def fail(conn: psycopg.Connection[Any], job_id: uuid.UUID, problem: dict[str, Any]) -> None:
     conn.execute(Q.fail, {"id": job_id, "error": Jsonb(problem)})
+
+
+# The task that runs each kind of job (jobs cannot import the features that own them).
+TASKS = {"import": "imports.run"}
+MAX_ATTEMPTS = 5
+
+
+def reconcile(stale_after_s: float) -> list[uuid.UUID]:
+    """Send again the jobs whose worker vanished or whose message was lost.
+
+    A running job with no heartbeat for ``stale_after_s`` seconds (its worker
+    was killed, or the machine went away) or a job queued that long is sent
+    again; the task is idempotent, so a duplicate is harmless. A job whose
+    workers died ``MAX_ATTEMPTS`` times fails instead: the file itself may be
+    what kills them.
+    """
+    from core import queue
+
+    resent: list[uuid.UUID] = []
+    with db.transaction() as conn:
+        for row in conn.execute(Q.stale, {"after_s": stale_after_s}).fetchall():
+            if row["attempts"] >= MAX_ATTEMPTS:
+                err = Unavailable(
+                    f"the worker stopped {row['attempts']} times while running this job; "
+                    "the file may be what stops it",
+                    code="worker_lost",
+                )
+                fail(conn, row["id"], err.to_problem(f"/api/v1/jobs/{row['id']}"))
+                continue
+            conn.execute(Q.lease, {"id": row["id"]})
+            task = TASKS[row["kind"]]
+            db.after_commit(conn, lambda t=task, i=row["id"]: queue.enqueue(t, str(i)))
+            resent.append(row["id"])
+    return resent
+
+
+def clean_tmp(tmp_dir: Path, older_than_s: float) -> int:
+    """Remove uploads in flight and job directories left behind (a request cut
+    off, a worker killed) once they are older than the retention period."""
+    import shutil
+    import time
+
+    if not tmp_dir.exists():
+        return 0
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for entry in tmp_dir.iterdir():
+        try:
+            if entry.stat().st_mtime >= cutoff:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def to_out(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,133 @@
+"""Workers that die: SIGKILL in the middle of an import, several times.
+
+The job ends `succeeded` with exactly one commit whose tables are those a clean
+run gives, and no partial commit is ever visible."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import Worker, import_csv, login, make_dataset, upload, wait_job
+
+ROWS = 800_000
+
+
+@pytest.fixture(scope="module")
+def http(api_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_url, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def auth(http: httpx.Client) -> dict[str, str]:
+    return login(http)
+
+
+def body() -> bytes:
+    return ("k,v,w\n" + "".join(f"{i},{i * 31 % 97},w{i % 11}\n" for i in range(ROWS))).encode()
+
+
+def _importer(upload_key: str) -> psutil.Process | None:
+    """The worker process that has the upload open (the one running the import)."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if "api.cli worker" not in cmd:
+            continue
+        try:
+            if any(upload_key in f.path for f in proc.open_files()):
+                return proc
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return None
+
+
+def _running_with_progress(http: httpx.Client, auth: dict[str, str], job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = http.get(f"/api/v1/jobs/{job_id}", headers=auth).json()
+        if job["state"] == "running" and job["progress"]["bytes"] > 0:
+            return dict(job)
+        assert job["state"] in ("queued", "running"), job
+        time.sleep(0.05)
+    raise AssertionError("the job never got going")
+
+
+def _commits(http: httpx.Client, auth: dict[str, str], ds: str) -> list[dict[str, Any]]:
+    return http.get(f"/api/v1/datasets/{ds}/commits", headers=auth).json()["items"]
+
+
+def _tables(http: httpx.Client, auth: dict[str, str], ds: str, commit: str) -> list[Any]:
+    detail = http.get(f"/api/v1/datasets/{ds}/commits/{commit}", headers=auth).json()
+    return [(t["name"], t["schema_id"], t["manifest_id"], t["row_count"]) for t in detail["tables"]]
+
+
+def test_killed_pool_processes_do_not_lose_or_duplicate_the_import(
+    http: httpx.Client, auth: dict[str, str], stack: dict[str, str]
+) -> None:
+    data = body()
+    clean_ds = make_dataset(http, auth)["id"]
+    clean = import_csv(http, auth, clean_ds, data, filename="k.csv")
+    assert clean["state"] == "succeeded"
+
+    ds = make_dataset(http, auth)["id"]
+    r = upload(http, auth, ds, data, filename="k.csv")
+    job_id, upload_id = r.json()["job_id"], r.json()["upload_id"]
+    key = upload_id.replace("-", "")
+    kills = 0
+    for _ in range(3):
+        proc = None
+        deadline = time.monotonic() + 30
+        while proc is None and time.monotonic() < deadline:
+            proc = _importer(key)  # a (re)started pool process picked the job up
+            time.sleep(0.05)
+        assert proc is not None, "no worker process took the job (again)"
+        time.sleep(0.1)  # let it get some way in
+        os.kill(proc.pid, signal.SIGKILL)  # the prefork child: Celery rejects, Redis redelivers
+        if http.get(f"/api/v1/jobs/{job_id}", headers=auth).json()["state"] != "running":
+            break  # it had finished just before
+        kills += 1
+        # between kills no commit may show up
+        assert len(_commits(http, auth, ds)) == 1
+    assert kills >= 2
+    job = wait_job(http, auth, job_id, timeout=180)
+    assert job["state"] == "succeeded", job
+    history = _commits(http, auth, ds)
+    assert len(history) == 2 and history[0]["id"] == job["commit_id"]
+    assert _tables(http, auth, ds, job["commit_id"]) == _tables(
+        http, auth, clean_ds, clean["commit_id"]
+    )
+
+
+def test_a_whole_worker_killed_is_finished_by_the_next_one(
+    http: httpx.Client, auth: dict[str, str], worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from features.jobs import service as jobs_service
+
+    ds = make_dataset(http, auth)["id"]
+    r = upload(http, auth, ds, body(), filename="k.csv")
+    job_id = r.json()["job_id"]
+    _running_with_progress(http, auth, job_id)
+    assert worker.proc is not None
+    tree = [worker.proc, *psutil.Process(worker.proc.pid).children(recursive=True)]
+    for p in tree:  # the machine "goes away": no chance to reject the message
+        os.kill(p.pid, signal.SIGKILL)
+    worker.proc.wait(10)
+    time.sleep(1)
+    assert http.get(f"/api/v1/jobs/{job_id}", headers=auth).json()["state"] == "running"
+    worker.start()
+    # the reconciler (celery beat runs it every 30 s) sends the quiet job again
+    deadline = time.monotonic() + 30
+    while job_id not in {str(j) for j in jobs_service.reconcile(stale_after_s=1.0)}:
+        assert time.monotonic() < deadline, "the reconciler never picked the job up"
+        time.sleep(0.5)
+    job = wait_job(http, auth, job_id, timeout=180)
+    assert job["state"] == "succeeded", job
+    assert len(_commits(http, auth, ds)) == 2
