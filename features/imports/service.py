@@ -47,6 +47,7 @@ from core.schema import Column, arrow_type
 from core.storage import get_store
 from features.commits import service as commits_service
 from features.imports.csv_reader import CsvSource, ImportFailed, convert
+from features.imports.dedup import DedupWriter
 from features.imports.formats import (
     SUPPORTED_EXTENSIONS,
     detect_format,
@@ -168,12 +169,16 @@ def _import(job: dict[str, Any], work: Path) -> None:
     if not store.exists(upload["object_key"]):
         raise ImportFailed("the uploaded file is gone", code="upload_missing")
     table_name = params["table"]
-    base = parent.tables.get(table_name) if params["mode"] == "append" else None
+    current = parent.tables.get(table_name)
+    base = current if params["mode"] == "append" else None
     target = get_schema(store, base.schema) if base is not None else None
+    previous = None
+    if params["mode"] == "replace" and current is not None:
+        previous = (get_schema(store, current.schema), get_manifest(store, current.manifest))
     with store.local_path(upload["object_key"]) as path:
         try:
             names, types, nullable, pieces, rows, dialect = _write_table(
-                path, work, params, store, progress, target
+                path, work, params, store, progress, target, previous
             )
         except ImportFailed as err:
             err.extra.setdefault("file", filename)
@@ -307,6 +312,7 @@ def _write_table(
     store: Any,
     progress: _Progress,
     target: Schema | None = None,
+    previous: tuple[Schema, Manifest] | None = None,
 ) -> tuple[list[str], list[str], list[bool], list[Piece], int, dict[str, Any]]:
     """Parse, type, hash and store the file's rows; returns its names, types,
     nullability, manifest pieces, row count and dialect.
@@ -314,6 +320,10 @@ def _write_table(
     With a ``target`` schema (appending to a table), the file must have exactly
     its columns, in any order; values are read as the target's types and the
     columns stored in the target's order, so equal rows hash equal.
+
+    With the ``previous`` version of the table (replacing it), rows it already
+    stored are matched and re-used rather than stored again (``dedup``), as
+    long as the columns are the same.
 
     Types are speculated from the first batch and every batch is converted and
     chunked as it is read. When a later value widens a column's type the
@@ -331,7 +341,23 @@ def _write_table(
         types=fixed,
     )
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="chunk") as pool:
-        writer: ChunkWriter | None = None
+
+        def make_writer(columns: list[Column]) -> ChunkWriter | DedupWriter:
+            if previous is not None and [(c.name, c.type) for c in columns] == [
+                (c.name, c.type) for c in previous[0].columns
+            ]:
+                return DedupWriter(
+                    store,
+                    columns,
+                    work,
+                    pool,
+                    previous[1],
+                    get_settings().chunk_rows,
+                    lambda: ChunkWriter(store, columns, work, pool),
+                )
+            return ChunkWriter(store, columns, work, pool)
+
+        writer: ChunkWriter | DedupWriter | None = None
         spec: list[str] | None = None
         for text, typed in src:
             types = src.types()
@@ -339,7 +365,7 @@ def _write_table(
                 if target is not None:
                     _same_columns(src.names, target)
                 spec = types
-                writer = ChunkWriter(store, _columns(src.names, spec, order), work, pool)
+                writer = make_writer(_columns(src.names, spec, order))
             progress.check()
             if writer is not None and types == spec:
                 writer.add(_assemble(text, typed, spec, order))
@@ -352,7 +378,7 @@ def _write_table(
         if writer is None or final != spec:
             if writer is not None:
                 writer.abandon()
-            writer = ChunkWriter(store, _columns(src.names, final, order), work, pool)
+            writer = make_writer(_columns(src.names, final, order))
             again = source(
                 path,
                 options=params.get("options") or {},
