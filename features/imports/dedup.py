@@ -30,8 +30,9 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from core.chunks import ROW_HASH_COLUMN, read_rows
+from core.chunks import ROW_HASH_COLUMN, chunk_key
 from core.hashing import row_hashes
 from core.objects import Manifest, Piece
 from core.schema import Column
@@ -81,11 +82,9 @@ class DedupWriter:
         if self.rows == 0:
             return []
         parent_chunks, parent = self._parent_rows()
-        new = pl.DataFrame({"h": _fixed16(b"".join(self.hashes), self.rows)}).with_columns(
-            occ=pl.int_range(pl.len()).over("h"),
-            row=pl.int_range(pl.len(), dtype=pl.UInt64),
-        )
-        matched = new.join(parent, on=["h", "occ"], how="left").sort("row")
+        new = _with_occurrence(_halves(pa.py_buffer(b"".join(self.hashes)), 0, self.rows))
+        new = new.with_columns(row=pl.int_range(pl.len(), dtype=pl.UInt64))
+        matched = new.join(parent, on=["h1", "h2", "occ"], how="left").sort("row")
         unmatched = matched.get_column("chunk").is_null()
         k = unmatched.cast(pl.UInt64).cum_sum() - 1  # index among the new rows
         new_chunk_base = len(parent_chunks)
@@ -102,36 +101,58 @@ class DedupWriter:
         return _runs(placed, ids)
 
     def _parent_rows(self) -> tuple[list[str], pl.DataFrame]:
-        """The parent table's rows: (hash, occurrence, chunk index, position)."""
+        """The parent table's rows in order: (hash, chunk index, position, occurrence).
+
+        Each distinct chunk's hash column is read once; the manifest's pieces
+        then become row positions with vector operations only (a fragmented
+        manifest can have thousands of pieces)."""
         chunks: list[str] = []
         index: dict[str, int] = {}
-        parts = []
         for piece in self.parent.pieces:
             if piece.chunk not in index:
                 index[piece.chunk] = len(chunks)
                 chunks.append(piece.chunk)
-            got = read_rows(self.store, piece.chunk, piece.start, piece.length, (ROW_HASH_COLUMN,))
-            hashes = got.column(0).combine_chunks().cast(pa.binary())
-            parts.append(
-                pl.DataFrame(
-                    {
-                        "h": pl.from_arrow(hashes),
-                        "chunk": pl.repeat(
-                            index[piece.chunk], piece.length, dtype=pl.UInt32, eager=True
-                        ),
-                        "pos": pl.int_range(
-                            piece.start, piece.start + piece.length, dtype=pl.UInt32, eager=True
-                        ),
-                    }
-                )
-            )
-        if not parts:
+        if not chunks:
             empty = pl.DataFrame(
-                schema={"h": pl.Binary, "chunk": pl.UInt32, "pos": pl.UInt32, "occ": pl.Int64}
+                schema={
+                    "chunk": pl.UInt32,
+                    "pos": pl.UInt32,
+                    "h1": pl.UInt64,
+                    "h2": pl.UInt64,
+                    "occ": pl.UInt32,
+                }
             )
             return chunks, empty
-        frame = pl.concat(parts).with_columns(occ=pl.int_range(pl.len()).over("h"))
-        return chunks, frame
+        columns, offsets, total = [], [], 0
+        for cid in chunks:
+            with self.store.open_arrow(chunk_key(cid)) as f:
+                col = pq.read_table(f, columns=[ROW_HASH_COLUMN]).column(0)
+            columns.append(col)
+            offsets.append(total)
+            total += len(col)
+        combined = [c.combine_chunks() for c in columns]
+        every = pl.concat([_halves(a.buffers()[1], a.offset, len(a)) for a in combined])
+        spans = pl.DataFrame(
+            {
+                "chunk": [index[p.chunk] for p in self.parent.pieces],
+                "start": [p.start for p in self.parent.pieces],
+                "length": [p.length for p in self.parent.pieces],
+            },
+            schema={"chunk": pl.UInt32, "start": pl.UInt32, "length": pl.UInt32},
+        )
+        rows = (
+            spans.with_columns(
+                pos=pl.int_ranges("start", pl.col("start") + pl.col("length"), dtype=pl.UInt32)
+            )
+            .select("chunk", "pos")
+            .explode("pos")
+        )
+        base = pl.Series("base", offsets, dtype=pl.UInt64)
+        global_index = base.gather(rows.get_column("chunk")) + rows.get_column("pos").cast(
+            pl.UInt64
+        )
+        frame = pl.concat([rows, every[global_index]], how="horizontal")
+        return chunks, _with_occurrence(frame)
 
     def _write_unmatched(self, unmatched: pa.Array | pa.ChunkedArray) -> list[str]:
         writer = self.make_chunk_writer()
@@ -149,9 +170,29 @@ class DedupWriter:
         return [p.chunk for p in writer.finish()]
 
 
-def _fixed16(data: bytes, n: int) -> pl.Series:
-    arr = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(data)])
-    return pl.from_arrow(arr.cast(pa.binary()))  # type: ignore[return-value]
+def _halves(buf: pa.Buffer, offset: int, n: int) -> pl.DataFrame:
+    """16-byte hashes as two u64 columns: numeric keys join and group several
+    times faster than binary ones (measured: 1M rows)."""
+    words = pl.from_arrow(
+        pa.UInt64Array.from_buffers(pa.uint64(), 2 * n, [None, buf], offset=2 * offset)
+    )
+    assert isinstance(words, pl.Series)
+    return pl.DataFrame({"h1": words.gather_every(2), "h2": words.gather_every(2, offset=1)})
+
+
+def _with_occurrence(df: pl.DataFrame) -> pl.DataFrame:
+    """``occ``: how many earlier rows have the same hash (0 for most rows).
+
+    A window over all rows costs ~1.2 s per million; only rows whose first
+    half repeats (found in ~0.1 s) can have an earlier copy, so only they are
+    numbered."""
+    occ = pl.zeros(df.height, dtype=pl.UInt32, eager=True)
+    repeated = df.get_column("h1").is_duplicated()
+    if repeated.any():
+        idx = repeated.arg_true()
+        sub = df[idx].select(occ=pl.int_range(pl.len(), dtype=pl.UInt32).over(["h1", "h2"]))
+        occ = occ.scatter(idx, sub.get_column("occ"))
+    return df.with_columns(occ=occ)
 
 
 def _runs(placed: pl.DataFrame, ids: list[str]) -> list[Piece]:
