@@ -38,6 +38,14 @@ from core.objects import Manifest, Piece
 from core.schema import Column
 from core.storage import ObjectStore
 
+# Compaction: when matching would leave the table in more pieces than this
+# (at least COMPACT_MIN_PIECES, and runs of fewer than COMPACT_MIN_RUN rows on
+# average), the version is stored afresh instead. A 1 % random edit of a
+# 1M-row table gives ~20,000 pieces (runs of ~50 rows) and is kept as pieces;
+# a 10 % one would not be. Documented in docs/architecture.md.
+COMPACT_MIN_PIECES = 1024
+COMPACT_MIN_RUN = 16
+
 
 class DedupWriter:
     def __init__(
@@ -96,9 +104,15 @@ class DedupWriter:
             .then(k % self.chunk_rows)
             .otherwise(pl.col("pos").cast(pl.UInt64)),
         )
-        new_ids = self._write_unmatched(unmatched.to_arrow())
-        ids = parent_chunks + new_ids
-        return _runs(placed, ids)
+        runs = _runs(placed)
+        if runs.height > max(COMPACT_MIN_PIECES, self.rows // COMPACT_MIN_RUN):
+            # too fragmented to read well: store this version afresh, in order
+            return self._write(None)
+        ids = parent_chunks + self._write(unmatched.to_arrow())
+        return [
+            Piece(ids[c], int(st), int(n))
+            for c, st, n in runs.select("chunk", "start", "length").iter_rows()
+        ]
 
     def _parent_rows(self) -> tuple[list[str], pl.DataFrame]:
         """The parent table's rows in order: (hash, chunk index, position, occurrence).
@@ -154,7 +168,9 @@ class DedupWriter:
         frame = pl.concat([rows, every[global_index]], how="horizontal")
         return chunks, _with_occurrence(frame)
 
-    def _write_unmatched(self, unmatched: pa.Array | pa.ChunkedArray) -> list[str]:
+    def _write(self, unmatched: pa.Array | pa.ChunkedArray | None) -> Any:
+        """Store the spilled rows the mask selects (all of them without one):
+        chunk ids in order when masked, else the pieces of the whole table."""
         writer = self.make_chunk_writer()
         offset = 0
         mask = unmatched.combine_chunks() if isinstance(unmatched, pa.ChunkedArray) else unmatched
@@ -162,12 +178,16 @@ class DedupWriter:
             reader = pa.ipc.open_file(source)
             for i in range(reader.num_record_batches):
                 batch = reader.get_batch(i)
+                if mask is None:
+                    writer.add(batch)
+                    continue
                 keep = mask.slice(offset, batch.num_rows)
                 offset += batch.num_rows
                 if keep.true_count:
                     writer.add(batch.filter(keep))
         self.spill_path.unlink(missing_ok=True)
-        return [p.chunk for p in writer.finish()]
+        pieces = writer.finish()
+        return pieces if mask is None else [p.chunk for p in pieces]
 
 
 def _halves(buf: pa.Buffer, offset: int, n: int) -> pl.DataFrame:
@@ -195,9 +215,9 @@ def _with_occurrence(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(occ=occ)
 
 
-def _runs(placed: pl.DataFrame, ids: list[str]) -> list[Piece]:
+def _runs(placed: pl.DataFrame) -> pl.DataFrame:
     """Consecutive rows at consecutive positions of one chunk become one piece."""
-    runs = (
+    return (
         placed.with_columns(
             brk=(pl.col("chunk") != pl.col("chunk").shift(1))
             | (pl.col("pos") != pl.col("pos").shift(1) + 1)
@@ -206,12 +226,3 @@ def _runs(placed: pl.DataFrame, ids: list[str]) -> list[Piece]:
         .group_by("run", maintain_order=True)
         .agg(chunk=pl.col("chunk").first(), start=pl.col("pos").first(), length=pl.len())
     )
-    return [
-        Piece(ids[c], int(s), int(n))
-        for c, s, n in zip(
-            runs.get_column("chunk").to_list(),
-            runs.get_column("start").to_list(),
-            runs.get_column("length").to_list(),
-            strict=True,
-        )
-    ]

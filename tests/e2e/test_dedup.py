@@ -115,3 +115,19 @@ def test_any_edit_script_reads_back_exactly(
     assert job["state"] == "succeeded", job
     assert read_all(http, auth, ds, "main") == [[k, v] for k, v in new]
     assert read_all(http, auth, ds, v1) == [[k, v] for k, v in rows]
+
+
+def test_a_shuffled_table_is_stored_afresh_not_as_a_thousand_pieces(
+    http: httpx.Client, auth: dict[str, str], stack: dict[str, str]
+) -> None:
+    home = Path(stack["DSA_HOME"])
+    ds = make_dataset(http, auth)["id"]
+    rows = [(i, f"v{i}") for i in range(20_000)]
+    import_csv(http, auth, ds, csv_of(rows))
+    shuffled = list(rows)
+    random.Random(5).shuffle(shuffled)
+    job = import_csv(http, auth, ds, csv_of(shuffled))
+    assert job["state"] == "succeeded"
+    assert read_all(http, auth, ds, "main") == [[k, v] for k, v in shuffled]
+    # 20,000 runs of one row would be past the threshold: fresh chunks instead
+    assert len(pieces(http, auth, ds, job["commit_id"], home)) == 20  # 20,000 rows / 1,000
