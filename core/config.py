@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     page_cache_bytes: int = 256 * 1024**2
     db_pool_size: int = 10
     job_stale_after_s: float = 60.0
+    url_import_allow_private: bool = False
+    url_import_timeout_s: float = 30.0
+    url_import_attempts: int = 3
     tmp_retention_s: float = 24 * 3600.0
     log_level: str = "INFO"
 

@@ -65,6 +65,9 @@ def stack() -> Iterator[dict[str, str]]:
         "DSA_CHUNK_ROWS": "1000",
         "DSA_ROW_GROUP_ROWS": "128",
         "DSA_MAX_UPLOAD_BYTES": str(20 * 1024 * 1024),
+        # the test file server is on 127.0.0.1; tests/features/imports/test_fetch.py
+        # checks that the rule holds when this is off
+        "DSA_URL_IMPORT_ALLOW_PRIVATE": "true",
     }
     os.environ.update(env)
     from core import db

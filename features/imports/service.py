@@ -21,7 +21,9 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,7 @@ from core.storage import get_store
 from features.commits import service as commits_service
 from features.imports.csv_reader import CsvSource, ImportFailed, convert
 from features.imports.dedup import DedupWriter
+from features.imports.fetch import fetch, filename_of
 from features.imports.formats import (
     SUPPORTED_EXTENSIONS,
     detect_format,
@@ -63,6 +66,7 @@ __all__ = [
     "SUPPORTED_MODES",
     "detect_format",
     "enqueue_after_commit",
+    "filename_of",
     "run",
     "table_name_from_file",
     "validate_options",
@@ -156,7 +160,6 @@ def _import(job: dict[str, Any], work: Path) -> None:
     params = job["params"]
     dataset_id: uuid.UUID = job["dataset_id"]
     branch: str = job["ref_name"]
-    upload = params["upload"]
     with db.transaction() as conn:
         head = (
             params.get("expected_commit_id")
@@ -164,10 +167,6 @@ def _import(job: dict[str, Any], work: Path) -> None:
         )
     parent = get_commit(store, head)
     progress = _Progress(job["id"])
-    filename = upload["filename"]
-
-    if not store.exists(upload["object_key"]):
-        raise ImportFailed("the uploaded file is gone", code="upload_missing")
     table_name = params["table"]
     current = parent.tables.get(table_name)
     base = current if params["mode"] == "append" else None
@@ -175,7 +174,8 @@ def _import(job: dict[str, Any], work: Path) -> None:
     previous = None
     if params["mode"] == "replace" and current is not None:
         previous = (get_schema(store, current.schema), get_manifest(store, current.manifest))
-    with store.local_path(upload["object_key"]) as path:
+    with _source_file(store, job, work, progress) as (path, upload):
+        filename = upload["file_name"]
         try:
             names, types, nullable, pieces, rows, dialect = _write_table(
                 path, work, params, store, progress, target, previous
@@ -221,11 +221,7 @@ def _import(job: dict[str, Any], work: Path) -> None:
         created_at=commits_service.iso(job["created_at"]),
         message=params.get("message") or f"Import {filename}",
         provenance={
-            "source": {
-                "file_name": filename,
-                "size": upload["size"],
-                "blake3": upload["blake3"],
-            },
+            "source": upload,
             "table": table_name,
             "mode": params["mode"],
             "format": params["format"],
@@ -303,6 +299,44 @@ class ChunkWriter:
             if not f.cancelled():
                 f.exception()  # wait; its chunk is merely unreferenced
         self.futures, self.pending, self.pending_rows = [], [], 0
+
+
+@contextmanager
+def _source_file(
+    store: Any, job: dict[str, Any], work: Path, progress: _Progress
+) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """The file to import and what provenance records of it: the upload, or
+    the download of a URL import."""
+    params = job["params"]
+    source = params.get("source")
+    if source is None:
+        upload = params["upload"]
+        if not store.exists(upload["object_key"]):
+            raise ImportFailed("the uploaded file is gone", code="upload_missing")
+        info = {"file_name": upload["filename"], "size": upload["size"], "blake3": upload["blake3"]}
+        with store.local_path(upload["object_key"]) as path:
+            yield path, info
+        return
+    settings = get_settings()
+    got = fetch(
+        source["urls"],
+        work / "download",
+        max_bytes=settings.max_upload_bytes,
+        checksum=source.get("checksum"),
+        allow_private=settings.url_import_allow_private,
+        timeout_s=settings.url_import_timeout_s,
+        attempts=settings.url_import_attempts,
+        on_bytes=lambda n: progress.update(bytes_read=n),
+    )
+    jobs_service.set_total_bytes(job["id"], got.size)
+    info = {
+        "file_name": got.filename,
+        "size": got.size,
+        "blake3": got.blake3,
+        "sha256": got.sha256,
+        "url": got.url,
+    }
+    yield got.path, info
 
 
 def _write_table(

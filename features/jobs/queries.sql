@@ -51,3 +51,6 @@ FOR UPDATE SKIP LOCKED;
 -- name: lease
 -- Mark a stale job as handled now, so the next reconciler run leaves it alone for a while.
 UPDATE job SET heartbeat_at = now() WHERE id = %(id)s;
+
+-- name: set_total
+UPDATE job SET total_bytes = %(total)s WHERE id = %(id)s;

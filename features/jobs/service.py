@@ -68,6 +68,11 @@ def report_progress(job_id: uuid.UUID, *, rows: int, bytes_read: int) -> bool:
     return row is not None
 
 
+def set_total_bytes(job_id: uuid.UUID, total: int) -> None:
+    with db.transaction() as conn:
+        conn.execute(Q.set_total, {"id": job_id, "total": total})
+
+
 def succeed(
     conn: psycopg.Connection[Any],
     job_id: uuid.UUID,

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from core.config import get_settings
@@ -69,4 +72,69 @@ async def upload(
         {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in body.items()},
         status_code=202,
         headers={"Location": body["links"]["job"]},
+    )
+
+
+class UrlImport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str | None = Field(default=None, max_length=4096)
+    urls: list[str] | None = Field(default=None, min_length=1, max_length=10)
+    checksum: str | None = Field(default=None, pattern=r"^(blake3|sha256):[0-9a-fA-F]{64}$")
+    mode: str | None = None
+    message: str | None = Field(default=None, max_length=10_000)
+    table: str | None = None
+    options: dict[str, Any] | None = None
+    expected_commit_id: str | None = None
+
+    @model_validator(mode="after")
+    def _some_url(self) -> UrlImport:
+        urls = self.all_urls()
+        if not urls:
+            raise ValueError("give 'url' or 'urls'")
+        for u in urls:
+            parts = urlsplit(u)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{u!r} is not an http(s) URL")
+        return self
+
+    def all_urls(self) -> list[str]:
+        return ([self.url] if self.url else []) + list(self.urls or [])
+
+
+@router.post("/datasets/{dataset_id}/refs/{branch:path}/imports", status_code=202)
+def import_url(
+    dataset_id: uuid.UUID, branch: str, body: UrlImport, user: User = Depends(current_user)
+) -> JSONResponse:
+    """Queue an import of a file the worker downloads (mirrors tried in order)."""
+    _check(user, dataset_id, branch)
+    urls = body.all_urls()
+    name = service.filename_for_url(urls[0])
+    fields = {
+        k: v
+        for k, v in {
+            "mode": body.mode,
+            "message": body.message,
+            "table": body.table,
+            "expected_commit_id": body.expected_commit_id,
+            "options": json.dumps(body.options) if body.options is not None else None,
+        }.items()
+        if v is not None
+    }
+    params = service.parse_fields(fields, name)
+    if "message" not in fields:
+        params["message"] = f"Import {urls[0]}"
+    with transaction() as conn:
+        out = service.accept_url(
+            conn,
+            user,
+            dataset_id=dataset_id,
+            branch=branch,
+            urls=urls,
+            checksum=body.checksum,
+            params=params,
+        )
+    return JSONResponse(
+        {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in out.items()},
+        status_code=202,
+        headers={"Location": out["links"]["job"]},
     )

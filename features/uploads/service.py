@@ -120,5 +120,36 @@ def accept(
     }
 
 
+def filename_for_url(url: str) -> str:
+    """The file name a URL import goes by; without an extension it is read as CSV."""
+    name = imports_service.filename_of(url)
+    return name if "." in name else name + ".csv"
+
+
+def accept_url(
+    conn: psycopg.Connection[Any],
+    user: User,
+    *,
+    dataset_id: uuid.UUID,
+    branch: str,
+    urls: list[str],
+    checksum: str | None,
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """Record an import from URLs; the worker downloads (nothing is fetched here)."""
+    job = jobs_service.create(
+        conn,
+        kind="import",
+        dataset_id=dataset_id,
+        ref_name=branch,
+        upload_id=None,
+        params={**params, "author": user.username, "source": {"urls": urls, "checksum": checksum}},
+        total_bytes=None,
+        created_by=user.id,
+    )
+    imports_service.enqueue_after_commit(conn, job["id"])
+    return {"job_id": job["id"], "links": {"job": f"/api/v1/jobs/{job['id']}"}}
+
+
 def get_upload(conn: psycopg.Connection[Any], upload_id: uuid.UUID) -> dict[str, Any] | None:
     return conn.execute(Q.get_upload, {"id": upload_id}).fetchone()

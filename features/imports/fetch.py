@@ -1,0 +1,202 @@
+"""URL imports: download a file for an import, safely.
+
+- Streamed to the job's work directory with the same size limit as uploads,
+  hashed with BLAKE3 (and SHA-256 when the checksum asks for it) on the way.
+- Retried with exponential backoff on timeouts, connection errors and 5xx;
+  ``urls`` are mirrors tried in order; the URL that served the bytes is
+  recorded in the commit's provenance.
+- An optional ``checksum`` (``blake3:<hex>`` or ``sha256:<hex>``) is checked
+  before anything is parsed; a mismatch fails the job naming both digests.
+- Server-side request forgery: a user must not make the server read its own
+  network. Every host is resolved first and refused unless all its addresses
+  are public (not loopback, private, link-local, shared, reserved, multicast:
+  that covers 169.254.169.254 and friends). The connection then goes to the
+  checked address itself (the Host header and TLS server name keep the
+  original name), so a second DNS answer cannot swap it, and every redirect is
+  checked the same way. ``DSA_URL_IMPORT_ALLOW_PRIVATE=true`` lifts the rule
+  for deployments that import from their own network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+
+import blake3
+import httpx
+
+from features.imports.csv_reader import ImportFailed
+
+MAX_REDIRECTS = 5
+_CHUNK = 1 << 20
+
+
+@dataclass
+class Fetched:
+    path: Path
+    url: str
+    filename: str
+    size: int
+    blake3: str
+    sha256: str
+
+
+def filename_of(url: str) -> str:
+    name = PurePosixPath(unquote(urlsplit(url).path)).name
+    return name or "download"
+
+
+def check_address(host: str, port: int, *, allow_private: bool) -> str:
+    """The first address ``host`` resolves to, once every address passed the rule."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ImportFailed(f"cannot resolve {host!r}: {exc}", code="url_unreachable") from None
+    addresses = [info[4][0] for info in infos]
+    for addr in addresses:
+        ip = ipaddress.ip_address(addr.split("%")[0])
+        if not allow_private and not ip.is_global:
+            raise ImportFailed(
+                f"{host} resolves to {addr}, an address of a private or local network; "
+                "URL imports only read public addresses",
+                code="address_not_allowed",
+                host=host,
+                address=addr,
+            )
+    return addresses[0]
+
+
+class _Retryable(Exception):
+    pass
+
+
+def fetch(
+    urls: list[str],
+    dest: Path,
+    *,
+    max_bytes: int,
+    checksum: str | None,
+    allow_private: bool,
+    timeout_s: float,
+    attempts: int,
+    on_bytes: Callable[[int], None],
+) -> Fetched:
+    """Download the first mirror that works; raise ``ImportFailed`` saying why none did."""
+    errors: list[str] = []
+    for url in urls:
+        for attempt in range(attempts):
+            try:
+                got = _download(url, dest, max_bytes, allow_private, timeout_s, on_bytes)
+            except _Retryable as exc:
+                errors.append(f"{url}: {exc}")
+                if attempt + 1 < attempts:
+                    time.sleep(min(0.25 * 2**attempt, 8.0))
+                continue
+            except ImportFailed as exc:
+                if exc.code in ("url_not_found", "url_refused"):
+                    errors.append(f"{url}: {exc.detail}")
+                    break  # next mirror
+                raise
+            _verify(got, checksum)
+            return got
+    raise ImportFailed(
+        "no URL could be downloaded: " + "; ".join(errors[-5:]),
+        code="url_unreachable",
+        attempts=errors,
+    )
+
+
+def _download(
+    url: str,
+    dest: Path,
+    max_bytes: int,
+    allow_private: bool,
+    timeout_s: float,
+    on_bytes: Callable[[int], None],
+) -> Fetched:
+    current = url
+    with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
+        for _ in range(MAX_REDIRECTS + 1):
+            parts = urlsplit(current)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ImportFailed(f"{current!r} is not an http(s) URL", code="url_refused")
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            addr = check_address(parts.hostname, port, allow_private=allow_private)
+            host_for_url = f"[{addr}]" if ":" in addr else addr
+            netloc = f"{host_for_url}:{port}"
+            pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+            headers = {"Host": parts.netloc.rsplit("@", 1)[-1]}
+            try:
+                with client.stream(
+                    "GET",
+                    pinned,
+                    headers=headers,
+                    extensions={"sni_hostname": parts.hostname},
+                ) as resp:
+                    if resp.status_code in (301, 302, 303, 307, 308):
+                        location = resp.headers.get("location")
+                        if not location:
+                            raise ImportFailed(f"{current} redirects nowhere", code="url_refused")
+                        current = urljoin(current, location)
+                        continue
+                    if resp.status_code >= 500:
+                        raise _Retryable(f"HTTP {resp.status_code}")
+                    if resp.status_code == 404:
+                        raise ImportFailed(f"{current} was not found (404)", code="url_not_found")
+                    if resp.status_code >= 400:
+                        raise ImportFailed(
+                            f"{current} answered HTTP {resp.status_code}", code="url_refused"
+                        )
+                    return _save(resp, current, dest, max_bytes, on_bytes)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                raise _Retryable(f"{type(exc).__name__}: {exc}") from None
+    raise ImportFailed(f"{url} redirects more than {MAX_REDIRECTS} times", code="url_refused")
+
+
+def _save(
+    resp: httpx.Response, url: str, dest: Path, max_bytes: int, on_bytes: Callable[[int], None]
+) -> Fetched:
+    declared = resp.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise ImportFailed(
+            f"{url} is {declared} bytes, over the limit of {max_bytes}",
+            code="too_large",
+            limit=max_bytes,
+        )
+    b3, sha = blake3.blake3(), hashlib.sha256()
+    size = 0
+    with open(dest, "wb") as out:
+        for block in resp.iter_bytes(_CHUNK):
+            size += len(block)
+            if size > max_bytes:
+                raise ImportFailed(
+                    f"{url} is larger than the limit of {max_bytes} bytes",
+                    code="too_large",
+                    limit=max_bytes,
+                )
+            out.write(block)
+            b3.update(block)
+            sha.update(block)
+            on_bytes(size)
+    return Fetched(dest, url, filename_of(url), size, b3.hexdigest(), sha.hexdigest())
+
+
+def _verify(got: Fetched, checksum: str | None) -> None:
+    if not checksum:
+        return
+    algo, _, want = checksum.partition(":")
+    have = got.blake3 if algo == "blake3" else got.sha256
+    if have != want.lower():
+        raise ImportFailed(
+            f"the checksum does not match: expected {algo}:{want.lower()}, "
+            f"the download from {got.url} has {algo}:{have}",
+            code="checksum_mismatch",
+            expected=f"{algo}:{want.lower()}",
+            actual=f"{algo}:{have}",
+        )

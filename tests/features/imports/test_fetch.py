@@ -1,0 +1,61 @@
+"""The URL fetcher refuses private and local addresses before connecting."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from features.imports.csv_reader import ImportFailed
+from features.imports.fetch import check_address, fetch
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "localhost",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "0.0.0.0",
+    ],  # fmt: skip
+)
+def test_private_and_local_addresses_are_refused(host: str) -> None:
+    with pytest.raises(ImportFailed) as exc:
+        check_address(host, 80, allow_private=False)
+    assert exc.value.code == "address_not_allowed"
+
+
+def test_public_addresses_pass_and_the_setting_lifts_the_rule() -> None:
+    assert check_address("8.8.8.8", 443, allow_private=False) == "8.8.8.8"
+    assert check_address("127.0.0.1", 80, allow_private=True) == "127.0.0.1"
+
+
+def test_fetch_never_connects_to_a_refused_address(tmp_path: Path) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.5)
+    port = listener.getsockname()[1]
+    with pytest.raises(ImportFailed) as exc:
+        fetch(
+            [f"http://127.0.0.1:{port}/x.csv"],
+            tmp_path / "x",
+            max_bytes=1000,
+            checksum=None,
+            allow_private=False,
+            timeout_s=2,
+            attempts=1,
+            on_bytes=lambda n: None,
+        )
+    assert exc.value.code == "address_not_allowed"
+    with pytest.raises(TimeoutError):
+        listener.accept()  # nobody knocked
+    listener.close()
