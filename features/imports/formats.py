@@ -16,10 +16,23 @@ SUPPORTED_EXTENSIONS = (
     ".tsv",
     ".txt",
     ".parquet",
+    ".xlsx",
+    ".xlsm",
+    ".xls",
+    ".ods",
     "and CSV/TSV compressed: .gz, .bz2, .zst",
 )
+EXCEL = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
 COMPRESSION_SUFFIXES = (".gz", ".gzip", ".bz2", ".zst", ".zstd")
-OPTION_NAMES = ("delimiter", "header", "null_values", "skip_rows", "encoding", "column_types")
+OPTION_NAMES = (
+    "delimiter",
+    "header",
+    "null_values",
+    "skip_rows",
+    "encoding",
+    "column_types",
+    "sheet",
+)
 ENCODINGS = ("utf-8", "utf8", "latin-1", "latin1", "iso-8859-1", "cp1252", "windows-1252")
 
 
@@ -34,6 +47,8 @@ def detect_format(filename: str, options: dict[str, Any]) -> str | None:
     suffix = path.suffix
     if suffix in (".parquet", ".pq") and path == PurePath(filename.lower()):
         return "parquet"
+    if suffix in EXCEL and path == PurePath(filename.lower()):
+        return "excel"
     if suffix in (".csv", ".txt"):
         return "csv"
     if suffix == ".tsv":
@@ -45,6 +60,11 @@ def table_name_from_file(filename: str) -> str:
     stem = PurePath(filename).name.split(".")[0].strip()
     cleaned = "".join(c if (c.isascii() and c.isalnum()) or c in "_-" else "_" for c in stem)[:128]
     return cleaned or "data"
+
+
+def table_name_from_sheet(sheet: str) -> str:
+    cleaned = "".join(c if (c.isascii() and c.isalnum()) or c in "_-. " else "_" for c in sheet)
+    return cleaned.strip()[:128] or "sheet"
 
 
 def validate_options(options: dict[str, Any]) -> list[tuple[str, str]]:
@@ -66,6 +86,12 @@ def validate_options(options: dict[str, Any]) -> list[tuple[str, str]]:
     enc = options.get("encoding")
     if enc is not None and (not isinstance(enc, str) or enc.lower() not in ENCODINGS):
         errors.append(("encoding", f"must be one of {', '.join(ENCODINGS)}"))
+    sheet = options.get("sheet")
+    if sheet is not None and not (
+        isinstance(sheet, str)
+        or (isinstance(sheet, list) and all(isinstance(x, str) for x in sheet))
+    ):
+        errors.append(("sheet", "must be a sheet name or a list of sheet names"))
     ct = options.get("column_types")
     if ct is not None:
         if not isinstance(ct, dict):

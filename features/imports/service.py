@@ -18,6 +18,7 @@ creation time), and a crash at any point leaves no partial commit visible.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 import uuid
@@ -50,11 +51,13 @@ from core.storage import get_store
 from features.commits import service as commits_service
 from features.imports.csv_reader import CsvSource, ImportFailed, convert
 from features.imports.dedup import DedupWriter
+from features.imports.excel_reader import ExcelSource, sheet_names
 from features.imports.fetch import fetch, filename_of
 from features.imports.formats import (
     SUPPORTED_EXTENSIONS,
     detect_format,
     table_name_from_file,
+    table_name_from_sheet,
     validate_options,
 )
 from features.imports.parquet_reader import ParquetSource
@@ -167,38 +170,27 @@ def _import(job: dict[str, Any], work: Path) -> None:
         )
     parent = get_commit(store, head)
     progress = _Progress(job["id"])
-    table_name = params["table"]
-    current = parent.tables.get(table_name)
-    base = current if params["mode"] == "append" else None
-    target = get_schema(store, base.schema) if base is not None else None
-    previous = None
-    if params["mode"] == "replace" and current is not None:
-        previous = (get_schema(store, current.schema), get_manifest(store, current.manifest))
+    tables = dict(parent.tables)
+    results: list[dict[str, Any]] = []
+    dialects: dict[str, Any] = {}
     with _source_file(store, job, work, progress) as (path, upload):
         filename = upload["file_name"]
         try:
-            names, types, nullable, pieces, rows, dialect = _write_table(
-                path, work, params, store, progress, target, previous
-            )
+            for table_name, source in _tables_of(path, params):
+                entry, result, dialect = _import_table(
+                    store, work, params, progress, path, source, parent.tables.get(table_name)
+                )
+                tables[table_name] = entry
+                results.append({"table": table_name, **result})
+                dialects[table_name] = dialect
         except ImportFailed as err:
             err.extra.setdefault("file", filename)
             raise
+    rows = sum(r["rows"] for r in results)
     progress.update(bytes_read=upload["size"], rows=rows)
-    done_rows = rows
-    if base is not None and target is not None:
-        # append: the table's rows as they are, then the file's
-        nullable = [c.nullable or n for c, n in zip(target.columns, nullable, strict=True)]
-        pieces = list(get_manifest(store, base.manifest).pieces) + pieces
-        done_rows += base.row_count
-    schema = Schema(
-        tuple(Column(n, t, nl) for n, t, nl in zip(names, types, nullable, strict=True))
+    result: dict[str, Any] = (
+        dict(results[0]) if len(results) == 1 else {"rows": rows, "tables": results}
     )
-    manifest = Manifest(tuple(pieces))
-    put_object(store, "schema", schema)
-    put_object(store, "manifest", manifest)
-    entry = TableEntry(schema=schema.id, manifest=manifest.id, row_count=done_rows)
-    tables = {**parent.tables, table_name: entry}
-    result: dict[str, Any] = {"rows": rows, "table": table_name, "table_rows": done_rows}
 
     if tables == parent.tables:
         with db.transaction() as conn:
@@ -208,12 +200,13 @@ def _import(job: dict[str, Any], work: Path) -> None:
                 conn,
                 job["id"],
                 commit_id=head,
-                rows=done_rows,
+                rows=rows,
                 bytes_read=upload["size"],
                 result={**result, "unchanged": True},
             )
         return
 
+    names = [r["table"] for r in results]
     commit = Commit(
         parents=(head,),
         tables=tables,
@@ -222,10 +215,10 @@ def _import(job: dict[str, Any], work: Path) -> None:
         message=params.get("message") or f"Import {filename}",
         provenance={
             "source": upload,
-            "table": table_name,
+            "table": names[0] if len(names) == 1 else names,
             "mode": params["mode"],
             "format": params["format"],
-            "dialect": dialect,
+            "dialect": dialects[names[0]] if len(names) == 1 else dialects,
             "options": params.get("options") or {},
             "importer": IMPORTER,
             "dsa_version": _version(),
@@ -243,10 +236,63 @@ def _import(job: dict[str, Any], work: Path) -> None:
             conn,
             job["id"],
             commit_id=commit_id,
-            rows=done_rows,
+            rows=rows,
             bytes_read=upload["size"],
             result=result,
         )
+
+
+def _tables_of(path: Path, params: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(table name, source factory) for each table the file holds: one, or one
+    per sheet of a workbook (the ``table`` field names it only when one sheet
+    is imported)."""
+    fmt = params["format"]
+    if fmt == "parquet":
+        return [(params["table"], ParquetSource)]
+    if fmt != "excel":
+        return [(params["table"], CsvSource)]
+    sheets = sheet_names(path, params.get("options") or {})
+    if not sheets:
+        raise ImportFailed("the workbook has no sheets", code="empty_file")
+    out = []
+    for sheet in sheets:
+        name = params["table"] if len(sheets) == 1 and params.get("table_given") else sheet
+        out.append((table_name_from_sheet(name), functools.partial(ExcelSource, sheet=sheet)))
+    return out
+
+
+def _import_table(
+    store: Any,
+    work: Path,
+    params: dict[str, Any],
+    progress: _Progress,
+    path: Path,
+    source: Any,
+    current: TableEntry | None,
+) -> tuple[TableEntry, dict[str, Any], dict[str, Any]]:
+    """Write one table of the file; returns its entry, result and dialect."""
+    base = current if params["mode"] == "append" else None
+    target = get_schema(store, base.schema) if base is not None else None
+    previous = None
+    if params["mode"] == "replace" and current is not None:
+        previous = (get_schema(store, current.schema), get_manifest(store, current.manifest))
+    names, types, nullable, pieces, rows, dialect = _write_table(
+        path, work, params, store, progress, target, previous, source
+    )
+    total = rows
+    if base is not None and target is not None:
+        # append: the table's rows as they are, then the file's
+        nullable = [c.nullable or n for c, n in zip(target.columns, nullable, strict=True)]
+        pieces = list(get_manifest(store, base.manifest).pieces) + pieces
+        total += base.row_count
+    schema = Schema(
+        tuple(Column(n, t, nl) for n, t, nl in zip(names, types, nullable, strict=True))
+    )
+    manifest = Manifest(tuple(pieces))
+    put_object(store, "schema", schema)
+    put_object(store, "manifest", manifest)
+    entry = TableEntry(schema=schema.id, manifest=manifest.id, row_count=total)
+    return entry, {"rows": rows, "table_rows": total}, dialect
 
 
 class ChunkWriter:
@@ -347,6 +393,7 @@ def _write_table(
     progress: _Progress,
     target: Schema | None = None,
     previous: tuple[Schema, Manifest] | None = None,
+    source: Any = CsvSource,
 ) -> tuple[list[str], list[str], list[bool], list[Piece], int, dict[str, Any]]:
     """Parse, type, hash and store the file's rows; returns its names, types,
     nullability, manifest pieces, row count and dialect.
@@ -364,7 +411,6 @@ def _write_table(
     speculative chunks are dropped and a second pass re-reads the file with the
     final types, so the result never depends on the speculation.
     """
-    source = ParquetSource if params["format"] == "parquet" else CsvSource
     fixed = {c.name: c.type for c in target.columns} if target else None
     order = target.names if target else None
     src = source(

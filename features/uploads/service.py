@@ -42,6 +42,7 @@ def parse_fields(fields: dict[str, str], filename: str) -> dict[str, Any]:
             options = {}
     options_errors = imports_service.validate_options(options)
     errors.extend({"field": f"options.{k}", "message": m} for k, m in options_errors)
+    table_given = bool(fields.get("table"))
     table = fields.get("table") or imports_service.table_name_from_file(filename)
     if not _TABLE.match(table):
         errors.append({"field": "table", "message": "1-128 letters, digits, _ . - or spaces"})
@@ -65,6 +66,7 @@ def parse_fields(fields: dict[str, str], filename: str) -> dict[str, Any]:
         "expected_commit_id": expected,
         "options": options,
         "format": fmt,
+        "table_given": table_given,
     }
 
 

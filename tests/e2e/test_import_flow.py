@@ -409,3 +409,54 @@ def test_append_adds_rows_and_reuses_every_stored_one(
     # appending to a table that does not exist yet creates it
     new_table = import_csv(http, auth, ds, b"z\n1\n", filename="other.csv", mode="append")
     assert new_table["state"] == "succeeded" and new_table["result"]["table_rows"] == 1
+
+
+def test_a_workbook_gives_one_table_per_sheet(
+    http: httpx.Client, auth: dict[str, str], tmp_path: Path
+) -> None:
+    import datetime as dt
+
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "People"
+    ws.append(["id", "name", "born"])
+    ws.append([1, "ann", dt.date(1990, 5, 17)])
+    ws.append([2, "bob", dt.date(1985, 1, 2)])
+    other = wb.create_sheet("Q3 sales")
+    other.append(["region", "amount"])
+    other.append(["north", 10.5])
+    path = tmp_path / "book.xlsx"
+    wb.save(path)
+    ds = make_dataset(http, auth)["id"]
+    job = import_csv(http, auth, ds, path.read_bytes(), filename="book.xlsx")
+    assert job["state"] == "succeeded", job
+    assert [t["table"] for t in job["result"]["tables"]] == ["People", "Q3 sales"]
+    tables = http.get(f"/api/v1/datasets/{ds}/refs/main/tables", headers=auth).json()["items"]
+    assert [t["name"] for t in tables] == ["People", "Q3 sales"]
+    people = http.get(
+        f"/api/v1/datasets/{ds}/refs/main/data", params={"table": "People"}, headers=auth
+    ).json()
+    assert people["rows"] == [[1, "ann", "1990-05-17"], [2, "bob", "1985-01-02"]]
+    assert [c["type"] for c in people["columns"]] == ["integer", "string", "date"]
+    # one sheet chosen, under a name of the user's choosing
+    job = import_csv(
+        http,
+        auth,
+        ds,
+        path.read_bytes(),
+        filename="book.xlsx",
+        table="sales",
+        options='{"sheet": "Q3 sales"}',
+    )
+    assert job["state"] == "succeeded", job
+    names = [
+        t["name"]
+        for t in http.get(f"/api/v1/datasets/{ds}/refs/main/tables", headers=auth).json()["items"]
+    ]
+    assert names == ["People", "Q3 sales", "sales"]
+    bad = import_csv(
+        http, auth, ds, path.read_bytes(), filename="book.xlsx", options='{"sheet": "Nope"}'
+    )
+    assert bad["state"] == "failed" and bad["error"]["code"] == "unknown_sheet"

@@ -1,0 +1,265 @@
+"""Excel and OpenDocument workbooks (.xlsx, .xlsm, .xls, .ods) via calamine.
+
+One table per sheet (or the sheets named in ``options.sheet``), named after
+the sheet. Cells come typed from calamine; formulas give their cached values.
+
+- Header: the first row is the header when every cell of it is non-empty text
+  (``options.header`` overrides); otherwise columns are ``column_1`` ….
+- Types, from every value of a column: all booleans → boolean; all numbers
+  with no fractional part (Excel stores every number as a float) → integer;
+  numbers → float; dates → date; dates and date-times → datetime; anything else
+  → string, where numbers are written without a spurious ".0" and dates in
+  ISO 8601.
+- Empty cells are null (Excel has no separate empty string).
+- Trailing empty columns and rows are dropped; a sheet with no rows is an
+  empty table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import python_calamine as calamine
+
+from features.imports.csv_reader import ImportFailed
+
+BATCH_ROWS = 65_536
+_INT64 = 2**63
+
+
+def sheet_names(path: Path, options: dict[str, Any]) -> list[str]:
+    """The sheets to import: those in ``options.sheet``, else every visible one."""
+    try:
+        wb = calamine.CalamineWorkbook.from_path(str(path))
+    except Exception as exc:  # noqa: BLE001 - calamine raises several kinds
+        raise ImportFailed(
+            f"the file is not a readable workbook: {exc}", code="corrupt_excel"
+        ) from None
+    try:
+        visible = [
+            m.name
+            for m in wb.sheets_metadata
+            if str(m.visible).endswith("Visible") and str(m.typ).endswith("WorkSheet")
+        ]
+        wanted = options.get("sheet")
+        if wanted is None:
+            return visible or list(wb.sheet_names)
+        wanted_list = [wanted] if isinstance(wanted, str) else list(wanted)
+        missing = [s for s in wanted_list if s not in wb.sheet_names]
+        if missing:
+            raise ImportFailed(
+                f"the workbook has no sheet {', '.join(repr(s) for s in missing)}; "
+                f"it has {', '.join(repr(s) for s in wb.sheet_names)}",
+                code="unknown_sheet",
+                sheet=missing[0],
+            )
+        return wanted_list
+    finally:
+        wb.close()
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int):
+        return "integer" if -_INT64 <= v < _INT64 else "float"
+    if isinstance(v, float):
+        return "integer" if v.is_integer() and -_INT64 <= v < _INT64 else "float"
+    if isinstance(v, dt.datetime):
+        return "datetime"
+    if isinstance(v, dt.date):
+        return "date"
+    return "string"
+
+
+_WIDEN = {
+    frozenset({"integer", "float"}): "float",
+    frozenset({"date", "datetime"}): "datetime",
+}
+
+
+def _merge(a: str | None, b: str) -> str:
+    if a is None or a == b:
+        return b
+    return _WIDEN.get(frozenset({a, b}), "string")
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    if isinstance(v, (dt.date, dt.datetime, dt.time)):
+        return v.isoformat()
+    return str(v)
+
+
+def _value(v: Any, kind: str) -> Any:
+    if kind == "integer":
+        return int(v)
+    if kind == "float":
+        return float(v)
+    if kind == "datetime" and not isinstance(v, dt.datetime):
+        return dt.datetime.combine(v, dt.time())
+    if kind == "string":
+        return _text(v)
+    return v
+
+
+_ARROW = {
+    "boolean": pa.bool_(),
+    "integer": pa.int64(),
+    "float": pa.float64(),
+    "date": pa.date32(),
+    "datetime": pa.timestamp("us"),
+    "string": pa.large_string(),
+}
+
+
+class ExcelSource:
+    """One sheet as a stream of (batch, typed arrays), like ``CsvSource``."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        options: dict[str, Any],
+        fmt: str,
+        on_bytes: Callable[[int], None],
+        types: dict[str, str] | None = None,
+        sheet: str | None = None,
+    ) -> None:
+        self.path = path
+        self.on_bytes = on_bytes
+        self.sheet = sheet
+        try:
+            wb = calamine.CalamineWorkbook.from_path(str(path))
+            ws = wb.get_sheet_by_name(sheet) if sheet else wb.get_sheet_by_index(0)
+            self.sheet = ws.name
+            rows = [list(r) for r in ws.iter_rows()]
+            wb.close()
+        except ImportFailed:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise ImportFailed(
+                f"sheet {sheet!r} cannot be read: {exc}", code="corrupt_excel", sheet=sheet
+            ) from None
+        rows = _trim(rows)
+        width = max((len(r) for r in rows), default=0)
+        rows = [r + [""] * (width - len(r)) for r in rows]
+        header = options.get("header")
+        if header is None:
+            header = bool(rows) and all(isinstance(v, str) and v.strip() for v in rows[0])
+        if header and rows:
+            self.names = _names(rows[0], self.sheet or "")
+            self._rows = rows[1:]
+            self._first_line = 2
+        else:
+            self.names = [f"column_{i + 1}" for i in range(width)]
+            self._rows = rows
+            self._first_line = 1
+        forced = {**(options.get("column_types") or {}), **(types or {})}
+        for col in options.get("column_types") or {}:
+            if col not in self.names:
+                raise ImportFailed(
+                    f"options.column_types names column {col!r}, which sheet "
+                    f"{self.sheet!r} does not have",
+                    code="unknown_column",
+                    column=col,
+                    sheet=self.sheet,
+                )
+        kinds: list[str | None] = [None] * width
+        self._nulls = [False] * width
+        for r in self._rows:
+            for j, v in enumerate(r):
+                if v is None or v == "":
+                    self._nulls[j] = True
+                else:
+                    kinds[j] = _merge(kinds[j], _kind(v))
+        self._types = [forced.get(n, k or "string") for n, k in zip(self.names, kinds, strict=True)]
+        self.rows = 0
+        self.dialect: dict[str, Any] = {
+            "format": "excel",
+            "sheet": self.sheet,
+            "header": bool(header),
+        }
+
+    def types(self) -> list[str]:
+        return list(self._types)
+
+    def nullable(self) -> list[bool]:
+        return list(self._nulls)
+
+    def __iter__(self) -> Iterator[tuple[pa.RecordBatch, list[pa.Array | None]]]:
+        size = self.path.stat().st_size
+        total = max(len(self._rows), 1)
+        for start in range(0, len(self._rows), BATCH_ROWS):
+            part = self._rows[start : start + BATCH_ROWS]
+            arrays: list[pa.Array | None] = []
+            for j, kind in enumerate(self._types):
+                values = []
+                for k, r in enumerate(part):
+                    v = r[j]
+                    if v is None or v == "":
+                        values.append(None)
+                        continue
+                    try:
+                        values.append(_value(v, kind))
+                    except (TypeError, ValueError):
+                        raise ImportFailed(
+                            f"column {self.names[j]!r} is declared {kind}, but row "
+                            f"{start + k + 1} of sheet {self.sheet!r} holds {v!r}",
+                            code="bad_value",
+                            sheet=self.sheet,
+                            line=self._first_line + start + k,
+                            row=start + k + 1,
+                            column=self.names[j],
+                        ) from None
+                arrays.append(pa.array(values, _ARROW.get(kind, pa.large_string())))
+            batch = pa.RecordBatch.from_arrays(arrays, names=self.names)  # type: ignore[arg-type]
+            self.rows += batch.num_rows
+            self.on_bytes(size * min(start + BATCH_ROWS, total) // total)
+            yield batch, arrays
+
+
+def _trim(rows: list[list[Any]]) -> list[list[Any]]:
+    def empty(v: Any) -> bool:
+        return v is None or v == ""
+
+    while rows and all(empty(v) for v in rows[-1]):
+        rows.pop()
+    width = 0
+    for r in rows:
+        for j in range(len(r) - 1, -1, -1):
+            if not empty(r[j]):
+                width = max(width, j + 1)
+                break
+    return [r[:width] for r in rows]
+
+
+def _names(row: list[Any], sheet: str) -> list[str]:
+    names: list[str] = []
+    for i, v in enumerate(row):
+        name = _text(v).strip()
+        if not name:
+            raise ImportFailed(
+                f"column {i + 1} of the header of sheet {sheet!r} has no name",
+                code="blank_column_name",
+                sheet=sheet,
+                line=1,
+                column=i + 1,
+            )
+        if name in names:
+            raise ImportFailed(
+                f"the header of sheet {sheet!r} names column {name!r} twice",
+                code="duplicate_column_name",
+                sheet=sheet,
+                line=1,
+                column=i + 1,
+            )
+        names.append(name)
+    return names

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pyarrow as pa
+import pytest
+
+from features.imports.csv_reader import ImportFailed
+from features.imports.excel_reader import ExcelSource, sheet_names
+
+
+def workbook(tmp_path: Path, sheets: dict[str, list[list[Any]]]) -> Path:
+    wb = openpyxl.Workbook()
+    wb.remove(wb.active)
+    for name, rows in sheets.items():
+        ws = wb.create_sheet(name)
+        for r in rows:
+            ws.append(r)
+    path = tmp_path / "book.xlsx"
+    wb.save(path)
+    return path
+
+
+def read(path: Path, sheet: str | None = None, **options: Any) -> tuple[ExcelSource, pa.Table]:
+    src = ExcelSource(path, options=options, fmt="excel", on_bytes=lambda n: None, sheet=sheet)
+    batches = [b for b, _ in src]
+    table = pa.Table.from_batches(batches) if batches else pa.table({})
+    return src, table
+
+
+def test_types_from_every_cell(tmp_path: Path) -> None:
+    path = workbook(
+        tmp_path,
+        {
+            "People": [
+                ["id", "name", "score", "when", "day", "ok", "mixed", "empty"],
+                [
+                    1,
+                    "ann",
+                    1.5,
+                    dt.datetime(2024, 1, 2, 3, 4, 5),
+                    dt.date(2024, 1, 2),
+                    True,
+                    1,
+                    None,
+                ],
+                [
+                    2,
+                    "bob",
+                    None,
+                    dt.datetime(2024, 1, 3, 0, 0, 1),
+                    dt.date(2024, 1, 3),
+                    False,
+                    "x",
+                    None,
+                ],
+                [3, None, 2, dt.date(2024, 1, 4), dt.date(2024, 1, 4), None, 2.5, None],
+            ]
+        },
+    )
+    src, t = read(path)
+    assert src.names == ["id", "name", "score", "when", "day", "ok", "mixed", "empty"]
+    assert src.types() == [
+        "integer", "string", "float", "datetime", "date", "boolean", "string", "string",
+    ]  # fmt: skip
+    assert t.column("id").to_pylist() == [1, 2, 3]
+    assert t.column("score").to_pylist() == [1.5, None, 2.0]
+    assert t.column("when").to_pylist()[2] == dt.datetime(2024, 1, 4)
+    assert t.column("mixed").to_pylist() == ["1", "x", "2.5"]
+    assert t.column("empty").to_pylist() == [None, None, None]
+    assert src.nullable()[:3] == [False, True, True]
+    assert src.dialect == {"format": "excel", "sheet": "People", "header": True}
+
+
+def test_sheets_and_headers(tmp_path: Path) -> None:
+    path = workbook(tmp_path, {"A": [["x"], [1]], "B": [[1, 2], [3, 4]], "C": []})
+    assert sheet_names(path, {}) == ["A", "B", "C"]
+    assert sheet_names(path, {"sheet": "B"}) == ["B"]
+    with pytest.raises(ImportFailed) as exc:
+        sheet_names(path, {"sheet": ["B", "Z"]})
+    assert exc.value.code == "unknown_sheet"
+    src, t = read(path, "B")  # first row is numbers: no header
+    assert src.names == ["column_1", "column_2"] and t.num_rows == 2
+    src, t = read(path, "C")
+    assert src.names == [] and src.rows == 0
+
+
+def test_bad_workbooks(tmp_path: Path) -> None:
+    path = workbook(tmp_path, {"A": [["x", "x"], [1, 2]]})
+    with pytest.raises(ImportFailed) as exc:
+        read(path)
+    assert exc.value.code == "duplicate_column_name"
+    broken = tmp_path / "broken.xlsx"
+    broken.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(ImportFailed) as exc:
+        sheet_names(broken, {})
+    assert exc.value.code == "corrupt_excel"
+    path = workbook(tmp_path, {"A": [["n"], ["abc"]]})
+    with pytest.raises(ImportFailed) as exc:
+        read(path, column_types={"n": "integer"})
+    assert exc.value.code == "bad_value" and exc.value.extra["line"] == 2
