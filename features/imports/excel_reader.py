@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import python_calamine as calamine
 
 from features.imports.csv_reader import ImportFailed
@@ -60,32 +61,6 @@ def sheet_names(path: Path, options: dict[str, Any]) -> list[str]:
         return wanted_list
     finally:
         wb.close()
-
-
-def _kind(v: Any) -> str:
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, int):
-        return "integer" if -_INT64 <= v < _INT64 else "float"
-    if isinstance(v, float):
-        return "integer" if v.is_integer() and -_INT64 <= v < _INT64 else "float"
-    if isinstance(v, dt.datetime):
-        return "datetime"
-    if isinstance(v, dt.date):
-        return "date"
-    return "string"
-
-
-_WIDEN = {
-    frozenset({"integer", "float"}): "float",
-    frozenset({"date", "datetime"}): "datetime",
-}
-
-
-def _merge(a: str | None, b: str) -> str:
-    if a is None or a == b:
-        return b
-    return _WIDEN.get(frozenset({a, b}), "string")
 
 
 def _text(v: Any) -> str:
@@ -140,7 +115,7 @@ class ExcelSource:
             wb = calamine.CalamineWorkbook.from_path(str(path))
             ws = wb.get_sheet_by_name(sheet) if sheet else wb.get_sheet_by_index(0)
             self.sheet = ws.name
-            rows = [list(r) for r in ws.iter_rows()]
+            rows = ws.to_python()
             wb.close()
         except ImportFailed:
             raise
@@ -149,8 +124,7 @@ class ExcelSource:
                 f"sheet {sheet!r} cannot be read: {exc}", code="corrupt_excel", sheet=sheet
             ) from None
         rows = _trim(rows)
-        width = max((len(r) for r in rows), default=0)
-        rows = [r + [""] * (width - len(r)) for r in rows]
+        width = len(rows[0]) if rows else 0
         header = options.get("header")
         if header is None:
             header = bool(rows) and all(isinstance(v, str) and v.strip() for v in rows[0])
@@ -172,15 +146,14 @@ class ExcelSource:
                     column=col,
                     sheet=self.sheet,
                 )
-        kinds: list[str | None] = [None] * width
-        self._nulls = [False] * width
-        for r in self._rows:
-            for j, v in enumerate(r):
-                if v is None or v == "":
-                    self._nulls[j] = True
-                else:
-                    kinds[j] = _merge(kinds[j], _kind(v))
-        self._types = [forced.get(n, k or "string") for n, k in zip(self.names, kinds, strict=True)]
+        self._columns: list[pa.Array] = []
+        self._types = []
+        self._nulls = []
+        for j, values in enumerate(zip(*self._rows, strict=True) if self._rows else [()] * width):
+            arr, kind = _column(list(values), forced.get(self.names[j]), self, j)
+            self._columns.append(arr)
+            self._types.append(kind)
+            self._nulls.append(arr.null_count > 0)
         self.rows = 0
         self.dialect: dict[str, Any] = {
             "format": "excel",
@@ -198,47 +171,94 @@ class ExcelSource:
         size = self.path.stat().st_size
         total = max(len(self._rows), 1)
         for start in range(0, len(self._rows), BATCH_ROWS):
-            part = self._rows[start : start + BATCH_ROWS]
-            arrays: list[pa.Array | None] = []
-            for j, kind in enumerate(self._types):
-                values = []
-                for k, r in enumerate(part):
-                    v = r[j]
-                    if v is None or v == "":
-                        values.append(None)
-                        continue
-                    try:
-                        values.append(_value(v, kind))
-                    except (TypeError, ValueError):
-                        raise ImportFailed(
-                            f"column {self.names[j]!r} is declared {kind}, but row "
-                            f"{start + k + 1} of sheet {self.sheet!r} holds {v!r}",
-                            code="bad_value",
-                            sheet=self.sheet,
-                            line=self._first_line + start + k,
-                            row=start + k + 1,
-                            column=self.names[j],
-                        ) from None
-                arrays.append(pa.array(values, _ARROW.get(kind, pa.large_string())))
+            arrays: list[pa.Array | None] = [c.slice(start, BATCH_ROWS) for c in self._columns]
             batch = pa.RecordBatch.from_arrays(arrays, names=self.names)  # type: ignore[arg-type]
             self.rows += batch.num_rows
             self.on_bytes(size * min(start + BATCH_ROWS, total) // total)
             yield batch, arrays
 
+    def bad_value(self, j: int, kind: str) -> ImportFailed:
+        for k, r in enumerate(self._rows):
+            v = r[j]
+            if v is None or v == "":
+                continue
+            try:
+                _value(v, kind)
+            except (TypeError, ValueError):
+                return ImportFailed(
+                    f"column {self.names[j]!r} is declared {kind}, but row {k + 1} of sheet "
+                    f"{self.sheet!r} holds {v!r}",
+                    code="bad_value",
+                    sheet=self.sheet,
+                    line=self._first_line + k,
+                    row=k + 1,
+                    column=self.names[j],
+                )
+        return ImportFailed(f"column {self.names[j]!r} cannot be read as {kind}", code="bad_value")
+
+
+def _column(
+    values: list[Any], forced: str | None, src: ExcelSource, j: int
+) -> tuple[pa.Array, str]:
+    """One column's cells as an Arrow array of the narrowest type that fits every
+    value (or the forced one). Arrow converts whole lists in C; Python touches
+    single cells only for mixed columns and errors."""
+    cells = [None if v == "" else v for v in values]
+    if forced is not None:
+        try:
+            return pa.array(
+                [None if v is None else _value(v, forced) for v in cells], _ARROW[forced]
+            ), forced
+        except (TypeError, ValueError, pa.ArrowInvalid, KeyError):
+            raise src.bad_value(j, forced) from None
+    try:
+        arr = pa.array(cells)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        if all(v is None or isinstance(v, dt.date) for v in cells):  # dates with date-times
+            return pa.array(
+                [None if v is None else _value(v, "datetime") for v in cells], pa.timestamp("us")
+            ), "datetime"
+        return pa.array(
+            [None if v is None else _text(v) for v in cells], pa.large_string()
+        ), "string"
+    t = arr.type
+    if pa.types.is_null(t):
+        return pa.nulls(len(cells), pa.large_string()), "string"
+    if pa.types.is_boolean(t):
+        return arr, "boolean"
+    if pa.types.is_integer(t):
+        return pc.cast(arr, pa.int64()), "integer"
+    if pa.types.is_floating(t):
+        finite = pc.is_finite(arr)
+        integral = pc.equal(pc.floor(arr), arr)
+        small = pc.less(pc.abs(arr), float(_INT64))
+        if pc.all(pc.and_(pc.and_(finite, integral), small), min_count=0).as_py():
+            return pc.cast(arr, pa.int64()), "integer"
+        return arr, "float"
+    if pa.types.is_date(t):
+        return pc.cast(arr, pa.date32()), "date"
+    if pa.types.is_timestamp(t):
+        return pc.cast(arr, pa.timestamp("us")), "datetime"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return pc.cast(arr, pa.large_string()), "string"
+    return pa.array([None if v is None else _text(v) for v in cells], pa.large_string()), "string"
+
 
 def _trim(rows: list[list[Any]]) -> list[list[Any]]:
+    """Drop trailing empty rows and columns (calamine's rows are rectangular)."""
+
     def empty(v: Any) -> bool:
         return v is None or v == ""
 
     while rows and all(empty(v) for v in rows[-1]):
         rows.pop()
-    width = 0
-    for r in rows:
-        for j in range(len(r) - 1, -1, -1):
-            if not empty(r[j]):
-                width = max(width, j + 1)
-                break
-    return [r[:width] for r in rows]
+    width = max((len(r) for r in rows), default=0)
+    full = width
+    while width and all(empty(r[width - 1]) for r in rows if len(r) >= width):
+        width -= 1
+    if width == full and all(len(r) == width for r in rows):
+        return rows
+    return [(r + [""] * (width - len(r)))[:width] for r in rows]
 
 
 def _names(row: list[Any], sheet: str) -> list[str]:
