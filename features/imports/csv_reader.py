@@ -231,12 +231,16 @@ def _sniff(path: Path, options: dict[str, Any], fmt: str) -> dict[str, Any]:
         raise _compression_failed(exc, compression) from None
     if not head:
         raise ImportFailed("the file is empty", code="empty_file", line=1)
-    if b"\x00" in head:
+    encoding, detected = _encoding(head, options.get("encoding"))
+    text = head.decode(encoding, errors="replace") if encoding.startswith("utf-16") else None
+    if text is None and b"\x00" in head:
         raise ImportFailed(
             "the file looks binary (it contains NUL bytes), not CSV text",
             code="binary_file",
             line=head[: head.index(b"\x00")].count(b"\n") + 1,
         )
+    if text is not None:
+        head = text.encode("utf-8")
     delimiter = options.get("delimiter")
     if delimiter is None:
         if fmt == "tsv":
@@ -250,7 +254,8 @@ def _sniff(path: Path, options: dict[str, Any], fmt: str) -> dict[str, Any]:
         "compression": compression,
         "delimiter": delimiter,
         "header": options.get("header", True),
-        "encoding": (options.get("encoding") or "utf-8").lower(),
+        "encoding": encoding,
+        "encoding_detected": detected,
         "null_values": options.get("null_values", [""]),
         "skip_rows": options.get("skip_rows", 0),
     }
@@ -263,6 +268,34 @@ def _compression_failed(exc: BaseException, compression: str | None) -> ImportFa
     else:
         detail = f"the {what} stream is corrupt: {exc}"
     return ImportFailed(detail, code="corrupt_compressed_file")
+
+
+def _encoding(head: bytes, declared: str | None) -> tuple[str, bool]:
+    """The text encoding: as declared, else from a byte-order mark, else UTF-8
+    when the first block is valid UTF-8, else Windows-1252 (Latin-1 where
+    1252 leaves a byte undefined). The second value says it was detected.
+    A file valid UTF-8 at its start but not later is retried as 1252 by the
+    importer (``service``)."""
+    if declared:
+        return declared.lower(), False
+    if head.startswith(b"\xef\xbb\xbf"):
+        return "utf-8", True  # Arrow skips the BOM itself
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16", True
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason != "unexpected end of data" or exc.start < len(head) - 4:
+            return fallback_encoding(head), True
+    return "utf-8", True
+
+
+def fallback_encoding(data: bytes) -> str:
+    try:
+        data.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1"
 
 
 class _RecordError(Exception):

@@ -33,7 +33,18 @@ OPTION_NAMES = (
     "column_types",
     "sheet",
 )
-ENCODINGS = ("utf-8", "utf8", "latin-1", "latin1", "iso-8859-1", "cp1252", "windows-1252")
+ENCODINGS = (
+    "utf-8",
+    "utf8",
+    "utf-16",
+    "utf-16-le",
+    "utf-16-be",
+    "latin-1",
+    "latin1",
+    "iso-8859-1",
+    "cp1252",
+    "windows-1252",
+)
 
 
 def detect_format(filename: str, options: dict[str, Any]) -> str | None:

@@ -276,9 +276,29 @@ def _import_table(
     previous = None
     if params["mode"] == "replace" and current is not None:
         previous = (get_schema(store, current.schema), get_manifest(store, current.manifest))
-    names, types, nullable, pieces, rows, dialect = _write_table(
-        path, work, params, store, progress, target, previous, source
-    )
+    try:
+        names, types, nullable, pieces, rows, dialect = _write_table(
+            path, work, params, store, progress, target, previous, source
+        )
+    except ImportFailed as err:
+        options = params.get("options") or {}
+        if err.code != "invalid_encoding" or options.get("encoding"):
+            raise
+        # valid UTF-8 at the start but not further on: a legacy Windows file
+        log.info("not UTF-8 after all; reading as Windows-1252", line=err.extra.get("line"))
+        for encoding in ("cp1252", "latin-1"):
+            retry = {**params, "options": {**options, "encoding": encoding}}
+            try:
+                names, types, nullable, pieces, rows, dialect = _write_table(
+                    path, work, retry, store, progress, target, previous, source
+                )
+                dialect["encoding_detected"] = True
+                break
+            except ImportFailed as again:
+                if again.code not in ("invalid_encoding", "malformed_csv"):
+                    raise
+        else:
+            raise
     total = rows
     if base is not None and target is not None:
         # append: the table's rows as they are, then the file's

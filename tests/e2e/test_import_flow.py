@@ -145,7 +145,6 @@ BAD_INPUTS = [
     ("empty.csv", b"", "empty_file", 1),
     ("ragged.csv", b"a,b\n1,2\n3,4\n5,6,7\n8,9\n", "ragged_row", 4),
     ("binary.csv", bytes(range(256)) * 40, "binary_file", 1),
-    ("latin.csv", b"a,b\n1,ok\n2,caf\xe9\n", "invalid_encoding", 3),
     ("dup.csv", b"a,b,a\n1,2,3\n", "duplicate_column_name", 1),
     ("blank.csv", b"a,,c\n1,2,3\n", "blank_column_name", 1),
     ("quote.csv", b'a,b\n1,2\n3,"open\n4,5\n', "unterminated_quote", 3),
@@ -460,3 +459,28 @@ def test_a_workbook_gives_one_table_per_sheet(
         http, auth, ds, path.read_bytes(), filename="book.xlsx", options='{"sheet": "Nope"}'
     )
     assert bad["state"] == "failed" and bad["error"]["code"] == "unknown_sheet"
+
+
+def test_legacy_encodings_fall_back_and_say_so(http: httpx.Client, auth: dict[str, str]) -> None:
+    ds = make_dataset(http, auth)["id"]
+    job = import_csv(http, auth, ds, "a,b\n1,café €\n".encode("cp1252"), filename="w.csv")
+    assert job["state"] == "succeeded", job
+    assert read_all(http, auth, ds, "main") == [[1, "café €"]]
+    detail = http.get(f"/api/v1/datasets/{ds}/commits/{job['commit_id']}", headers=auth).json()
+    assert detail["provenance"]["dialect"]["encoding"] == "cp1252"
+    # valid UTF-8 for the first megabytes, then a Windows-1252 byte: read again as 1252
+    ds = make_dataset(http, auth)["id"]
+    body = b"a,b\n" + b"".join(b"%d,x\n" % i for i in range(500_000)) + b"9,caf\xe9\n"
+    job = import_csv(http, auth, ds, body, filename="w.csv")
+    assert job["state"] == "succeeded", job
+    detail = http.get(f"/api/v1/datasets/{ds}/commits/{job['commit_id']}", headers=auth).json()
+    assert detail["provenance"]["dialect"]["encoding"] == "cp1252"
+    page = http.get(
+        f"/api/v1/datasets/{ds}/refs/main/data", params={"offset": 500_000}, headers=auth
+    ).json()
+    assert page["rows"] == [[9, "café"]]
+    # a declared encoding is obeyed: UTF-8 declared, not UTF-8 found, the job fails
+    job = import_csv(
+        http, auth, ds, b"a\ncaf\xe9\n", filename="w.csv", options='{"encoding": "utf-8"}'
+    )
+    assert job["state"] == "failed" and job["error"]["code"] == "invalid_encoding"

@@ -78,7 +78,6 @@ def test_dialect_detection_and_options(tmp_path: Path) -> None:
         (b"", "empty_file", 1),
         (b'a,b\n1,2\n"multi\nline",3\n4,5,6\n', "ragged_row", 5),
         (b"a,b\n\x00\x01\x02", "binary_file", 2),
-        (b"a,b\n1,2\n3,\xff\n", "invalid_encoding", 3),
         (b"a,a\n1,2\n", "duplicate_column_name", 1),
         (b"a, \n1,2\n", "blank_column_name", 1),
     ],
@@ -156,3 +155,31 @@ def test_compressed_names_are_csv() -> None:
     assert detect_format("x.tsv.zst", {}) == "tsv"
     assert detect_format("x.gz", {}) == "csv"
     assert detect_format("x.xlsx.gz", {}) is None
+
+
+def test_encodings_are_detected(tmp_path: Path) -> None:
+    text = "name,city\nZoë,Malmö\nJosé,São Paulo\n"
+    for data, expected in (
+        (text.encode("utf-8"), "utf-8"),
+        (b"\xef\xbb\xbf" + text.encode("utf-8"), "utf-8"),
+        (text.encode("utf-16"), "utf-16"),
+        (text.encode("cp1252"), "cp1252"),
+        ("a\nZoë €\n".encode("cp1252"), "cp1252"),
+    ):
+        src = tmp_path / "in.csv"
+        src.write_bytes(data)
+        p1 = read_csv(src, options={}, fmt="csv", on_bytes=lambda n: None)
+        assert p1.dialect["encoding"] == expected and p1.dialect["encoding_detected"]
+        rows = _rows(tmp_path, data)
+        assert rows.num_rows >= 1
+    assert _rows(tmp_path, text.encode("utf-16")).column("city").to_pylist() == [
+        "Malmö",
+        "São Paulo",
+    ]
+    assert _rows(tmp_path, b"\xef\xbb\xbfa\n1\n").column_names == ["a"]
+
+
+def test_declared_utf8_that_is_not_fails_with_the_line(tmp_path: Path) -> None:
+    with pytest.raises(ImportFailed) as exc:
+        _read(tmp_path, b"a,b\n1,2\n3,\x81\n", encoding="utf-8")
+    assert exc.value.code == "invalid_encoding" and exc.value.extra["line"] == 3
