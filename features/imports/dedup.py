@@ -114,7 +114,7 @@ class DedupWriter:
             for c, st, n in runs.select("chunk", "start", "length").iter_rows()
         ]
 
-    def _parent_rows(self) -> tuple[list[str], pl.DataFrame]:
+    def _parent_rows(self, extra: list[str] | None = None) -> tuple[list[str], pl.DataFrame]:
         """The parent table's rows in order: (hash, chunk index, position, occurrence).
 
         Each distinct chunk's hash column is read once; the manifest's pieces
@@ -127,25 +127,27 @@ class DedupWriter:
                 index[piece.chunk] = len(chunks)
                 chunks.append(piece.chunk)
         if not chunks:
-            empty = pl.DataFrame(
-                schema={
-                    "chunk": pl.UInt32,
-                    "pos": pl.UInt32,
-                    "h1": pl.UInt64,
-                    "h2": pl.UInt64,
-                    "occ": pl.UInt32,
-                }
-            )
-            return chunks, empty
-        columns, offsets, total = [], [], 0
+            schema: dict[str, Any] = {
+                "chunk": pl.UInt32,
+                "pos": pl.UInt32,
+                "h1": pl.UInt64,
+                "h2": pl.UInt64,
+                "occ": pl.UInt32,
+            }
+            return chunks, pl.DataFrame(schema=schema)
+        columns, extras, offsets, total = [], [], [], 0
         for cid in chunks:
             with self.store.open_arrow(chunk_key(cid)) as f:
-                col = pq.read_table(f, columns=[ROW_HASH_COLUMN]).column(0)
-            columns.append(col)
+                part = pq.read_table(f, columns=[ROW_HASH_COLUMN, *(extra or [])])
+            columns.append(part.column(0))
+            if extra:
+                extras.append(pl.from_arrow(part.select(extra)))
             offsets.append(total)
-            total += len(col)
+            total += part.num_rows
         combined = [c.combine_chunks() for c in columns]
         every = pl.concat([_halves(a.buffers()[1], a.offset, len(a)) for a in combined])
+        if extra:
+            every = pl.concat([every, pl.concat(extras)], how="horizontal")  # type: ignore[arg-type]
         spans = pl.DataFrame(
             {
                 "chunk": [index[p.chunk] for p in self.parent.pieces],
@@ -226,3 +228,139 @@ def _runs(placed: pl.DataFrame) -> pl.DataFrame:
         .group_by("run", maintain_order=True)
         .agg(chunk=pl.col("chunk").first(), start=pl.col("pos").first(), length=pl.len())
     )
+
+
+class UpsertWriter(DedupWriter):
+    """Upsert by primary key: rows whose key the table has replace theirs in
+    place; rows with new keys are appended in file order. A replacing row equal
+    to the one it replaces keeps pointing at the stored row; only rows that are
+    new or changed are stored.
+
+    Keys must be unique in the file and never null (``duplicate_key``,
+    ``null_key``)."""
+
+    def __init__(self, *args: Any, key: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.key = key
+
+    def finish(self) -> list[Piece]:
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+        missing = [k for k in self.key if k not in [c.name for c in self.columns]]
+        if missing:
+            from features.imports.csv_reader import ImportFailed
+
+            raise ImportFailed(
+                f"the file has no primary key column {', '.join(map(repr, missing))}",
+                code="schema_mismatch",
+                missing=missing,
+            )
+        file = self._file_rows()
+        _check_keys(file, self.key)
+        parent_chunks, parent = self._parent_rows(extra=self.key)
+        if not parent_chunks:  # a new or empty table: every row is added
+            parent = pl.DataFrame(
+                schema={
+                    "chunk": pl.UInt32,
+                    "pos": pl.UInt32,
+                    "h1": pl.UInt64,
+                    "h2": pl.UInt64,
+                    **{k: file.schema[k] for k in self.key},
+                }
+            )
+        parent = parent.with_columns(prow=pl.int_range(pl.len(), dtype=pl.UInt64))
+        joined = parent.join(
+            file.rename({"h1": "fh1", "h2": "fh2"}), on=self.key, how="left", nulls_equal=False
+        ).sort("prow")
+        same = (pl.col("fh1") == pl.col("h1")) & (pl.col("fh2") == pl.col("h2"))
+        # each output row: a stored row (chunk, pos) or a file row to store (frow)
+        kept = joined.select(
+            chunk=pl.when(pl.col("frow").is_null() | same).then(pl.col("chunk")),
+            pos=pl.when(pl.col("frow").is_null() | same).then(pl.col("pos")),
+            frow=pl.when(pl.col("frow").is_not_null() & ~same.fill_null(False)).then(
+                pl.col("frow")
+            ),
+        )
+        added = file.join(parent.select(self.key), on=self.key, how="anti").sort("frow")
+        out = pl.concat(
+            [
+                kept.with_columns(pl.col("chunk").cast(pl.UInt64), pl.col("pos").cast(pl.UInt64)),
+                added.select(
+                    chunk=pl.lit(None, pl.UInt64), pos=pl.lit(None, pl.UInt64), frow="frow"
+                ),
+            ]
+        )
+        store = out.get_column("frow").is_not_null()
+        k = store.cast(pl.UInt64).cum_sum() - 1
+        base = len(parent_chunks)
+        placed = out.select(
+            chunk=pl.when(store)
+            .then(pl.lit(base, pl.UInt64) + k // self.chunk_rows)
+            .otherwise("chunk"),
+            pos=pl.when(store).then(k % self.chunk_rows).otherwise("pos"),
+        )
+        order = out.filter(store).get_column("frow")
+        ids = parent_chunks + self._write_rows(order)
+        self.table_rows = out.height
+        return [
+            Piece(ids[c], int(st), int(n))
+            for c, st, n in _runs(placed).select("chunk", "start", "length").iter_rows()
+        ]
+
+    def _file_rows(self) -> pl.DataFrame:
+        halves = _halves(pa.py_buffer(b"".join(self.hashes)), 0, self.rows)
+        if self.rows == 0:
+            keys = pl.DataFrame(schema={k: pl.Utf8 for k in self.key})
+        else:
+            with pa.memory_map(str(self.spill_path)) as source:
+                keys = pl.from_arrow(pa.ipc.open_file(source).read_all().select(self.key))
+        assert isinstance(keys, pl.DataFrame)
+        return pl.concat([keys, halves], how="horizontal").with_columns(
+            frow=pl.int_range(pl.len(), dtype=pl.UInt64)
+        )
+
+    def _write_rows(self, order: pl.Series) -> list[str]:
+        writer = self.make_chunk_writer()
+        if len(order):
+            with pa.memory_map(str(self.spill_path)) as source:
+                table = pa.ipc.open_file(source).read_all()
+                indices = order.to_arrow()
+                for start in range(0, len(indices), self.chunk_rows):
+                    writer.add(
+                        table.take(indices.slice(start, self.chunk_rows))
+                        .combine_chunks()
+                        .to_batches()[0]
+                    )
+        self.spill_path.unlink(missing_ok=True)
+        return [p.chunk for p in writer.finish()]
+
+
+def _check_keys(file: pl.DataFrame, key: list[str]) -> None:
+    from features.imports.csv_reader import ImportFailed
+
+    nulls = file.filter(pl.any_horizontal(pl.col(key).is_null()))
+    if nulls.height:
+        row = int(nulls.get_column("frow")[0]) + 1
+        raise ImportFailed(
+            f"row {row} has no value for the primary key ({', '.join(key)})",
+            code="null_key",
+            row=row,
+        )
+    dup = file.filter(pl.struct(key).is_duplicated())
+    if dup.height:
+        first = dup.row(0, named=True)
+        value = {k: first[k] for k in key}
+        rows = [
+            int(r) + 1
+            for r in dup.filter(pl.all_horizontal([pl.col(k) == first[k] for k in key]))
+            .get_column("frow")
+            .to_list()
+        ]
+        raise ImportFailed(
+            f"the file has the key {value} more than once (rows {', '.join(map(str, rows[:5]))}); "
+            "an upsert needs each key once",
+            code="duplicate_key",
+            key=value,
+            rows=rows[:20],
+        )

@@ -50,7 +50,7 @@ from core.schema import Column, arrow_type
 from core.storage import get_store
 from features.commits import service as commits_service
 from features.imports.csv_reader import CsvSource, ImportFailed, convert
-from features.imports.dedup import DedupWriter
+from features.imports.dedup import DedupWriter, UpsertWriter
 from features.imports.excel_reader import ExcelSource, sheet_names
 from features.imports.fetch import fetch, filename_of
 from features.imports.formats import (
@@ -76,7 +76,7 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-SUPPORTED_MODES = ("replace", "append")
+SUPPORTED_MODES = ("replace", "append", "upsert")
 IMPORTER = "dsa.import/1"
 PROGRESS_EVERY_S = 0.5
 
@@ -271,14 +271,24 @@ def _import_table(
     current: TableEntry | None,
 ) -> tuple[TableEntry, dict[str, Any], dict[str, Any]]:
     """Write one table of the file; returns its entry, result and dialect."""
-    base = current if params["mode"] == "append" else None
+    mode = params["mode"]
+    base = current if mode in ("append", "upsert") else None
     target = get_schema(store, base.schema) if base is not None else None
     previous = None
-    if params["mode"] == "replace" and current is not None:
+    if mode in ("replace", "upsert") and current is not None:
         previous = (get_schema(store, current.schema), get_manifest(store, current.manifest))
+    key = params.get("primary_key") if mode == "upsert" else None
+    if key is not None and target is not None:
+        missing = [k for k in key if k not in target.names]
+        if missing:
+            raise ImportFailed(
+                f"the primary key column(s) {', '.join(map(repr, missing))} are not in the table",
+                code="schema_mismatch",
+                missing=missing,
+            )
     try:
         names, types, nullable, pieces, rows, dialect = _write_table(
-            path, work, params, store, progress, target, previous, source
+            path, work, params, store, progress, target, previous, source, key
         )
     except ImportFailed as err:
         options = params.get("options") or {}
@@ -290,7 +300,7 @@ def _import_table(
             retry = {**params, "options": {**options, "encoding": encoding}}
             try:
                 names, types, nullable, pieces, rows, dialect = _write_table(
-                    path, work, retry, store, progress, target, previous, source
+                    path, work, retry, store, progress, target, previous, source, key
                 )
                 dialect["encoding_detected"] = True
                 break
@@ -300,7 +310,11 @@ def _import_table(
         else:
             raise
     total = rows
-    if base is not None and target is not None:
+    if mode == "upsert":
+        total = sum(p.length for p in pieces)
+        if target is not None:
+            nullable = [c.nullable or n for c, n in zip(target.columns, nullable, strict=True)]
+    elif base is not None and target is not None:
         # append: the table's rows as they are, then the file's
         nullable = [c.nullable or n for c, n in zip(target.columns, nullable, strict=True)]
         pieces = list(get_manifest(store, base.manifest).pieces) + pieces
@@ -414,6 +428,7 @@ def _write_table(
     target: Schema | None = None,
     previous: tuple[Schema, Manifest] | None = None,
     source: Any = CsvSource,
+    key: list[str] | None = None,
 ) -> tuple[list[str], list[str], list[bool], list[Piece], int, dict[str, Any]]:
     """Parse, type, hash and store the file's rows; returns its names, types,
     nullability, manifest pieces, row count and dialect.
@@ -443,6 +458,17 @@ def _write_table(
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="chunk") as pool:
 
         def make_writer(columns: list[Column]) -> ChunkWriter | DedupWriter:
+            if key is not None:
+                return UpsertWriter(
+                    store,
+                    columns,
+                    work,
+                    pool,
+                    previous[1] if previous is not None else Manifest(()),
+                    get_settings().chunk_rows,
+                    lambda: ChunkWriter(store, columns, work, pool),
+                    key=key,
+                )
             if previous is not None and [(c.name, c.type) for c in columns] == [
                 (c.name, c.type) for c in previous[0].columns
             ]:

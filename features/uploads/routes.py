@@ -22,10 +22,12 @@ from features.uploads import multipart, service
 router = APIRouter(prefix="/api/v1", tags=["imports"])
 
 
-def _check(user: User, dataset_id: uuid.UUID, branch: str) -> None:
+def _check(user: User, dataset_id: uuid.UUID, branch: str) -> list[str] | None:
+    """Write role and an existing branch; returns the dataset's primary key."""
     with transaction() as conn:
-        datasets_service.require(conn, user, dataset_id, "write")
+        ds = datasets_service.require(conn, user, dataset_id, "write")
         refs_service.get_branch(conn, dataset_id, branch)
+    return ds["primary_key"]
 
 
 @router.post("/datasets/{dataset_id}/refs/{branch:path}/uploads", status_code=202)
@@ -34,7 +36,7 @@ async def upload(
 ) -> JSONResponse:
     """Stream a file into temporary storage and queue its import (nothing is parsed here)."""
     settings = get_settings()
-    await run_in_threadpool(_check, user, dataset_id, branch)
+    primary_key = await run_in_threadpool(_check, user, dataset_id, branch)
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 1024**2:
         raise TooLarge(
@@ -52,7 +54,7 @@ async def upload(
         raise BadRequest("the form has no 'file' part", code="file_missing")
     received = form.file
     try:
-        params = service.parse_fields(form.fields, received.filename)
+        params = service.parse_fields(form.fields, received.filename, primary_key)
 
         def _accept() -> dict[str, Any]:
             with transaction() as conn:
@@ -106,7 +108,7 @@ def import_url(
     dataset_id: uuid.UUID, branch: str, body: UrlImport, user: User = Depends(current_user)
 ) -> JSONResponse:
     """Queue an import of a file the worker downloads (mirrors tried in order)."""
-    _check(user, dataset_id, branch)
+    primary_key = _check(user, dataset_id, branch)
     urls = body.all_urls()
     name = service.filename_for_url(urls[0])
     fields = {
@@ -120,7 +122,7 @@ def import_url(
         }.items()
         if v is not None
     }
-    params = service.parse_fields(fields, name)
+    params = service.parse_fields(fields, name, primary_key)
     if "message" not in fields:
         params["message"] = f"Import {urls[0]}"
     with transaction() as conn:

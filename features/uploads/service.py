@@ -23,7 +23,9 @@ MODES = ("replace", "append", "upsert")
 _TABLE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,127}$")
 
 
-def parse_fields(fields: dict[str, str], filename: str) -> dict[str, Any]:
+def parse_fields(
+    fields: dict[str, str], filename: str, primary_key: list[str] | None = None
+) -> dict[str, Any]:
     """Validate the form fields; 422 listing every bad one, 415 for unknown formats."""
     errors = []
     mode = fields.get("mode") or "replace"
@@ -31,6 +33,13 @@ def parse_fields(fields: dict[str, str], filename: str) -> dict[str, Any]:
         errors.append({"field": "mode", "message": f"must be one of {', '.join(MODES)}"})
     elif mode not in imports_service.SUPPORTED_MODES:
         errors.append({"field": "mode", "message": f"mode {mode!r} is not available yet"})
+    elif mode == "upsert" and not primary_key:
+        errors.append(
+            {
+                "field": "mode",
+                "message": "upsert needs the dataset's primary_key; set it with PATCH first",
+            }
+        )
     options: dict[str, Any] = {}
     if fields.get("options"):
         try:
@@ -67,6 +76,7 @@ def parse_fields(fields: dict[str, str], filename: str) -> dict[str, Any]:
         "options": options,
         "format": fmt,
         "table_given": table_given,
+        "primary_key": primary_key,
     }
 
 
