@@ -20,6 +20,9 @@ SUPPORTED_EXTENSIONS = (
     ".xlsm",
     ".xls",
     ".ods",
+    ".zip",
+    ".tar",
+    ".tar.gz",
     "and CSV/TSV compressed: .gz, .bz2, .zst",
 )
 EXCEL = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
@@ -32,6 +35,7 @@ OPTION_NAMES = (
     "encoding",
     "column_types",
     "sheet",
+    "members",
 )
 ENCODINGS = (
     "utf-8",
@@ -51,6 +55,8 @@ def detect_format(filename: str, options: dict[str, Any]) -> str | None:
     """The table format a file name says (a compression suffix is looked through;
     the worker recognises the compression itself by its magic bytes)."""
     path = PurePath(filename.lower())
+    if path.suffix in (".zip", ".tar", ".tgz") or path.name.endswith((".tar.gz", ".tar.bz2")):
+        return "archive"
     if path.suffix in COMPRESSION_SUFFIXES:
         path = PurePath(path.stem)
         if not path.suffix:  # data.gz: a compressed table of unnamed kind is taken as CSV
@@ -103,6 +109,11 @@ def validate_options(options: dict[str, Any]) -> list[tuple[str, str]]:
         or (isinstance(sheet, list) and all(isinstance(x, str) for x in sheet))
     ):
         errors.append(("sheet", "must be a sheet name or a list of sheet names"))
+    members = options.get("members")
+    if members is not None and not (
+        isinstance(members, list) and all(isinstance(x, str) for x in members)
+    ):
+        errors.append(("members", "must be a list of member paths"))
     ct = options.get("column_types")
     if ct is not None:
         if not isinstance(ct, dict):

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
@@ -49,6 +49,7 @@ from core.objects import (
 from core.schema import Column, arrow_type
 from core.storage import get_store
 from features.commits import service as commits_service
+from features.imports.archives import extract
 from features.imports.csv_reader import CsvSource, ImportFailed, convert
 from features.imports.dedup import DedupWriter, UpsertWriter
 from features.imports.excel_reader import ExcelSource, sheet_names
@@ -176,9 +177,15 @@ def _import(job: dict[str, Any], work: Path) -> None:
     with _source_file(store, job, work, progress) as (path, upload):
         filename = upload["file_name"]
         try:
-            for table_name, source in _tables_of(path, params):
+            for table_name, table_path, source, fmt in _tables_of(path, params, work):
                 entry, result, dialect = _import_table(
-                    store, work, params, progress, path, source, parent.tables.get(table_name)
+                    store,
+                    work,
+                    {**params, "format": fmt},
+                    progress,
+                    table_path,
+                    source,
+                    parent.tables.get(table_name),
                 )
                 tables[table_name] = entry
                 results.append({"table": table_name, **result})
@@ -242,22 +249,42 @@ def _import(job: dict[str, Any], work: Path) -> None:
         )
 
 
-def _tables_of(path: Path, params: dict[str, Any]) -> list[tuple[str, Any]]:
-    """(table name, source factory) for each table the file holds: one, or one
-    per sheet of a workbook (the ``table`` field names it only when one sheet
-    is imported)."""
+def _tables_of(path: Path, params: dict[str, Any], work: Path) -> list[tuple[str, Path, Any, str]]:
+    """(table name, file, source factory, format) for each table the upload
+    holds: one, one per sheet of a workbook (the ``table`` field names it only
+    when one sheet is imported), or one per member of an archive."""
     fmt = params["format"]
+    if fmt == "archive":
+        out = []
+        members = extract(path, work, params.get("options") or {}, get_settings().max_upload_bytes)
+        for member, member_path, member_fmt in members:
+            stem = table_name_from_file(PurePosixPath(member).name)
+            for name, p, source, f in _tables_of(
+                member_path, {**params, "format": member_fmt, "table": stem}, work
+            ):
+                out.append((name, p, source, f))
+        names = [t[0] for t in out]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ImportFailed(
+                f"several members would become table {dup[0]!r}; choose with options.members",
+                code="duplicate_table",
+                table=dup[0],
+            )
+        return out
     if fmt == "parquet":
-        return [(params["table"], ParquetSource)]
+        return [(params["table"], path, ParquetSource, fmt)]
     if fmt != "excel":
-        return [(params["table"], CsvSource)]
+        return [(params["table"], path, CsvSource, fmt)]
     sheets = sheet_names(path, params.get("options") or {})
     if not sheets:
         raise ImportFailed("the workbook has no sheets", code="empty_file")
     out = []
     for sheet in sheets:
         name = params["table"] if len(sheets) == 1 and params.get("table_given") else sheet
-        out.append((table_name_from_sheet(name), functools.partial(ExcelSource, sheet=sheet)))
+        out.append(
+            (table_name_from_sheet(name), path, functools.partial(ExcelSource, sheet=sheet), fmt)
+        )
     return out
 
 

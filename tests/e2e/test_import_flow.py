@@ -484,3 +484,51 @@ def test_legacy_encodings_fall_back_and_say_so(http: httpx.Client, auth: dict[st
         http, auth, ds, b"a\ncaf\xe9\n", filename="w.csv", options='{"encoding": "utf-8"}'
     )
     assert job["state"] == "failed" and job["error"]["code"] == "invalid_encoding"
+
+
+def test_archives_give_a_table_per_member(
+    http: httpx.Client, auth: dict[str, str], tmp_path: Path
+) -> None:
+    import io
+    import tarfile
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("data/people.csv", "id,name\n1,ann\n")
+        zf.writestr("../../evil/places.csv.gz", gzip.compress(b"city\nOslo\n"))
+        zf.writestr("notes.txt.md", "not a table")
+        zf.writestr("empty/", "")
+    ds = make_dataset(http, auth)["id"]
+    job = import_csv(http, auth, ds, buf.getvalue(), filename="bundle.zip")
+    assert job["state"] == "succeeded", job
+    tables = http.get(f"/api/v1/datasets/{ds}/refs/main/tables", headers=auth).json()["items"]
+    assert sorted(t["name"] for t in tables) == ["people", "places"]
+    assert not list(tmp_path.parent.glob("evil"))  # nothing written by member path
+    # options.members chooses; tar works too
+    tbuf = io.BytesIO()
+    with tarfile.open(fileobj=tbuf, mode="w:gz") as tf:
+        for name, data in (("a.csv", b"x\n1\n"), ("b.csv", b"y\n2\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    ds = make_dataset(http, auth)["id"]
+    job = import_csv(
+        http, auth, ds, tbuf.getvalue(), filename="b.tar.gz", options='{"members": ["b.csv"]}'
+    )
+    assert job["state"] == "succeeded", job
+    tables = http.get(f"/api/v1/datasets/{ds}/refs/main/tables", headers=auth).json()["items"]
+    assert [t["name"] for t in tables] == ["b"]
+
+
+def test_a_zip_bomb_stops_at_the_limit(http: httpx.Client, auth: dict[str, str]) -> None:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        zf.writestr("big.csv", b"a\n" + b"0" * (30 * 1024 * 1024))  # 30 MB of zeros
+    assert len(buf.getvalue()) < 100_000
+    ds = make_dataset(http, auth)["id"]
+    job = import_csv(http, auth, ds, buf.getvalue(), filename="bomb.zip")
+    assert job["state"] == "failed" and job["error"]["code"] == "too_large"
