@@ -31,6 +31,9 @@ from features.imports.compression import decode_errors, open_decoded
 from features.imports.compression import detect as detect_compression
 
 BLOCK_BYTES = 4 * 1024 * 1024
+# Wider tables are refused: every row's encoding and every chunk's metadata grow
+# with the column count, and no real dataset of this kind needs more.
+MAX_COLUMNS = 10_000
 SNIFF_BYTES = 64 * 1024
 
 # Narrowest first: the first candidate every value fits wins.
@@ -261,6 +264,16 @@ def _sniff(path: Path, options: dict[str, Any], fmt: str) -> dict[str, Any]:
     }
 
 
+def check_width(ncols: int, **where: Any) -> None:
+    if ncols > MAX_COLUMNS:
+        raise ImportFailed(
+            f"the table has {ncols} columns; DSA takes at most {MAX_COLUMNS}",
+            code="too_many_columns",
+            columns=ncols,
+            **where,
+        )
+
+
 def _compression_failed(exc: BaseException, compression: str | None) -> ImportFailed:
     what = {"gzip": "gzip", "bz2": "bzip2", "zstd": "zstd"}.get(compression or "", "compressed")
     if isinstance(exc, EOFError) or "ends before" in str(exc):
@@ -453,6 +466,7 @@ class CsvSource:
             )
             for batch in reader:
                 if self.inference is None:
+                    check_width(batch.num_columns, line=dialect["skip_rows"] + 1)
                     batch, self.names = _take_header(batch, dialect)
                     for col in forced:
                         if col not in self.names:
@@ -566,6 +580,8 @@ def _explain(
     exc: pa.ArrowInvalid, bad_row: dict[str, Any], path: Path, dialect: dict[str, Any]
 ) -> ImportFailed:
     msg = str(exc)
+    if "Empty CSV file" in msg:
+        return ImportFailed("the file has no rows, only blank lines", code="empty_file", line=1)
     if bad_row:
         line = _first_ragged_line(path, dialect) or bad_row.get("number")
         where = f"line {line}" if line else "a row"

@@ -18,6 +18,7 @@ the sheet. Cells come typed from calamine; formulas give their cached values.
 from __future__ import annotations
 
 import datetime as dt
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,32 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import python_calamine as calamine
 
-from features.imports.csv_reader import ImportFailed
+from features.imports.csv_reader import ImportFailed, check_width
 
 BATCH_ROWS = 65_536
 _INT64 = 2**63
+
+
+def check_expansion(path: Path, limit: int) -> None:
+    """A workbook is a ZIP: count the bytes its parts really expand to (the sizes
+    it declares are not trusted) before calamine holds a sheet in memory."""
+    if not zipfile.is_zipfile(path):
+        return
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                with zf.open(info) as part:
+                    while block := part.read(1 << 20):
+                        total += len(block)
+                        if total > limit:
+                            raise ImportFailed(
+                                f"the workbook expands past {limit} bytes (at {info.filename!r})",
+                                code="too_large",
+                                limit=limit,
+                            )
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise ImportFailed(f"the workbook is damaged: {exc}", code="corrupt_excel") from None
 
 
 def sheet_names(path: Path, options: dict[str, Any]) -> list[str]:
@@ -125,6 +148,7 @@ class ExcelSource:
             ) from None
         rows = _trim(rows)
         width = len(rows[0]) if rows else 0
+        check_width(width, sheet=self.sheet)
         header = options.get("header")
         if header is None:
             header = bool(rows) and all(isinstance(v, str) and v.strip() for v in rows[0])

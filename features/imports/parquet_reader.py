@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pyarrow.types as pat
 
-from features.imports.csv_reader import ImportFailed
+from features.imports.csv_reader import ImportFailed, check_width
 
 BATCH_ROWS = 65_536
 _INT64_MAX = 2**63 - 1
@@ -135,6 +135,7 @@ class ParquetSource:
             ) from None
         schema = self.file.schema_arrow
         self.names = list(schema.names)
+        check_width(len(self.names))
         _check_names(self.names)
         self._types = [logical_type(f.type) for f in schema]
         for j, f in enumerate(schema):

@@ -52,7 +52,7 @@ from features.commits import service as commits_service
 from features.imports.archives import extract
 from features.imports.csv_reader import CsvSource, ImportFailed, convert
 from features.imports.dedup import DedupWriter, UpsertWriter
-from features.imports.excel_reader import ExcelSource, sheet_names
+from features.imports.excel_reader import ExcelSource, check_expansion, sheet_names
 from features.imports.fetch import fetch, filename_of
 from features.imports.formats import (
     SUPPORTED_EXTENSIONS,
@@ -80,6 +80,8 @@ log = structlog.get_logger(__name__)
 SUPPORTED_MODES = ("replace", "append", "upsert")
 IMPORTER = "dsa.import/1"
 PROGRESS_EVERY_S = 0.5
+# calamine holds a whole sheet in memory: workbooks expanding past this are refused
+EXCEL_MAX_EXPANDED_BYTES = 2 * 1024**3
 
 
 def enqueue_after_commit(conn: Any, job_id: uuid.UUID) -> None:
@@ -276,6 +278,7 @@ def _tables_of(path: Path, params: dict[str, Any], work: Path) -> list[tuple[str
         return [(params["table"], path, ParquetSource, fmt)]
     if fmt != "excel":
         return [(params["table"], path, CsvSource, fmt)]
+    check_expansion(path, min(get_settings().max_upload_bytes, EXCEL_MAX_EXPANDED_BYTES))
     sheets = sheet_names(path, params.get("options") or {})
     if not sheets:
         raise ImportFailed("the workbook has no sheets", code="empty_file")

@@ -1,0 +1,279 @@
+"""A corpus of bad and hostile files. Each one ends in a failed job whose
+problem names the cause (and the place where there is one), or in a
+documented, correct import; never a worker crash, a hang, or a 500."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openpyxl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+
+from tests.conftest import import_csv, login, make_dataset
+
+
+def _parquet(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def _xlsx(rows: list[list[Any]]) -> bytes:
+    wb = openpyxl.Workbook()
+    for r in rows:
+        wb.active.append(r)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def _zip(members: dict[str, bytes], level: int = 6) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=level) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _xlsx_with_sheet_xml(xml: bytes) -> bytes:
+    """A valid workbook whose first sheet's XML is replaced."""
+    src = zipfile.ZipFile(io.BytesIO(_xlsx([["a"], [1]])))
+    return _zip(
+        {n: (xml if n == "xl/worksheets/sheet1.xml" else src.read(n)) for n in src.namelist()}
+    )
+
+
+def _tar_with_symlink() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        link = tarfile.TarInfo("passwd.csv")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc/passwd"
+        tf.addfile(link)
+    return buf.getvalue()
+
+
+BIG_CSV = b"a,b\n" + b"".join(b"%d,%d\n" % (i, i) for i in range(50_000))
+BILLION_LAUGHS = (
+    b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + b"".join(
+        b'<!ENTITY lol%d "%s">' % (i, b"&lol%d;" % (i - 1) * 10 if i > 1 else b"&lol;" * 10)
+        for i in range(1, 10)
+    )
+    + b']><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+    b'<sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>&lol9;</t></is></c></row>'
+    b"</sheetData></worksheet>"
+)
+SHEET_BOMB = (
+    b'<?xml version="1.0"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+    + b" " * (60 * 1024 * 1024)
+    + b"</sheetData></worksheet>"
+)
+
+# (name, file name, content, options, expected: ("failed", code, line) or ("ok", rows))
+CORPUS: list[tuple[str, str, bytes, str | None, tuple[Any, ...]]] = [
+    ("empty", "e.csv", b"", None, ("failed", "empty_file", 1)),
+    ("header only", "h.csv", b"a,b\n", None, ("ok", 0)),
+    ("blank lines only", "n.csv", b"\n\n\n", None, ("failed", "empty_file", 1)),
+    ("ragged row", "r.csv", b"a,b\n1,2\n3,4,5\n", None, ("failed", "ragged_row", 3)),
+    ("short row", "s.csv", b"a,b,c\n1,2,3\n4,5\n", None, ("failed", "ragged_row", 3)),
+    ("unterminated quote", "q.csv", b'a,b\n1,"x\n2,3\n', None, ("failed", "unterminated_quote", 2)),
+    (
+        "declared utf-8, is not",
+        "u.csv",
+        b"a\n\xff\n",
+        '{"encoding":"utf-8"}',
+        ("failed", "invalid_encoding", 2),
+    ),
+    (
+        "duplicate column names",
+        "d.csv",
+        b"a,b,a\n1,2,3\n",
+        None,
+        ("failed", "duplicate_column_name", 1),
+    ),
+    ("blank column name", "b.csv", b"a,,c\n1,2,3\n", None, ("failed", "blank_column_name", 1)),
+    (
+        "renamed PNG",
+        "img.csv",
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200),
+        None,
+        ("failed", "binary_file", 3),  # the first NUL byte is on line 3
+    ),
+    (
+        "truncated gzip",
+        "t.csv.gz",
+        gzip.compress(BIG_CSV)[:5000],
+        None,
+        ("failed", "corrupt_compressed_file", None),
+    ),
+    (
+        "truncated bz2",
+        "t.csv.bz2",
+        bz2.compress(BIG_CSV)[:5000],
+        None,
+        ("failed", "corrupt_compressed_file", None),
+    ),
+    (
+        "truncated zstd",
+        "t.csv.zst",
+        zstandard.ZstdCompressor().compress(BIG_CSV)[:5000],
+        None,
+        ("failed", "corrupt_compressed_file", None),
+    ),
+    (
+        "garbage zstd",
+        "g.csv.zst",
+        b"\x28\xb5\x2f\xfd" + bytes(range(256)) * 4,
+        None,
+        ("failed", "corrupt_compressed_file", None),
+    ),
+    (
+        "gzip of binary",
+        "b.csv.gz",
+        gzip.compress(bytes(range(256)) * 10),
+        None,
+        ("failed", "binary_file", 1),
+    ),
+    (
+        "truncated parquet",
+        "t.parquet",
+        _parquet(pa.table({"a": list(range(1000))}))[:300],
+        None,
+        ("failed", "corrupt_parquet", None),
+    ),
+    ("CSV named parquet", "c.parquet", b"a,b\n1,2\n", None, ("failed", "corrupt_parquet", None)),
+    (
+        "empty parquet",
+        "e.parquet",
+        _parquet(pa.table({"a": pa.array([], pa.int64())})),
+        None,
+        ("ok", 0),
+    ),
+    ("CSV named xlsx", "c.xlsx", b"a,b\n1,2\n", None, ("failed", "corrupt_excel", None)),
+    (
+        "truncated xlsx",
+        "t.xlsx",
+        _xlsx([["a"], [1]])[:400],
+        None,
+        ("failed", "corrupt_excel", None),
+    ),
+    (
+        "xlsx entity expansion",
+        "x.xlsx",
+        _xlsx_with_sheet_xml(BILLION_LAUGHS),
+        None,
+        ("failed", "corrupt_excel", None),
+    ),
+    (
+        "xlsx zip bomb",
+        "bomb.xlsx",
+        _xlsx_with_sheet_xml(SHEET_BOMB),
+        None,
+        ("failed", "too_large", None),
+    ),
+    (
+        "zip bomb",
+        "bomb.zip",
+        _zip({"big.csv": b"a\n" + b"0" * (30 * 1024 * 1024)}, 9),
+        None,
+        ("failed", "too_large", None),
+    ),
+    (
+        "path traversal in a zip",
+        "p.zip",
+        _zip({"../../../tmp/evil.csv": b"a\n1\n"}),
+        None,
+        ("ok", 1),
+    ),
+    (
+        "zip without tables",
+        "n.zip",
+        _zip({"readme.md": b"hi"}),
+        None,
+        ("failed", "empty_archive", None),
+    ),
+    (
+        "tar with only a symlink",
+        "l.tar",
+        _tar_with_symlink(),
+        None,
+        ("failed", "empty_archive", None),
+    ),
+    ("corrupt zip", "c.zip", b"PK\x03\x04" + bytes(100), None, ("failed", "corrupt_archive", None)),
+    (
+        "100,000 columns",
+        "wide.csv",
+        (
+            ",".join(f"c{i}" for i in range(100_000)) + "\n" + ",".join("1" * 100_000) + "\n"
+        ).encode(),
+        None,
+        ("failed", "too_many_columns", 1),
+    ),
+    ("5 MB single field", "f.csv", b'a\n"' + b"x" * (5 * 1024 * 1024) + b'"\n', None, ("ok", 1)),
+    ("CRLF and a BOM", "w.csv", b"\xef\xbb\xbfa,b\r\n1,2\r\n", None, ("ok", 1)),
+    ("quotes inside quotes", "qq.csv", b'a\n"say ""hi"""\n', None, ("ok", 1)),
+    (
+        "value of a declared type that does not fit",
+        "v.csv",
+        b"a\nx\n",
+        '{"column_types":{"a":"date"}}',
+        ("failed", "bad_value", 2),
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def http(api_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_url, timeout=120) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def auth(http: httpx.Client) -> dict[str, str]:
+    return login(http)
+
+
+def test_the_corpus_is_big_enough() -> None:
+    assert len(CORPUS) >= 30
+
+
+@pytest.mark.parametrize(
+    ("label", "filename", "content", "options", "expected"), CORPUS, ids=[c[0] for c in CORPUS]
+)
+def test_hostile_file(
+    http: httpx.Client,
+    auth: dict[str, str],
+    label: str,
+    filename: str,
+    content: bytes,
+    options: str | None,
+    expected: tuple[Any, ...],
+) -> None:
+    ds = make_dataset(http, auth)["id"]
+    fields = {"options": options} if options else {}
+    job = import_csv(http, auth, ds, content, filename=filename, **fields)
+    if expected[0] == "ok":
+        assert job["state"] == "succeeded", job
+        assert (
+            job["result"].get("rows", sum(t["rows"] for t in job["result"].get("tables", [])))
+            == expected[1]
+        )
+        return
+    assert job["state"] == "failed", job
+    err = job["error"]
+    assert err["code"] == expected[1], err
+    if expected[2] is not None:
+        assert err["line"] == expected[2], err
+    assert err["detail"] and "Traceback" not in err["detail"] and err["status"] < 500
+    assert http.get(f"/api/v1/datasets/{ds}/commits", headers=auth).json()["total"] == 1
