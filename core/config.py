@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     page_cache_bytes: int = 256 * 1024**2
     db_pool_size: int = 10
     job_stale_after_s: float = 60.0
+    import_memory_limit_bytes: int = 8 * 1024**3
+    import_cpu_limit_s: int = 3600
     url_import_allow_private: bool = False
     url_import_timeout_s: float = 30.0
     url_import_attempts: int = 3

@@ -50,6 +50,19 @@ def get_pool() -> ConnectionPool:
     return _pool
 
 
+_inherited: list[Any] = []
+
+
+def forget_pool_after_fork() -> None:
+    """In a forked child: drop (without closing) the parent's pool, whose
+    connections share their sockets with the parent; the child opens its own.
+    The old pool is kept referenced so no finalizer closes those sockets."""
+    global _pool
+    if _pool is not None:
+        _inherited.append(_pool)
+    _pool = None
+
+
 def close_pool() -> None:
     global _pool
     with _pool_lock:

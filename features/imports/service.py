@@ -18,8 +18,13 @@ creation time), and a crash at any point leaves no partial commit visible.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import resource
 import shutil
+import signal
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -80,6 +85,7 @@ log = structlog.get_logger(__name__)
 SUPPORTED_MODES = ("replace", "append", "upsert")
 IMPORTER = "dsa.import/1"
 PROGRESS_EVERY_S = 0.5
+MAX_ATTEMPTS = jobs_service.MAX_ATTEMPTS
 # calamine holds a whole sheet in memory: workbooks expanding past this are refused
 EXCEL_MAX_EXPANDED_BYTES = 2 * 1024**3
 
@@ -135,9 +141,29 @@ def run(job_id: uuid.UUID) -> None:
         log.info("job already ended", job_id=str(job_id))
         return
     work = get_settings().tmp_dir / f"job-{job_id}"
-    started = time.monotonic()
+    again = False
     try:
         work.mkdir(parents=True, exist_ok=True)
+        status = _in_child(lambda: _run_claimed(job, work))
+        if status and _killed_from_outside(status) and job["attempts"] < MAX_ATTEMPTS:
+            # SIGKILL comes from outside (an operator, the OOM killer): like a lost
+            # worker, the job runs again; a file that kills every attempt fails
+            log.warning("import child killed; the job runs again", job_id=str(job_id))
+            queue.enqueue("imports.run", str(job_id))
+            again = True
+            return
+        if status:
+            _child_failed(job, status)
+    finally:
+        if not again:
+            _drop_upload(job)  # the upload goes with the job's end, not before
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_claimed(job: dict[str, Any], work: Path) -> None:
+    job_id = job["id"]
+    started = time.monotonic()
+    try:
         _import(job, work)
         log.info("import done", job_id=str(job_id), seconds=round(time.monotonic() - started, 3))
     except JobCancelled:
@@ -146,14 +172,81 @@ def run(job_id: uuid.UUID) -> None:
         if isinstance(exc, DsaError):
             err = exc
             log.info("import failed", job_id=str(job_id), code=err.code, detail=err.detail)
+        elif isinstance(exc, (MemoryError, pa.ArrowMemoryError)):
+            err = ImportFailed(
+                "the file needs more memory than an import may use "
+                f"({get_settings().import_memory_limit_bytes} bytes)",
+                code="too_much_memory",
+            )
         else:
             log.exception("import crashed", job_id=str(job_id))
             err = DsaError("the import failed because of an internal error; it has been logged")
         with db.transaction() as conn:
             jobs_service.fail(conn, job_id, err.to_problem(instance=f"/api/v1/jobs/{job_id}"))
-    finally:
-        _drop_upload(job)
-        shutil.rmtree(work, ignore_errors=True)
+
+
+def _in_child(fn: Any) -> int:
+    """Run ``fn`` in a forked child with memory and CPU-time limits; returns its
+    wait status (0: it returned). A parser library may abort, segfault or
+    balloon on a hostile file: then only the child dies, and the worker goes on.
+    (``os.fork`` rather than multiprocessing: Celery's pool processes are
+    daemonic and may not start multiprocessing children.)"""
+    settings = get_settings()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            _die_with_parent()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            db.forget_pool_after_fork()
+            if settings.import_memory_limit_bytes:
+                limit = settings.import_memory_limit_bytes
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            if settings.import_cpu_limit_s:
+                cpu = settings.import_cpu_limit_s
+                resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+            fn()
+            code = 0
+        except BaseException:  # noqa: BLE001 - the child reports through the job row
+            log.exception("import child failed")
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return status
+
+
+def _killed_from_outside(status: int) -> bool:
+    return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+
+
+def _child_failed(job: dict[str, Any], status: int) -> None:
+    """The child died without finishing the job: say how, unless it ended."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig == signal.SIGXCPU:
+            detail = f"the import used more than {get_settings().import_cpu_limit_s} s of CPU"
+            code = "too_much_cpu"
+        else:
+            detail = (
+                f"the parser process was killed by signal {signal.Signals(sig).name} "
+                "(a malformed file, or not enough memory)"
+            )
+            code = "parser_crashed"
+    else:
+        detail = "the import process stopped unexpectedly; it has been logged"
+        code = "parser_crashed"
+    err = ImportFailed(detail, code=code)
+    with db.transaction() as conn:
+        jobs_service.fail(conn, job["id"], err.to_problem(instance=f"/api/v1/jobs/{job['id']}"))
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
 def _drop_upload(job: dict[str, Any]) -> None:
