@@ -264,6 +264,18 @@ def _sniff(path: Path, options: dict[str, Any], fmt: str) -> dict[str, Any]:
     }
 
 
+def check_forced_columns(forced: dict[str, str], names: list[str], **where: Any) -> None:
+    """Every column ``options.column_types`` names must exist."""
+    for col in forced:
+        if col not in names:
+            raise ImportFailed(
+                f"options.column_types names column {col!r}, which the table does not have",
+                code="unknown_column",
+                column=col,
+                **where,
+            )
+
+
 def check_width(ncols: int, **where: Any) -> None:
     if ncols > MAX_COLUMNS:
         raise ImportFailed(
@@ -468,14 +480,7 @@ class CsvSource:
                 if self.inference is None:
                     check_width(batch.num_columns, line=dialect["skip_rows"] + 1)
                     batch, self.names = _take_header(batch, dialect)
-                    for col in forced:
-                        if col not in self.names:
-                            raise ImportFailed(
-                                f"options.column_types names column {col!r}, "
-                                "which the file does not have",
-                                code="unknown_column",
-                                column=col,
-                            )
+                    check_forced_columns(forced, self.names)
                     self.inference = TypeInference(self.names, forced=self.fixed or forced)
                 if batch.num_rows == 0:
                     continue

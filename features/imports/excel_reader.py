@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import python_calamine as calamine
 
-from features.imports.csv_reader import ImportFailed, check_width
+from features.imports.csv_reader import ImportFailed, check_forced_columns, check_width
 
 BATCH_ROWS = 65_536
 _INT64 = 2**63
@@ -161,15 +161,7 @@ class ExcelSource:
             self._rows = rows
             self._first_line = 1
         forced = {**(options.get("column_types") or {}), **(types or {})}
-        for col in options.get("column_types") or {}:
-            if col not in self.names:
-                raise ImportFailed(
-                    f"options.column_types names column {col!r}, which sheet "
-                    f"{self.sheet!r} does not have",
-                    code="unknown_column",
-                    column=col,
-                    sheet=self.sheet,
-                )
+        check_forced_columns(options.get("column_types") or {}, self.names, sheet=self.sheet)
         self._columns: list[pa.Array] = []
         self._types = []
         self._nulls = []

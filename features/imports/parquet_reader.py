@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pyarrow.types as pat
 
-from features.imports.csv_reader import ImportFailed, check_width
+from features.imports.csv_reader import ImportFailed, check_forced_columns, check_width
 
 BATCH_ROWS = 65_536
 _INT64_MAX = 2**63 - 1
@@ -142,13 +142,7 @@ class ParquetSource:
             if f.type == pa.uint64() and not self._uint64_fits(j):
                 self._types[j] = "string"  # exact text rather than a wrapped integer
         forced = options.get("column_types") or {}
-        for col in forced:
-            if col not in self.names:
-                raise ImportFailed(
-                    f"options.column_types names column {col!r}, which the file does not have",
-                    code="unknown_column",
-                    column=col,
-                )
+        check_forced_columns(forced, self.names)
         fixed = {**forced, **(types or {})}
         self._types = [fixed.get(n, t) for n, t in zip(self.names, self._types, strict=True)]
         self._nulls = [False] * len(self.names)

@@ -8,27 +8,15 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import psutil
 import pytest
 
-from tests.conftest import Worker, import_csv, login, make_dataset, upload, wait_job
+from tests.conftest import Worker, import_csv, make_dataset, upload, wait_job
 
 ROWS = 800_000
-
-
-@pytest.fixture(scope="module")
-def http(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=60) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def auth(http: httpx.Client) -> dict[str, str]:
-    return login(http)
 
 
 def body() -> bytes:

@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import import_csv, login, make_dataset
-
-
-@pytest.fixture(scope="module")
-def http(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=60) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def auth(http: httpx.Client) -> dict[str, str]:
-    return login(http)
+from tests.conftest import import_csv, make_dataset
 
 
 def csv_of(rows: list[tuple[int, str]]) -> bytes:

@@ -9,7 +9,6 @@ import gzip
 import io
 import tarfile
 import zipfile
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from tests.conftest import import_csv, login, make_dataset
+from tests.conftest import import_csv, make_dataset
 
 
 def _parquet(table: pa.Table) -> bytes:
@@ -231,17 +230,6 @@ CORPUS: list[tuple[str, str, bytes, str | None, tuple[Any, ...]]] = [
         ("failed", "bad_value", 2),
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def http(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=120) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def auth(http: httpx.Client) -> dict[str, str]:
-    return login(http)
 
 
 def test_the_corpus_is_big_enough() -> None:

@@ -9,7 +9,6 @@ import io
 import json
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import import_csv, login, make_dataset, upload, wait_job
-
-
-@pytest.fixture(scope="module")
-def http(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=30) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def auth(http: httpx.Client) -> dict[str, str]:
-    return login(http)
+from tests.conftest import import_csv, make_dataset, upload, wait_job
 
 
 def make_rows(n: int, seed: int, edit: float = 0.0) -> list[list[Any]]:

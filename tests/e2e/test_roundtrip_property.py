@@ -5,7 +5,6 @@ inside fields."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -47,12 +46,6 @@ def encode(kinds: list[str], rows: list[list[Any]]) -> bytes:
     lines = [",".join(f"c{i}" for i in range(len(kinds)))]
     lines += [",".join(cell(v) for v in r) for r in rows]
     return ("\n".join(lines) + "\n").encode()
-
-
-@pytest.fixture(scope="module")
-def http(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=30) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

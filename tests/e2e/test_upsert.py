@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 
-from tests.conftest import import_csv, login, make_dataset, upload
-
-
-@pytest.fixture(scope="module")
-def http(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=60) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def auth(http: httpx.Client) -> dict[str, str]:
-    return login(http)
+from tests.conftest import import_csv, make_dataset, upload
 
 
 def rows(http: httpx.Client, auth: dict[str, str], ds: str, ref: str = "main") -> list[list]:

@@ -12,7 +12,7 @@ import blake3
 import httpx
 import pytest
 
-from tests.conftest import login, make_dataset, wait_job
+from tests.conftest import make_dataset, wait_job
 
 CSV = b"id,name\n1,ann\n2,bob\n"
 
@@ -52,17 +52,6 @@ def files() -> Iterator[str]:
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def http(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=60) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def auth(http: httpx.Client) -> dict[str, str]:
-    return login(http)
 
 
 def _import(http: httpx.Client, auth: dict[str, str], ds: str, **body: Any) -> dict[str, Any]:
