@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
 import resource
 import shutil
@@ -192,7 +193,10 @@ def _in_child(fn: Any) -> int:
     (``os.fork`` rather than multiprocessing: Celery's pool processes are
     daemonic and may not start multiprocessing children.)"""
     settings = get_settings()
+    gc.freeze()  # the child's collector leaves the parent's objects (and pages) alone
     pid = os.fork()
+    if pid:
+        gc.unfreeze()
     if pid == 0:  # pragma: no cover - runs in the child
         code = 1
         try:
