@@ -256,7 +256,7 @@ def _sniff(path: Path, options: dict[str, Any], fmt: str) -> dict[str, Any]:
         "format": fmt,
         "compression": compression,
         "delimiter": delimiter,
-        "header": options.get("header", True),
+        "header": options.get("header"),  # None: decided from the first block
         "encoding": encoding,
         "encoding_detected": detected,
         "null_values": options.get("null_values", [""]),
@@ -479,6 +479,8 @@ class CsvSource:
             for batch in reader:
                 if self.inference is None:
                     check_width(batch.num_columns, line=dialect["skip_rows"] + 1)
+                    if dialect["header"] is None:
+                        dialect["header"] = _has_header(batch)
                     batch, self.names = _take_header(batch, dialect)
                     check_forced_columns(forced, self.names)
                     self.inference = TypeInference(self.names, forced=self.fixed or forced)
@@ -548,6 +550,29 @@ def read_csv(
     for _ in src:
         pass
     return Pass1(names=src.names, types=src.types(), rows=src.rows, dialect=src.dialect)
+
+
+def _has_header(batch: pa.RecordBatch) -> bool:
+    """Whether the first row is a header. It is, unless every cell of it fits the
+    type the rows below give its column and some column is not text (so
+    ``1,2,3`` over numbers is data, and ``id,name`` over anything is a header).
+    A file of text columns only is taken to have a header: nothing tells."""
+    if batch.num_rows < 2:
+        return True
+    rest = batch.slice(1)
+    first = batch.slice(0, 1)
+    inference = TypeInference([f"c{i}" for i in range(batch.num_columns)])
+    inference.update(pa.RecordBatch.from_arrays(rest.columns, names=inference.names))
+    kinds = inference.result()
+    if all(k == "string" for k in kinds):
+        return True
+    for i, kind in enumerate(kinds):
+        cell = first.column(i)
+        if cell.null_count:
+            return True
+        if kind != "string" and convert(cell, kind) is None:
+            return True
+    return False
 
 
 def _take_header(

@@ -183,3 +183,27 @@ def test_declared_utf8_that_is_not_fails_with_the_line(tmp_path: Path) -> None:
     with pytest.raises(ImportFailed) as exc:
         _read(tmp_path, b"a,b\n1,2\n3,\x81\n", encoding="utf-8")
     assert exc.value.code == "invalid_encoding" and exc.value.extra["line"] == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "header", "names"),
+    [
+        (b"1,2,3\n4,5,6\n", False, ["column_1", "column_2", "column_3"]),
+        (b"2024-01-01,3.5\n2024-01-02,4.25\n", False, ["column_1", "column_2"]),
+        (b"id,score\n1,2.5\n", True, ["id", "score"]),
+        (b"a,b\nx,y\n", True, ["a", "b"]),  # all text: nothing tells, so a header
+        (b"1,x\n2,y\n", False, ["column_1", "column_2"]),
+        (b"year,2024\n1,2\n", True, ["year", "2024"]),
+        (b"a,b\n", True, ["a", "b"]),
+    ],
+)
+def test_header_presence_is_detected(
+    tmp_path: Path, content: bytes, header: bool, names: list[str]
+) -> None:
+    p1 = _read(tmp_path, content)
+    assert p1.dialect["header"] is header and p1.names == names
+
+
+def test_header_option_overrides_detection(tmp_path: Path) -> None:
+    p1 = _read(tmp_path, b"1,2\n3,4\n", header=True)
+    assert p1.names == ["1", "2"] and p1.rows == 1
