@@ -251,7 +251,10 @@ def _sniff(path: Path, options: dict[str, Any], fmt: str) -> dict[str, Any]:
         else:
             first = head.split(b"\n", 1)[0]
             counts = {d: first.count(d.encode()) for d in (",", "\t", ";", "|")}
-            delimiter = max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
+            if any(counts.values()):
+                delimiter = max(counts, key=lambda d: counts[d])
+            else:
+                delimiter = WHITESPACE if _aligned(head) else ","
     return {
         "format": fmt,
         "compression": compression,
@@ -295,6 +298,72 @@ def _compression_failed(exc: BaseException, compression: str | None) -> ImportFa
     return ImportFailed(detail, code="corrupt_compressed_file")
 
 
+WHITESPACE = "whitespace"
+
+
+def _aligned(head: bytes) -> bool:
+    """A whitespace-aligned text table (as scientific data often ships): no
+    delimiter characters, at least two columns, the same number of fields on
+    each of the first lines, and some run of two or more blanks (alignment)."""
+    lines = [ln for ln in head.splitlines()[:6] if ln.strip()]
+    if len(head.splitlines()) > 6:
+        lines = lines[:5]  # the 6th may be cut off by the block boundary
+    if len(lines) < 2 or any(c in head for c in (b",", b"\t", b";", b"|", b'"')):
+        return False
+    widths = {len(ln.split()) for ln in lines}
+    return len(widths) == 1 and widths.pop() >= 2 and any(b"  " in ln.strip() for ln in lines)
+
+
+class _Realigned:
+    """A whitespace-aligned table read as tab-separated text, line by line."""
+
+    closed = False
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self._buf = b""
+        self._tail = b""
+
+    def __enter__(self) -> _Realigned:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self._buf) < n:
+            block = self._f.read(1 << 20)
+            if not block:
+                break
+            lines = block.split(b"\n")
+            if self._tail:
+                lines[0] = self._tail + lines[0]
+            self._tail = lines.pop()
+            self._buf += b"".join(b"\t".join(ln.split()) + b"\n" for ln in lines)
+        if self._tail and (n < 0 or len(self._buf) < n):
+            self._buf += b"\t".join(self._tail.split()) + b"\n"
+            self._tail = b""
+        out, self._buf = (self._buf, b"") if n < 0 else (self._buf[:n], self._buf[n:])
+        return out
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def open_table_bytes(path: Path, dialect: dict[str, Any]) -> tuple[IO[bytes], Any]:
+    """The file's bytes as the CSV parser should see them."""
+    stream, consumed = open_decoded(path, dialect["compression"])
+    if dialect["delimiter"] == WHITESPACE:
+        return _Realigned(stream), consumed  # type: ignore[return-value]
+    return stream, consumed
+
+
 def _encoding(head: bytes, declared: str | None) -> tuple[str, bool]:
     """The text encoding: as declared, else from a byte-order mark, else UTF-8
     when the first block is valid UTF-8, else Windows-1252 (Latin-1 where
@@ -323,6 +392,19 @@ def fallback_encoding(data: bytes) -> str:
         return "latin-1"
 
 
+class _RawAdapter(io.RawIOBase):
+    def __init__(self, f: Any) -> None:
+        self._f = f
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = self._f.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
 class _RecordError(Exception):
     """Python's csv module could not read the record starting on ``line``."""
 
@@ -338,14 +420,17 @@ def _records(
     import csv
 
     enc = dialect["encoding"]
-    stream, _ = open_decoded(path, dialect["compression"])
+    stream, _ = open_table_bytes(path, {**dialect, "delimiter": dialect["delimiter"]})
+    if dialect["delimiter"] == WHITESPACE:
+        stream = io.BufferedReader(_RawAdapter(stream))  # type: ignore[arg-type]
     text = io.TextIOWrapper(
         stream, encoding="utf-8" if enc in ("utf-8", "utf8") else enc, newline=""
     )
     with text as f:
         for _ in range(dialect["skip_rows"]):
             f.readline()
-        reader = csv.reader(f, delimiter=dialect["delimiter"], strict=strict)
+        delimiter = "\t" if dialect["delimiter"] == WHITESPACE else dialect["delimiter"]
+        reader = csv.reader(f, delimiter=delimiter, strict=strict)
         start = dialect["skip_rows"] + 1
         try:
             for record in reader:
@@ -450,16 +535,20 @@ class CsvSource:
             encoding="utf8" if encoding in ("utf-8", "utf8") else encoding,
             use_threads=True,
         )
+        aligned = dialect["delimiter"] == WHITESPACE
         parse_opts = pacsv.ParseOptions(
-            delimiter=dialect["delimiter"], newlines_in_values=True, invalid_row_handler=on_invalid
+            delimiter="\t" if aligned else dialect["delimiter"],
+            quote_char=False if aligned else '"',
+            newlines_in_values=not aligned,
+            invalid_row_handler=on_invalid,
         )
         compression = dialect["compression"]
-        stream, consumed = open_decoded(self.path, compression)
+        stream, consumed = open_table_bytes(self.path, dialect)
         counting = _CountingReader(stream, lambda: self.on_bytes(consumed()))
         forced = self.options.get("column_types") or {}
         row_base = 0
         try:
-            probe, _ = open_decoded(self.path, compression)
+            probe, _ = open_table_bytes(self.path, dialect)
             with probe:  # the column count, from the first block
                 ncols = len(
                     pacsv.open_csv(probe, read_options=read_opts, parse_options=parse_opts).schema

@@ -207,3 +207,34 @@ def test_header_presence_is_detected(
 def test_header_option_overrides_detection(tmp_path: Path) -> None:
     p1 = _read(tmp_path, b"1,2\n3,4\n", header=True)
     assert p1.names == ["1", "2"] and p1.rows == 1
+
+
+ALIGNED = b"""  station   temp_c   rain_mm  date
+  OSL1       -3.5      0.0    2024-01-01
+  BER2        4.25     12.5   2024-01-02
+  MAD3       11.0       0.2   2024-01-03
+"""
+
+
+def test_whitespace_aligned_tables(tmp_path: Path) -> None:
+    p1 = _read(
+        tmp_path,
+        ALIGNED,
+    )
+    assert p1.dialect["delimiter"] == "whitespace"
+    assert p1.names == ["station", "temp_c", "rain_mm", "date"]
+    assert p1.types == ["string", "float", "float", "date"] and p1.rows == 3
+    table = _rows(tmp_path, ALIGNED)
+    assert table.column("station").to_pylist() == ["OSL1", "BER2", "MAD3"]
+    # a one-column file with spaces in its values is not mistaken for one
+    p1 = _read(tmp_path, b"full name\nAda Lovelace\nAlan Turing\n")
+    assert p1.dialect["delimiter"] == "," and p1.names == ["full name"]
+    # and the option can say so
+    p1 = _read(tmp_path, b"a b\n1 2\n", delimiter="whitespace")
+    assert p1.names == ["a", "b"] and p1.types == ["integer", "integer"]
+
+
+def test_ragged_whitespace_table_names_the_line(tmp_path: Path) -> None:
+    with pytest.raises(ImportFailed) as exc:
+        _read(tmp_path, b"a  b\n" + b"".join(b"%d  %d\n" % (i, i) for i in range(8)) + b"5  6  7\n")
+    assert exc.value.code == "ragged_row" and exc.value.extra["line"] == 10
