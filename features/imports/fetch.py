@@ -121,7 +121,8 @@ def _download(
     on_bytes: Callable[[int], None],
 ) -> Fetched:
     current = url
-    with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
+    # trust_env=False: no proxy from the environment may hide the real destination
+    with httpx.Client(timeout=timeout_s, follow_redirects=False, trust_env=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(current)
             if parts.scheme not in ("http", "https") or not parts.hostname:
