@@ -58,7 +58,7 @@ def check_address(host: str, port: int, *, allow_private: bool) -> str:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise ImportFailed(f"cannot resolve {host!r}: {exc}", code="url_unreachable") from None
-    addresses = [info[4][0] for info in infos]
+    addresses = [str(info[4][0]) for info in infos]
     for addr in addresses:
         ip = ipaddress.ip_address(addr.split("%")[0])
         if not allow_private and not ip.is_global:

@@ -28,7 +28,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -68,6 +68,7 @@ from features.imports.formats import (
     validate_options,
 )
 from features.imports.parquet_reader import ParquetSource
+from features.imports.source import TableSource
 from features.jobs import service as jobs_service
 from features.refs import service as refs_service
 
@@ -554,7 +555,7 @@ def _write_table(
     progress: _Progress,
     target: Schema | None = None,
     previous: tuple[Schema, Manifest] | None = None,
-    source: Any = CsvSource,
+    source: Callable[..., TableSource] = CsvSource,
     key: list[str] | None = None,
 ) -> tuple[list[str], list[str], list[bool], list[Piece], int, dict[str, Any]]:
     """Parse, type, hash and store the file's rows; returns its names, types,
