@@ -151,8 +151,3 @@ class Queries:
             return self._q[name]
         except KeyError:
             raise AttributeError(name) from None
-
-
-def constraint_name(exc: psycopg.Error) -> str | None:
-    diag = getattr(exc, "diag", None)
-    return getattr(diag, "constraint_name", None)

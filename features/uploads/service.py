@@ -161,7 +161,3 @@ def accept_url(
     )
     imports_service.enqueue_after_commit(conn, job["id"])
     return {"job_id": job["id"], "links": {"job": f"/api/v1/jobs/{job['id']}"}}
-
-
-def get_upload(conn: psycopg.Connection[Any], upload_id: uuid.UUID) -> dict[str, Any] | None:
-    return conn.execute(Q.get_upload, {"id": upload_id}).fetchone()

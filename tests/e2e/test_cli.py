@@ -28,14 +28,7 @@ def test_migrate_twice_and_first_admin(stack: dict[str, str], tmp_path: Path) ->
         DSA_ADMIN_PASSWORD="first-admin-pass",
     )
     for _ in range(2):
-        out = subprocess.run(
-            [sys.executable, "-m", "api.cli", "migrate"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        out = _migrate(env)
         assert out.returncode == 0, out.stderr
         assert "migrations applied" in out.stdout
     with psycopg.connect(url) as conn:
@@ -46,13 +39,17 @@ def test_migrate_twice_and_first_admin(stack: dict[str, str], tmp_path: Path) ->
 def test_migrate_without_a_database_says_so(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DSA_")}
     env["DSA_HOME"] = str(tmp_path)
-    out = subprocess.run(
+    out = _migrate(env)
+    assert out.returncode != 0
+    assert "DSA_DATABASE_URL" in out.stderr and "Traceback" not in out.stderr
+
+
+def _migrate(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "api.cli", "migrate"],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
-    assert out.returncode != 0
-    assert "DSA_DATABASE_URL" in out.stderr and "Traceback" not in out.stderr
