@@ -36,10 +36,28 @@ TABLE commit
   row_count bigint NOT NULL
   table_count integer NOT NULL
   depth integer NOT NULL
+  generation integer NOT NULL
+  chain bigint NOT NULL
+  chain_pos integer NOT NULL
+  CONSTRAINT commit_chain_key UNIQUE (dataset_id, chain, chain_pos)
   CONSTRAINT commit_dataset_id_fkey FOREIGN KEY (dataset_id) REFERENCES dataset(id) ON DELETE CASCADE
   CONSTRAINT commit_pkey PRIMARY KEY (dataset_id, id)
+  CREATE INDEX commit_chain_generation_idx ON public.commit USING btree (dataset_id, chain, generation)
+  CREATE UNIQUE INDEX commit_chain_key ON public.commit USING btree (dataset_id, chain, chain_pos)
   CREATE INDEX commit_id_prefix_idx ON public.commit USING btree (dataset_id, id text_pattern_ops)
   CREATE UNIQUE INDEX commit_pkey ON public.commit USING btree (dataset_id, id)
+
+TABLE commit_link
+  dataset_id uuid NOT NULL
+  chain bigint NOT NULL
+  chain_pos integer NOT NULL
+  parent_index integer NOT NULL
+  parent_chain bigint NOT NULL
+  parent_pos integer NOT NULL
+  parent_generation integer NOT NULL
+  CONSTRAINT commit_link_commit_fkey FOREIGN KEY (dataset_id, chain, chain_pos) REFERENCES commit(dataset_id, chain, chain_pos) ON DELETE CASCADE
+  CONSTRAINT commit_link_pkey PRIMARY KEY (dataset_id, chain, chain_pos, parent_index)
+  CREATE UNIQUE INDEX commit_link_pkey ON public.commit_link USING btree (dataset_id, chain, chain_pos, parent_index)
 
 TABLE dataset
   id uuid NOT NULL
@@ -112,6 +130,24 @@ TABLE ref
   CONSTRAINT ref_kind_check CHECK ((kind = ANY (ARRAY['branch'::text, 'tag'::text])))
   CONSTRAINT ref_pkey PRIMARY KEY (dataset_id, name)
   CREATE UNIQUE INDEX ref_pkey ON public.ref USING btree (dataset_id, name)
+
+TABLE ref_log
+  id bigint NOT NULL
+  dataset_id uuid NOT NULL
+  ref_name text NOT NULL
+  kind text NOT NULL
+  action text NOT NULL
+  old_commit_id text
+  new_commit_id text
+  actor text NOT NULL
+  reason text NOT NULL DEFAULT ''::text
+  created_at timestamp with time zone NOT NULL DEFAULT clock_timestamp()
+  CONSTRAINT ref_log_action_check CHECK ((action = ANY (ARRAY['create'::text, 'move'::text, 'protect'::text, 'unprotect'::text, 'delete'::text])))
+  CONSTRAINT ref_log_dataset_id_fkey FOREIGN KEY (dataset_id) REFERENCES dataset(id) ON DELETE CASCADE
+  CONSTRAINT ref_log_kind_check CHECK ((kind = ANY (ARRAY['branch'::text, 'tag'::text])))
+  CONSTRAINT ref_log_pkey PRIMARY KEY (id)
+  CREATE UNIQUE INDEX ref_log_pkey ON public.ref_log USING btree (id)
+  CREATE INDEX ref_log_ref_idx ON public.ref_log USING btree (dataset_id, ref_name, id DESC)
 
 TABLE schema_migration
   version integer NOT NULL

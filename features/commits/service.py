@@ -14,6 +14,7 @@ from core.errors import NotFound
 from core.lru import LRU
 from core.objects import Commit, put_object
 from core.storage import get_store
+from features.commits import graph
 
 Q = db.Queries(__file__)
 ROOT_MESSAGE = "Create dataset"
@@ -41,33 +42,86 @@ def create_root(
 
 
 def record(conn: psycopg.Connection[Any], *, dataset_id: uuid.UUID, commit: Commit) -> str:
-    """Store the commit object, then mirror it in PostgreSQL. Returns its id."""
+    """Store the commit object, then mirror it in PostgreSQL with its place in
+    the graph (generation, chain, links). Returns its id; recording a commit
+    that is already there changes nothing."""
     put_object(get_store(), "commit", commit)
-    depth = 0
-    if commit.parents:
-        row = conn.execute(
-            Q.depth_of, {"dataset_id": dataset_id, "id": commit.parents[0]}
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"parent commit {commit.parents[0]} is unknown", code="commit_not_found")
-        depth = row["depth"] + 1
+    if exists(conn, dataset_id, commit.id):
+        return commit.id
+    parents = list(commit.parents)
+    found = {
+        r["id"]: r
+        for r in conn.execute(Q.points, {"dataset_id": dataset_id, "ids": parents}).fetchall()
+    }
+    for p in parents:
+        if p not in found:
+            raise NotFound(f"parent commit {p} is unknown", code="commit_not_found")
+    row = {
+        "dataset_id": dataset_id,
+        "id": commit.id,
+        "parents": parents,
+        "author": commit.author,
+        "message": commit.message,
+        "created_at": commit.created_at,
+        "tables": Jsonb({n: t.to_json() for n, t in commit.tables.items()}),
+        "provenance": Jsonb(commit.provenance),
+        "row_count": sum(t.row_count for t in commit.tables.values()),
+        "table_count": len(commit.tables),
+        "depth": found[parents[0]]["depth"] + 1 if parents else 0,
+        "generation": 1 + max((found[p]["generation"] for p in parents), default=0),
+    }
+    first = found[parents[0]] if parents else None
+    if first is not None and first["tip"]:
+        # continue the first parent's chain, unless a concurrent commit just did
+        try:
+            with conn.transaction():
+                inserted = conn.execute(
+                    Q.insert_commit,
+                    {**row, "chain": first["chain"], "chain_pos": first["chain_pos"] + 1},
+                ).fetchone()
+        except psycopg.errors.UniqueViolation:
+            inserted = None
+            if exists(conn, dataset_id, commit.id):
+                return commit.id
+        else:
+            if inserted is None:  # recorded concurrently
+                return commit.id
+            _insert_links(
+                conn, dataset_id, first["chain"], first["chain_pos"] + 1, parents[1:], 1, found
+            )
+            _known.put((dataset_id, commit.id), True)
+            return commit.id
+    chain = conn.execute(Q.new_chain).fetchone()["chain"]  # type: ignore[index]
+    if conn.execute(Q.insert_commit, {**row, "chain": chain, "chain_pos": 0}).fetchone() is None:
+        return commit.id
+    _insert_links(conn, dataset_id, chain, 0, parents, 0, found)
+    _known.put((dataset_id, commit.id), True)
+    return commit.id
+
+
+def _insert_links(
+    conn: psycopg.Connection[Any],
+    dataset_id: uuid.UUID,
+    chain: int,
+    pos: int,
+    parents: list[str],
+    first_index: int,
+    found: dict[str, dict[str, Any]],
+) -> None:
+    if not parents:
+        return
     conn.execute(
-        Q.insert_commit,
+        Q.insert_links,
         {
             "dataset_id": dataset_id,
-            "id": commit.id,
-            "parents": list(commit.parents),
-            "author": commit.author,
-            "message": commit.message,
-            "created_at": commit.created_at,
-            "tables": Jsonb({n: t.to_json() for n, t in commit.tables.items()}),
-            "provenance": Jsonb(commit.provenance),
-            "row_count": sum(t.row_count for t in commit.tables.values()),
-            "table_count": len(commit.tables),
-            "depth": depth,
+            "chain": chain,
+            "chain_pos": pos,
+            "parent_index": list(range(first_index, first_index + len(parents))),
+            "parent_chain": [found[p]["chain"] for p in parents],
+            "parent_pos": [found[p]["chain_pos"] for p in parents],
+            "parent_generation": [found[p]["generation"] for p in parents],
         },
     )
-    return commit.id
 
 
 def get(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, commit_id: str) -> dict[str, Any]:
@@ -96,19 +150,121 @@ def ids_by_prefix(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, prefix: 
     return [r["id"] for r in rows]
 
 
+def _points(
+    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    rows = conn.execute(Q.points, {"dataset_id": dataset_id, "ids": ids}).fetchall()
+    found = {r["id"]: r for r in rows}
+    for i in ids:
+        if i not in found:
+            raise NotFound(f"commit {i} does not exist", code="commit_not_found")
+    return found
+
+
+def _point(row: dict[str, Any]) -> graph.Point:
+    return graph.Point(row["chain"], row["chain_pos"], row["generation"])
+
+
+def _graph(conn: psycopg.Connection[Any], dataset_id: uuid.UUID) -> graph.Graph:
+    return graph.Graph.from_rows(conn.execute(Q.links, {"dataset_id": dataset_id}))
+
+
 def history(
-    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, head: str, *, offset: int, limit: int
+    conn: psycopg.Connection[Any],
+    dataset_id: uuid.UUID,
+    head: str,
+    *,
+    offset: int,
+    limit: int,
+    all_parents: bool = False,
 ) -> tuple[list[dict[str, Any]], int]:
-    """First-parent history from ``head``, newest first, and its length."""
-    total = get(conn, dataset_id, head)["depth"] + 1
+    """One page of history from ``head``, newest first, and the history's length.
+
+    First-parent (default): the chain of first parents down to the root.
+    ``all_parents``: every ancestor through all parents, in topological order
+    (a commit before its parents: by generation, ties by time, then id)."""
+    h = _points(conn, dataset_id, [head])[head]
+    start = _point(h)
+    if all_parents:
+        return _graph_page(conn, dataset_id, start, offset=offset, limit=limit)
+    total = h["depth"] + 1
+    max_depth = h["depth"] - offset
+    min_depth = max(0, max_depth - limit + 1)
+    if max_depth < 0 or limit == 0:
+        return [], total
+    if start.pos >= h["depth"] - min_depth:  # the page lies in head's own chain
+        segments = [(start.chain, start.pos - (h["depth"] - min_depth), start.pos - offset)]
+    else:
+        segments = graph.first_parent_segments(
+            _graph(conn, dataset_id), start, h["depth"], min_depth=min_depth, max_depth=max_depth
+        )
     rows = conn.execute(
-        Q.first_parent_history,
+        Q.first_parent_page,
         {
             "dataset_id": dataset_id,
-            "head": head,
-            "stop": offset + limit,
+            "chains": [s[0] for s in segments],
+            "lo": [s[1] for s in segments],
+            "hi": [s[2] for s in segments],
+        },
+    ).fetchall()
+    return rows, total
+
+
+def _graph_page(
+    conn: psycopg.Connection[Any],
+    dataset_id: uuid.UUID,
+    start: graph.Point,
+    *,
+    offset: int,
+    limit: int,
+) -> tuple[list[dict[str, Any]], int]:
+    reach = _graph(conn, dataset_id).reach(start)
+    total = graph.count(reach)
+    if offset >= total or limit == 0:
+        return [], total
+    # at least k ancestors have a generation above start's minus k, and they
+    # come first: the page lies among the commits at or above this floor
+    floor = start.generation - (offset + limit) + 1
+    points = list(reach.values())
+    rows = conn.execute(
+        Q.graph_page,
+        {
+            "dataset_id": dataset_id,
+            "chains": [p.chain for p in points],
+            "top": [p.generation for p in points],
+            "floor": floor,
             "offset": offset,
             "limit": limit,
         },
     ).fetchall()
     return rows, total
+
+
+def merge_base(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, a: str, b: str) -> str | None:
+    """The best common ancestor of commits ``a`` and ``b`` (ids), or None if
+    they share no history.
+
+    A best common ancestor is one that no other common ancestor descends
+    from. When there are several (criss-cross merges), the one with the
+    highest generation is chosen, then the newest, then the smallest id: the
+    same answer every time, for either order of ``a`` and ``b``."""
+    if a == b:
+        _points(conn, dataset_id, [a])
+        return a
+    found = _points(conn, dataset_id, [a, b])
+    g = _graph(conn, dataset_id)
+    tips = graph.common_tips(g.reach(_point(found[a])), g.reach(_point(found[b])))
+    if not tips:
+        return None
+    top = max(p.generation for p in tips)
+    best = [p for p in tips if p.generation == top]
+    row = conn.execute(
+        Q.at_points,
+        {
+            "dataset_id": dataset_id,
+            "chains": [p.chain for p in best],
+            "pos": [p.pos for p in best],
+        },
+    ).fetchone()
+    assert row is not None
+    return str(row["id"])
