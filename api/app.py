@@ -16,6 +16,7 @@ from core.config import get_settings
 from core.logs import configure as configure_logs
 from features.auth.routes import router as auth_router
 from features.commits.routes import router as commits_router
+from features.compare.routes import router as compare_router
 from features.data.routes import router as data_router
 from features.datasets.routes import router as datasets_router
 from features.health.routes import router as health_router
@@ -53,6 +54,7 @@ def create_app() -> FastAPI:
         jobs_router,
         data_router,
         commits_router,
+        compare_router,
     ):
         app.include_router(router)
 

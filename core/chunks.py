@@ -20,6 +20,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -141,3 +142,22 @@ def read_rows(
     if len(parts) == 1:
         return parts[0]
     return pa.concat_tables(parts)
+
+
+_hash_columns: LRU[str, np.ndarray] = LRU(
+    max_items=4096, max_bytes=256 * 1024**2, size_of=lambda a: a.nbytes
+)
+
+
+def read_hashes(store: ObjectStore, cid: str) -> np.ndarray:
+    """Every row hash of a chunk as an ``(rows, 2)`` uint64 array (16 bytes a
+    row), cached: comparing and merging versions match rows by these alone."""
+    got = _hash_columns.get(cid)
+    if got is None:
+        col = _footer(store, cid).file.read(columns=[ROW_HASH_COLUMN]).column(0)
+        arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+        buf = arr.buffers()[1]
+        got = np.frombuffer(buf, dtype=np.uint64, count=2 * len(arr), offset=arr.offset * 16)
+        got = got.reshape(-1, 2)
+        _hash_columns.put(cid, got)
+    return got

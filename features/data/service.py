@@ -90,7 +90,7 @@ def page(
     rows: list[tuple[Any, ...]] = []
     for chunk, start, length in manifest.slices(offset, limit):
         part = read_rows(store, chunk, start, length, wanted)
-        cols = [_column_values(part.column(i), kinds[i]) for i in range(len(wanted))]
+        cols = [column_values(part.column(i), kinds[i]) for i in range(len(wanted))]
         rows.extend(zip(*cols, strict=True))
     return {
         "commit_id": commit_id,
@@ -103,7 +103,7 @@ def page(
     }
 
 
-def _column_values(arr: pa.ChunkedArray, kind: str) -> list[Any]:
+def column_values(arr: pa.ChunkedArray, kind: str) -> list[Any]:
     """A column's values ready for orjson, which writes dates and datetimes as
     ISO 8601 itself; Python touches single values only where JSON needs help."""
     if kind == "integer" and len(arr) and arr.null_count < len(arr):

@@ -1,0 +1,278 @@
+"""Row alignment of two versions of a table: which rows match, which were
+added, removed or modified, and where each change sits.
+
+The rule (also in docs/compare.md, and what the brute-force reference in the
+tests implements):
+
+1. **Same stored row.** Where both manifests use the same stored row (the same
+   chunk and row in it) the rows match without reading anything: shared runs
+   of a manifest cancel at the piece level. When a stored row is used several
+   times on a side, its k-th use in base matches its k-th use in head.
+2. **Same content.** The remaining rows match by row hash, occurrence-aware:
+   the k-th remaining copy of a row in base matches the k-th remaining copy in
+   head (in position order), so duplicates are neither lost nor multiplied.
+3. **Pairing into modifications.** Unmatched rows lie in *gaps* between
+   matched rows. With a primary key, an unmatched base row and an unmatched
+   head row with the same key (k-th with k-th) form a modification. Without
+   one, a head gap and a base gap pair up when they sit between the same two
+   matched rows (the rows just before and after the gap match each other),
+   and their rows pair in order, the way a line diff pairs changed lines;
+   the rest are plain additions and removals.
+4. **Order.** Changes are listed in head order: an addition or modification
+   at its head position; a removal right after the head position of the
+   matched row that preceded it in base (removals before additions at the
+   same place, in base order).
+
+Everything here is vectorised over *segments* (runs of matched rows), so a
+1 % edit of a 1M-row table costs work in proportion to the edit, not the
+table, apart from reading the row hashes of the rows that are not shared.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import polars as pl
+
+from core.objects import Manifest
+
+# reads the 16-byte hashes (as an (n, 2) uint64 array) of base or head rows
+# at the given sorted positions
+HashReader = Callable[[np.ndarray], np.ndarray]
+
+_I64 = np.int64
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(s, s + n)`` for each (s, n), vectorised."""
+    lengths = lengths.astype(_I64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.empty(0, _I64)
+    keep = lengths > 0
+    starts, lengths = starts[keep].astype(_I64), lengths[keep]
+    offsets = np.cumsum(lengths) - lengths
+    return np.repeat(starts - offsets, lengths) + np.arange(total, dtype=_I64)
+
+
+@dataclass(frozen=True)
+class _Pieces:
+    chunk: np.ndarray  # int ids shared by both sides
+    start: np.ndarray  # first row in the chunk
+    length: np.ndarray
+    pos: np.ndarray  # first position in the table
+
+
+def _pieces(m: Manifest, ids: dict[str, int]) -> _Pieces:
+    n = len(m.pieces)
+    chunk = np.fromiter((ids.setdefault(p.chunk, len(ids)) for p in m.pieces), _I64, n)
+    start = np.fromiter((p.start for p in m.pieces), _I64, n)
+    length = np.fromiter((p.length for p in m.pieces), _I64, n)
+    pos = np.cumsum(length) - length
+    keep = length > 0
+    return _Pieces(chunk[keep], start[keep], length[keep], pos[keep])
+
+
+def _overlapping_chunks(p: _Pieces) -> set[int]:
+    """Chunks some of whose rows this side uses more than once."""
+    if len(p.chunk) < 2:
+        return set()
+    order = np.lexsort((p.start, p.chunk))
+    c, s, e = p.chunk[order], p.start[order], (p.start + p.length)[order]
+    # within one chunk, a piece starting before an earlier piece ended
+    bad = (c[1:] == c[:-1]) & (s[1:] < _segmented_max(c, e)[:-1])
+    return {int(x) for x in c[1:][bad]}
+
+
+def _segmented_max(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Running maximum of ``values`` restarting at each new key (keys sorted)."""
+    out = values.copy()
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    for i, s in enumerate(starts):
+        e = starts[i + 1] if i + 1 < len(starts) else len(keys)
+        if e - s > 1:
+            out[s:e] = np.maximum.accumulate(values[s:e])
+    return out
+
+
+def identity_segments(base: Manifest, head: Manifest) -> np.ndarray:
+    """Matched runs ``(base_pos, head_pos, length)`` of rows that both sides
+    take from the same stored row (rule 1), as an (n, 3) int64 array."""
+    ids: dict[str, int] = {}
+    b, h = _pieces(base, ids), _pieces(head, ids)
+    common = np.intersect1d(b.chunk, h.chunk)
+    if len(common) == 0:
+        return np.empty((0, 3), _I64)
+    dup = (_overlapping_chunks(b) | _overlapping_chunks(h)) & {int(x) for x in common}
+    out = []
+    simple = np.setdiff1d(common, np.fromiter(dup, _I64, len(dup)))
+    if len(simple):
+        out.append(_intersect(b, h, simple))
+    if dup:
+        out.append(_intersect_rowwise(b, h, dup))
+    return np.concatenate(out) if out else np.empty((0, 3), _I64)
+
+
+def _intersect(b: _Pieces, h: _Pieces, chunks: np.ndarray) -> np.ndarray:
+    """Interval intersection per chunk where each side uses a stored row at
+    most once (so each side's intervals in a chunk are disjoint)."""
+    bm, hm = np.isin(b.chunk, chunks), np.isin(h.chunk, chunks)
+    bc, bs, bl, bp = b.chunk[bm], b.start[bm], b.length[bm], b.pos[bm]
+    hc, hs, hl, hp = h.chunk[hm], h.start[hm], h.length[hm], h.pos[hm]
+    order = np.lexsort((bs, bc))
+    bc, bs, bl, bp = bc[order], bs[order], bl[order], bp[order]
+    shift = np.int64(1) << np.int64(40)
+    b_start_key = bc * shift + bs
+    b_end_key = bc * shift + bs + bl
+    lo = np.searchsorted(b_end_key, hc * shift + hs, side="right")
+    hi = np.searchsorted(b_start_key, hc * shift + hs + hl, side="left")
+    counts = np.maximum(hi - lo, 0)
+    hi_idx = np.repeat(np.arange(len(hc)), counts)
+    b_idx = _ranges(lo, counts)
+    if len(b_idx) == 0:
+        return np.empty((0, 3), _I64)
+    lo_row = np.maximum(bs[b_idx], hs[hi_idx])
+    hi_row = np.minimum(bs[b_idx] + bl[b_idx], hs[hi_idx] + hl[hi_idx])
+    keep = hi_row > lo_row
+    b_idx, hi_idx, lo_row, hi_row = b_idx[keep], hi_idx[keep], lo_row[keep], hi_row[keep]
+    return np.stack(
+        [bp[b_idx] + lo_row - bs[b_idx], hp[hi_idx] + lo_row - hs[hi_idx], hi_row - lo_row],
+        axis=1,
+    )
+
+
+def _intersect_rowwise(b: _Pieces, h: _Pieces, chunks: set[int]) -> np.ndarray:
+    """Rule 1 row by row, for the rare chunks a side uses rows of twice."""
+
+    def uses(p: _Pieces) -> dict[tuple[int, int], list[int]]:
+        out: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for c, s, n, pos in zip(p.chunk, p.start, p.length, p.pos, strict=True):
+            if int(c) in chunks:
+                for k in range(int(n)):
+                    out[(int(c), int(s) + k)].append(int(pos) + k)
+        return out
+
+    bu, hu = uses(b), uses(h)
+    rows = []
+    for row, bpos in bu.items():
+        for x, y in zip(sorted(bpos), sorted(hu.get(row, ())), strict=False):
+            rows.append((x, y, 1))
+    return np.array(rows, _I64).reshape(-1, 3)
+
+
+def complement(segments_start: np.ndarray, lengths: np.ndarray, n: int) -> np.ndarray:
+    """Positions in [0, n) not covered by the (disjoint) runs, sorted."""
+    mask = np.ones(n, dtype=bool)
+    if len(lengths):
+        mask[_ranges(segments_start, lengths)] = False
+    return np.flatnonzero(mask).astype(_I64)
+
+
+def match_by_hash(
+    bpos: np.ndarray, bhash: np.ndarray, hpos: np.ndarray, hhash: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rule 2: k-th copy with k-th copy, positions given in order. Returns the
+    matched (base positions, head positions)."""
+    if len(bpos) == 0 or len(hpos) == 0:
+        return np.empty(0, _I64), np.empty(0, _I64)
+    bdf = pl.DataFrame({"a": bhash[:, 0], "b": bhash[:, 1], "bpos": bpos}).with_columns(
+        k=pl.int_range(pl.len()).over("a", "b")
+    )
+    hdf = pl.DataFrame({"a": hhash[:, 0], "b": hhash[:, 1], "hpos": hpos}).with_columns(
+        k=pl.int_range(pl.len()).over("a", "b")
+    )
+    j = bdf.join(hdf, on=["a", "b", "k"], how="inner")
+    return j["bpos"].to_numpy().astype(_I64), j["hpos"].to_numpy().astype(_I64)
+
+
+def _runs(bpos: np.ndarray, hpos: np.ndarray) -> np.ndarray:
+    """Single matched rows merged into runs where both sides advance by one."""
+    if len(bpos) == 0:
+        return np.empty((0, 3), _I64)
+    order = np.argsort(hpos, kind="stable")
+    b, h = bpos[order], hpos[order]
+    brk = np.r_[True, (np.diff(b) != 1) | (np.diff(h) != 1)]
+    starts = np.flatnonzero(brk)
+    lengths = np.diff(np.r_[starts, len(b)])
+    return np.stack([b[starts], h[starts], lengths], axis=1)
+
+
+@dataclass
+class Alignment:
+    """Matched segments of two versions and the gaps between them."""
+
+    base_rows: int
+    head_rows: int
+    seg: np.ndarray  # (k, 3): base_pos, head_pos, length, sorted by head_pos
+
+    @cached_property
+    def _gaps(self) -> tuple[np.ndarray, ...]:
+        """For the virtual start segment and each segment i (in head order):
+        its head gap [h0, h1), its base gap [b0, b1), and whether they pair."""
+        k = len(self.seg)
+        # ids: 0 = virtual start, 1..k = segments in head order, k+1 = virtual end
+        B = np.r_[0, self.seg[:, 0], self.base_rows].astype(_I64)
+        H = np.r_[0, self.seg[:, 1], self.head_rows].astype(_I64)
+        L = np.r_[0, self.seg[:, 2], 0].astype(_I64)
+        next_h = np.arange(1, k + 2)
+        border = np.r_[0, 1 + np.argsort(self.seg[:, 0], kind="stable"), k + 1]
+        next_b = np.empty(k + 2, _I64)
+        next_b[border[:-1]] = border[1:]
+        ids = np.arange(k + 1)
+        h0, h1 = H[ids] + L[ids], H[next_h]
+        b0, b1 = B[ids] + L[ids], B[next_b[ids]]
+        paired = next_h == next_b[ids]
+        return h0, h1, b0, b1, paired
+
+    @property
+    def matched(self) -> int:
+        return int(self.seg[:, 2].sum()) if len(self.seg) else 0
+
+    def unmatched_head(self) -> np.ndarray:
+        h0, h1, *_ = self._gaps
+        return _ranges(h0, h1 - h0)
+
+    def unmatched_base(self) -> np.ndarray:
+        _, _, b0, b1, _ = self._gaps
+        return np.sort(_ranges(b0, b1 - b0))
+
+    def removal_anchor(self, bpos: np.ndarray) -> np.ndarray:
+        """Head position each unmatched base row is listed at (rule 4)."""
+        h0, _, b0, b1, _ = self._gaps
+        order = np.argsort(b0, kind="stable")
+        i = np.searchsorted(b0[order], bpos, side="right") - 1
+        return h0[order][i]
+
+    def positional_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rule 3 without a key: (base positions, head positions) of modifications."""
+        h0, h1, b0, b1, paired = self._gaps
+        m = np.where(paired, np.minimum(h1 - h0, b1 - b0), 0)
+        return _ranges(b0, m), _ranges(h0, m)
+
+
+def align(
+    base: Manifest,
+    head: Manifest,
+    read_base: HashReader,
+    read_head: HashReader,
+    *,
+    shortcut: bool = True,
+) -> Alignment:
+    """Rules 1 and 2. ``shortcut=False`` skips rule 1 (tables whose rows are
+    compared on a projection, where stored rows do not say enough)."""
+    nb, nh = base.row_count, head.row_count
+    ident = identity_segments(base, head) if shortcut else np.empty((0, 3), _I64)
+    rest_b = complement(ident[:, 0], ident[:, 2], nb)
+    rest_h = complement(ident[:, 1], ident[:, 2], nh)
+    if len(rest_b) and len(rest_h):
+        mb, mh = match_by_hash(rest_b, read_base(rest_b), rest_h, read_head(rest_h))
+        by_hash = _runs(mb, mh)
+    else:
+        by_hash = np.empty((0, 3), _I64)
+    seg = np.concatenate([ident, by_hash]) if len(by_hash) else ident
+    seg = seg[np.argsort(seg[:, 1], kind="stable")] if len(seg) else seg
+    return Alignment(nb, nh, seg.astype(_I64).reshape(-1, 3))
