@@ -5,7 +5,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from core.db import transaction
+from core.db import read
 from core.objects import get_commit, get_schema
 from core.storage import get_store
 from features.auth.service import User, optional_user
@@ -32,15 +32,23 @@ def history(
     request: Request,
     dataset_id: uuid.UUID,
     ref: str | None = None,
+    all_parents: bool = Query(False, alias="all"),
     page: int = Query(1, ge=1),
     per_page: int = Query(50, ge=1, le=500),
     user: User | None = Depends(optional_user),
 ) -> dict[str, Any]:
-    with transaction() as conn:
+    """First-parent history from ``ref``, newest first; ``all=true``: every
+    ancestor through all parents, in topological order."""
+    with read() as conn:
         ds = datasets_service.require(conn, user, dataset_id, "read")
         head = refs_service.resolve(conn, dataset_id, ref or ds["default_branch"])
         rows, total = service.history(
-            conn, dataset_id, head, offset=(page - 1) * per_page, limit=per_page
+            conn,
+            dataset_id,
+            head,
+            offset=(page - 1) * per_page,
+            limit=per_page,
+            all_parents=all_parents,
         )
     nxt = None
     if page * per_page < total:
@@ -59,7 +67,7 @@ def history(
 def commit_detail(
     dataset_id: uuid.UUID, commit_ref: str, user: User | None = Depends(optional_user)
 ) -> dict[str, Any]:
-    with transaction() as conn:
+    with read() as conn:
         datasets_service.require(conn, user, dataset_id, "read")
         commit_id = refs_service.resolve(conn, dataset_id, commit_ref)
         row = service.get(conn, dataset_id, commit_id)
@@ -76,3 +84,15 @@ def commit_detail(
         for name, t in sorted(commit.tables.items())
     ]
     return {**_summary(row), "tables": tables, "provenance": commit.provenance}
+
+
+@router.get("/datasets/{dataset_id}/merge-base/{spec:path}")
+def merge_base(
+    dataset_id: uuid.UUID, spec: str, user: User | None = Depends(optional_user)
+) -> dict[str, Any]:
+    """The best common ancestor of two refs, ``a...b``: ``{merge_base, a, b}``."""
+    with read() as conn:
+        datasets_service.require(conn, user, dataset_id, "read")
+        a, b = refs_service.resolve_range(conn, dataset_id, spec)
+        base = service.merge_base(conn, dataset_id, a, b)
+    return {"merge_base": base, "a": a, "b": b}

@@ -268,3 +268,15 @@ def merge_base(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, a: str, b: 
     ).fetchone()
     assert row is not None
     return str(row["id"])
+
+
+def is_ancestor(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, a: str, b: str) -> bool:
+    """Whether commit ``a`` is ``b`` or one of its ancestors (ids)."""
+    found = _points(conn, dataset_id, [a, b])
+    pa, pb = _point(found[a]), _point(found[b])
+    if pa.generation > pb.generation:
+        return False
+    if pa.chain == pb.chain:
+        return pa.pos <= pb.pos
+    got = _graph(conn, dataset_id).reach(pb).get(pa.chain)
+    return got is not None and got.pos >= pa.pos

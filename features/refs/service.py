@@ -1,4 +1,19 @@
-"""Refs: branches and tags, resolution of any ref spelling, compare-and-swap moves."""
+"""Refs: branches and tags, resolution of any ref spelling, compare-and-swap
+moves, protection, deletion and the reflog.
+
+Every change of a ref goes through this module and writes its reflog row in
+the same statement, so the log can never disagree with the ref:
+
+- ``create``: a branch or tag appears (old = null, new = its commit);
+- ``move``: a branch moves by compare-and-swap (imports, merges, resets);
+- ``protect`` / ``unprotect``: the branch's protection changes (old = new);
+- ``delete``: the ref disappears (new = null).
+
+Protection: a protected branch cannot be deleted and cannot be moved by
+``move_branch`` (a reset) to a commit that does not descend from where it
+stands. ``cas_move``, which imports and merges use, is not limited: they
+only ever advance a branch. Tags never move.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +24,7 @@ from typing import Any
 import psycopg
 
 from core import db
-from core.errors import Conflict, Invalid, NotFound
+from core.errors import BadRequest, Conflict, Invalid, NotFound
 from features.commits import service as commits_service
 
 Q = db.Queries(__file__)
@@ -26,17 +41,29 @@ def validate_name(name: str) -> None:
 
 
 def create_branch_at(
-    conn: psycopg.Connection[Any], *, dataset_id: uuid.UUID, name: str, commit_id: str, by: str
+    conn: psycopg.Connection[Any],
+    *,
+    dataset_id: uuid.UUID,
+    name: str,
+    commit_id: str,
+    by: str,
+    reason: str = "",
 ) -> dict[str, Any]:
-    return _create(conn, dataset_id, name, "branch", commit_id, by, None)
+    return _create(conn, dataset_id, name, "branch", commit_id, by, None, reason)
 
 
 def create_branch(
-    conn: psycopg.Connection[Any], *, dataset_id: uuid.UUID, name: str, from_ref: str, by: str
+    conn: psycopg.Connection[Any],
+    *,
+    dataset_id: uuid.UUID,
+    name: str,
+    from_ref: str,
+    by: str,
+    reason: str = "",
 ) -> dict[str, Any]:
     """A new branch at the commit ``from_ref`` names."""
     commit_id = resolve(conn, dataset_id, from_ref)
-    return _create(conn, dataset_id, name, "branch", commit_id, by, None)
+    return _create(conn, dataset_id, name, "branch", commit_id, by, None, reason)
 
 
 def create_tag(
@@ -47,10 +74,11 @@ def create_tag(
     from_ref: str,
     by: str,
     message: str | None,
+    reason: str = "",
 ) -> dict[str, Any]:
-    """A tag: an immutable name for the commit ``from_ref`` names."""
+    """A tag: an immutable name for the commit ``from_ref`` names; ``by`` is the tagger."""
     commit_id = resolve(conn, dataset_id, from_ref)
-    return _create(conn, dataset_id, name, "tag", commit_id, by, message)
+    return _create(conn, dataset_id, name, "tag", commit_id, by, message, reason)
 
 
 def _create(
@@ -61,6 +89,7 @@ def _create(
     commit_id: str,
     by: str,
     message: str | None,
+    reason: str,
 ) -> dict[str, Any]:
     validate_name(name)
     try:
@@ -74,6 +103,7 @@ def _create(
                     "commit_id": commit_id,
                     "message": message,
                     "by": by,
+                    "reason": reason,
                 },
             ).fetchone()
     except psycopg.errors.UniqueViolation:
@@ -86,10 +116,26 @@ def list_refs(conn: psycopg.Connection[Any], dataset_id: uuid.UUID) -> list[dict
     return conn.execute(Q.list_refs, {"dataset_id": dataset_id}).fetchall()
 
 
-def get_branch(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, name: str) -> dict[str, Any]:
+def get_ref(
+    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, name: str, kind: str
+) -> dict[str, Any]:
+    """The branch or tag (``kind``) called ``name``."""
     row = conn.execute(Q.get_ref, {"dataset_id": dataset_id, "name": name}).fetchone()
-    if row is None or row["kind"] != "branch":
-        raise NotFound(f"branch {name!r} does not exist", code="branch_not_found")
+    if row is None or row["kind"] != kind:
+        raise NotFound(f"{kind} {name!r} does not exist", code=f"{kind}_not_found")
+    return row
+
+
+def get_branch(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, name: str) -> dict[str, Any]:
+    return get_ref(conn, dataset_id, name, "branch")
+
+
+def _lock(
+    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, name: str, kind: str
+) -> dict[str, Any]:
+    row = conn.execute(Q.lock_ref, {"dataset_id": dataset_id, "name": name}).fetchone()
+    if row is None or row["kind"] != kind:
+        raise NotFound(f"{kind} {name!r} does not exist", code=f"{kind}_not_found")
     return row
 
 
@@ -120,14 +166,190 @@ def cas_move(
     name: str,
     new: str,
     expected: str,
+    by: str = "system",
+    reason: str = "",
 ) -> None:
-    """Move branch ``name`` from ``expected`` to ``new``, or raise ``Conflict``."""
-    n = conn.execute(
-        Q.cas_move, {"dataset_id": dataset_id, "name": name, "new": new, "expected": expected}
-    ).rowcount
-    if n != 1:
+    """Move branch ``name`` from ``expected`` to ``new``, or raise ``Conflict``.
+
+    The move and its reflog row (``by``, ``reason``) are one statement."""
+    row = conn.execute(
+        Q.cas_move,
+        {
+            "dataset_id": dataset_id,
+            "name": name,
+            "new": new,
+            "expected": expected,
+            "by": by,
+            "reason": reason,
+        },
+    ).fetchone()
+    if row is None or row["n"] != 1:
         raise Conflict(
             f"branch {name!r} is no longer at {expected[:12]}; it moved while this ran",
             code="ref_conflict",
             expected_commit_id=expected,
         )
+
+
+def move_branch(
+    conn: psycopg.Connection[Any],
+    *,
+    dataset_id: uuid.UUID,
+    name: str,
+    to: str,
+    expected: str,
+    by: str,
+    reason: str = "",
+) -> dict[str, Any]:
+    """Reset branch ``name`` to the commit ``to`` names (any ref spelling), if
+    it still stands at ``expected`` (a commit id or unique prefix).
+
+    409 ``ref_conflict`` when it moved on; 409 ``branch_protected`` when the
+    branch is protected and ``to`` does not descend from where it stands."""
+    row = _lock(conn, dataset_id, name, "branch")
+    new = resolve(conn, dataset_id, to)
+    want = _expected(conn, dataset_id, expected)
+    if row["commit_id"] != want:
+        raise Conflict(
+            f"branch {name!r} is at {row['commit_id'][:12]}, not at {expected[:12]}",
+            code="ref_conflict",
+            expected_commit_id=want or expected,
+            commit_id=row["commit_id"],
+        )
+    current = str(row["commit_id"])
+    if row["protected"] and not commits_service.is_ancestor(conn, dataset_id, current, new):
+        raise Conflict(
+            f"branch {name!r} is protected: it only moves forward, to commits that "
+            f"descend from {current[:12]}; unprotect it first to reset it",
+            code="branch_protected",
+        )
+    cas_move(
+        conn, dataset_id=dataset_id, name=name, new=new, expected=current, by=by, reason=reason
+    )
+    return get_branch(conn, dataset_id, name)
+
+
+def _expected(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, expected: str) -> str | None:
+    """The commit id an ``expected_commit_id`` names (a full id or unique prefix),
+    or None when no commit has it (so no branch can be there)."""
+    if not _HEX.match(expected):
+        raise Invalid(
+            "expected_commit_id must be a commit id or a prefix of at least 7 hex characters",
+            code="invalid_request",
+            errors=[{"field": "expected_commit_id", "message": "not a commit id"}],
+        )
+    try:
+        return resolve(conn, dataset_id, expected)
+    except NotFound:
+        return None
+
+
+def set_protected(
+    conn: psycopg.Connection[Any],
+    *,
+    dataset_id: uuid.UUID,
+    name: str,
+    protected: bool,
+    by: str,
+    reason: str = "",
+) -> dict[str, Any]:
+    """Protect or unprotect a branch (logged when it changes)."""
+    _lock(conn, dataset_id, name, "branch")
+    conn.execute(
+        Q.set_protected,
+        {
+            "dataset_id": dataset_id,
+            "name": name,
+            "protected": protected,
+            "by": by,
+            "reason": reason,
+        },
+    )
+    return get_branch(conn, dataset_id, name)
+
+
+def delete_branch(
+    conn: psycopg.Connection[Any],
+    *,
+    dataset_id: uuid.UUID,
+    name: str,
+    default_branch: str,
+    by: str,
+    reason: str = "",
+    expected: str | None = None,
+) -> None:
+    """Delete a branch; the dataset's default branch and protected branches
+    refuse (409). With ``expected``, only if the branch is still there."""
+    row = _lock(conn, dataset_id, name, "branch")
+    if name == default_branch:
+        raise Conflict(
+            f"{name!r} is the dataset's default branch and cannot be deleted",
+            code="default_branch",
+        )
+    if row["protected"]:
+        raise Conflict(f"branch {name!r} is protected; unprotect it first", code="branch_protected")
+    if expected is not None:
+        want = _expected(conn, dataset_id, expected)
+        if row["commit_id"] != want:
+            raise Conflict(
+                f"branch {name!r} is at {row['commit_id'][:12]}, not at {expected[:12]}",
+                code="ref_conflict",
+                expected_commit_id=want or expected,
+                commit_id=row["commit_id"],
+            )
+    _delete(conn, dataset_id, name, "branch", by, reason)
+
+
+def delete_tag(
+    conn: psycopg.Connection[Any], *, dataset_id: uuid.UUID, name: str, by: str, reason: str = ""
+) -> None:
+    _lock(conn, dataset_id, name, "tag")
+    _delete(conn, dataset_id, name, "tag", by, reason)
+
+
+def _delete(
+    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, name: str, kind: str, by: str, reason: str
+) -> None:
+    conn.execute(
+        Q.delete_ref,
+        {"dataset_id": dataset_id, "name": name, "kind": kind, "by": by, "reason": reason},
+    )
+
+
+def log(
+    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, name: str, *, offset: int, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of the reflog of ``name`` (also of a deleted ref), newest first, and its length."""
+    total = conn.execute(Q.ref_log_count, {"dataset_id": dataset_id, "name": name}).fetchone()
+    n = int(total["n"]) if total else 0
+    if n == 0:
+        raise NotFound(f"no ref named {name!r} was ever recorded", code="ref_not_found")
+    rows = conn.execute(
+        Q.ref_log, {"dataset_id": dataset_id, "name": name, "offset": offset, "limit": limit}
+    ).fetchall()
+    return rows, n
+
+
+def resolve_range(
+    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, spec: str
+) -> tuple[str, str]:
+    """The commit ids of ``a...b`` (each side any ref spelling).
+
+    Ref names never hold ``..``; only a name that starts or ends with ``.``
+    makes more than one split possible, and the first split whose sides both
+    resolve wins."""
+    splits = []
+    i = spec.find("...")
+    while i >= 0:
+        if i and spec[i + 3 :]:
+            splits.append((spec[:i], spec[i + 3 :]))
+        i = spec.find("...", i + 1)
+    if not splits:
+        raise BadRequest(f"expected two refs as a...b, not {spec!r}", code="invalid_range")
+    for n, (a, b) in enumerate(splits):
+        try:
+            return resolve(conn, dataset_id, a), resolve(conn, dataset_id, b)
+        except NotFound:
+            if n == len(splits) - 1:
+                raise
+    raise AssertionError("unreachable")
