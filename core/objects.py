@@ -3,17 +3,35 @@
 All three are immutable and content addressed (see ``core.hashing``). They
 are stored as their canonical JSON under ``<kind>s/<id>`` and cached after
 the first read, since an id always names the same content.
+
+Large objects (over ``COMPRESS_OVER`` bytes of canonical JSON) are stored in
+a compact form; the id is still that of the canonical JSON, and a reader tells
+the forms apart by their first bytes (canonical JSON starts with ``{``):
+
+- a manifest: ``DSAM\x01`` + zstd of its distinct chunk ids (32 bytes each)
+  and three little-endian int64 columns per piece: the chunk's index, the
+  gap from the end of the previous piece of that chunk to its start, and its
+  length. Versions of a table edited at random positions are made of many
+  short pieces (~35,000 for 1 % of 1M rows edited, ~300,000 after ten such
+  versions); a piece costs ~80 bytes of JSON, ~4 bytes zstd-compressed and
+  ~1.2 bytes in this form (measured on the 300,000-piece manifest);
+- anything else: the zstd-compressed canonical JSON.
 """
 
 from __future__ import annotations
 
 import bisect
 import json
+import re
+import sys
+from array import array
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from core.hashing import canonical_json, json_object_id
+import zstandard
+
+from core.hashing import canonical_json, json_object_id, object_id
 from core.lru import LRU
 from core.schema import Column
 from core.storage import ObjectStore
@@ -138,6 +156,63 @@ class Commit:
 
 
 _cache: LRU[str, Any] = LRU(max_items=4096)
+COMPRESS_OVER = 64 * 1024
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_MANIFEST_MAGIC = b"DSAM\x01"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _encode_manifest(m: Manifest) -> bytes | None:
+    """The compact stored form of a large manifest (None: chunk ids not all hex)."""
+    index: dict[str, int] = {}
+    ends: list[int] = []
+    col_chunk, col_gap, col_len = array("q"), array("q"), array("q")
+    for p in m.pieces:
+        i = index.get(p.chunk)
+        if i is None:
+            if not _HEX64.fullmatch(p.chunk):
+                return None
+            i = index[p.chunk] = len(index)
+            ends.append(0)
+        col_chunk.append(i)
+        col_gap.append(p.start - ends[i])
+        col_len.append(p.length)
+        ends[i] = p.start + p.length
+    cols = [col_chunk, col_gap, col_len]
+    if sys.byteorder != "little":  # pragma: no cover
+        for c in cols:
+            c.byteswap()
+    body = (
+        len(index).to_bytes(8, "little")
+        + b"".join(bytes.fromhex(c) for c in index)
+        + len(m.pieces).to_bytes(8, "little")
+        + b"".join(c.tobytes() for c in cols)
+    )
+    return _MANIFEST_MAGIC + zstandard.ZstdCompressor(level=9).compress(body)
+
+
+def _decode_manifest(raw: bytes) -> Manifest:
+    body = zstandard.ZstdDecompressor().decompress(raw[len(_MANIFEST_MAGIC) :])
+    k = int.from_bytes(body[:8], "little")
+    chunks = [body[8 + 32 * i : 40 + 32 * i].hex() for i in range(k)]
+    at = 8 + 32 * k
+    n = int.from_bytes(body[at : at + 8], "little")
+    at += 8
+    cols = []
+    for _ in range(3):
+        c = array("q")
+        c.frombytes(body[at : at + 8 * n])
+        if sys.byteorder != "little":  # pragma: no cover
+            c.byteswap()
+        cols.append(c)
+        at += 8 * n
+    ends = [0] * k
+    pieces = []
+    for i, gap, length in zip(*cols, strict=True):
+        start = ends[i] + gap
+        pieces.append(Piece(chunks[i], start, length))
+        ends[i] = start + length
+    return Manifest(tuple(pieces))
 
 
 def _key(kind: str, oid: str) -> str:
@@ -145,19 +220,33 @@ def _key(kind: str, oid: str) -> str:
 
 
 def put_object(store: ObjectStore, kind: str, obj: Schema | Manifest | Commit) -> str:
-    oid = obj.id
+    data = canonical_json(obj.to_json())
+    oid = object_id(kind, data)
     key = _key(kind, oid)
     if not store.exists(key):
-        store.put(key, canonical_json(obj.to_json()))
+        if len(data) > COMPRESS_OVER:
+            compact = _encode_manifest(obj) if isinstance(obj, Manifest) else None
+            data = compact or zstandard.ZstdCompressor(level=3).compress(data)
+        store.put(key, data)
     _cache.put(key, obj)
     return oid
+
+
+def _decode(raw: bytes) -> Any:
+    if raw[:4] == _ZSTD_MAGIC:
+        raw = zstandard.ZstdDecompressor().decompress(raw)
+    return json.loads(raw)
 
 
 def _load(store: ObjectStore, kind: str, oid: str, cls: Any) -> Any:
     key = _key(kind, oid)
     obj = _cache.get(key)
     if obj is None:
-        obj = cls.from_json(json.loads(store.get(key)))
+        raw = store.get(key)
+        if raw.startswith(_MANIFEST_MAGIC) and cls is Manifest:
+            obj = _decode_manifest(raw)
+        else:
+            obj = cls.from_json(_decode(raw))
         _cache.put(key, obj)
     return obj
 

@@ -24,7 +24,7 @@ spilled batch; the spill needs local disk about the size of the typed data.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +40,21 @@ from core.storage import ObjectStore
 
 # Compaction: when matching would leave the table in more pieces than this
 # (at least COMPACT_MIN_PIECES, and runs of fewer than COMPACT_MIN_RUN rows on
-# average), the version is stored afresh instead. A 1 % random edit of a
-# 1M-row table gives ~20,000 pieces (runs of ~50 rows) and is kept as pieces;
-# a 10 % one would not be. Documented in docs/architecture.md.
+# average), the version is stored afresh instead. Re-uploads of a 1M-row table
+# with 1 % of rows updated, 0.5 % inserted and 0.5 % deleted at random add
+# ~30,000 pieces each (~294,000 after ten: runs of ~3.4 rows) and are kept as
+# pieces; storing a version afresh costs the whole table again, so it is kept
+# for versions that are mostly single-row pieces (decision 0010).
 COMPACT_MIN_PIECES = 1024
-COMPACT_MIN_RUN = 16
+COMPACT_MIN_RUN = 2
+# Batches whose row hashes are still being computed on the pool, at most.
+MAX_PENDING_HASHES = 4
 
 
 class DedupWriter:
+    # read the parent's rows on the pool while the file is parsed
+    prefetch_parent = True
+
     def __init__(
         self,
         store: ObjectStore,
@@ -67,32 +74,65 @@ class DedupWriter:
         self.make_chunk_writer = chunk_writer
         self.spill_path = work / f"dedup-{id(self)}.arrow"
         self._sink: pa.ipc.RecordBatchFileWriter | None = None
-        self.hashes: list[bytes] = []
+        # row hashes of each batch, computed on the pool (in order)
+        self._hashing: list[Future[bytes]] = []
+        self._parent: Future[tuple[list[str], pl.DataFrame]] | None = None
         self.rows = 0
 
+    @property
+    def hashes(self) -> list[bytes]:
+        return [f.result() for f in self._hashing]
+
     def add(self, batch: pa.RecordBatch) -> None:
+        if self._parent is None and self.prefetch_parent:
+            self._parent = self.pool.submit(self._parent_rows)
         if self._sink is None:
             self._sink = pa.ipc.new_file(str(self.spill_path), batch.schema)
         self._sink.write_batch(batch)
-        self.hashes.append(row_hashes(batch, self.columns))
+        pending = [f for f in self._hashing if not f.done()]
+        if len(pending) >= MAX_PENDING_HASHES:  # back-pressure: bounded memory
+            pending[0].result()
+        self._hashing.append(self.pool.submit(row_hashes, batch, self.columns))
         self.rows += batch.num_rows
 
     def abandon(self) -> None:
         if self._sink is not None:
             self._sink.close()
             self._sink = None
+        for f in [*self._hashing, *([self._parent] if self._parent else [])]:
+            if not f.cancel():
+                f.exception()  # wait for it: it may still read the batch
         self.spill_path.unlink(missing_ok=True)
-        self.hashes, self.rows = [], 0
+        self._hashing, self._parent, self.rows = [], None, 0
 
     def finish(self) -> list[Piece]:
         if self._sink is not None:
             self._sink.close()
         if self.rows == 0:
             return []
-        parent_chunks, parent = self._parent_rows()
-        new = _with_occurrence(_halves(pa.py_buffer(b"".join(self.hashes)), 0, self.rows))
-        new = new.with_columns(row=pl.int_range(pl.len(), dtype=pl.UInt64))
-        matched = new.join(parent, on=["h1", "h2", "occ"], how="left").sort("row")
+        parent_chunks, parent = (
+            self._parent.result() if self._parent is not None else self._parent_rows()
+        )
+        new = _halves(pa.py_buffer(b"".join(self.hashes)), 0, self.rows)
+        if _unique(new) and _unique(parent):
+            # no row repeats on either side (the usual case): occurrences are all
+            # 0 and the first half of the hash finds the partner; the second
+            # half confirms it
+            matched = new.join(
+                parent.select("h1", h2p="h2", chunk="chunk", pos="pos"),
+                on="h1",
+                how="left",
+                maintain_order="left",
+            ).with_columns(
+                chunk=pl.when(pl.col("h2") == pl.col("h2p")).then(pl.col("chunk")),
+            )
+        else:
+            matched = _with_occurrence(new).join(
+                _with_occurrence(parent),
+                on=["h1", "h2", "occ"],
+                how="left",
+                maintain_order="left",
+            )
         unmatched = matched.get_column("chunk").is_null()
         k = unmatched.cast(pl.UInt64).cum_sum() - 1  # index among the new rows
         new_chunk_base = len(parent_chunks)
@@ -132,9 +172,13 @@ class DedupWriter:
                 "pos": pl.UInt32,
                 "h1": pl.UInt64,
                 "h2": pl.UInt64,
-                "occ": pl.UInt32,
             }
             return chunks, pl.DataFrame(schema=schema)
+        return chunks, self._parent_frame(chunks, index, extra)
+
+    def _parent_frame(
+        self, chunks: list[str], index: dict[str, int], extra: list[str] | None
+    ) -> pl.DataFrame:
         columns, extras, offsets, total = [], [], [], 0
         for cid in chunks:
             with self.store.open_arrow(chunk_key(cid)) as f:
@@ -167,8 +211,7 @@ class DedupWriter:
         global_index = base.gather(rows.get_column("chunk")) + rows.get_column("pos").cast(
             pl.UInt64
         )
-        frame = pl.concat([rows, every[global_index]], how="horizontal")
-        return chunks, _with_occurrence(frame)
+        return pl.concat([rows, every[global_index]], how="horizontal")
 
     def _write(self, unmatched: pa.Array | pa.ChunkedArray | None) -> Any:
         """Store the spilled rows the mask selects (all of them without one):
@@ -200,6 +243,12 @@ def _halves(buf: pa.Buffer, offset: int, n: int) -> pl.DataFrame:
     )
     assert isinstance(words, pl.Series)
     return pl.DataFrame({"h1": words.gather_every(2), "h2": words.gather_every(2, offset=1)})
+
+
+def _unique(df: pl.DataFrame) -> bool:
+    """Whether no two rows share the first half of their hash (a distinct count
+    is ~3x cheaper than finding the duplicates)."""
+    return bool(df.get_column("h1").n_unique() == df.height)
 
 
 def _with_occurrence(df: pl.DataFrame) -> pl.DataFrame:
@@ -238,6 +287,8 @@ class UpsertWriter(DedupWriter):
 
     Keys must be unique in the file and never null (``duplicate_key``,
     ``null_key``)."""
+
+    prefetch_parent = False
 
     def __init__(self, *args: Any, key: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

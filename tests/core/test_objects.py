@@ -45,3 +45,22 @@ def test_objects_round_trip_through_the_store(tmp_path: Path) -> None:
     oid = put_object(store, "manifest", m)
     assert oid == m.id
     assert get_manifest(store, oid) == m
+
+
+def test_a_large_manifest_is_stored_compressed_under_its_json_id(tmp_path: Path) -> None:
+    from core import objects
+
+    store = store_from_url(tmp_path.as_uri())
+    m = Manifest(tuple(Piece(f"{i % 7:064x}", i * 3, 2) for i in range(5000)))
+    oid = put_object(store, "manifest", m)
+    assert oid == m.id
+    raw = store.get(f"manifests/{oid}")
+    assert raw.startswith(b"DSAM\x01") and len(raw) < objects.COMPRESS_OVER
+    objects._cache.clear()
+    assert get_manifest(store, oid) == m
+    # chunk ids that are not hex: the compressed JSON instead
+    odd = Manifest(tuple(Piece(f"chunk-{i % 7}" * 8, i, 1) for i in range(5000)))
+    oid = put_object(store, "manifest", odd)
+    assert store.get(f"manifests/{oid}")[:4] == b"\x28\xb5\x2f\xfd"
+    objects._cache.clear()
+    assert get_manifest(store, oid) == odd and oid == odd.id
