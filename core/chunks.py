@@ -161,3 +161,23 @@ def read_hashes(store: ObjectStore, cid: str) -> np.ndarray:
         got = got.reshape(-1, 2)
         _hash_columns.put(cid, got)
     return got
+
+
+def take_rows(store: ObjectStore, cid: str, rows: np.ndarray, columns: tuple[str, ...]) -> pa.Table:
+    """The named columns of a chunk's rows at ``rows`` (sorted, unique), in
+    that order. Decodes only the row groups holding them: through the page
+    cache when they are few, in one multi-threaded read when they are many
+    (rows scattered over a whole chunk, as in a compare)."""
+    footer = _footer(store, cid)
+    starts = np.asarray(footer.starts, dtype=np.int64)
+    group_of = np.searchsorted(starts, rows, side="right") - 1
+    groups = np.unique(group_of)
+    if len(groups) <= 4:
+        parts = [_group(store, cid, footer, int(g), columns) for g in groups]
+        table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    else:
+        table = footer.file.read_row_groups(groups.tolist(), columns=list(columns))
+    sizes = np.asarray(footer.ends, dtype=np.int64)[groups] - starts[groups]
+    offset_of = np.zeros(len(footer.starts), dtype=np.int64)
+    offset_of[groups] = np.cumsum(sizes) - sizes
+    return table.take(pa.array(offset_of[group_of] + rows - starts[group_of]))

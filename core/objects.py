@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import numpy as np
 import zstandard
 
 from core.hashing import canonical_json, json_object_id, object_id
@@ -65,6 +66,18 @@ class Piece:
 
 
 @dataclass(frozen=True)
+class PieceColumns:
+    """A manifest's pieces column by column: ``chunk`` numbers index ``chunks``;
+    ``pos`` is the table position where each piece starts."""
+
+    chunks: list[str]
+    chunk: np.ndarray
+    start: np.ndarray
+    length: np.ndarray
+    pos: np.ndarray
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A table's rows in order as a piece table of ``(chunk, start, length)``."""
 
@@ -89,6 +102,18 @@ class Manifest:
             out.append(total)
             total += p.length
         return out
+
+    @cached_property
+    def columns(self) -> PieceColumns:
+        """The pieces as arrays, for vectorised work (compare, merge)."""
+        names: dict[str, int] = {}
+        n = len(self.pieces)
+        chunk = np.fromiter(
+            (names.setdefault(p.chunk, len(names)) for p in self.pieces), np.int64, n
+        )
+        start = np.fromiter((p.start for p in self.pieces), np.int64, n)
+        length = np.fromiter((p.length for p in self.pieces), np.int64, n)
+        return PieceColumns(list(names), chunk, start, length, np.cumsum(length) - length)
 
     @property
     def row_count(self) -> int:
@@ -198,21 +223,22 @@ def _decode_manifest(raw: bytes) -> Manifest:
     at = 8 + 32 * k
     n = int.from_bytes(body[at : at + 8], "little")
     at += 8
-    cols = []
-    for _ in range(3):
-        c = array("q")
-        c.frombytes(body[at : at + 8 * n])
-        if sys.byteorder != "little":  # pragma: no cover
-            c.byteswap()
-        cols.append(c)
-        at += 8 * n
-    ends = [0] * k
-    pieces = []
-    for i, gap, length in zip(*cols, strict=True):
-        start = ends[i] + gap
-        pieces.append(Piece(chunks[i], start, length))
-        ends[i] = start + length
-    return Manifest(tuple(pieces))
+    idx, gap, length = (
+        np.frombuffer(body, dtype="<i8", count=3 * n, offset=at).reshape(3, n).astype(np.int64)
+    )
+    # each piece starts where the previous piece of its chunk ended, plus its
+    # gap: a cumulative sum of (gap + length) within each chunk
+    step = gap + length
+    order = np.argsort(idx, kind="stable")
+    before = np.cumsum(step[order]) - step[order]
+    first = np.r_[True, idx[order][1:] != idx[order][:-1]] if n else np.zeros(0, bool)
+    group_start = np.maximum.accumulate(np.where(first, np.arange(n), 0)) if n else first
+    start = np.empty(n, dtype=np.int64)
+    start[order] = before - before[group_start] + gap[order]
+    names = [chunks[i] for i in idx.tolist()]
+    m = Manifest(tuple(map(Piece, names, start.tolist(), length.tolist())))
+    m.__dict__["columns"] = PieceColumns(chunks, idx, start, length, np.cumsum(length) - length)
+    return m
 
 
 def _key(kind: str, oid: str) -> str:

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-import polars as pl
 
 from core.objects import Manifest
 
@@ -68,13 +67,12 @@ class _Pieces:
 
 
 def _pieces(m: Manifest, ids: dict[str, int]) -> _Pieces:
-    n = len(m.pieces)
-    chunk = np.fromiter((ids.setdefault(p.chunk, len(ids)) for p in m.pieces), _I64, n)
-    start = np.fromiter((p.start for p in m.pieces), _I64, n)
-    length = np.fromiter((p.length for p in m.pieces), _I64, n)
-    pos = np.cumsum(length) - length
-    keep = length > 0
-    return _Pieces(chunk[keep], start[keep], length[keep], pos[keep])
+    cols = m.columns
+    # renumber this manifest's chunks into numbers shared by both sides
+    local = np.fromiter((ids.setdefault(c, len(ids)) for c in cols.chunks), _I64, len(cols.chunks))
+    keep = cols.length > 0
+    chunk = local[cols.chunk] if len(cols.chunk) else cols.chunk
+    return _Pieces(chunk[keep], cols.start[keep], cols.length[keep], cols.pos[keep])
 
 
 def _overlapping_chunks(p: _Pieces) -> set[int]:
@@ -164,29 +162,52 @@ def _intersect_rowwise(b: _Pieces, h: _Pieces, chunks: set[int]) -> np.ndarray:
     return np.array(rows, _I64).reshape(-1, 3)
 
 
-def complement(segments_start: np.ndarray, lengths: np.ndarray, n: int) -> np.ndarray:
+def complement(starts: np.ndarray, lengths: np.ndarray, n: int) -> np.ndarray:
     """Positions in [0, n) not covered by the (disjoint) runs, sorted."""
-    mask = np.ones(n, dtype=bool)
-    if len(lengths):
-        mask[_ranges(segments_start, lengths)] = False
-    return np.flatnonzero(mask).astype(_I64)
+    order = np.argsort(starts, kind="stable")
+    s, e = starts[order], starts[order] + lengths[order]
+    gap_start = np.r_[0, e]
+    gap_len = np.r_[s, n] - gap_start
+    return _ranges(gap_start, gap_len)
+
+
+def _occurrence(h: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """For each row, how many earlier rows (in position order) have its hash."""
+    order = np.lexsort((pos, h[:, 1], h[:, 0]))
+    hs = h[order]
+    new_group = np.r_[True, (hs[1:] != hs[:-1]).any(axis=1)]
+    first = np.maximum.accumulate(np.where(new_group, np.arange(len(hs)), 0))
+    k = np.empty(len(hs), dtype=_I64)
+    k[order] = np.arange(len(hs)) - first
+    return k
 
 
 def match_by_hash(
     bpos: np.ndarray, bhash: np.ndarray, hpos: np.ndarray, hhash: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rule 2: k-th copy with k-th copy, positions given in order. Returns the
-    matched (base positions, head positions)."""
-    if len(bpos) == 0 or len(hpos) == 0:
+    matched (base positions, head positions), in head order."""
+    nb, nh = len(bpos), len(hpos)
+    if nb == 0 or nh == 0:
         return np.empty(0, _I64), np.empty(0, _I64)
-    bdf = pl.DataFrame({"a": bhash[:, 0], "b": bhash[:, 1], "bpos": bpos}).with_columns(
-        k=pl.int_range(pl.len()).over("a", "b")
+    # (hash, occurrence) is unique within a side: sort both sides together and
+    # a match is a base row directly followed by an equal head row
+    a = np.concatenate([bhash[:, 0], hhash[:, 0]])
+    b = np.concatenate([bhash[:, 1], hhash[:, 1]])
+    k = np.concatenate([_occurrence(bhash, bpos), _occurrence(hhash, hpos)])
+    side = np.r_[np.zeros(nb, np.int8), np.ones(nh, np.int8)]
+    order = np.lexsort((side, k, b, a))
+    a, b, k, side = a[order], b[order], k[order], side[order]
+    hit = np.flatnonzero(
+        (a[1:] == a[:-1])
+        & (b[1:] == b[:-1])
+        & (k[1:] == k[:-1])
+        & (side[:-1] == 0)
+        & (side[1:] == 1)
     )
-    hdf = pl.DataFrame({"a": hhash[:, 0], "b": hhash[:, 1], "hpos": hpos}).with_columns(
-        k=pl.int_range(pl.len()).over("a", "b")
-    )
-    j = bdf.join(hdf, on=["a", "b", "k"], how="inner")
-    return j["bpos"].to_numpy().astype(_I64), j["hpos"].to_numpy().astype(_I64)
+    bi, hi = order[hit], order[hit + 1] - nb
+    by_head = np.argsort(hi, kind="stable")
+    return bpos[bi[by_head]].astype(_I64), hpos[hi[by_head]].astype(_I64)
 
 
 def _runs(bpos: np.ndarray, hpos: np.ndarray) -> np.ndarray:
@@ -264,7 +285,7 @@ def align(
 ) -> Alignment:
     """Rules 1 and 2. ``shortcut=False`` skips rule 1 (tables whose rows are
     compared on a projection, where stored rows do not say enough)."""
-    nb, nh = base.row_count, head.row_count
+    nb, nh = int(base.columns.length.sum()), int(head.columns.length.sum())
     ident = identity_segments(base, head) if shortcut else np.empty((0, 3), _I64)
     rest_b = complement(ident[:, 0], ident[:, 2], nb)
     rest_h = complement(ident[:, 1], ident[:, 2], nh)

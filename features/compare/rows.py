@@ -3,14 +3,14 @@ hashes of a projection (some columns, maybe cast), and the rows themselves."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.chunks import read_hashes, read_rows
+from core.chunks import read_hashes, take_rows
 from core.hashing import row_hashes
 from core.objects import Manifest, Schema
 from core.schema import Column, arrow_type
@@ -33,29 +33,26 @@ class TableRows:
         self.manifest = manifest
         self.schema = schema
 
-    @cached_property
-    def _index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-        """Per piece: first position, chunk number, first row in the chunk;
-        and the chunk ids by number."""
-        pieces = self.manifest.pieces
-        names: dict[str, int] = {}
-        chunk = np.fromiter((names.setdefault(p.chunk, len(names)) for p in pieces), np.int64)
-        starts = np.fromiter((p.start for p in pieces), np.int64, len(pieces))
-        pos = np.asarray(self.manifest.starts, dtype=np.int64)
-        return pos, chunk, starts, list(names)
+    def _locate(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Chunk number and row in that chunk of each position."""
+        cols = self.manifest.columns
+        piece = np.searchsorted(cols.pos, positions, side="right") - 1
+        return cols.chunk[piece], cols.start[piece] + (positions - cols.pos[piece]), cols.chunks
 
     def stored_hashes(self, positions: np.ndarray) -> np.ndarray:
         """The ``_row_hash`` of each row at ``positions`` as (n, 2) uint64."""
         out = np.empty((len(positions), 2), dtype=np.uint64)
         if len(positions) == 0:
             return out
-        pos, chunk, starts, names = self._index
-        piece = np.searchsorted(pos, positions, side="right") - 1
-        row = starts[piece] + (positions - pos[piece])
-        chunk_of = chunk[piece]
-        for c in np.unique(chunk_of):  # each chunk's hash column is read (and cached) once
+        chunk_of, row, names = self._locate(positions)
+        wanted = np.unique(chunk_of)
+        # each chunk's hash column is read (and cached) once; reads overlap
+        # on a few threads (Parquet decoding releases the GIL)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            columns = list(pool.map(lambda c: read_hashes(self.store, names[int(c)]), wanted))
+        for c, col in zip(wanted, columns, strict=True):
             sel = chunk_of == c
-            out[sel] = read_hashes(self.store, names[int(c)])[row[sel]]
+            out[sel] = col[row[sel]]
         return out
 
     def read(self, positions: np.ndarray, columns: list[str]) -> pa.Table:
@@ -63,17 +60,20 @@ class TableRows:
         allowed), in that order."""
         if len(positions) == 0:
             return pa.table({c: pa.array([], arrow_type(self._type(c))) for c in columns})
-        order = np.argsort(positions, kind="stable")
-        sorted_pos = positions[order]
-        uniq = np.unique(sorted_pos)
-        brk = np.flatnonzero(np.diff(uniq) != 1) + 1
-        parts = []
-        for run in np.split(uniq, brk):
-            for chunk, start, length in self.manifest.slices(int(run[0]), len(run)):
-                parts.append(read_rows(self.store, chunk, start, length, tuple(columns)))
+        uniq, back = np.unique(positions, return_inverse=True)
+        chunk_of, row, names = self._locate(uniq)
+        parts, where = [], []
+        for c in np.unique(chunk_of):
+            sel = np.flatnonzero(chunk_of == c)
+            rows, inv = np.unique(row[sel], return_inverse=True)
+            part = take_rows(self.store, names[int(c)], rows, tuple(columns))
+            parts.append(part.take(pa.array(inv)))
+            where.append(sel)
         table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-        take = np.searchsorted(uniq, positions)
-        return table.take(pa.array(take))
+        # rows came chunk by chunk: put them back in position order, then repeat
+        order = np.empty(len(uniq), dtype=np.int64)
+        order[np.concatenate(where)] = np.arange(len(uniq))
+        return table.take(pa.array(order[back]))
 
     def _type(self, name: str) -> str:
         return next(c.type for c in self.schema.columns if c.name == name)
