@@ -44,7 +44,7 @@ from core.storage import ObjectStore
 # with 1 % of rows updated, 0.5 % inserted and 0.5 % deleted at random add
 # ~30,000 pieces each (~294,000 after ten: runs of ~3.4 rows) and are kept as
 # pieces; storing a version afresh costs the whole table again, so it is kept
-# for versions that are mostly single-row pieces (decision 0010).
+# for versions that are mostly single-row pieces (decision 0011).
 COMPACT_MIN_PIECES = 1024
 COMPACT_MIN_RUN = 2
 # Batches whose row hashes are still being computed on the pool, at most.

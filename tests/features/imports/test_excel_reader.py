@@ -102,3 +102,77 @@ def test_bad_workbooks(tmp_path: Path) -> None:
     with pytest.raises(ImportFailed) as exc:
         read(path, column_types={"n": "integer"})
     assert exc.value.code == "bad_value" and exc.value.extra["line"] == 2
+
+
+def _both(path: Path, monkeypatch: pytest.MonkeyPatch, **options: Any) -> tuple[Any, Any]:
+    """The sheet through fastexcel (the fast way) and cell by cell."""
+    from features.imports import excel_reader
+
+    fast, t1 = read(path, **options)
+    with monkeypatch.context() as m:
+        m.setattr(excel_reader, "_read_fast", lambda *a, **k: None)
+        slow, t2 = read(path, **options)
+    return (fast, t1), (slow, t2)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [
+            ["id", "name", "score", "when", "day", "ok", "empty", "big"],
+            [
+                1,
+                "ann",
+                1.5,
+                dt.datetime(2024, 1, 2, 3, 4, 5),
+                dt.date(2024, 1, 2),
+                True,
+                None,
+                2**40,
+            ],
+            [
+                2,
+                "",
+                None,
+                dt.datetime(2024, 1, 3, 0, 0, 1),
+                dt.datetime(2024, 1, 3),
+                False,
+                None,
+                3,
+            ],
+            [3, None, 2, dt.date(2024, 1, 4), dt.date(2024, 1, 4), None, None, 1e20],
+            [None, None, None, None, None, None, None, None],
+        ],
+        [[1, 2.5, "a"], [None, 3.0, "b"], [4, 5.0, None]],  # numbers first: no header
+        [["a", None], [1, 2], [3, 4]],  # a blank header cell: no header
+        [["only"], ["x"], ["y"], [None], [None]],
+        [["x", "2024"], ["y", "z"]],  # a header that reads like a number, over text
+        [["  ", "b"], ["y", "z"]],  # a blank header cell over text: no header
+        [[True, 1], [False, 2]],
+        [["n", "d"], [1, dt.datetime(2024, 5, 6, 7, 8, 9, 123000)], [2, None]],
+    ],
+)
+def test_fastexcel_and_cell_by_cell_give_the_same_table(
+    tmp_path: Path, rows: list[list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = workbook(tmp_path, {"S": rows})
+    (fast, t1), (slow, t2) = _both(path, monkeypatch)
+    assert (fast.names, fast.types(), fast.nullable(), fast.dialect) == (
+        slow.names,
+        slow.types(),
+        slow.nullable(),
+        slow.dialect,
+    )
+    assert t1.to_pylist() == t2.to_pylist()
+    assert t1.schema == t2.schema
+
+
+def test_the_fast_way_is_taken_for_a_plain_sheet(tmp_path: Path) -> None:
+    from features.imports import excel_reader
+
+    path = workbook(tmp_path, {"S": [["a", "b"], [1, "x"], [2, "y"]]})
+    got = excel_reader._read_fast(path, None, None, {})
+    assert got is not None and got[1] == ["a", "b"] and got[3] == ["integer", "string"]
+    # a header cell that reads like a number: cell by cell
+    path = workbook(tmp_path, {"S": [["a", "2024"], [1, 2]]})
+    assert excel_reader._read_fast(path, None, None, {}) is None
