@@ -21,6 +21,7 @@ from features.data.routes import router as data_router
 from features.datasets.routes import router as datasets_router
 from features.health.routes import router as health_router
 from features.jobs.routes import router as jobs_router
+from features.merges.routes import router as merges_router
 from features.refs.routes import router as refs_router
 from features.uploads.routes import router as uploads_router
 
@@ -55,6 +56,7 @@ def create_app() -> FastAPI:
         data_router,
         commits_router,
         compare_router,
+        merges_router,
     ):
         app.include_router(router)
 

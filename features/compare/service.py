@@ -56,6 +56,7 @@ class TableDiff:
     op: np.ndarray  # change kinds in head order
     base_pos: np.ndarray  # -1 where none
     head_pos: np.ndarray
+    seg: np.ndarray  # matched runs (base_pos, head_pos, length), in head order
 
     def summary(self) -> dict[str, int]:
         counts = np.bincount(self.op, minlength=3) if len(self.op) else np.zeros(3, np.int64)
@@ -155,7 +156,7 @@ def diff_table(base: TableVersion, head: TableVersion, primary_key: list[str] | 
     ).astype(np.int64)
     base_pos = np.concatenate([rems, np.full(len(adds), -1), mb]).astype(np.int64)
     head_pos = np.concatenate([np.full(len(rems), -1), adds, mh]).astype(np.int64)
-    return TableDiff(sd, key, al.matched, op[order], base_pos[order], head_pos[order])
+    return TableDiff(sd, key, al.matched, op[order], base_pos[order], head_pos[order], al.seg)
 
 
 def _no_segments() -> np.ndarray:
