@@ -9,7 +9,9 @@
    a type, read the file once more with the final types;
 3. store the schema, the manifest and the commit objects;
 4. in one transaction: mirror the commit, move the branch by compare-and-swap
-   from the head the import started from, mark the job succeeded.
+   from the head the import started from, mark the job succeeded; when another
+   writer moved the branch first, an append or upsert is rebased on the new
+   head and tries again, anything else fails with 409 ``ref_conflict``.
 
 Objects are content addressed and written before the ref moves, so a retry
 rewrites nothing and produces the same commit id (its time is the job's
@@ -22,6 +24,7 @@ import contextlib
 import functools
 import gc
 import os
+import random
 import resource
 import shutil
 import signal
@@ -40,7 +43,7 @@ import structlog
 from core import db, queue
 from core.chunks import write_chunk
 from core.config import get_settings
-from core.errors import DsaError, Unavailable
+from core.errors import Conflict, DsaError, Unavailable
 from core.objects import (
     Commit,
     Manifest,
@@ -260,25 +263,28 @@ def _drop_upload(job: dict[str, Any]) -> None:
 
 
 def _import(job: dict[str, Any], work: Path) -> None:
+    """Import the job's file onto its branch; see the module docstring and
+    "Concurrent writers" in docs/architecture.md for what happens when the
+    branch moves while the import runs."""
     store = get_store()
     params = job["params"]
+    mode = params["mode"]
     dataset_id: uuid.UUID = job["dataset_id"]
     branch: str = job["ref_name"]
+    expected = params.get("expected_commit_id")
     with db.transaction() as conn:
-        head = (
-            params.get("expected_commit_id")
-            or refs_service.get_branch(conn, dataset_id, branch)["commit_id"]
-        )
+        head = refs_service.get_branch(conn, dataset_id, branch)["commit_id"]
+    if expected is not None and expected != head:
+        raise branch_moved(branch, expected, head, mode=mode, stale=True)
     parent = get_commit(store, head)
     progress = _Progress(job["id"])
-    tables = dict(parent.tables)
-    results: list[dict[str, Any]] = []
-    dialects: dict[str, Any] = {}
     with _source_file(store, job, work, progress) as (path, upload):
         filename = upload["file_name"]
         try:
-            for table_name, table_path, source, fmt in _tables_of(path, params, work):
-                entry, result, dialect = _import_table(
+            found = _tables_of(path, params, work)
+            built: dict[str, tuple[TableEntry, dict[str, Any], dict[str, Any]]] = {}
+            for table_name, table_path, source, fmt in found:
+                built[table_name] = _import_table(
                     store,
                     work,
                     {**params, "format": fmt},
@@ -287,33 +293,138 @@ def _import(job: dict[str, Any], work: Path) -> None:
                     source,
                     parent.tables.get(table_name),
                 )
-                tables[table_name] = entry
-                results.append({"table": table_name, **result})
-                dialects[table_name] = dialect
+            rebases = 0
+            while True:
+                if _land(job, upload, head, parent, built, rebases):
+                    return
+                # another writer moved the branch first (the ref CAS lost)
+                with db.transaction() as conn:
+                    moved_to = refs_service.get_branch(conn, dataset_id, branch)["commit_id"]
+                if expected is not None or mode == "replace":
+                    raise branch_moved(
+                        branch, head, moved_to, mode=mode, stale=expected is not None
+                    )
+                if rebases >= REBASE_ATTEMPTS:
+                    raise Conflict(
+                        f"branch {branch!r} moved {rebases + 1} times while this {mode} "
+                        "tried to land on it, each time before it could; nothing was "
+                        "changed: upload the file again",
+                        code="ref_conflict",
+                        branch=branch,
+                        expected_commit_id=head,
+                        actual_commit_id=moved_to,
+                        attempts=rebases + 1,
+                    )
+                rebases += 1
+                # back off with jitter so racing writers do not keep colliding
+                time.sleep(random.uniform(0, min(REBASE_BACKOFF_S * 2**rebases, 1.0)))
+                with db.transaction() as conn:
+                    moved_to = refs_service.get_branch(conn, dataset_id, branch)["commit_id"]
+                progress.update()  # heartbeat; notices a cancel
+                progress.check()
+                new_parent = get_commit(store, moved_to)
+                log.info("branch moved; rebasing", job_id=str(job["id"]), onto=moved_to[:12])
+                rebuilt = {}
+                for table_name, table_path, source, fmt in found:
+                    rebuilt[table_name] = _rebase_table(
+                        store,
+                        mode,
+                        built[table_name],
+                        parent.tables.get(table_name),
+                        new_parent.tables.get(table_name),
+                    ) or _import_table(
+                        store,
+                        work,
+                        {**params, "format": fmt},
+                        progress,
+                        table_path,
+                        source,
+                        new_parent.tables.get(table_name),
+                    )
+                head, parent, built = moved_to, new_parent, rebuilt
         except ImportFailed as err:
             err.extra.setdefault("file", filename)
             raise
+
+
+REBASE_ATTEMPTS = 32
+REBASE_BACKOFF_S = 0.02
+
+
+def branch_moved(branch: str, expected: str, actual: str, *, mode: str, stale: bool) -> Conflict:
+    """The 409 for an import that may not land because the branch is elsewhere:
+    ``stale`` when the client named ``expected_commit_id``, else a replace that
+    lost the race (a replace is never rebased: it would drop the other change)."""
+    if stale:
+        detail = (
+            f"branch {branch!r} is at {actual[:12]}, not at the expected_commit_id "
+            f"{expected[:12]}: it moved since that commit was read. Nothing was changed; "
+            "look at the new head and upload again with expected_commit_id set to it, "
+            "or without expected_commit_id to import onto whatever the head is"
+        )
+    else:
+        detail = (
+            f"branch {branch!r} moved while this {mode} import ran (from {expected[:12]} "
+            f"to {actual[:12]}); a {mode} is not rebased, since it would silently undo "
+            "the other change. Nothing was changed; upload the file again to replace "
+            "the table on the new head, or use mode=append or upsert, which are rebased"
+        )
+    return Conflict(
+        detail,
+        code="ref_conflict",
+        branch=branch,
+        expected_commit_id=expected,
+        actual_commit_id=actual,
+    )
+
+
+def _land(
+    job: dict[str, Any],
+    upload: dict[str, Any],
+    head: str,
+    parent: Commit,
+    built: dict[str, tuple[TableEntry, dict[str, Any], dict[str, Any]]],
+    rebases: int,
+) -> bool:
+    """Commit the tables on ``head`` and move the branch there by compare-and-swap,
+    in one transaction with the job's success; False when the branch is no
+    longer at ``head`` (nothing is then recorded)."""
+    params = job["params"]
+    dataset_id: uuid.UUID = job["dataset_id"]
+    branch: str = job["ref_name"]
+    filename = upload["file_name"]
+    tables = dict(parent.tables)
+    results = []
+    for name, (entry, res, _) in built.items():
+        tables[name] = entry
+        results.append({"table": name, **res})
     rows = sum(r["rows"] for r in results)
-    progress.update(bytes_read=upload["size"], rows=rows)
     result: dict[str, Any] = (
         dict(results[0]) if len(results) == 1 else {"rows": rows, "tables": results}
     )
+    if rebases:
+        result["rebases"] = rebases
+    progress_done = {"rows": rows, "bytes_read": upload["size"]}
 
     if tables == parent.tables:
         with db.transaction() as conn:
             if not jobs_service.still_running(conn, job["id"]):
                 raise JobCancelled
+            # nothing to commit; still, the file's table is what the branch holds
+            # only if the branch is still where the import read it
+            if refs_service.get_branch(conn, dataset_id, branch)["commit_id"] != head:
+                return False
             jobs_service.succeed(
                 conn,
                 job["id"],
                 commit_id=head,
-                rows=rows,
-                bytes_read=upload["size"],
                 result={**result, "unchanged": True},
+                **progress_done,
             )
-        return
+        return True
 
-    names = [r["table"] for r in results]
+    names = list(built)
+    dialects = {name: dialect for name, (_, _, dialect) in built.items()}
     commit = Commit(
         parents=(head,),
         tables=tables,
@@ -332,21 +443,75 @@ def _import(job: dict[str, Any], work: Path) -> None:
             "job_id": str(job["id"]),
         },
     )
-    with db.transaction() as conn:
-        if not jobs_service.still_running(conn, job["id"]):
-            raise JobCancelled
-        commit_id = commits_service.record(conn, dataset_id=dataset_id, commit=commit)
-        refs_service.cas_move(
-            conn, dataset_id=dataset_id, name=branch, new=commit_id, expected=head
-        )
-        jobs_service.succeed(
-            conn,
-            job["id"],
-            commit_id=commit_id,
-            rows=rows,
-            bytes_read=upload["size"],
-            result=result,
-        )
+    try:
+        with db.transaction() as conn:
+            if not jobs_service.still_running(conn, job["id"]):
+                raise JobCancelled
+            commit_id = commits_service.record(conn, dataset_id=dataset_id, commit=commit)
+            refs_service.cas_move(
+                conn,
+                dataset_id=dataset_id,
+                name=branch,
+                new=commit_id,
+                expected=head,
+                by=params.get("author", "unknown"),
+                reason=f"import ({params['mode']}) of {filename}"
+                + (f", rebased {rebases}x" if rebases else ""),
+            )
+            jobs_service.succeed(
+                conn, job["id"], commit_id=commit_id, result=result, **progress_done
+            )
+    except Conflict as err:
+        if err.code != "ref_conflict":
+            raise
+        return False  # the transaction rolled back: no commit row, no ref move
+    return True
+
+
+def _rebase_table(
+    store: Any,
+    mode: str,
+    built: tuple[TableEntry, dict[str, Any], dict[str, Any]],
+    base: TableEntry | None,
+    onto: TableEntry | None,
+) -> tuple[TableEntry, dict[str, Any], dict[str, Any]] | None:
+    """The table the import ``built`` on ``base``, rebuilt on the new head's
+    version ``onto`` without reading the file again; None when only a re-run of
+    the import can tell (an upsert onto a changed table, an append onto a table
+    whose columns changed)."""
+    entry, result, dialect = built
+    if onto == base:
+        return built  # the other writer left this table alone
+    if mode != "append" or onto is None:
+        return None
+    ours = get_schema(store, entry.schema)
+    theirs = get_schema(store, onto.schema)
+    if [(c.name, c.type) for c in ours.columns] != [(c.name, c.type) for c in theirs.columns]:
+        return None  # read again with the table's new types (or fail with schema_mismatch)
+    # the file's pieces, and whether each column may be null in the table: an
+    # append built the table's pieces then the file's, and ORed their nullability
+    pieces = get_manifest(store, entry.manifest).pieces
+    known = [True] * len(ours.columns)  # our nullable flag is the file's own
+    if base is not None:
+        before = get_manifest(store, base.manifest).pieces
+        if pieces[: len(before)] != before:
+            return None
+        pieces = pieces[len(before) :]
+        known = [not c.nullable for c in get_schema(store, base.schema).columns]
+    nullable = []
+    for o, t, k in zip(ours.columns, theirs.columns, known, strict=True):
+        if not t.nullable and not k:
+            return None  # whether the file's rows hold nulls there is not recorded
+        nullable.append(t.nullable or o.nullable)
+    schema = Schema(
+        tuple(Column(c.name, c.type, n) for c, n in zip(theirs.columns, nullable, strict=True))
+    )
+    manifest = Manifest(tuple(get_manifest(store, onto.manifest).pieces) + tuple(pieces))
+    put_object(store, "schema", schema)
+    put_object(store, "manifest", manifest)
+    total = onto.row_count + result["rows"]
+    rebased = TableEntry(schema=schema.id, manifest=manifest.id, row_count=total)
+    return rebased, {**result, "table_rows": total}, dialect
 
 
 def _tables_of(path: Path, params: dict[str, Any], work: Path) -> list[tuple[str, Path, Any, str]]:

@@ -16,6 +16,7 @@ from core.storage import get_store
 from features.auth.service import User
 from features.imports import service as imports_service
 from features.jobs import service as jobs_service
+from features.refs import service as refs_service
 from features.uploads.multipart import ReceivedFile
 
 Q = db.Queries(__file__)
@@ -90,6 +91,7 @@ def accept(
     params: dict[str, Any],
 ) -> dict[str, Any]:
     """Store the upload, record it and its job; the import is enqueued after commit."""
+    check_expected(conn, dataset_id, branch, params.get("expected_commit_id"), params["mode"])
     upload_id = uuid.uuid4()
     key = f"uploads/{upload_id.hex}"
     get_store().put_file(key, Path(received.path), move=True)
@@ -132,6 +134,22 @@ def accept(
     }
 
 
+def check_expected(
+    conn: psycopg.Connection[Any],
+    dataset_id: uuid.UUID,
+    branch: str,
+    expected: str | None,
+    mode: str,
+) -> None:
+    """409 ``ref_conflict`` now, rather than from the job later, when the
+    request names an ``expected_commit_id`` the branch has already left."""
+    if expected is None:
+        return
+    actual = refs_service.get_branch(conn, dataset_id, branch)["commit_id"]
+    if actual != expected:
+        raise imports_service.branch_moved(branch, expected, actual, mode=mode, stale=True)
+
+
 def filename_for_url(url: str) -> str:
     """The file name a URL import goes by; without an extension it is read as CSV."""
     name = imports_service.filename_of(url)
@@ -149,6 +167,7 @@ def accept_url(
     params: dict[str, Any],
 ) -> dict[str, Any]:
     """Record an import from URLs; the worker downloads (nothing is fetched here)."""
+    check_expected(conn, dataset_id, branch, params.get("expected_commit_id"), params["mode"])
     job = jobs_service.create(
         conn,
         kind="import",
