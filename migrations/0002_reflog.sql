@@ -59,8 +59,10 @@ ALTER TABLE commit
     ALTER COLUMN chain_pos SET NOT NULL,
     ADD CONSTRAINT commit_chain_key UNIQUE (dataset_id, chain, chain_pos);
 
--- Pages of the whole-graph history: the commits of a chain between two generations.
-CREATE INDEX commit_chain_generation_idx ON commit (dataset_id, chain, generation);
+-- Pages of the whole-graph history: the commits of a chain between two
+-- generations, with the sort keys, so a page is ranked from the index alone.
+CREATE INDEX commit_chain_generation_idx ON commit (dataset_id, chain, generation)
+    INCLUDE (created_at, id);
 
 -- The parent edges that leave a chain. parent_index 0 is the first parent
 -- (only chain starts have a first-parent link); parent_generation saves a lookup.

@@ -42,7 +42,7 @@ TABLE commit
   CONSTRAINT commit_chain_key UNIQUE (dataset_id, chain, chain_pos)
   CONSTRAINT commit_dataset_id_fkey FOREIGN KEY (dataset_id) REFERENCES dataset(id) ON DELETE CASCADE
   CONSTRAINT commit_pkey PRIMARY KEY (dataset_id, id)
-  CREATE INDEX commit_chain_generation_idx ON public.commit USING btree (dataset_id, chain, generation)
+  CREATE INDEX commit_chain_generation_idx ON public.commit USING btree (dataset_id, chain, generation) INCLUDE (created_at, id)
   CREATE UNIQUE INDEX commit_chain_key ON public.commit USING btree (dataset_id, chain, chain_pos)
   CREATE INDEX commit_id_prefix_idx ON public.commit USING btree (dataset_id, id text_pattern_ops)
   CREATE UNIQUE INDEX commit_pkey ON public.commit USING btree (dataset_id, id)

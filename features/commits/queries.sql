@@ -60,13 +60,19 @@ ORDER BY c.depth DESC;
 -- name: graph_page
 -- A page of whole-graph history: the ancestors are, per chain, the commits up
 -- to a generation; those at or above ``floor`` hold the page. Newest first in
--- topological order (generation), ties by time, then id.
+-- topological order (generation), ties by time, then id. Ranked from the
+-- index (commit_chain_generation_idx), then the page's rows are read.
+WITH page AS (
+    SELECT c.id, c.generation, c.created_at
+    FROM unnest(%(chains)s::bigint[], %(top)s::integer[]) AS r (chain, top)
+    JOIN commit c ON c.dataset_id = %(dataset_id)s AND c.chain = r.chain
+                 AND c.generation BETWEEN %(floor)s AND r.top
+    ORDER BY c.generation DESC, c.created_at DESC, c.id
+    OFFSET %(offset)s LIMIT %(limit)s
+)
 SELECT c.id, c.parents, c.author, c.message, c.created_at, c.row_count, c.table_count
-FROM unnest(%(chains)s::bigint[], %(top)s::integer[]) AS r (chain, top)
-JOIN commit c ON c.dataset_id = %(dataset_id)s AND c.chain = r.chain
-             AND c.generation BETWEEN %(floor)s AND r.top
-ORDER BY c.generation DESC, c.created_at DESC, c.id
-OFFSET %(offset)s LIMIT %(limit)s;
+FROM page JOIN commit c ON c.dataset_id = %(dataset_id)s AND c.id = page.id
+ORDER BY page.generation DESC, page.created_at DESC, page.id;
 
 -- name: at_points
 -- The commits at given (chain, position) points, newest first (ties by id).
