@@ -20,16 +20,15 @@ the forms apart by their first bytes (canonical JSON starts with ``{``):
 
 from __future__ import annotations
 
-import bisect
 import json
 import re
-import sys
-from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple, overload
 
 import numpy as np
+import orjson
 import zstandard
 
 from core.hashing import canonical_json, json_object_id, object_id
@@ -58,8 +57,10 @@ class Schema:
         return [c.name for c in self.columns]
 
 
-@dataclass(frozen=True, slots=True)
-class Piece:
+class Piece(NamedTuple):
+    """Rows ``[start, start + length)`` of a chunk. A named tuple: versions made
+    of hundreds of thousands of pieces build them ~4x faster than a dataclass."""
+
     chunk: str
     start: int
     length: int
@@ -91,17 +92,23 @@ class Manifest:
         return cls(pieces=tuple(Piece(c, s, n) for c, s, n in d["pieces"]))
 
     @cached_property
+    def canonical(self) -> bytes:
+        """The canonical JSON. orjson writes the same bytes as ``canonical_json``
+        for this document (one key, integers, hex strings) ~10x faster; other
+        chunk ids take the reference encoder."""
+        doc = self.to_json()
+        if all(_HEX64.fullmatch(c) for c in {p.chunk for p in self.pieces}):
+            return orjson.dumps(doc)
+        return canonical_json(doc)
+
+    @cached_property
     def id(self) -> str:
-        return json_object_id("manifest", self.to_json())
+        return object_id("manifest", self.canonical)
 
     @cached_property
     def starts(self) -> list[int]:
         """Cumulative row offset where each piece starts."""
-        out, total = [], 0
-        for p in self.pieces:
-            out.append(total)
-            total += p.length
-        return out
+        return self.columns.pos.tolist()  # type: ignore[no-any-return]
 
     @cached_property
     def columns(self) -> PieceColumns:
@@ -117,22 +124,63 @@ class Manifest:
 
     @property
     def row_count(self) -> int:
-        return sum(p.length for p in self.pieces)
+        return int(self.columns.length.sum())
 
     def slices(self, offset: int, limit: int) -> list[tuple[str, int, int]]:
         """The ``(chunk, start_in_chunk, length)`` runs covering rows [offset, offset+limit)."""
         out: list[tuple[str, int, int]] = []
-        if limit <= 0 or not self.pieces:
+        cols = self.columns
+        n = len(cols.pos)
+        if limit <= 0 or n == 0:
             return out
-        i = max(bisect.bisect_right(self.starts, offset) - 1, 0)
+        i = max(int(np.searchsorted(cols.pos, offset, side="right")) - 1, 0)
         end = offset + limit
-        while i < len(self.pieces) and self.starts[i] < end:
-            p, s = self.pieces[i], self.starts[i]
-            lo, hi = max(offset, s), min(end, s + p.length)
+        while i < n and cols.pos[i] < end:
+            s, length = int(cols.pos[i]), int(cols.length[i])
+            lo, hi = max(offset, s), min(end, s + length)
             if hi > lo:
-                out.append((p.chunk, p.start + (lo - s), hi - lo))
+                out.append((cols.chunks[cols.chunk[i]], int(cols.start[i]) + (lo - s), hi - lo))
             i += 1
         return out
+
+
+class _LazyPieces(Sequence[Piece]):
+    """A decoded manifest's pieces, made into ``Piece`` objects only when
+    asked for: compare and paging work on the columns, and building 40,000
+    objects costs more than the rest of a compare."""
+
+    __slots__ = ("_cols",)
+
+    def __init__(self, cols: PieceColumns) -> None:
+        self._cols = cols
+
+    def __len__(self) -> int:
+        return len(self._cols.chunk)
+
+    @overload
+    def __getitem__(self, i: int) -> Piece: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Piece, ...]: ...
+
+    def __getitem__(self, i: int | slice) -> Piece | tuple[Piece, ...]:
+        if isinstance(i, slice):
+            return tuple(self[j] for j in range(*i.indices(len(self))))
+        c = self._cols
+        return Piece(c.chunks[c.chunk[i]], int(c.start[i]), int(c.length[i]))
+
+    def __iter__(self) -> Iterator[Piece]:
+        c = self._cols
+        names = [c.chunks[k] for k in c.chunk.tolist()]
+        return map(Piece, names, c.start.tolist(), c.length.tolist())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (tuple, _LazyPieces)):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,29 +237,25 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 def _encode_manifest(m: Manifest) -> bytes | None:
     """The compact stored form of a large manifest (None: chunk ids not all hex)."""
-    index: dict[str, int] = {}
-    ends: list[int] = []
-    col_chunk, col_gap, col_len = array("q"), array("q"), array("q")
-    for p in m.pieces:
-        i = index.get(p.chunk)
-        if i is None:
-            if not _HEX64.fullmatch(p.chunk):
-                return None
-            i = index[p.chunk] = len(index)
-            ends.append(0)
-        col_chunk.append(i)
-        col_gap.append(p.start - ends[i])
-        col_len.append(p.length)
-        ends[i] = p.start + p.length
-    cols = [col_chunk, col_gap, col_len]
-    if sys.byteorder != "little":  # pragma: no cover
-        for c in cols:
-            c.byteswap()
+    c = m.columns
+    if not all(_HEX64.fullmatch(x) for x in c.chunks):
+        return None
+    n = len(c.chunk)
+    # the gap: from where the previous piece of the same chunk ended (0 at first)
+    order = np.argsort(c.chunk, kind="stable")
+    ends = (c.start + c.length)[order]
+    prev = np.zeros(n, dtype=np.int64)
+    if n:
+        prev[1:] = ends[:-1]
+        sorted_chunk = c.chunk[order]
+        prev[np.r_[True, sorted_chunk[1:] != sorted_chunk[:-1]]] = 0
+    gap = np.empty(n, dtype=np.int64)
+    gap[order] = c.start[order] - prev
     body = (
-        len(index).to_bytes(8, "little")
-        + b"".join(bytes.fromhex(c) for c in index)
-        + len(m.pieces).to_bytes(8, "little")
-        + b"".join(c.tobytes() for c in cols)
+        len(c.chunks).to_bytes(8, "little")
+        + b"".join(bytes.fromhex(x) for x in c.chunks)
+        + n.to_bytes(8, "little")
+        + b"".join(a.astype("<i8").tobytes() for a in (c.chunk, gap, c.length))
     )
     return _MANIFEST_MAGIC + zstandard.ZstdCompressor(level=9).compress(body)
 
@@ -235,9 +279,9 @@ def _decode_manifest(raw: bytes) -> Manifest:
     group_start = np.maximum.accumulate(np.where(first, np.arange(n), 0)) if n else first
     start = np.empty(n, dtype=np.int64)
     start[order] = before - before[group_start] + gap[order]
-    names = [chunks[i] for i in idx.tolist()]
-    m = Manifest(tuple(map(Piece, names, start.tolist(), length.tolist())))
-    m.__dict__["columns"] = PieceColumns(chunks, idx, start, length, np.cumsum(length) - length)
+    cols = PieceColumns(chunks, idx, start, length, np.cumsum(length) - length)
+    m = Manifest(_LazyPieces(cols))  # type: ignore[arg-type]
+    m.__dict__["columns"] = cols
     return m
 
 
@@ -246,7 +290,7 @@ def _key(kind: str, oid: str) -> str:
 
 
 def put_object(store: ObjectStore, kind: str, obj: Schema | Manifest | Commit) -> str:
-    data = canonical_json(obj.to_json())
+    data = obj.canonical if isinstance(obj, Manifest) else canonical_json(obj.to_json())
     oid = object_id(kind, data)
     key = _key(kind, oid)
     if not store.exists(key):

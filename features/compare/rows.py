@@ -67,7 +67,9 @@ class TableRows:
             sel = np.flatnonzero(chunk_of == c)
             rows, inv = np.unique(row[sel], return_inverse=True)
             part = take_rows(self.store, names[int(c)], rows, tuple(columns))
-            parts.append(part.take(pa.array(inv)))
+            # chunks may disagree on a column's nullability; rows here are nullable
+            nullable = pa.schema([f.with_nullable(True) for f in part.schema])
+            parts.append(part.take(pa.array(inv)).cast(nullable))
             where.append(sel)
         table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
         # rows came chunk by chunk: put them back in position order, then repeat
