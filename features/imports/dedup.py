@@ -149,10 +149,7 @@ class DedupWriter:
             # too fragmented to read well: store this version afresh, in order
             return self._write(None)
         ids = parent_chunks + self._write(unmatched.to_arrow())
-        return [
-            Piece(ids[c], int(st), int(n))
-            for c, st, n in runs.select("chunk", "start", "length").iter_rows()
-        ]
+        return _pieces(ids, runs)
 
     def _parent_rows(self, extra: list[str] | None = None) -> tuple[list[str], pl.DataFrame]:
         """The parent table's rows in order: (hash, chunk index, position, occurrence).
@@ -160,12 +157,7 @@ class DedupWriter:
         Each distinct chunk's hash column is read once; the manifest's pieces
         then become row positions with vector operations only (a fragmented
         manifest can have thousands of pieces)."""
-        chunks: list[str] = []
-        index: dict[str, int] = {}
-        for piece in self.parent.pieces:
-            if piece.chunk not in index:
-                index[piece.chunk] = len(chunks)
-                chunks.append(piece.chunk)
+        chunks = list(self.parent.columns.chunks)
         if not chunks:
             schema: dict[str, Any] = {
                 "chunk": pl.UInt32,
@@ -174,11 +166,9 @@ class DedupWriter:
                 "h2": pl.UInt64,
             }
             return chunks, pl.DataFrame(schema=schema)
-        return chunks, self._parent_frame(chunks, index, extra)
+        return chunks, self._parent_frame(chunks, extra)
 
-    def _parent_frame(
-        self, chunks: list[str], index: dict[str, int], extra: list[str] | None
-    ) -> pl.DataFrame:
+    def _parent_frame(self, chunks: list[str], extra: list[str] | None) -> pl.DataFrame:
         columns, extras, offsets, total = [], [], [], 0
         for cid in chunks:
             with self.store.open_arrow(chunk_key(cid)) as f:
@@ -192,14 +182,10 @@ class DedupWriter:
         every = pl.concat([_halves(a.buffers()[1], a.offset, len(a)) for a in combined])
         if extra:
             every = pl.concat([every, pl.concat(extras)], how="horizontal")  # type: ignore[arg-type]
+        cols = self.parent.columns  # arrays, in the chunks' first-use order
         spans = pl.DataFrame(
-            {
-                "chunk": [index[p.chunk] for p in self.parent.pieces],
-                "start": [p.start for p in self.parent.pieces],
-                "length": [p.length for p in self.parent.pieces],
-            },
-            schema={"chunk": pl.UInt32, "start": pl.UInt32, "length": pl.UInt32},
-        )
+            {"chunk": cols.chunk, "start": cols.start, "length": cols.length}
+        ).cast(pl.UInt32)
         rows = (
             spans.with_columns(
                 pos=pl.int_ranges("start", pl.col("start") + pl.col("length"), dtype=pl.UInt32)
@@ -235,6 +221,15 @@ class DedupWriter:
         return pieces if mask is None else [p.chunk for p in pieces]
 
 
+def _pieces(ids: list[str], runs: pl.DataFrame) -> list[Piece]:
+    """Runs (chunk index, start, length) as pieces, built column-wise (a version
+    can have hundreds of thousands)."""
+    chunk = [ids[i] for i in runs.get_column("chunk").to_list()]
+    start = runs.get_column("start").to_list()
+    length = runs.get_column("length").to_list()
+    return list(map(Piece, chunk, start, length))
+
+
 def _halves(buf: pa.Buffer, offset: int, n: int) -> pl.DataFrame:
     """16-byte hashes as two u64 columns: numeric keys join and group several
     times faster than binary ones (measured: 1M rows)."""
@@ -267,15 +262,24 @@ def _with_occurrence(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def _runs(placed: pl.DataFrame) -> pl.DataFrame:
-    """Consecutive rows at consecutive positions of one chunk become one piece."""
-    return (
-        placed.with_columns(
-            brk=(pl.col("chunk") != pl.col("chunk").shift(1))
+    """Consecutive rows at consecutive positions of one chunk become one piece
+    (where a run breaks, found by comparing each row with the previous one)."""
+    if placed.height == 0:
+        return pl.DataFrame(schema={"chunk": pl.UInt64, "start": pl.UInt64, "length": pl.UInt64})
+    brk = placed.select(
+        (
+            (pl.col("chunk") != pl.col("chunk").shift(1))
             | (pl.col("pos") != pl.col("pos").shift(1) + 1)
-        )
-        .with_columns(run=pl.col("brk").fill_null(True).cum_sum())
-        .group_by("run", maintain_order=True)
-        .agg(chunk=pl.col("chunk").first(), start=pl.col("pos").first(), length=pl.len())
+        ).fill_null(True)
+    ).to_series()
+    first = brk.arg_true()
+    ends = pl.concat([first.slice(1), pl.Series([placed.height], dtype=first.dtype)])
+    return pl.DataFrame(
+        {
+            "chunk": placed.get_column("chunk").gather(first),
+            "start": placed.get_column("pos").gather(first),
+            "length": (ends - first).cast(pl.UInt64),
+        }
     )
 
 
@@ -354,10 +358,7 @@ class UpsertWriter(DedupWriter):
         order = out.filter(store).get_column("frow")
         ids = parent_chunks + self._write_rows(order)
         self.table_rows = out.height
-        return [
-            Piece(ids[c], int(st), int(n))
-            for c, st, n in _runs(placed).select("chunk", "start", "length").iter_rows()
-        ]
+        return _pieces(ids, _runs(placed))
 
     def _file_rows(self) -> pl.DataFrame:
         halves = _halves(pa.py_buffer(b"".join(self.hashes)), 0, self.rows)

@@ -64,3 +64,24 @@ def test_a_large_manifest_is_stored_compressed_under_its_json_id(tmp_path: Path)
     assert store.get(f"manifests/{oid}")[:4] == b"\x28\xb5\x2f\xfd"
     objects._cache.clear()
     assert get_manifest(store, oid) == odd and oid == odd.id
+
+
+def test_manifest_bytes_and_compact_form_match_the_reference(tmp_path: Path) -> None:
+    import random
+
+    from core import objects
+    from core.hashing import canonical_json, json_object_id
+
+    rnd = random.Random(5)
+    ids = [f"{i:064x}" for i in range(9)]
+    m = Manifest(
+        tuple(
+            Piece(rnd.choice(ids), rnd.randrange(10**6), rnd.randrange(1, 9)) for _ in range(9000)
+        )
+    )
+    assert m.canonical == canonical_json(m.to_json())
+    assert m.id == json_object_id("manifest", m.to_json())
+    store = store_from_url(tmp_path.as_uri())
+    oid = put_object(store, "manifest", m)
+    objects._cache.clear()
+    assert get_manifest(store, oid).pieces == m.pieces
