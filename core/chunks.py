@@ -181,3 +181,8 @@ def take_rows(store: ObjectStore, cid: str, rows: np.ndarray, columns: tuple[str
     offset_of = np.zeros(len(footer.starts), dtype=np.int64)
     offset_of[groups] = np.cumsum(sizes) - sizes
     return table.take(pa.array(offset_of[group_of] + rows - starts[group_of]))
+
+
+def read_chunk_columns(store: ObjectStore, cid: str, columns: tuple[str, ...]) -> pa.Table:
+    """Whole columns of a chunk, in one read (not cached)."""
+    return _footer(store, cid).file.read(columns=list(columns))

@@ -10,11 +10,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.chunks import read_hashes, take_rows
+from core.chunks import read_chunk_columns, read_hashes, take_rows
 from core.hashing import row_hashes
+from core.lru import LRU
 from core.objects import Manifest, Schema
 from core.schema import Column, arrow_type
 from core.storage import ObjectStore
+
+_projection_cache: LRU[tuple[str, tuple[tuple[str, str, str], ...]], np.ndarray] = LRU(
+    max_items=4096, max_bytes=128 * 1024**2, size_of=lambda a: a.nbytes
+)
 
 
 @dataclass(frozen=True)
@@ -81,10 +86,30 @@ class TableRows:
         return next(c.type for c in self.schema.columns if c.name == name)
 
     def projected_hashes(self, positions: np.ndarray, cols: list[Projected]) -> np.ndarray:
-        """Row hashes of the rows at ``positions`` over ``cols`` only."""
+        """Row hashes of the rows at ``positions`` over ``cols`` only.
+
+        A few columns (a primary key) are hashed for whole chunks and cached,
+        since the rows asked for are scattered over every row group of the
+        chunks anyway and the next compare re-uses most chunks."""
         if len(positions) == 0:
             return np.empty((0, 2), dtype=np.uint64)
-        table = self.read(positions, [c.source for c in cols])
+        if len(cols) > 2:
+            return self._hash(self.read(positions, [c.source for c in cols]), cols)
+        out = np.empty((len(positions), 2), dtype=np.uint64)
+        chunk_of, row, names = self._locate(positions)
+        key = tuple((c.source, c.name, c.type) for c in cols)
+        for c in np.unique(chunk_of):
+            cid = names[int(c)]
+            got = _projection_cache.get((cid, key))
+            if got is None:
+                table = read_chunk_columns(self.store, cid, tuple(p.source for p in cols))
+                got = self._hash(table, cols)
+                _projection_cache.put((cid, key), got)
+            sel = chunk_of == c
+            out[sel] = got[row[sel]]
+        return out
+
+    def _hash(self, table: pa.Table, cols: list[Projected]) -> np.ndarray:
         arrays = []
         for i, c in enumerate(cols):
             arr = table.column(i)
