@@ -128,7 +128,7 @@ def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
             ).raise_for_status()
             with branch_csv.open("rb") as fh:
                 r = client.post(
-                    f"/api/v1/datasets/{ds}/refs/edit/uploads", files={"file": ("b.csv", fh)}
+                    f"/api/v1/datasets/{ds}/refs/edit/uploads", files={"file": ("bench.csv", fh)}
                 )
             job = r.raise_for_status().json()["job_id"]
             while client.get(f"/api/v1/jobs/{job}").json()["state"] in ("queued", "running"):
