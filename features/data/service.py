@@ -26,7 +26,10 @@ from core.chunks import read_rows
 from core.errors import Invalid, NotFound
 from core.objects import get_commit, get_manifest, get_schema
 from core.storage import get_store
+from features.data.filters import parse_filter, parse_sort
 from features.refs import service as refs_service
+
+__all__ = ["column_values", "page", "parse_filter", "parse_sort", "tables"]
 
 MAX_LIMIT = 1000
 _SAFE_INT = 2**53
