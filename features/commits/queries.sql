@@ -74,6 +74,22 @@ SELECT c.id, c.parents, c.author, c.message, c.created_at, c.row_count, c.table_
 FROM page JOIN commit c ON c.dataset_id = %(dataset_id)s AND c.id = page.id
 ORDER BY page.generation DESC, page.created_at DESC, page.id;
 
+-- name: graph_page_from_root
+-- The same page counted from the other end, for deep pages: the ``limit``
+-- oldest ancestors after skipping ``offset`` of them, oldest first (the exact
+-- reverse order); those at or below ``ceiling`` hold them.
+WITH page AS (
+    SELECT c.id, c.generation, c.created_at
+    FROM unnest(%(chains)s::bigint[], %(top)s::integer[]) AS r (chain, top)
+    JOIN commit c ON c.dataset_id = %(dataset_id)s AND c.chain = r.chain
+                 AND c.generation <= least(r.top, %(ceiling)s)
+    ORDER BY c.generation, c.created_at, c.id DESC
+    OFFSET %(offset)s LIMIT %(limit)s
+)
+SELECT c.id, c.parents, c.author, c.message, c.created_at, c.row_count, c.table_count
+FROM page JOIN commit c ON c.dataset_id = %(dataset_id)s AND c.id = page.id
+ORDER BY page.generation, page.created_at, page.id DESC;
+
 -- name: at_points
 -- The commits at given (chain, position) points, newest first (ties by id).
 SELECT c.id FROM unnest(%(chains)s::bigint[], %(pos)s::integer[]) AS p (chain, pos)

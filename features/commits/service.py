@@ -222,21 +222,34 @@ def _graph_page(
     total = graph.count(reach)
     if offset >= total or limit == 0:
         return [], total
-    # at least k ancestors have a generation above start's minus k, and they
-    # come first: the page lies among the commits at or above this floor
-    floor = start.generation - (offset + limit) + 1
     points = list(reach.values())
-    rows = conn.execute(
-        Q.graph_page,
-        {
-            "dataset_id": dataset_id,
-            "chains": [p.chain for p in points],
-            "top": [p.generation for p in points],
-            "floor": floor,
-            "offset": offset,
-            "limit": limit,
-        },
-    ).fetchall()
+    params: dict[str, Any] = {
+        "dataset_id": dataset_id,
+        "chains": [p.chain for p in points],
+        "top": [p.generation for p in points],
+    }
+    # Every generation from 1 to the head's G holds an ancestor. So at least k
+    # ancestors have a generation above G - k, and they come first: the first
+    # n = offset + limit lie at or above G - n + 1. Likewise the m oldest lie
+    # at or below generation m. Read from whichever end is nearer.
+    end = min(offset + limit, total)
+    from_root = total - offset  # the page's distance from the oldest end
+    if end <= from_root:
+        rows = conn.execute(
+            Q.graph_page,
+            {**params, "floor": start.generation - end + 1, "offset": offset, "limit": limit},
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            Q.graph_page_from_root,
+            {
+                **params,
+                "ceiling": from_root,
+                "offset": total - end,
+                "limit": end - offset,
+            },
+        ).fetchall()
+        rows.reverse()
     return rows, total
 
 

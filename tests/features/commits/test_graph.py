@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
@@ -90,6 +90,8 @@ def _page_all(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(steps=st.lists(_step, min_size=1, max_size=40), per_page=st.integers(1, 7))
+@example(steps=[(0.99,)] * 9, per_page=3)  # a line: pages from both ends
+@example(steps=[(0.99,), (0.5,), (0.99, 0.6), (0.0,), (0.99, 0.7, 0.3)] * 3, per_page=4)
 def test_history_and_merge_base_match_the_oracle(
     conn: psycopg.Connection[Any], steps: list[tuple[Any, ...]], per_page: int
 ) -> None:
@@ -107,8 +109,10 @@ def test_history_and_merge_base_match_the_oracle(
         assert total == len(anc) and sorted(ids) == sorted(anc)
         pos = {x: i for i, x in enumerate(ids)}
         assert all(pos[x] < pos[p] for x in ids for p in parents[x])
-        key = [(-info[x]["generation"], info[x]["created_at"]) for x in ids]
-        assert [k[0] for k in key] == sorted(k[0] for k in key)
+        # exactly: generation descending, then time descending, then id
+        assert ids == sorted(
+            anc, key=lambda x: (-info[x]["generation"], -info[x]["created_at"].timestamp(), x)
+        )
         # first parent
         fp = [c]
         while parents[fp[-1]]:

@@ -4,6 +4,7 @@ import os
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -89,3 +90,25 @@ def test_two_writers_extending_one_chain(stack: dict[str, str]) -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_whole_graph_ties_by_id_from_both_ends(stack: dict[str, str]) -> None:
+    """Commits of one generation and one time are ordered by id, whichever end
+    of the history a page is counted from."""
+    at = datetime(2024, 5, 1, tzinfo=UTC)
+    with _connect() as conn:
+        ds = _dataset(conn)
+        root = commit(conn, ds, at=at)
+        kids = [commit(conn, ds, root, at=at) for _ in range(4)]
+        head = commit(conn, ds, *kids, at=at)
+        want = [head, *sorted(kids), root]
+        for per_page in (1, 2, 3):
+            got: list[str] = []
+            for offset in range(0, len(want), per_page):
+                rows, total = commits_service.history(
+                    conn, ds, head, offset=offset, limit=per_page, all_parents=True
+                )
+                assert total == len(want)
+                got += [r["id"] for r in rows]
+            assert got == want
+        conn.rollback()
