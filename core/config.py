@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     chunk_rows: int = 131_072
     row_group_rows: int = 2_048
     page_cache_bytes: int = 256 * 1024**2
+    query_cache_bytes: int = 128 * 1024**2
     db_pool_size: int = 10
     job_stale_after_s: float = 60.0
     import_memory_limit_bytes: int = 8 * 1024**3
@@ -45,6 +46,9 @@ class Settings(BaseSettings):
     url_import_timeout_s: float = 30.0
     url_import_attempts: int = 3
     tmp_retention_s: float = 24 * 3600.0
+    export_batch_rows: int = 65_536
+    export_link_key: str | None = None
+    export_link_max_seconds: int = 7 * 86_400
     log_level: str = "INFO"
 
     @property

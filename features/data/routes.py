@@ -32,6 +32,8 @@ def data(
     offset: int = Query(0, ge=0),
     limit: int = Query(100, ge=0, le=service.MAX_LIMIT),
     columns: str | None = None,
+    filter: str | None = Query(None, max_length=8192),
+    sort: str | None = Query(None, max_length=2048),
 ) -> Response:
     """A page of rows. The hot read path: orjson, and the caller is read from
     the request here rather than through a dependency (measured ~0.5 ms less)."""
@@ -40,7 +42,15 @@ def data(
     with read() as conn:
         datasets_service.require(conn, user, dataset_id, "read")
         body = service.page(
-            conn, dataset_id, ref, table=table, offset=offset, limit=limit, columns=cols
+            conn,
+            dataset_id,
+            ref,
+            table=table,
+            offset=offset,
+            limit=limit,
+            columns=cols,
+            filter=filter,
+            sort=sort,
         )
     # OPT_UTC_Z: zoned datetimes end in "Z"; naive ones stay naive
     return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), media_type="application/json")

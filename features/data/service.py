@@ -26,6 +26,7 @@ from core.chunks import read_rows
 from core.errors import Invalid, NotFound
 from core.objects import get_commit, get_manifest, get_schema
 from core.storage import get_store
+from features.data import query
 from features.data.filters import parse_filter, parse_sort
 from features.refs import service as refs_service
 
@@ -61,6 +62,8 @@ def page(
     offset: int,
     limit: int,
     columns: list[str] | None,
+    filter: str | None = None,
+    sort: str | None = None,
 ) -> dict[str, Any]:
     commit_id = refs_service.resolve(conn, dataset_id, ref)
     store = get_store()
@@ -87,23 +90,46 @@ def page(
         picked = [names.index(c) for c in columns]
     else:
         picked = list(range(len(names)))
+    filter = filter.strip() if filter else None
+    sort = sort.strip() if sort else None
+    where = parse_filter(filter, schema) if filter else None
+    order = parse_sort(sort, schema) if sort else []
     manifest = get_manifest(store, entry.manifest)
     wanted = tuple(names[i] for i in picked)
     kinds = [schema.columns[i].type for i in picked]
     rows: list[tuple[Any, ...]] = []
-    for chunk, start, length in manifest.slices(offset, limit):
-        part = read_rows(store, chunk, start, length, wanted)
-        cols = [column_values(part.column(i), kinds[i]) for i in range(len(wanted))]
-        rows.extend(zip(*cols, strict=True))
-    return {
+    total = entry.row_count
+    if where is None and not order:
+        for chunk, start, length in manifest.slices(offset, limit):
+            part = read_rows(store, chunk, start, length, wanted)
+            cols = [column_values(part.column(i), kinds[i]) for i in range(len(wanted))]
+            rows.extend(zip(*cols, strict=True))
+    else:
+        found = query.positions(
+            store, manifest, schema, where=where, order=order, key=(filter or "", sort or "")
+        )
+        total = len(found)
+        at = found[offset : offset + limit]
+        if len(at) and wanted:
+            part = query.read_positions(store, manifest, wanted, at)
+            cols = [column_values(part.column(i), kinds[i]) for i in range(len(wanted))]
+            rows.extend(zip(*cols, strict=True))
+        elif len(at):
+            rows = [() for _ in range(len(at))]
+    body = {
         "commit_id": commit_id,
         "table": table,
         "columns": [{"name": names[i], "type": schema.columns[i].type} for i in picked],
         "rows": rows,
         "offset": offset,
         "limit": limit,
-        "total_rows": entry.row_count,
+        "total_rows": total,
     }
+    if filter:
+        body["filter"] = filter
+    if sort:
+        body["sort"] = [{"column": c, "descending": d} for c, d in order]
+    return body
 
 
 def column_values(arr: pa.ChunkedArray, kind: str) -> list[Any]:
