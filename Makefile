@@ -30,6 +30,7 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(PY) tests/bench/bench_import.py
 	$(PY) tests/bench/bench_formats.py
+	$(PY) tests/bench/bench_history.py
 	$(PY) tests/bench/bench_compare.py
 
 clean:

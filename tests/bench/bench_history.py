@@ -15,7 +15,8 @@
 3. serves the API with uvicorn in its own process (``python -m api.cli api``)
    and measures over real HTTP (httpx, keep-alive, one client), after a warm-up,
    p50/p95 of: first-parent history page 1 and a deep page; ``all=true``
-   page 1 and a deep page (near the end of the graph); the merge base of
+   page 1, the middle page (the worst case: pages are read from the nearer
+   end) and a deep page (near the end of the graph); the merge base of
    ``main...old``. The same operations are also timed in-process, calling
    the service functions directly (no HTTP, no JSON), to show the server-side share;
 4. prints a table, writes ``tests/bench/results/history-<timestamp>.json`` and
@@ -203,6 +204,14 @@ def cases(graph: dict[str, Any], totals: dict[str, int]) -> dict[str, dict[str, 
             "params": {"ref": "main", "per_page": PER_PAGE, "page": fp_deep}
         },
         "all=true page 1": {"params": {"ref": "main", "per_page": PER_PAGE, "all": "true"}},
+        f"all=true page {all_deep // 2 + 1} (middle)": {
+            "params": {
+                "ref": "main",
+                "per_page": PER_PAGE,
+                "page": all_deep // 2 + 1,
+                "all": "true",
+            }
+        },
         f"all=true page {all_deep}": {
             "params": {"ref": "main", "per_page": PER_PAGE, "page": all_deep, "all": "true"}
         },
@@ -331,7 +340,7 @@ def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> bool:
             }
             h, s = out[name]["http"], out[name]["service"]
             print(
-                f"{name:<28} HTTP p50 {h['p50_ms']:6.1f}  p95 {h['p95_ms']:6.1f} ms   "
+                f"{name:<32} HTTP p50 {h['p50_ms']:6.1f}  p95 {h['p95_ms']:6.1f} ms   "
                 f"service p50 {s['p50_ms']:6.1f}  p95 {s['p95_ms']:6.1f} ms"
             )
         res["cases"] = out
