@@ -46,7 +46,7 @@ def record(conn: psycopg.Connection[Any], *, dataset_id: uuid.UUID, commit: Comm
     the graph (generation, chain, links). Returns its id; recording a commit
     that is already there changes nothing."""
     put_object(get_store(), "commit", commit)
-    if exists(conn, dataset_id, commit.id):
+    if _recorded(conn, dataset_id, commit.id):
         return commit.id
     parents = list(commit.parents)
     found = {
@@ -81,7 +81,7 @@ def record(conn: psycopg.Connection[Any], *, dataset_id: uuid.UUID, commit: Comm
                 ).fetchone()
         except psycopg.errors.UniqueViolation:
             inserted = None
-            if exists(conn, dataset_id, commit.id):
+            if _recorded(conn, dataset_id, commit.id):
                 return commit.id
         else:
             if inserted is None:  # recorded concurrently
@@ -89,14 +89,19 @@ def record(conn: psycopg.Connection[Any], *, dataset_id: uuid.UUID, commit: Comm
             _insert_links(
                 conn, dataset_id, first["chain"], first["chain_pos"] + 1, parents[1:], 1, found
             )
-            _known.put((dataset_id, commit.id), True)
             return commit.id
     chain = conn.execute(Q.new_chain).fetchone()["chain"]  # type: ignore[index]
     if conn.execute(Q.insert_commit, {**row, "chain": chain, "chain_pos": 0}).fetchone() is None:
         return commit.id
     _insert_links(conn, dataset_id, chain, 0, parents, 0, found)
-    _known.put((dataset_id, commit.id), True)
     return commit.id
+
+
+def _recorded(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, commit_id: str) -> bool:
+    """Whether the commit is in the table as this transaction sees it. Not
+    cached: this transaction may still roll back (``exists`` remembers)."""
+    row = conn.execute(Q.depth_of, {"dataset_id": dataset_id, "id": commit_id}).fetchone()
+    return row is not None
 
 
 def _insert_links(

@@ -112,3 +112,19 @@ def test_whole_graph_ties_by_id_from_both_ends(stack: dict[str, str]) -> None:
                 got += [r["id"] for r in rows]
             assert got == want
         conn.rollback()
+
+
+def test_record_again_after_a_rollback(stack: dict[str, str]) -> None:
+    """A commit recorded in a transaction that rolled back (an import whose
+    ref move lost) is recorded for real when recorded again."""
+    with _connect() as conn:
+        ds = _dataset(conn)
+        root = commit(conn, ds)
+        conn.commit()
+        c = Commit((root,), {}, "a", "2024-01-01T00:00:00.000000Z", "again", {})
+        commits_service.record(conn, dataset_id=ds, commit=c)
+        assert commits_service.exists(conn, ds, c.id)
+        conn.rollback()
+        commits_service.record(conn, dataset_id=ds, commit=c)
+        conn.commit()
+        assert _place(conn, ds, c.id)[1:] == (1, 2)
