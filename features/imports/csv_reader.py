@@ -17,7 +17,9 @@ skipped.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -547,6 +549,7 @@ class CsvSource:
         counting = _CountingReader(stream, lambda: self.on_bytes(consumed()))
         forced = self.options.get("column_types") or {}
         row_base = 0
+        batches: Generator[pa.RecordBatch, None, None] | None = None
         try:
             probe, _ = open_table_bytes(self.path, dialect)
             with probe:  # the column count, from the first block
@@ -565,7 +568,8 @@ class CsvSource:
                     check_utf8=True,
                 ),
             )
-            for batch in reader:
+            batches = _read_ahead(reader) if READ_AHEAD else (b for b in reader)
+            for batch in batches:
                 if self.inference is None:
                     check_width(batch.num_columns, line=dialect["skip_rows"] + 1)
                     if dialect["header"] is None:
@@ -591,6 +595,8 @@ class CsvSource:
                 raise _compression_failed(counting.error, compression) from None
             raise _explain(exc, bad_row, self.path, dialect) from None
         finally:
+            if batches is not None:
+                batches.close()  # the read-ahead thread stops before the file closes
             stream.close()
         if self.inference is None:
             raise ImportFailed("the file has no header row and no data", code="empty_file", line=1)
@@ -603,6 +609,52 @@ class CsvSource:
                     code="unterminated_quote",
                     line=line,
                 )
+
+
+READ_AHEAD = True
+_DONE = object()
+
+
+def _read_ahead(reader: Iterator[pa.RecordBatch]) -> Generator[pa.RecordBatch, None, None]:
+    """``reader``'s batches, parsed one or two blocks ahead on a thread: Arrow's
+    streaming reader parses a block only when asked, so without this the
+    parsing and the type conversion of the previous block take turns on one
+    core. Errors reach the caller where the batch would have."""
+    q: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item: tuple[Any, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for batch in reader:
+                if not put((batch, None)):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            put((_DONE, exc))
+            return
+        put((_DONE, None))
+
+    thread = threading.Thread(target=run, name="csv-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, err = q.get()
+            if item is _DONE:
+                if err is not None:
+                    raise err
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _bad_value(

@@ -44,6 +44,7 @@ from core import db, queue
 from core.chunks import write_chunk
 from core.config import get_settings
 from core.errors import Conflict, DsaError, Unavailable
+from core.hashing import row_hashes
 from core.objects import (
     Commit,
     Manifest,
@@ -625,8 +626,10 @@ def _import_table(
 class ChunkWriter:
     """Cuts typed batches into chunks of ``chunk_rows`` rows and stores each on a
     small thread pool, so hashing and Parquet encoding (both release the GIL)
-    overlap with parsing. At most ``pool size + 1`` chunks are in flight, which
-    bounds memory."""
+    overlap with parsing. Each batch is hashed on the pool as it arrives, so a
+    chunk's encoding does not wait for its hashing to start (the last chunk of
+    a file then costs only its encoding). At most ``pool size + 1`` chunks are
+    in flight, which bounds memory."""
 
     def __init__(self, store: Any, columns: list[Column], work: Path, pool: ThreadPoolExecutor):
         self.store = store
@@ -635,6 +638,7 @@ class ChunkWriter:
         self.pool = pool
         self.chunk_rows = get_settings().chunk_rows
         self.pending: list[pa.RecordBatch] = []
+        self.hashing: list[Future[bytes]] = []  # row hashes of the pending batches
         self.pending_rows = 0
         self.futures: list[Future[tuple[str, int]]] = []
         self.rows = 0
@@ -642,7 +646,9 @@ class ChunkWriter:
     def add(self, batch: pa.RecordBatch) -> None:
         while batch.num_rows:
             take = min(batch.num_rows, self.chunk_rows - self.pending_rows)
-            self.pending.append(batch.slice(0, take))
+            part = batch.slice(0, take)
+            self.pending.append(part)
+            self.hashing.append(self.pool.submit(row_hashes, part, self.columns))
             self.pending_rows += take
             batch = batch.slice(take)
             if self.pending_rows >= self.chunk_rows:
@@ -652,12 +658,14 @@ class ChunkWriter:
         if not self.pending_rows:
             return
         table = pa.Table.from_batches(self.pending)
-        self.pending, self.pending_rows = [], 0
+        hashing = self.hashing
+        self.pending, self.hashing, self.pending_rows = [], [], 0
         inflight = [f for f in self.futures if not f.done()]
         if len(inflight) > self.pool._max_workers:  # noqa: SLF001 - back-pressure
             inflight[0].result()
+        # the hash tasks were queued first (FIFO): waiting on them cannot deadlock
         self.futures.append(
-            self.pool.submit(write_chunk, self.store, table, self.columns, tmp_dir=self.work)
+            self.pool.submit(_write_hashed, self.store, table, self.columns, self.work, hashing)
         )
         self.rows += table.num_rows
 
@@ -668,10 +676,17 @@ class ChunkWriter:
     def abandon(self) -> None:
         for f in self.futures:
             f.cancel()
-        for f in self.futures:
-            if not f.cancelled():
+        for f in [*self.futures, *self.hashing]:
+            if not f.cancel():
                 f.exception()  # wait; its chunk is merely unreferenced
-        self.futures, self.pending, self.pending_rows = [], [], 0
+        self.futures, self.hashing, self.pending, self.pending_rows = [], [], [], 0
+
+
+def _write_hashed(
+    store: Any, table: pa.Table, columns: list[Column], work: Path, hashing: list[Future[bytes]]
+) -> tuple[str, int]:
+    hashes = b"".join(f.result() for f in hashing)
+    return write_chunk(store, table, columns, tmp_dir=work, hashes=hashes)
 
 
 @contextmanager
