@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,6 +25,8 @@ from features.jobs.routes import router as jobs_router
 from features.merges.routes import router as merges_router
 from features.refs.routes import router as refs_router
 from features.uploads.routes import router as uploads_router
+from features.web import service as web_service
+from features.web.ui import ui_routers
 
 REQUEST_SECONDS = Histogram(
     "dsa_http_request_seconds", "HTTP request latency", ["method", "route", "status"]
@@ -59,7 +62,12 @@ def create_app() -> FastAPI:
         merges_router,
     ):
         app.include_router(router)
+    # the web UI: pages at /, static files (vendored htmx, CSS, JS) at /static
+    for router in ui_routers():
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=web_service.STATIC_DIR), name="static")
 
+    app.add_middleware(web_service.SessionMiddleware)
     app.add_middleware(MetricsMiddleware)
     return app
 
