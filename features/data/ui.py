@@ -1,0 +1,105 @@
+"""The dataset home page: a ref switcher, a tab per table, a data grid with
+typed columns, pagination (jump to row), column selection and the filter box."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from core.db import read
+from core.errors import DsaError, Invalid
+from features.commits import service as commits_service
+from features.data import service
+from features.datasets import service as datasets_service
+from features.refs import service as refs_service
+from features.web import service as web
+
+router = APIRouter(route_class=web.UiRoute, include_in_schema=False)
+LIMITS = (25, 50, 100, 250, 500)
+NUMERIC = {"integer", "float", "decimal"}
+
+
+@router.get("/datasets/{dataset_id}")
+def home(
+    request: Request,
+    dataset_id: uuid.UUID,
+    ref: str | None = None,
+    table: str | None = None,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(100, ge=1, le=500),
+    row: int | None = Query(None, ge=1, description="jump to this row (1-based)"),
+    col: list[str] | None = Query(None),
+    filter: str | None = None,
+    sort: str | None = None,
+) -> Response:
+    user = web.current_user(request)
+    if row is not None:
+        offset = row - 1
+    filter = (filter or "").strip() or None
+    sort = (sort or "").strip() or None
+    with read() as conn:
+        ds = datasets_service.require(conn, user, dataset_id, "read")
+        ref = ref or ds["default_branch"]
+        refs = refs_service.list_refs(conn, dataset_id)
+        listing = service.tables(conn, dataset_id, ref)
+        commit_id = listing["commit_id"]
+        commit = commits_service.get(conn, dataset_id, commit_id)
+        tables = listing["items"]
+        current = next((t for t in tables if t["name"] == table), tables[0] if tables else None)
+        if table is not None and (current is None or current["name"] != table):
+            raise Invalid(f"table {table!r} does not exist at {ref}", code="table_not_found")
+        page: dict[str, Any] | None = None
+        problem = None
+        if current is not None:
+            all_columns = [c["name"] for c in current["columns"]]
+            chosen = [c for c in (col or []) if c in all_columns] or None
+            kw: dict[str, Any] = {}
+            if filter:
+                kw["filter"] = filter
+            if sort:
+                kw["sort"] = sort
+            try:
+                page = service.page(
+                    conn,
+                    dataset_id,
+                    commit_id,
+                    table=current["name"],
+                    offset=offset,
+                    limit=limit,
+                    columns=chosen,
+                    **kw,
+                )
+            except DsaError as err:  # a bad filter: show the grid's problem, keep the page
+                if err.status not in (400, 422) or not (filter or sort):
+                    raise
+                problem = err.to_problem()
+    types = {c["name"]: c["type"] for c in current["columns"]} if current else {}
+    total = page["total_rows"] if page else 0
+    return web.render(
+        request,
+        "data/home.html",
+        dataset=ds,
+        tab="data",
+        ref=ref,
+        refs=refs,
+        is_branch=any(r["name"] == ref and r["kind"] == "branch" for r in refs),
+        commit=commit,
+        commit_id=commit_id,
+        tables=tables,
+        table=current,
+        page=page,
+        types=types,
+        numeric=NUMERIC,
+        selected=set(col or []),
+        offset=offset,
+        limit=limit,
+        limits=LIMITS,
+        total=total,
+        last_offset=max(0, (total - 1) // limit * limit) if total else 0,
+        filter=filter or "",
+        sort=sort or "",
+        problem=problem,
+        cols=col or [],
+    )
