@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) tests/bench/bench_formats.py
 	$(PY) tests/bench/bench_history.py
 	$(PY) tests/bench/bench_compare.py
+	$(PY) tests/bench/bench_reads.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info core/*.so .pytest_cache .mypy_cache .ruff_cache

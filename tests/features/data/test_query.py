@@ -195,3 +195,27 @@ def test_positions_are_cached_per_query(
     a = query.positions(store, manifest, SCHEMA, where=where, order=[], key=("n = 1", ""))
     b = query.positions(store, manifest, SCHEMA, where=where, order=[], key=("n = 1", ""))
     assert a is b and not a.flags.writeable
+
+
+@pytest.mark.parametrize("where", ["n = 1", "s contains 'a' or f > 0", "not (n in (1, 2))"])
+def test_the_pushdown_scan_agrees_with_the_cached_columns(
+    chunks: tuple[LocalStore, list[tuple[str, pa.Table]]], where: str
+) -> None:
+    """Columns too big for the budget are not kept: chunks are scanned with
+    predicate pushdown instead, with the same answer."""
+    store, made = chunks
+    manifest = Manifest(
+        (Piece(made[2][0], 5, 30), Piece(made[0][0], 0, 40), Piece(made[2][0], 0, 12))
+    )
+    args = {"where": data_service.parse_filter(where, SCHEMA), "order": [("s", True)]}
+    query.clear_cache()
+    kept = query.positions(store, manifest, SCHEMA, key=(where, "a"), **args)  # type: ignore[arg-type]
+    s = get_settings()
+    old = s.query_cache_bytes
+    s.query_cache_bytes = 64
+    try:
+        query.clear_cache()
+        scanned = query.positions(store, manifest, SCHEMA, key=(where, "b"), **args)  # type: ignore[arg-type]
+    finally:
+        s.query_cache_bytes = old
+    assert scanned.tolist() == kept.tolist() and len(kept) > 0
