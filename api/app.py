@@ -20,6 +20,7 @@ from features.commits.routes import router as commits_router
 from features.compare.routes import router as compare_router
 from features.data.routes import router as data_router
 from features.datasets.routes import router as datasets_router
+from features.exports.routes import router as exports_router
 from features.health.routes import router as health_router
 from features.jobs.routes import router as jobs_router
 from features.merges.routes import router as merges_router
@@ -60,6 +61,7 @@ def create_app() -> FastAPI:
         commits_router,
         compare_router,
         merges_router,
+        exports_router,
     ):
         app.include_router(router)
     # the web UI: pages at /, static files (vendored htmx, CSS, JS) at /static

@@ -164,3 +164,8 @@ def user_by_name(conn: psycopg.Connection[Any], username: str) -> User:
     if row is None:
         raise NotFound(f"user {username!r} does not exist", code="user_not_found")
     return User(row["id"], row["username"], row["is_admin"])
+
+
+def user_by_id(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> User | None:
+    row = conn.execute(Q.user_by_id, {"id": user_id}).fetchone()
+    return User(row["id"], row["username"], row["is_admin"]) if row else None

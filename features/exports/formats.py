@@ -1,0 +1,239 @@
+"""Export encoders: Arrow record batches in, bytes out, one batch at a time.
+
+Every encoder has the same three calls: ``begin()`` (a header, often empty),
+``encode(batch)`` and ``end()`` (a footer); each returns the bytes ready to
+send, so an export holds one batch in memory whatever the table's size.
+``Compressor`` wraps the result in a gzip or zstd stream the same way.
+
+Value conventions shared by the text formats (csv, tsv, ndjson, xlsx):
+binary as base64; csv/tsv write dates as ``YYYY-MM-DD``, datetimes as
+``YYYY-MM-DD HH:MM:SS.ffffff`` (``Z`` appended for ``datetime_tz``), null as
+an empty field and an empty string as ``""``; ndjson follows the JSON rules of
+the data API (``features.data.service.column_values``).
+
+Formula injection: a text cell that starts with ``=``, ``+``, ``-``, ``@``,
+tab or carriage return is read as a formula by spreadsheets; csv, tsv and
+xlsx exports prefix such cells (and column names) with ``'`` unless the
+caller asks for ``raw=true`` (OWASP's advice).
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, Protocol
+
+import orjson
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+import zstandard
+
+from features.data import service as data_service
+
+FORMULA_START = r"^[=+\-@\t\r]"
+PARQUET_ROW_GROUP_ROWS = 65_536
+
+
+class Encoder(Protocol):
+    def begin(self) -> bytes: ...
+    def encode(self, batch: pa.RecordBatch) -> bytes: ...
+    def end(self) -> bytes: ...
+
+
+class _Sink:
+    """A write-only file collecting what Arrow writers produce, drained per batch."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        b = bytes(data)
+        self.parts.append(b)
+        return len(b)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def drain(self) -> bytes:
+        out = b"".join(self.parts)
+        self.parts.clear()
+        return out
+
+
+# --------------------------------------------------------------------------- values
+
+
+def neutralise(arr: pa.Array) -> pa.Array:
+    """Text cells that a spreadsheet would run as a formula, prefixed with ``'``."""
+    if len(arr) == 0:
+        return arr
+    mask = pc.match_substring_regex(arr, FORMULA_START)
+    if not pc.any(mask).as_py():
+        return arr
+    quoted = pc.binary_join_element_wise(pa.scalar("'", arr.type), arr, pa.scalar("", arr.type))
+    return pc.if_else(mask, quoted, arr)
+
+
+def neutralise_name(name: str) -> str:
+    return "'" + name if name[:1] in ("=", "+", "-", "@", "\t", "\r") else name
+
+
+def base64(arr: pa.Array) -> pa.Array:
+    """Binary values as base64 text (there is no Arrow kernel for it)."""
+    out = pl.from_arrow(pa.chunked_array([arr]) if isinstance(arr, pa.Array) else arr)
+    assert isinstance(out, pl.Series)
+    return pc.cast(out.bin.encode("base64").to_arrow(), pa.large_string())
+
+
+def textual(batch: pa.RecordBatch, *, raw: bool) -> pa.RecordBatch:
+    """The batch as the text formats write it: binary as base64, formula-like
+    text neutralised unless ``raw``."""
+    cols = []
+    for arr in batch.columns:
+        if pa.types.is_large_binary(arr.type) or pa.types.is_binary(arr.type):
+            arr = base64(arr)
+        if not raw and (pa.types.is_large_string(arr.type) or pa.types.is_string(arr.type)):
+            arr = neutralise(arr)
+        cols.append(arr)
+    return pa.RecordBatch.from_arrays(cols, names=batch.schema.names)
+
+
+# --------------------------------------------------------------------------- encoders
+
+
+class CsvEncoder:
+    def __init__(self, schema: pa.Schema, *, delimiter: str = ",", raw: bool = False) -> None:
+        self.names = schema.names
+        self.delimiter = delimiter
+        self.raw = raw
+
+    def begin(self) -> bytes:
+        names = self.names if self.raw else [neutralise_name(n) for n in self.names]
+        header = pa.table({f"c{i}": pa.array([n], pa.large_string()) for i, n in enumerate(names)})
+        out = pa.BufferOutputStream()
+        opts = pacsv.WriteOptions(include_header=False, delimiter=self.delimiter)
+        pacsv.write_csv(header, out, opts)
+        return out.getvalue().to_pybytes()  # type: ignore[no-any-return]
+
+    def encode(self, batch: pa.RecordBatch) -> bytes:
+        if batch.num_rows == 0:
+            return b""
+        batch = textual(batch, raw=self.raw)
+        out = pa.BufferOutputStream()
+        opts = pacsv.WriteOptions(include_header=False, delimiter=self.delimiter)
+        pacsv.write_csv(batch, out, opts)
+        return out.getvalue().to_pybytes()  # type: ignore[no-any-return]
+
+    def end(self) -> bytes:
+        return b""
+
+
+class NdjsonEncoder:
+    """One JSON object per line, values as the data API writes them."""
+
+    def __init__(self, schema: pa.Schema, kinds: list[str]) -> None:
+        self.names = schema.names
+        self.kinds = kinds
+
+    def begin(self) -> bytes:
+        return b""
+
+    def encode(self, batch: pa.RecordBatch) -> bytes:
+        if batch.num_rows == 0:
+            return b""
+        cols = [
+            data_service.column_values(pa.chunked_array([batch.column(i)]), k)
+            for i, k in enumerate(self.kinds)
+        ]
+        names = self.names
+        dumps = orjson.dumps
+        opt = orjson.OPT_UTC_Z | orjson.OPT_APPEND_NEWLINE
+        return b"".join(
+            [
+                dumps(dict(zip(names, row, strict=True)), option=opt)
+                for row in zip(*cols, strict=True)
+            ]
+        )
+
+    def end(self) -> bytes:
+        return b""
+
+
+class ArrowEncoder:
+    """An Arrow IPC stream (``application/vnd.apache.arrow.stream``)."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.sink = _Sink()
+        self.writer = ipc.new_stream(pa.PythonFile(self.sink, mode="w"), schema)
+
+    def begin(self) -> bytes:
+        return self.sink.drain()
+
+    def encode(self, batch: pa.RecordBatch) -> bytes:
+        self.writer.write_batch(batch)
+        return self.sink.drain()
+
+    def end(self) -> bytes:
+        self.writer.close()
+        return self.sink.drain()
+
+
+class ParquetEncoder:
+    """A Parquet file: one row group per batch (up to ``PARQUET_ROW_GROUP_ROWS``
+    rows), statistics and the page index on, so readers over HTTP fetch only
+    the row groups and columns a query needs."""
+
+    def __init__(self, schema: pa.Schema, *, codec: str) -> None:
+        self.sink = _Sink()
+        self.writer = pq.ParquetWriter(
+            pa.PythonFile(self.sink, mode="w"),
+            schema,
+            compression=codec,
+            write_page_index=True,
+        )
+
+    def begin(self) -> bytes:
+        return self.sink.drain()
+
+    def encode(self, batch: pa.RecordBatch) -> bytes:
+        if batch.num_rows:
+            self.writer.write_batch(batch, row_group_size=PARQUET_ROW_GROUP_ROWS)
+        return self.sink.drain()
+
+    def end(self) -> bytes:
+        self.writer.close()
+        return self.sink.drain()
+
+
+# --------------------------------------------------------------------------- compression
+
+
+class Compressor:
+    """A streaming gzip or zstd compressor (``none`` passes bytes through)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._obj: Any
+        if kind == "gzip":
+            self._obj = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: gzip header and trailer
+        elif kind == "zstd":
+            self._obj = zstandard.ZstdCompressor(level=3).compressobj()
+        else:
+            self._obj = None
+
+    def compress(self, data: bytes) -> bytes:
+        if self._obj is None or not data:
+            return data
+        return self._obj.compress(data)  # type: ignore[no-any-return]
+
+    def flush(self) -> bytes:
+        if self._obj is None:
+            return b""
+        return self._obj.flush()  # type: ignore[no-any-return]

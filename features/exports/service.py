@@ -1,0 +1,431 @@
+"""Exports: a table of a version streamed out as csv, tsv, parquet, xlsx, ndjson
+or an Arrow IPC stream, optionally gzip- or zstd-compressed.
+
+The rows come straight from the manifest's pieces: each piece's chunk is read
+a few row groups at a time (only the needed columns), filtered, encoded and
+sent, so memory holds about one batch (``DSA_EXPORT_BATCH_ROWS`` rows) however
+large the table. The first batch is one row group, so the first bytes leave
+quickly. Reading the next batch overlaps encoding the current one (a second
+thread; both run in Arrow code that releases the GIL).
+
+A commit never changes, so neither does its export: the ``ETag`` is the commit
+id plus a digest of the normalised options (and ``EXPORT_VERSION``, bumped
+whenever the bytes an export writes change). Parquet exports are also
+*materialised*: written once into the object store under
+``exports/<digest>`` (while the first request streams them), then served from
+there with byte ranges, so Parquet readers over HTTP (polars, DuckDB) fetch
+the footer and the row groups a query needs, not the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import re
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import blake3
+import orjson
+import polars as pl
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.chunks import chunk_key
+from core.config import get_settings
+from core.errors import Invalid, NotFound
+from core.objects import Manifest, Schema, get_commit, get_manifest, get_schema
+from core.schema import arrow_schema
+from core.storage import ObjectStore, get_store
+from features.data import service as data_service
+from features.datasets import service as datasets_service
+from features.exports.formats import (
+    ArrowEncoder,
+    Compressor,
+    CsvEncoder,
+    Encoder,
+    NdjsonEncoder,
+    ParquetEncoder,
+)
+from features.exports.xlsx import XlsxEncoder
+from features.refs import service as refs_service
+
+EXPORT_VERSION = "dsa.export.v1"
+FORMATS: dict[str, tuple[str, str]] = {  # format -> (file extension, media type)
+    "csv": ("csv", "text/csv; charset=utf-8"),
+    "tsv": ("tsv", "text/tab-separated-values; charset=utf-8"),
+    "parquet": ("parquet", "application/vnd.apache.parquet"),
+    "xlsx": ("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    "ndjson": ("ndjson", "application/x-ndjson"),
+    "arrow": ("arrows", "application/vnd.apache.arrow.stream"),
+}
+COMPRESSIONS = {
+    "none": ("", None),
+    "gzip": (".gz", "application/gzip"),
+    "zstd": (".zst", "application/zstd"),
+}
+RAW_FORMATS = {"csv", "tsv", "xlsx"}  # where formula neutralisation applies
+_FULL_ID = re.compile(r"[0-9a-f]{64}")
+_FILE_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_READ_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Options:
+    """An export's options, normalised: the same export always has the same ones."""
+
+    table: str
+    format: str
+    columns: tuple[str, ...] | None
+    filter: str | None
+    compression: str
+    raw: bool
+
+    def params(self) -> dict[str, str]:
+        """As query parameters, defaults left out."""
+        p = {"table": self.table, "format": self.format}
+        if self.columns is not None:
+            p["columns"] = ",".join(self.columns)
+        if self.filter is not None:
+            p["filter"] = self.filter
+        if self.compression != default_compression(self.format):
+            p["compression"] = self.compression
+        if self.raw:
+            p["raw"] = "true"
+        return p
+
+
+@dataclass(frozen=True)
+class Export:
+    dataset: dict[str, Any]
+    ref: str
+    commit_id: str
+    created_at: str
+    options: Options
+    schema: Schema
+    manifest_id: str
+    row_count: int
+    read_columns: tuple[str, ...]  # output columns, then filter-only columns
+    out_count: int  # how many of read_columns are written
+    predicate: pl.Expr | None
+
+    @property
+    def pinned(self) -> bool:
+        """Addressed by full commit id: the URL's content can never change."""
+        return self.ref == self.commit_id
+
+    @property
+    def digest(self) -> str:
+        doc = {"v": EXPORT_VERSION, "commit": self.commit_id, **self.options.params()}
+        return blake3.blake3(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.commit_id}-{self.digest[:16]}"'
+
+    @property
+    def media_type(self) -> str:
+        comp = COMPRESSIONS[self.options.compression][1]
+        if comp and self.options.format != "parquet":
+            return comp
+        return FORMATS[self.options.format][1]
+
+    @property
+    def filename(self) -> str:
+        o = self.options
+        ext = FORMATS[o.format][0]
+        if o.format != "parquet":
+            ext += COMPRESSIONS[o.compression][0]
+        stem = f"{self.dataset['name']}-{o.table}-{self.commit_id[:12]}"
+        return f"{_FILE_SAFE.sub('_', stem).strip('_.') or 'export'}.{ext}"
+
+    @property
+    def last_modified(self) -> str:
+        when = dt.datetime.fromisoformat(self.created_at.replace("Z", "+00:00"))
+        return email.utils.format_datetime(when.astimezone(dt.UTC), usegmt=True)
+
+    @property
+    def columns(self) -> list[tuple[str, str]]:
+        by_name = {c.name: c for c in self.schema.columns}
+        return [(n, by_name[n].type) for n in self.read_columns[: self.out_count]]
+
+    @property
+    def materialised_key(self) -> str:
+        return f"exports/{self.digest}"
+
+
+def default_compression(fmt: str) -> str:
+    """Parquet is compressed inside (zstd) unless asked otherwise; the rest is not."""
+    return "zstd" if fmt == "parquet" else "none"
+
+
+def prepare(
+    conn: psycopg.Connection[Any],
+    user: Any,
+    dataset_id: uuid.UUID,
+    ref: str,
+    *,
+    table: str | None,
+    format: str | None,
+    columns: list[str] | str | None,
+    filter: str | None,
+    compression: str | None,
+    raw: bool = False,
+) -> Export:
+    """Check access and options, resolve the ref; everything a stream needs
+    (reading rows needs no database afterwards)."""
+    dataset = datasets_service.require(conn, user, dataset_id, "read")
+    fmt = (format or "csv").lower()
+    if fmt not in FORMATS:
+        raise Invalid(
+            f"unknown export format {format!r} (one of: {', '.join(FORMATS)})",
+            code="unknown_export_format",
+        )
+    comp = (compression or default_compression(fmt)).lower()
+    if comp not in COMPRESSIONS:
+        raise Invalid(
+            f"unknown compression {compression!r} (one of: {', '.join(COMPRESSIONS)})",
+            code="unknown_compression",
+        )
+    if fmt == "xlsx" and comp != "none":
+        raise Invalid(
+            "xlsx files are zip archives already: use compression=none",
+            code="unsupported_compression",
+        )
+    commit_id = refs_service.resolve(conn, dataset_id, ref)
+    store = get_store()
+    commit = get_commit(store, commit_id)
+    if table is None:
+        if len(commit.tables) != 1:
+            listed = ", ".join(sorted(commit.tables)) or "none"
+            raise Invalid(
+                f"name the table with ?table= (this version has tables: {listed})",
+                code="table_required",
+            )
+        table = next(iter(commit.tables))
+    entry = commit.tables.get(table)
+    if entry is None:
+        raise NotFound(f"table {table!r} does not exist at {ref}", code="table_not_found")
+    schema = get_schema(store, entry.schema)
+    names = schema.names
+    picked: list[str] | None = (
+        [c for c in columns.split(",") if c] if isinstance(columns, str) else columns
+    ) or None
+    if picked is not None:
+        unknown = [c for c in picked if c not in names]
+        if unknown:
+            raise Invalid(
+                f"unknown columns: {', '.join(unknown)}", code="unknown_column", columns=unknown
+            )
+        if len(set(picked)) != len(picked):
+            raise Invalid("a column is named twice in columns", code="duplicate_column")
+    out = picked if picked is not None else names
+    predicate = None
+    if filter is not None and filter.strip():
+        filter = filter.strip()
+        predicate = data_service.parse_filter(filter, schema)
+        extra = [n for n in predicate.meta.root_names() if n not in out]
+        read = tuple(out) + tuple(dict.fromkeys(extra))
+    else:
+        filter = None
+        read = tuple(out)
+    options = Options(
+        table=table,
+        format=fmt,
+        columns=tuple(picked) if picked is not None else None,
+        filter=filter,
+        compression=comp,
+        raw=bool(raw) and fmt in RAW_FORMATS,
+    )
+    return Export(
+        dataset=dataset,
+        ref=ref,
+        commit_id=commit_id,
+        created_at=commit.created_at,
+        options=options,
+        schema=schema,
+        manifest_id=entry.manifest,
+        row_count=entry.row_count,
+        read_columns=read,
+        out_count=len(out),
+        predicate=predicate,
+    )
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _piece_batches(
+    store: ObjectStore,
+    cid: str,
+    start: int,
+    length: int,
+    columns: list[str],
+    budget: list[int],
+) -> Iterator[pa.Table]:
+    """Rows [start, start+length) of a chunk, a few row groups at a time;
+    ``budget[0]`` is the most rows the next read may cover (grows after the first)."""
+    pf = pq.ParquetFile(store.open_arrow(chunk_key(cid)))
+    meta = pf.metadata
+    starts, total = [], 0
+    for i in range(meta.num_row_groups):
+        starts.append(total)
+        total += meta.row_group(i).num_rows
+    end = start + length
+    groups = [
+        i
+        for i in range(meta.num_row_groups)
+        if starts[i] < end and starts[i] + meta.row_group(i).num_rows > start
+    ]
+    k = 0
+    while k < len(groups):
+        take: list[int] = []
+        rows = 0
+        while k < len(groups) and (
+            not take or rows + meta.row_group(groups[k]).num_rows <= budget[0]
+        ):
+            take.append(groups[k])
+            rows += meta.row_group(groups[k]).num_rows
+            k += 1
+        budget[0] = get_settings().export_batch_rows
+        t = pf.read_row_groups(take, columns=columns, use_threads=True)
+        first = starts[take[0]]
+        lo = max(start, first) - first
+        hi = min(end, first + rows) - first
+        yield t.slice(lo, hi - lo)
+
+
+def batches(export: Export) -> Iterator[pa.RecordBatch]:
+    """The export's rows in order, batch by batch, filtered and projected."""
+    store = get_store()
+    manifest: Manifest = get_manifest(store, export.manifest_id)
+    cols = list(export.read_columns)
+    by_name = {c.name: c for c in export.schema.columns}
+    target = arrow_schema([by_name[n] for n in cols[: export.out_count]])
+    budget = [get_settings().row_group_rows]  # the first read: one row group
+    for cid, start, length in manifest.slices(0, export.row_count):
+        for t in _piece_batches(store, cid, start, length, cols, budget):
+            if export.predicate is not None and t.num_rows:
+                frame = pl.from_arrow(t)
+                assert isinstance(frame, pl.DataFrame)
+                mask = frame.select(export.predicate.fill_null(False)).to_series().to_arrow()
+                t = t.filter(mask)
+            t = t.select(cols[: export.out_count])
+            if t.num_rows == 0:
+                continue
+            yield from t.cast(target).to_batches()
+
+
+def _prefetched(it: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The same batches, the next one read on a helper thread meanwhile."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="export-read")
+    try:
+        nxt = pool.submit(next, it, None)
+        while True:
+            batch = nxt.result()
+            if batch is None:
+                return
+            nxt = pool.submit(next, it, None)
+            yield batch
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def encoder(export: Export) -> Encoder:
+    o = export.options
+    by_name = {c.name: c for c in export.schema.columns}
+    cols = [by_name[n] for n, _ in export.columns]
+    schema = arrow_schema(cols)
+    kinds = [c.type for c in cols]
+    if o.format == "csv":
+        return CsvEncoder(schema, raw=o.raw)
+    if o.format == "tsv":
+        return CsvEncoder(schema, delimiter="\t", raw=o.raw)
+    if o.format == "ndjson":
+        return NdjsonEncoder(schema, kinds)
+    if o.format == "arrow":
+        return ArrowEncoder(schema)
+    if o.format == "xlsx":
+        return XlsxEncoder(schema, kinds, sheet=o.table, raw=o.raw)
+    codec = "none" if o.compression == "none" else o.compression
+    return ParquetEncoder(schema, codec=codec)
+
+
+def stream(export: Export) -> Iterator[bytes]:
+    """The export's bytes, a batch at a time."""
+    enc = encoder(export)
+    comp = Compressor("none" if export.options.format == "parquet" else export.options.compression)
+    head = comp.compress(enc.begin())
+    if head:
+        yield head
+    for batch in _prefetched(batches(export)):
+        out = comp.compress(enc.encode(batch))
+        if out:
+            yield out
+    tail = comp.compress(enc.end()) + comp.flush()
+    if tail:
+        yield tail
+
+
+# --------------------------------------------------------------------------- materialised Parquet
+
+
+def materialised_size(export: Export) -> int | None:
+    """The stored Parquet export's size, or None when not stored yet."""
+    store = get_store()
+    if not store.exists(export.materialised_key):
+        return None
+    with store.open(export.materialised_key) as f:
+        return f.seek(0, 2)
+
+
+def _tmp_path() -> Path:
+    tmp = get_settings().tmp_dir / "exports"
+    tmp.mkdir(parents=True, exist_ok=True)
+    return tmp / f"export-{uuid.uuid4().hex}.parquet"
+
+
+def stream_and_store(export: Export) -> Iterator[bytes]:
+    """Stream the Parquet export while writing it to a temporary file, which
+    becomes the stored object once complete (a cut-off request leaves nothing)."""
+    tmp = _tmp_path()
+    try:
+        with open(tmp, "wb") as f:
+            for part in stream(export):
+                f.write(part)
+                yield part
+        get_store().put_file(export.materialised_key, tmp, move=True)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def materialise(export: Export) -> int:
+    """Store the Parquet export (unless stored already); its size."""
+    size = materialised_size(export)
+    if size is None:
+        for _ in stream_and_store(export):
+            pass
+        size = materialised_size(export)
+        assert size is not None
+    return size
+
+
+def read_range(export: Export, start: int, end: int) -> Iterator[bytes]:
+    """Bytes [start, end] (inclusive) of the stored Parquet export."""
+    f = get_store().open(export.materialised_key)
+    try:
+        f.seek(start)
+        left = end - start + 1
+        while left > 0:
+            data = f.read(min(_READ_CHUNK, left))
+            if not data:
+                return
+            left -= len(data)
+            yield data
+    finally:
+        f.close()
