@@ -76,7 +76,7 @@ def positions(
 
 
 _columns: LRU[tuple[str, str], pl.Series] = LRU(
-    max_items=65_536, max_bytes=64 * 1024**2, size_of=lambda s: s.estimated_size()
+    max_items=65_536, max_bytes=64 * 1024**2, size_of=lambda s: int(s.estimated_size())
 )
 
 
