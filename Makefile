@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench install clean
+.PHONY: up test lint bench install clean browser screenshots
 
 $(STAMP): pyproject.toml core/_rowhash.c
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -24,7 +24,14 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy core/
 	$(VENV)/bin/lint-imports
 
-test: $(STAMP) lint
+# Debian's Chromium for the browser tests (tests/ui/test_browser.py); Playwright
+# drives it (its own browser download does not work everywhere).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+
+test: $(STAMP) lint browser
 	$(PY) -m pytest
 
 bench: $(STAMP)
@@ -32,7 +39,12 @@ bench: $(STAMP)
 	$(PY) tests/bench/bench_formats.py
 	$(PY) tests/bench/bench_history.py
 	$(PY) tests/bench/bench_compare.py
+	$(PY) tests/bench/bench_ui.py
 	$(PY) tests/bench/bench_reads.py
+
+# the browser test again, writing its screenshots to docs/screenshots/
+screenshots: $(STAMP) browser
+	DSA_UI_SCREENSHOTS=1 $(PY) -m pytest -q tests/ui/test_browser.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info core/*.so .pytest_cache .mypy_cache .ruff_cache

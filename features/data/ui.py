@@ -55,11 +55,6 @@ def home(
         if current is not None:
             all_columns = [c["name"] for c in current["columns"]]
             chosen = [c for c in (col or []) if c in all_columns] or None
-            kw: dict[str, Any] = {}
-            if filter:
-                kw["filter"] = filter
-            if sort:
-                kw["sort"] = sort
             try:
                 page = service.page(
                     conn,
@@ -69,7 +64,8 @@ def home(
                     offset=offset,
                     limit=limit,
                     columns=chosen,
-                    **kw,
+                    filter=filter,
+                    sort=sort,
                 )
             except DsaError as err:  # a bad filter: show the grid's problem, keep the page
                 if err.status not in (400, 422) or not (filter or sort):
