@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from core.errors import BadRequest, Invalid, NotFound
+from core.errors import Invalid, NotFound
 from core.lru import LRU
 from core.objects import Commit, Manifest, Schema, TableEntry, get_commit, get_manifest, get_schema
 from core.storage import ObjectStore, get_store
@@ -207,7 +207,7 @@ def compare(
     limit: int,
 ) -> dict[str, Any]:
     dataset_id: uuid.UUID = dataset["id"]
-    base_ref, head_ref = _resolve_range(conn, dataset_id, spec)
+    base_ref, head_ref = refs_service.resolve_range(conn, dataset_id, spec)
     store = get_store()
     base_c, head_c = get_commit(store, base_ref), get_commit(store, head_ref)
     name = pick_table(base_c, head_c, table)
@@ -232,32 +232,6 @@ def compare(
         "limit": limit,
         "total_changes": total,
     }
-
-
-def _resolve_range(
-    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, spec: str
-) -> tuple[str, str]:
-    splits = []
-    i = spec.find("...")
-    while i >= 0:
-        if i and spec[i + 3 :]:
-            splits.append((spec[:i], spec[i + 3 :]))
-        i = spec.find("...", i + 1)
-    if not splits:
-        raise BadRequest(
-            f"compare takes two refs as base...head, not {spec!r}", code="invalid_range"
-        )
-    # ref names never hold '..'; only names ending or starting with '.' make
-    # more than one split possible: the first that resolves wins
-    for n, (a, b) in enumerate(splits):
-        try:
-            return refs_service.resolve(conn, dataset_id, a), refs_service.resolve(
-                conn, dataset_id, b
-            )
-        except NotFound:
-            if n == len(splits) - 1:
-                raise
-    raise AssertionError("unreachable")
 
 
 def _changes(
