@@ -288,7 +288,7 @@ class _Parser:
                 self.advance()
                 values.append(self.literal(col, "in"))
             self.expect(")", "',' or ')' in the list of values")
-            dtype = _DTYPES[col.type]
+            dtype = POLARS_TYPES[col.type]
             test = c.is_in(pl.lit(pl.Series(values=values, dtype=dtype)).implode())
             expr = pl.when(c.is_not_null()).then(test)  # null stays unknown
             return ~expr if negate_in else expr
@@ -327,7 +327,7 @@ class _Parser:
         return _coerce(t, col)
 
 
-_DTYPES: dict[str, Any] = {
+POLARS_TYPES: dict[str, Any] = {
     "integer": pl.Int64,
     "float": pl.Float64,
     "boolean": pl.Boolean,
