@@ -79,4 +79,5 @@ def ui_routers() -> list[APIRouter]:
                 raise
             continue
         routers.append(module.router)
+    web.templates()
     return routers
