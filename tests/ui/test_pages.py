@@ -18,9 +18,7 @@ def _csv(rows: list[tuple[Any, ...]]) -> bytes:
 
 
 def _create(c: TestClient, token: str, name: str, **extra: str) -> str:
-    r = c.post(
-        "/datasets", data={"name": name, "csrf": token, **extra}, follow_redirects=False
-    )
+    r = c.post("/datasets", data={"name": name, "csrf": token, **extra}, follow_redirects=False)
     assert r.status_code == 303, r.text
     return r.headers["location"].rsplit("/", 1)[1]
 
@@ -85,8 +83,9 @@ def test_forms_without_the_csrf_token_are_refused(browser_client: TestClient) ->
 
 
 def test_pages_need_a_user_where_the_api_does(browser_client: TestClient) -> None:
-    r = browser_client.get("/datasets/00000000-0000-0000-0000-000000000000/upload",
-                           follow_redirects=False)
+    r = browser_client.get(
+        "/datasets/00000000-0000-0000-0000-000000000000/upload", follow_redirects=False
+    )
     assert r.status_code == 303 and r.headers["location"].startswith("/signin?next=")
     r = browser_client.get("/signin?next=//evil.example")
     assert 'value="/datasets"' in r.text  # no open redirect
@@ -132,8 +131,9 @@ def test_the_whole_flow_renders(browser_client: TestClient, worker: Worker) -> N
     assert re.search(r"<del[^>]*>420</del> → <ins[^>]*>4242</ins>", cmp.text)
     permalink = re.search(r'href="([^"]+)" id="permalink"', cmp.text).group(1)  # type: ignore[union-attr]
     assert c.get(permalink.replace("&amp;", "&")).text.count('class="changed"') == 1
-    r = c.get(f"/datasets/{ds}/compare", params={"base": "main~", "head": "main"},
-              follow_redirects=False)
+    r = c.get(
+        f"/datasets/{ds}/compare", params={"base": "main~", "head": "main"}, follow_redirects=False
+    )
     assert r.status_code == 303
     assert c.get(f"/datasets/{ds}/compare/nope...main").status_code == 404
     # refs
@@ -147,8 +147,11 @@ def test_the_whole_flow_renders(browser_client: TestClient, worker: Worker) -> N
     assert 'data-ref="v2"' in refs and 'data-ref="fix"' in refs
     r = c.post(f"/datasets/{ds}/branches/main/delete", data={"csrf": token})
     assert r.status_code == 409 and "default branch" in r.text
-    r = c.post(f"/datasets/{ds}/branches/main/protect", data={"csrf": token, "protected": "true"},
-               follow_redirects=False)
+    r = c.post(
+        f"/datasets/{ds}/branches/main/protect",
+        data={"csrf": token, "protected": "true"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     # edit on the branch and on main, same cell: a conflict listed, then settled
     b = list(edited)
@@ -185,13 +188,20 @@ def test_the_whole_flow_renders(browser_client: TestClient, worker: Worker) -> N
     # settings
     r = c.post(
         f"/datasets/{ds}/settings",
-        data={"name": name, "description": "Items we sell", "primary_key": "id",
-              "visibility": "internal", "csrf": token},
+        data={
+            "name": name,
+            "description": "Items we sell",
+            "primary_key": "id",
+            "visibility": "internal",
+            "csrf": token,
+        },
         follow_redirects=False,
     )
     assert r.status_code == 303
     s = c.get(r.headers["location"]).text
     assert "Items we sell" in s and "Settings saved" in s
-    r = c.post(f"/datasets/{ds}/permissions", data={"username": "nobody-here", "role": "read",
-                                                    "csrf": token})
+    r = c.post(
+        f"/datasets/{ds}/permissions",
+        data={"username": "nobody-here", "role": "read", "csrf": token},
+    )
     assert r.status_code == 404 and "does not exist" in r.text
