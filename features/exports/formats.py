@@ -35,6 +35,7 @@ from features.data import service as data_service
 
 FORMULA_START = r"^[=+\-@\t\r]"
 PARQUET_ROW_GROUP_ROWS = 65_536
+NDJSON_SLICE_ROWS = 8_192
 
 
 class Encoder(Protocol):
@@ -146,8 +147,11 @@ class NdjsonEncoder:
         return b""
 
     def encode(self, batch: pa.RecordBatch) -> bytes:
-        if batch.num_rows == 0:
-            return b""
+        # Python objects per value: a few thousand rows at a time keeps them few
+        step = NDJSON_SLICE_ROWS
+        return b"".join(self._encode(batch.slice(i, step)) for i in range(0, batch.num_rows, step))
+
+    def _encode(self, batch: pa.RecordBatch) -> bytes:
         cols = [
             data_service.column_values(pa.chunked_array([batch.column(i)]), k)
             for i, k in enumerate(self.kinds)

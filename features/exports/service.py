@@ -363,8 +363,11 @@ def stream(export: Export) -> Iterator[bytes]:
     head = comp.compress(enc.begin())
     if head:
         yield head
+    pool = pa.default_memory_pool()
     for batch in _prefetched(batches(export)):
         out = comp.compress(enc.encode(batch))
+        del batch
+        pool.release_unused()  # hand freed batches back to the OS: RSS stays flat
         if out:
             yield out
     tail = comp.compress(enc.end()) + comp.flush()
