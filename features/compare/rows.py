@@ -98,13 +98,21 @@ class TableRows:
         out = np.empty((len(positions), 2), dtype=np.uint64)
         chunk_of, row, names = self._locate(positions)
         key = tuple((c.source, c.name, c.type) for c in cols)
-        for c in np.unique(chunk_of):
-            cid = names[int(c)]
+
+        def hashed(c: int) -> np.ndarray:
+            cid = names[c]
             got = _projection_cache.get((cid, key))
             if got is None:
                 table = read_chunk_columns(self.store, cid, tuple(p.source for p in cols))
                 got = self._hash(table, cols)
                 _projection_cache.put((cid, key), got)
+            return got
+
+        wanted = np.unique(chunk_of)
+        # chunk by chunk on a few threads: reading and hashing release the GIL
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            arrays = list(pool.map(hashed, wanted.tolist()))
+        for c, got in zip(wanted, arrays, strict=True):
             sel = chunk_of == c
             out[sel] = got[row[sel]]
         return out
