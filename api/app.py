@@ -17,6 +17,7 @@ from core.config import get_settings
 from core.logs import configure as configure_logs
 from features.auth.routes import router as auth_router
 from features.commits.routes import router as commits_router
+from features.compare import align as compare_align
 from features.compare.routes import router as compare_router
 from features.data.routes import router as data_router
 from features.datasets.routes import router as datasets_router
@@ -37,6 +38,7 @@ REQUEST_SECONDS = Histogram(
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     queue.configure()
+    compare_align.warm_up()
     yield
     db.close_pool()
 

@@ -22,6 +22,10 @@ _projection_cache: LRU[tuple[str, tuple[tuple[str, str, str], ...]], np.ndarray]
 )
 
 
+# logical types whose values are exactly an int64
+_EXACT = {"integer", "date", "datetime", "datetime_tz"}
+
+
 @dataclass(frozen=True)
 class Projected:
     """A column as compared: read as ``source`` on this side, hashed under
@@ -118,6 +122,19 @@ class TableRows:
         return out
 
     def _hash(self, table: pa.Table, cols: list[Projected]) -> np.ndarray:
+        """A 16-byte identity per row over ``cols``: the row hash; or, for one
+        integer-like column (the usual primary key), its value and a null flag,
+        which is exact and ~10x cheaper than hashing."""
+        if len(cols) == 1 and cols[0].type in _EXACT and self._type(cols[0].source) == cols[0].type:
+            arr = table.column(0)
+            arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+            if pa.types.is_date32(arr.type):
+                arr = arr.cast(pa.int32())
+            ints = pc.fill_null(arr.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+            out = np.empty((len(arr), 2), dtype=np.uint64)
+            out[:, 0] = ints.view(np.uint64)
+            out[:, 1] = arr.is_null().to_numpy(zero_copy_only=False)
+            return out
         arrays = []
         for i, c in enumerate(cols):
             arr = table.column(i)
