@@ -534,6 +534,21 @@ def _conflict(conflicts: list[dict[str, Any]], count: int, what: str) -> Conflic
     )
 
 
+def _branch_head(
+    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, branch: str, expected: str | None
+) -> str:
+    """The branch's commit, which must be ``expected`` when one is given."""
+    head: str = refs_service.get_branch(conn, dataset_id, branch)["commit_id"]
+    if expected is not None and refs_service.resolve(conn, dataset_id, expected) != head:
+        raise Conflict(
+            f"branch {branch!r} is no longer at {expected[:12]}; it is at {head[:12]}",
+            code="ref_conflict",
+            expected_commit_id=expected,
+            actual_commit_id=head,
+        )
+    return head
+
+
 def merge(
     conn: psycopg.Connection[Any],
     dataset: dict[str, Any],
@@ -548,17 +563,7 @@ def merge(
     """Merge ref ``source`` into branch ``target``."""
     _check_strategy(strategy)
     dataset_id: uuid.UUID = dataset["id"]
-    head = refs_service.get_branch(conn, dataset_id, target)["commit_id"]
-    if (
-        expected_target is not None
-        and refs_service.resolve(conn, dataset_id, expected_target) != head
-    ):
-        raise Conflict(
-            f"branch {target!r} is no longer at {expected_target[:12]}; it is at {head[:12]}",
-            code="ref_conflict",
-            expected_commit_id=expected_target,
-            actual_commit_id=head,
-        )
+    head = _branch_head(conn, dataset_id, target, expected_target)
     src = refs_service.resolve(conn, dataset_id, source)
     base = commits_service.merge_base(conn, dataset_id, head, src)
     if base == src:
@@ -634,14 +639,7 @@ def revert(
     commit."""
     _check_strategy(strategy)
     dataset_id: uuid.UUID = dataset["id"]
-    head = refs_service.get_branch(conn, dataset_id, branch)["commit_id"]
-    if expected is not None and refs_service.resolve(conn, dataset_id, expected) != head:
-        raise Conflict(
-            f"branch {branch!r} is no longer at {expected[:12]}; it is at {head[:12]}",
-            code="ref_conflict",
-            expected_commit_id=expected,
-            actual_commit_id=head,
-        )
+    head = _branch_head(conn, dataset_id, branch, expected)
     target = refs_service.resolve(conn, dataset_id, commit)
     store = get_store()
     undone = get_commit(store, target)
