@@ -317,6 +317,10 @@ def _load(store: ObjectStore, kind: str, oid: str, cls: Any) -> Any:
             obj = _decode_manifest(raw)
         else:
             obj = cls.from_json(_decode(raw))
+        if cls is not Schema:
+            # stored under its id, written once: no need to re-encode the
+            # object to know it (for a manifest of 40,000 pieces, ~30 ms)
+            obj.__dict__["id"] = oid
         _cache.put(key, obj)
     return obj
 
