@@ -22,6 +22,10 @@ _projection_cache: LRU[tuple[str, tuple[tuple[str, str, str], ...]], np.ndarray]
 )
 
 
+# reads chunks in parallel (Parquet decoding and hashing release the GIL);
+# one pool for the process, since starting threads per request costs ~5 ms
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="compare")
+
 # logical types whose values are exactly an int64
 _EXACT = {"integer", "date", "datetime", "datetime_tz"}
 
@@ -57,8 +61,7 @@ class TableRows:
         wanted = np.unique(chunk_of)
         # each chunk's hash column is read (and cached) once; reads overlap
         # on a few threads (Parquet decoding releases the GIL)
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            columns = list(pool.map(lambda c: read_hashes(self.store, names[int(c)]), wanted))
+        columns = list(_POOL.map(lambda c: read_hashes(self.store, names[int(c)]), wanted))
         for c, col in zip(wanted, columns, strict=True):
             sel = chunk_of == c
             out[sel] = col[row[sel]]
@@ -114,8 +117,7 @@ class TableRows:
 
         wanted = np.unique(chunk_of)
         # chunk by chunk on a few threads: reading and hashing release the GIL
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            arrays = list(pool.map(hashed, wanted.tolist()))
+        arrays = list(_POOL.map(hashed, wanted.tolist()))
         for c, got in zip(wanted, arrays, strict=True):
             sel = chunk_of == c
             out[sel] = got[row[sel]]
