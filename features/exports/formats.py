@@ -19,6 +19,7 @@ caller asks for ``raw=true`` (OWASP's advice).
 
 from __future__ import annotations
 
+import io
 import zlib
 from typing import Any, Protocol
 
@@ -26,7 +27,6 @@ import orjson
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import zstandard
@@ -117,20 +117,30 @@ class CsvEncoder:
 
     def begin(self) -> bytes:
         names = self.names if self.raw else [neutralise_name(n) for n in self.names]
-        header = pa.table({f"c{i}": pa.array([n], pa.large_string()) for i, n in enumerate(names)})
-        out = pa.BufferOutputStream()
-        opts = pacsv.WriteOptions(include_header=False, delimiter=self.delimiter)
-        pacsv.write_csv(header, out, opts)
-        return out.getvalue().to_pybytes()  # type: ignore[no-any-return]
+        header = pl.DataFrame({f"c{i}": [n] for i, n in enumerate(names)})
+        out = io.BytesIO()
+        header.write_csv(out, include_header=False, separator=self.delimiter)
+        return out.getvalue()
 
     def encode(self, batch: pa.RecordBatch) -> bytes:
         if batch.num_rows == 0:
             return b""
         batch = textual(batch, raw=self.raw)
-        out = pa.BufferOutputStream()
-        opts = pacsv.WriteOptions(include_header=False, delimiter=self.delimiter)
-        pacsv.write_csv(batch, out, opts)
-        return out.getvalue().to_pybytes()  # type: ignore[no-any-return]
+        # polars' CSV writer: multi-threaded and ~3x pyarrow's on this table
+        # (measured: 1.15 s → see docs/benchmarks.md, Exports)
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        zoned = [n for n, t in frame.schema.items() if isinstance(t, pl.Datetime) and t.time_zone]
+        if zoned:  # UTC with a "Z", as documented; naive ones by datetime_format below
+            frame = frame.with_columns(pl.col(zoned).dt.strftime("%Y-%m-%d %H:%M:%S%.6fZ"))
+        out = io.BytesIO()
+        frame.write_csv(
+            out,
+            include_header=False,
+            separator=self.delimiter,
+            datetime_format="%Y-%m-%d %H:%M:%S%.6f",
+        )
+        return out.getvalue()
 
     def end(self) -> bytes:
         return b""
