@@ -55,7 +55,7 @@ from features.exports.formats import (
 from features.exports.xlsx import XlsxEncoder
 from features.refs import service as refs_service
 
-EXPORT_VERSION = "dsa.export.v1"
+EXPORT_VERSION = "dsa.export.v2"  # v2: CSV and TSV written by polars (quoted only where needed)
 FORMATS: dict[str, tuple[str, str]] = {  # format -> (file extension, media type)
     "csv": ("csv", "text/csv; charset=utf-8"),
     "tsv": ("tsv", "text/tab-separated-values; charset=utf-8"),
