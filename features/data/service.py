@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from core.chunks import read_rows
 from core.errors import Invalid, NotFound
-from core.objects import get_commit, get_manifest, get_schema
+from core.objects import Commit, TableEntry, get_commit, get_manifest, get_schema
 from core.storage import get_store
 from features.data import query
 from features.data.filters import parse_filter, parse_sort
@@ -53,6 +53,22 @@ def tables(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, ref: str) -> di
     return {"commit_id": commit_id, "items": items}
 
 
+def table_of(commit: Commit, table: str | None, ref: str) -> tuple[str, TableEntry]:
+    """The named table of a version, or its only one when none is named."""
+    if table is None:
+        if len(commit.tables) != 1:
+            listed = ", ".join(sorted(commit.tables)) or "none"
+            raise Invalid(
+                f"name the table with ?table= (this version has tables: {listed})",
+                code="table_required",
+            )
+        table = next(iter(commit.tables))
+    entry = commit.tables.get(table)
+    if entry is None:
+        raise NotFound(f"table {table!r} does not exist at {ref}", code="table_not_found")
+    return table, entry
+
+
 def page(
     conn: psycopg.Connection[Any],
     dataset_id: uuid.UUID,
@@ -67,18 +83,7 @@ def page(
 ) -> dict[str, Any]:
     commit_id = refs_service.resolve(conn, dataset_id, ref)
     store = get_store()
-    commit = get_commit(store, commit_id)
-    if table is None:
-        if len(commit.tables) != 1:
-            names = ", ".join(sorted(commit.tables)) or "none"
-            raise Invalid(
-                f"name the table with ?table= (this version has tables: {names})",
-                code="table_required",
-            )
-        table = next(iter(commit.tables))
-    entry = commit.tables.get(table)
-    if entry is None:
-        raise NotFound(f"table {table!r} does not exist at {ref}", code="table_not_found")
+    table, entry = table_of(get_commit(store, commit_id), table, ref)
     schema = get_schema(store, entry.schema)
     names = schema.names
     if columns:

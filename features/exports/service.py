@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from core.chunks import chunk_key
 from core.config import get_settings
-from core.errors import Invalid, NotFound
+from core.errors import Invalid
 from core.objects import Manifest, Schema, get_commit, get_manifest, get_schema
 from core.schema import arrow_schema
 from core.storage import ObjectStore, get_store
@@ -200,17 +200,7 @@ def prepare(
     commit_id = refs_service.resolve(conn, dataset_id, ref)
     store = get_store()
     commit = get_commit(store, commit_id)
-    if table is None:
-        if len(commit.tables) != 1:
-            listed = ", ".join(sorted(commit.tables)) or "none"
-            raise Invalid(
-                f"name the table with ?table= (this version has tables: {listed})",
-                code="table_required",
-            )
-        table = next(iter(commit.tables))
-    entry = commit.tables.get(table)
-    if entry is None:
-        raise NotFound(f"table {table!r} does not exist at {ref}", code="table_not_found")
+    table, entry = data_service.table_of(commit, table, ref)
     schema = get_schema(store, entry.schema)
     names = schema.names
     picked: list[str] | None = (
