@@ -411,8 +411,7 @@ def _merge_cells(
 
 
 def _jsonable(v: Any) -> Any:
-    if isinstance(v, (datetime,)):
-        return v.isoformat()
+    """A cell for a conflict report (problem documents go through plain JSON)."""
     if isinstance(v, bytes):
         return v.hex()
     if hasattr(v, "isoformat"):
