@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     url_import_timeout_s: float = 30.0
     url_import_attempts: int = 3
     tmp_retention_s: float = 24 * 3600.0
+    line_index_max_rows: int = 10_000_000
     export_batch_rows: int = 65_536
     export_link_key: str | None = None
     export_link_max_seconds: int = 7 * 86_400

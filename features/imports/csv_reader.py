@@ -118,6 +118,9 @@ class TypeInference:
 
     names: list[str]
     forced: dict[str, str] = field(default_factory=dict)
+    # a re-upload's columns keep the table's types when every value fits them
+    # (decision 0014): a column whose value does not raises PreferenceMissed
+    preferred: dict[str, str] = field(default_factory=dict)
     candidates: list[list[str]] = field(default_factory=list)
     int_like: list[bool] = field(default_factory=list)
     has_values: list[bool] = field(default_factory=list)
@@ -142,6 +145,12 @@ class TypeInference:
             self.has_values[i] = self.has_values[i] or nulls < len(col)
             if name in self.forced:
                 typed.append(self._forced(col, i, self.forced[name]))
+                continue
+            if name in self.preferred:
+                out = convert(col, self.preferred[name])
+                if out is None:
+                    raise PreferenceMissed(name)
+                typed.append(out)
                 continue
             out = None
             cands = self.candidates[i]
@@ -168,8 +177,8 @@ class TypeInference:
         out = []
         for i, cands in enumerate(self.candidates):
             name = self.names[i]
-            if name in self.forced:
-                out.append(self.forced[name])
+            if name in self.forced or name in self.preferred:
+                out.append(self.forced.get(name) or self.preferred[name])
                 continue
             # a column of nothing but nulls is text: nothing says otherwise
             kind = cands[0] if cands and self.has_values[i] else "string"
@@ -178,6 +187,14 @@ class TypeInference:
                 kind = "string"
             out.append(kind)
         return out
+
+
+class PreferenceMissed(Exception):
+    """A value of ``column`` does not fit the type the table had (the file is
+    read again with that column's type inferred)."""
+
+    def __init__(self, column: str) -> None:
+        self.column = column
 
 
 class _BadValue(Exception):
@@ -267,6 +284,22 @@ def _sniff(path: Path, options: dict[str, Any], fmt: str) -> dict[str, Any]:
         "null_values": options.get("null_values", [""]),
         "skip_rows": options.get("skip_rows", 0),
     }
+
+
+def sniff(path: Path, options: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """The file's dialect as the import records it (``header`` None: decided
+    from the first block, see ``detect_header``)."""
+    return _sniff(path, options, fmt)
+
+
+def detect_header(path: Path, options: dict[str, Any], fmt: str) -> bool:
+    """Whether the file's first row is a header, decided exactly as an import
+    decides it: from the first block Arrow parses."""
+    src = CsvSource(path, options=options, fmt=fmt, on_bytes=lambda n: None)
+    src.header_only = True
+    for _ in src:
+        pass
+    return bool(src.dialect["header"])
 
 
 def check_forced_columns(forced: dict[str, str], names: list[str], **where: Any) -> None:
@@ -498,15 +531,18 @@ class CsvSource:
         fmt: str,
         on_bytes: Callable[[int], None],
         types: dict[str, str] | None = None,
+        preferred: dict[str, str] | None = None,
     ) -> None:
         self.path = path
         self.options = options
         self.fixed = types
+        self.preferred = preferred or {}
         self.dialect = _sniff(path, options, fmt)
         self.on_bytes = on_bytes
         self.names: list[str] = []
         self.rows = 0
         self.inference: TypeInference | None = None
+        self.header_only = False  # stop once the first block decided the header
 
     def types(self) -> list[str]:
         assert self.inference is not None
@@ -568,15 +604,22 @@ class CsvSource:
                     check_utf8=True,
                 ),
             )
-            batches = _read_ahead(reader) if READ_AHEAD else (b for b in reader)
+            ahead = READ_AHEAD and not self.header_only
+            batches = _read_ahead(reader) if ahead else (b for b in reader)
             for batch in batches:
                 if self.inference is None:
                     check_width(batch.num_columns, line=dialect["skip_rows"] + 1)
                     if dialect["header"] is None:
                         dialect["header"] = _has_header(batch)
+                    if self.header_only:
+                        return
                     batch, self.names = _take_header(batch, dialect)
                     check_forced_columns(forced, self.names)
-                    self.inference = TypeInference(self.names, forced=self.fixed or forced)
+                    # the table's types apply to the same columns in the same order
+                    keep = self.preferred if list(self.preferred) == self.names else {}
+                    self.inference = TypeInference(
+                        self.names, forced=self.fixed or forced, preferred=keep
+                    )
                 if batch.num_rows == 0:
                     continue
                 batch = pa.RecordBatch.from_arrays(batch.columns, names=self.names)

@@ -114,38 +114,9 @@ class DedupWriter:
             self._parent.result() if self._parent is not None else self._parent_rows()
         )
         new = _halves(pa.py_buffer(b"".join(self.hashes)), 0, self.rows)
-        if _unique(new) and _unique(parent):
-            # no row repeats on either side (the usual case): occurrences are all
-            # 0 and the first half of the hash finds the partner; the second
-            # half confirms it
-            matched = new.join(
-                parent.select("h1", h2p="h2", chunk="chunk", pos="pos"),
-                on="h1",
-                how="left",
-                maintain_order="left",
-            ).with_columns(
-                chunk=pl.when(pl.col("h2") == pl.col("h2p")).then(pl.col("chunk")),
-            )
-        else:
-            matched = _with_occurrence(new).join(
-                _with_occurrence(parent),
-                on=["h1", "h2", "occ"],
-                how="left",
-                maintain_order="left",
-            )
-        unmatched = matched.get_column("chunk").is_null()
-        k = unmatched.cast(pl.UInt64).cum_sum() - 1  # index among the new rows
-        new_chunk_base = len(parent_chunks)
-        placed = matched.select(
-            chunk=pl.when(unmatched)
-            .then(pl.lit(new_chunk_base, pl.UInt64) + k // self.chunk_rows)
-            .otherwise(pl.col("chunk").cast(pl.UInt64)),
-            pos=pl.when(unmatched)
-            .then(k % self.chunk_rows)
-            .otherwise(pl.col("pos").cast(pl.UInt64)),
-        )
-        runs = _runs(placed)
-        if runs.height > max(COMPACT_MIN_PIECES, self.rows // COMPACT_MIN_RUN):
+        matched = match(new, parent.select("h1", "h2", "chunk", "pos"))
+        unmatched, runs = place(matched, len(parent_chunks), self.chunk_rows)
+        if too_fragmented(runs.height, self.rows):
             # too fragmented to read well: store this version afresh, in order
             return self._write(None)
         ids = parent_chunks + self._write(unmatched.to_arrow())
@@ -182,17 +153,7 @@ class DedupWriter:
         every = pl.concat([_halves(a.buffers()[1], a.offset, len(a)) for a in combined])
         if extra:
             every = pl.concat([every, pl.concat(extras)], how="horizontal")  # type: ignore[arg-type]
-        cols = self.parent.columns  # arrays, in the chunks' first-use order
-        spans = pl.DataFrame(
-            {"chunk": cols.chunk, "start": cols.start, "length": cols.length}
-        ).cast(pl.UInt32)
-        rows = (
-            spans.with_columns(
-                pos=pl.int_ranges("start", pl.col("start") + pl.col("length"), dtype=pl.UInt32)
-            )
-            .select("chunk", "pos")
-            .explode("pos")
-        )
+        _, rows = positions(self.parent)
         base = pl.Series("base", offsets, dtype=pl.UInt64)
         global_index = base.gather(rows.get_column("chunk")) + rows.get_column("pos").cast(
             pl.UInt64
@@ -219,6 +180,65 @@ class DedupWriter:
         self.spill_path.unlink(missing_ok=True)
         pieces = writer.finish()
         return pieces if mask is None else [p.chunk for p in pieces]
+
+
+def match(new: pl.DataFrame, old: pl.DataFrame) -> pl.DataFrame:
+    """Each row of ``new`` (hash halves ``h1``, ``h2``) with the columns of its
+    partner in ``old`` (``h1``, ``h2`` and payload columns; null: no partner),
+    pairing the k-th copy of a hash in ``new`` with the k-th in ``old``."""
+    payload = [c for c in old.columns if c not in ("h1", "h2")]
+    if _unique(new) and _unique(old):
+        # no row repeats on either side (the usual case): occurrences are all
+        # 0 and the first half of the hash finds the partner; the second
+        # half confirms it
+        return new.join(
+            old.rename({"h2": "h2p"}), on="h1", how="left", maintain_order="left"
+        ).with_columns(
+            pl.when(pl.col("h2") == pl.col("h2p")).then(pl.col(c)).alias(c) for c in payload
+        )
+    return _with_occurrence(new).join(
+        _with_occurrence(old), on=["h1", "h2", "occ"], how="left", maintain_order="left"
+    )
+
+
+def positions(manifest: Manifest) -> tuple[list[str], pl.DataFrame]:
+    """The table's rows in order as (chunk index, position), with the chunk ids
+    the indexes point into: vector operations over the pieces only (a
+    fragmented manifest can have hundreds of thousands)."""
+    cols = manifest.columns  # arrays, in the chunks' first-use order
+    spans = pl.DataFrame({"chunk": cols.chunk, "start": cols.start, "length": cols.length}).cast(
+        pl.UInt32
+    )
+    rows = (
+        spans.with_columns(
+            pos=pl.int_ranges("start", pl.col("start") + pl.col("length"), dtype=pl.UInt32)
+        )
+        .select("chunk", "pos")
+        .explode("pos")
+    )
+    return list(cols.chunks), rows
+
+
+def place(
+    matched: pl.DataFrame, new_chunk_base: int, chunk_rows: int
+) -> tuple[pl.Series, pl.DataFrame]:
+    """Where each row of the new version lives: its partner's (chunk, pos), or
+    the next free place in the new chunks (the k-th unmatched row lands in new
+    chunk k // chunk_rows at k % chunk_rows). Returns the unmatched mask and
+    the runs of rows that sit next to each other in one chunk."""
+    unmatched = matched.get_column("chunk").is_null()
+    k = unmatched.cast(pl.UInt64).cum_sum() - 1  # index among the new rows
+    placed = matched.select(
+        chunk=pl.when(unmatched)
+        .then(pl.lit(new_chunk_base, pl.UInt64) + k // chunk_rows)
+        .otherwise(pl.col("chunk").cast(pl.UInt64)),
+        pos=pl.when(unmatched).then(k % chunk_rows).otherwise(pl.col("pos").cast(pl.UInt64)),
+    )
+    return unmatched, _runs(placed)
+
+
+def too_fragmented(runs: int, rows: int) -> bool:
+    return runs > max(COMPACT_MIN_PIECES, rows // COMPACT_MIN_RUN)
 
 
 def _pieces(ids: list[str], runs: pl.DataFrame) -> list[Piece]:

@@ -32,7 +32,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -41,10 +41,8 @@ import pyarrow as pa
 import structlog
 
 from core import db, queue
-from core.chunks import write_chunk
 from core.config import get_settings
 from core.errors import Conflict, DsaError, Unavailable
-from core.hashing import row_hashes
 from core.objects import (
     Commit,
     Manifest,
@@ -56,11 +54,13 @@ from core.objects import (
     get_schema,
     put_object,
 )
-from core.schema import Column, arrow_type
+from core.schema import Column
 from core.storage import get_store
 from features.commits import service as commits_service
+from features.imports import lines
 from features.imports.archives import extract
-from features.imports.csv_reader import CsvSource, ImportFailed, convert
+from features.imports.chunking import ChunkWriter, assemble, columns_of
+from features.imports.csv_reader import CsvSource, ImportFailed, PreferenceMissed, sniff
 from features.imports.dedup import DedupWriter, UpsertWriter
 from features.imports.excel_reader import ExcelSource, check_expansion, sheet_names
 from features.imports.fetch import fetch, filename_of
@@ -284,6 +284,7 @@ def _import(job: dict[str, Any], work: Path) -> None:
         try:
             found = _tables_of(path, params, work)
             built: dict[str, tuple[TableEntry, dict[str, Any], dict[str, Any]]] = {}
+            indexes: dict[str, lines.LineIndex] = {}
             for table_name, table_path, source, fmt in found:
                 built[table_name] = _import_table(
                     store,
@@ -293,10 +294,15 @@ def _import(job: dict[str, Any], work: Path) -> None:
                     table_path,
                     source,
                     parent.tables.get(table_name),
+                    lines_at=(dataset_id, branch, table_name),
+                    indexes=indexes,
                 )
             rebases = 0
             while True:
                 if _land(job, upload, head, parent, built, rebases):
+                    for table_name, index in indexes.items():
+                        with contextlib.suppress(OSError):  # a cache: losing it costs speed
+                            lines.save(dataset_id, branch, table_name, index)
                     return
                 # another writer moved the branch first (the ref CAS lost)
                 with db.transaction() as conn:
@@ -563,8 +569,15 @@ def _import_table(
     path: Path,
     source: Any,
     current: TableEntry | None,
+    *,
+    lines_at: tuple[uuid.UUID, str, str] | None = None,
+    indexes: dict[str, lines.LineIndex] | None = None,
 ) -> tuple[TableEntry, dict[str, Any], dict[str, Any]]:
-    """Write one table of the file; returns its entry, result and dialect."""
+    """Write one table of the file; returns its entry, result and dialect.
+
+    A CSV that replaces a table whose line index is at ``lines_at`` (dataset,
+    branch, table) is read by lines (``features.imports.lines``); the index
+    of the table it makes goes into ``indexes``, to be saved once it lands."""
     mode = params["mode"]
     base = current if mode in ("append", "upsert") else None
     target = get_schema(store, base.schema) if base is not None else None
@@ -580,10 +593,93 @@ def _import_table(
                 code="schema_mismatch",
                 missing=missing,
             )
-    try:
-        names, types, nullable, pieces, rows, dialect = _write_table(
-            path, work, params, store, progress, target, previous, source, key
+    options = params.get("options") or {}
+    by_lines = (
+        lines_at is not None
+        and indexes is not None
+        and mode == "replace"
+        and source is CsvSource
+        and get_settings().line_index_max_rows > 0
+    )
+    index = lines.load(*lines_at, current) if by_lines and current and lines_at else None
+    fast = (
+        lines.reupload(path, work, params, store, previous, index) if index and previous else None
+    )
+    if index is not None:
+        log.info("re-upload by lines" if fast else "line index not usable: reading every row")
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lines") as scanner:
+        scanning = None
+        if by_lines and fast is None:
+            # the file's lines hashed while it is parsed, for the next upload
+            with contextlib.suppress(ImportFailed):
+                scanning = scanner.submit(
+                    lines.scan_file,
+                    path,
+                    sniff(path, options, params["format"]),
+                    work,
+                    get_settings().line_index_max_rows,
+                )
+        if fast is not None:
+            names, types, nullable, pieces, rows, dialect, new_index, fast_parsed = fast
+        else:
+            names, types, nullable, pieces, rows, dialect = _write_table_retrying(
+                path, work, params, store, progress, target, previous, source, key
+            )
+        scan = scanning.result() if scanning is not None else None
+    total = rows
+    if mode == "upsert":
+        total = sum(p.length for p in pieces)
+        if target is not None:
+            nullable = [c.nullable or n for c, n in zip(target.columns, nullable, strict=True)]
+    elif base is not None and target is not None:
+        # append: the table's rows as they are, then the file's
+        nullable = [c.nullable or n for c, n in zip(target.columns, nullable, strict=True)]
+        pieces = list(get_manifest(store, base.manifest).pieces) + pieces
+        total += base.row_count
+    elif previous is not None:
+        # replace: a column that keeps its name and type keeps a nullable flag
+        # (decision 0014), so re-uploads do not flip it back and forth
+        before = {c.name: c for c in previous[0].columns}
+        nullable = [
+            n or (c is not None and c.type == t and c.nullable)
+            for n, t, c in zip(nullable, types, (before.get(x) for x in names), strict=True)
+        ]
+    schema = Schema(
+        tuple(Column(n, t, nl) for n, t, nl in zip(names, types, nullable, strict=True))
+    )
+    manifest = Manifest(tuple(pieces))
+    put_object(store, "schema", schema)
+    put_object(store, "manifest", manifest)
+    entry = TableEntry(schema=schema.id, manifest=manifest.id, row_count=total)
+    if indexes is not None and lines_at is not None:
+        made = (
+            new_index._replace(table=(schema.id, manifest.id))
+            if fast is not None
+            else lines.index_of(scan, dialect, options, rows, schema, manifest)
         )
+        if made is not None:
+            indexes[lines_at[2]] = made
+    result: dict[str, Any] = {"rows": rows, "table_rows": total}
+    if fast is not None:
+        result["parsed_rows"] = fast_parsed  # the rest are lines the table already had
+    return entry, result, dialect
+
+
+def _write_table_retrying(
+    path: Path,
+    work: Path,
+    params: dict[str, Any],
+    store: Any,
+    progress: _Progress,
+    target: Schema | None,
+    previous: tuple[Schema, Manifest] | None,
+    source: Callable[..., TableSource],
+    key: list[str] | None,
+) -> tuple[list[str], list[str], list[bool], list[Piece], int, dict[str, Any]]:
+    """``_write_table``, read again as Windows-1252 (then Latin-1) when a file
+    that starts as UTF-8 turns out not to be."""
+    try:
+        return _write_table(path, work, params, store, progress, target, previous, source, key)
     except ImportFailed as err:
         options = params.get("options") or {}
         if err.code != "invalid_encoding" or options.get("encoding"):
@@ -603,90 +699,7 @@ def _import_table(
                     raise
         else:
             raise
-    total = rows
-    if mode == "upsert":
-        total = sum(p.length for p in pieces)
-        if target is not None:
-            nullable = [c.nullable or n for c, n in zip(target.columns, nullable, strict=True)]
-    elif base is not None and target is not None:
-        # append: the table's rows as they are, then the file's
-        nullable = [c.nullable or n for c, n in zip(target.columns, nullable, strict=True)]
-        pieces = list(get_manifest(store, base.manifest).pieces) + pieces
-        total += base.row_count
-    schema = Schema(
-        tuple(Column(n, t, nl) for n, t, nl in zip(names, types, nullable, strict=True))
-    )
-    manifest = Manifest(tuple(pieces))
-    put_object(store, "schema", schema)
-    put_object(store, "manifest", manifest)
-    entry = TableEntry(schema=schema.id, manifest=manifest.id, row_count=total)
-    return entry, {"rows": rows, "table_rows": total}, dialect
-
-
-class ChunkWriter:
-    """Cuts typed batches into chunks of ``chunk_rows`` rows and stores each on a
-    small thread pool, so hashing and Parquet encoding (both release the GIL)
-    overlap with parsing. Each batch is hashed on the pool as it arrives, so a
-    chunk's encoding does not wait for its hashing to start (the last chunk of
-    a file then costs only its encoding). At most ``pool size + 1`` chunks are
-    in flight, which bounds memory."""
-
-    def __init__(self, store: Any, columns: list[Column], work: Path, pool: ThreadPoolExecutor):
-        self.store = store
-        self.columns = columns
-        self.work = work
-        self.pool = pool
-        self.chunk_rows = get_settings().chunk_rows
-        self.pending: list[pa.RecordBatch] = []
-        self.hashing: list[Future[bytes]] = []  # row hashes of the pending batches
-        self.pending_rows = 0
-        self.futures: list[Future[tuple[str, int]]] = []
-        self.rows = 0
-
-    def add(self, batch: pa.RecordBatch) -> None:
-        while batch.num_rows:
-            take = min(batch.num_rows, self.chunk_rows - self.pending_rows)
-            part = batch.slice(0, take)
-            self.pending.append(part)
-            self.hashing.append(self.pool.submit(row_hashes, part, self.columns))
-            self.pending_rows += take
-            batch = batch.slice(take)
-            if self.pending_rows >= self.chunk_rows:
-                self._flush()
-
-    def _flush(self) -> None:
-        if not self.pending_rows:
-            return
-        table = pa.Table.from_batches(self.pending)
-        hashing = self.hashing
-        self.pending, self.hashing, self.pending_rows = [], [], 0
-        inflight = [f for f in self.futures if not f.done()]
-        if len(inflight) > self.pool._max_workers:  # noqa: SLF001 - back-pressure
-            inflight[0].result()
-        # the hash tasks were queued first (FIFO): waiting on them cannot deadlock
-        self.futures.append(
-            self.pool.submit(_write_hashed, self.store, table, self.columns, self.work, hashing)
-        )
-        self.rows += table.num_rows
-
-    def finish(self) -> list[Piece]:
-        self._flush()
-        return [Piece(cid, 0, n) for cid, n in (f.result() for f in self.futures)]
-
-    def abandon(self) -> None:
-        for f in self.futures:
-            f.cancel()
-        for f in [*self.futures, *self.hashing]:
-            if not f.cancel():
-                f.exception()  # wait; its chunk is merely unreferenced
-        self.futures, self.hashing, self.pending, self.pending_rows = [], [], [], 0
-
-
-def _write_hashed(
-    store: Any, table: pa.Table, columns: list[Column], work: Path, hashing: list[Future[bytes]]
-) -> tuple[str, int]:
-    hashes = b"".join(f.result() for f in hashing)
-    return write_chunk(store, table, columns, tmp_dir=work, hashes=hashes)
+        return names, types, nullable, pieces, rows, dialect
 
 
 @contextmanager
@@ -738,6 +751,34 @@ def _write_table(
     source: Callable[..., TableSource] = CsvSource,
     key: list[str] | None = None,
 ) -> tuple[list[str], list[str], list[bool], list[Piece], int, dict[str, Any]]:
+    """``_write_pass`` with the types a CSV re-upload keeps from the table it
+    replaces (decision 0014): a column with a value that does not fit its old
+    type is read again with its type inferred, as in a first import."""
+    preferred: dict[str, str] = {}
+    if previous is not None and target is None and source is CsvSource:
+        preferred = {c.name: c.type for c in previous[0].columns}
+    while True:
+        try:
+            return _write_pass(
+                path, work, params, store, progress, target, previous, source, key, preferred
+            )
+        except PreferenceMissed as missed:
+            log.info("a column no longer fits its type; reading again", column=missed.column)
+            preferred = {n: t for n, t in preferred.items() if n != missed.column}
+
+
+def _write_pass(
+    path: Path,
+    work: Path,
+    params: dict[str, Any],
+    store: Any,
+    progress: _Progress,
+    target: Schema | None,
+    previous: tuple[Schema, Manifest] | None,
+    source: Callable[..., TableSource],
+    key: list[str] | None,
+    preferred: dict[str, str],
+) -> tuple[list[str], list[str], list[bool], list[Piece], int, dict[str, Any]]:
     """Parse, type, hash and store the file's rows; returns its names, types,
     nullability, manifest pieces, row count and dialect.
 
@@ -762,6 +803,7 @@ def _write_table(
         fmt=params["format"],
         on_bytes=lambda n: progress.update(bytes_read=n),
         types=fixed,
+        **({"preferred": preferred} if preferred else {}),
     )
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="chunk") as pool:
 
@@ -793,26 +835,31 @@ def _write_table(
 
         writer: ChunkWriter | DedupWriter | None = None
         spec: list[str] | None = None
-        for text, typed in src:
-            types = src.types()
-            if spec is None:
-                if target is not None:
-                    _same_columns(src.names, target)
-                spec = types
-                writer = make_writer(_columns(src.names, spec, order))
-            progress.check()
-            if writer is not None and types == spec:
-                writer.add(_assemble(text, typed, spec, order))
-                progress.update(rows=writer.rows)
-            elif writer is not None:
-                log.info("type speculation missed; the file will be read twice", speculated=spec)
+        try:
+            for text, typed in src:
+                types = src.types()
+                if spec is None:
+                    if target is not None:
+                        _same_columns(src.names, target)
+                    spec = types
+                    writer = make_writer(columns_of(src.names, spec, order))
+                progress.check()
+                if writer is not None and types == spec:
+                    writer.add(assemble(text, typed, spec, order))
+                    progress.update(rows=writer.rows)
+                elif writer is not None:
+                    log.info("type speculation missed; the file is read twice", speculated=spec)
+                    writer.abandon()
+                    writer = None
+        except PreferenceMissed:
+            if writer is not None:
                 writer.abandon()
-                writer = None
+            raise
         final = src.types()
         if writer is None or final != spec:
             if writer is not None:
                 writer.abandon()
-            writer = make_writer(_columns(src.names, final, order))
+            writer = make_writer(columns_of(src.names, final, order))
             again = source(
                 path,
                 options=params.get("options") or {},
@@ -822,7 +869,7 @@ def _write_table(
             )
             for text, typed in again:
                 progress.check()
-                writer.add(_assemble(text, typed, final, order))
+                writer.add(assemble(text, typed, final, order))
                 progress.update(rows=writer.rows)
         pieces = writer.finish()
     if target is not None:
@@ -850,31 +897,6 @@ def _same_columns(names: list[str], target: Schema) -> None:
             missing=missing,
             extra=extra,
         )
-
-
-def _columns(names: list[str], types: list[str], order: list[str] | None = None) -> list[Column]:
-    cols = [Column(n, t) for n, t in zip(names, types, strict=True)]
-    if order is None:
-        return cols
-    by_name = {c.name: c for c in cols}
-    return [by_name[n] for n in order]
-
-
-def _assemble(
-    text: pa.RecordBatch,
-    typed: list[pa.Array | None],
-    types: list[str],
-    order: list[str] | None = None,
-) -> pa.RecordBatch:
-    arrays = []
-    for i, kind in enumerate(types):
-        arr = typed[i]
-        if arr is None or arr.type != arrow_type(kind):
-            arr = convert(text.column(i), kind)
-            assert arr is not None, "final types fit every value by construction"
-        arrays.append(arr)
-    batch = pa.RecordBatch.from_arrays(arrays, names=text.schema.names)
-    return batch.select(order) if order is not None else batch
 
 
 def _version() -> str:

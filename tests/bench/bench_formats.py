@@ -72,8 +72,18 @@ def upload(client: httpx.Client, ds: str, path: Path, name: str) -> dict[str, An
         time.sleep(0.1)
     if job["state"] != "succeeded":
         raise RuntimeError(f"{name}: {json.dumps(job.get('error'))}")
-    finished = datetime.fromisoformat(job["finished_at"].replace("Z", "+00:00")).timestamp()
-    return {"seconds": finished - start, "job": job}
+
+    def at(field: str) -> float:
+        return datetime.fromisoformat(job[field].replace("Z", "+00:00")).timestamp()
+
+    finished = at("finished_at")
+    # where the time went: the upload request, waiting in the queue, the job
+    phases = {
+        "upload_s": at("created_at") - start,
+        "queued_s": at("started_at") - at("created_at"),
+        "run_s": finished - at("started_at"),
+    }
+    return {"seconds": finished - start, "job": job, "phases": phases}
 
 
 def write_xlsx(df: pl.DataFrame, path: Path) -> None:
@@ -222,6 +232,9 @@ def main() -> int:
                     steps.append(
                         {
                             "seconds": got["seconds"],
+                            "phases": got["phases"],
+                            "parsed_rows": got["job"]["result"].get("parsed_rows"),
+                            "line_index_bytes": dir_bytes(home / "cache" / "lines"),
                             "added_bytes": store_bytes(home) - before,
                             "table_rows": got["job"]["result"].get("table_rows"),
                             "commit_id": got["job"]["commit_id"],
@@ -270,7 +283,10 @@ def main() -> int:
         for i, step in enumerate(ru["versions"], start=1):
             print(
                 f"  v{i + 1}: {step['seconds']:5.2f} s  +{step['added_bytes'] / 1e6:5.2f} MB "
-                f"({100 * step['added_bytes'] / fb:4.2f} % of the first version)"
+                f"({100 * step['added_bytes'] / fb:4.2f} % of the first version); "
+                + ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in step["phases"].items())
+                + f"; rows parsed {step['parsed_rows']}, line index "
+                f"{step['line_index_bytes'] / 1e6:.1f} MB (a cache, not in the figure)"
             )
         secs = [s["seconds"] for s in ru["versions"]]
         v2 = ru["versions"][0] if ru["versions"] else None

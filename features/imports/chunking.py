@@ -1,0 +1,107 @@
+"""Typed batches into stored chunks: the writer every import path ends in."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from core.chunks import write_chunk
+from core.config import get_settings
+from core.hashing import row_hashes
+from core.objects import Piece
+from core.schema import Column, arrow_type
+from features.imports.csv_reader import convert
+
+
+class ChunkWriter:
+    """Cuts typed batches into chunks of ``chunk_rows`` rows and stores each on a
+    small thread pool, so hashing and Parquet encoding (both release the GIL)
+    overlap with parsing. Each batch is hashed on the pool as it arrives, so a
+    chunk's encoding does not wait for its hashing to start (the last chunk of
+    a file then costs only its encoding). At most ``pool size + 1`` chunks are
+    in flight, which bounds memory."""
+
+    def __init__(self, store: Any, columns: list[Column], work: Path, pool: ThreadPoolExecutor):
+        self.store = store
+        self.columns = columns
+        self.work = work
+        self.pool = pool
+        self.chunk_rows = get_settings().chunk_rows
+        self.pending: list[pa.RecordBatch] = []
+        self.hashing: list[Future[bytes]] = []  # row hashes of the pending batches
+        self.pending_rows = 0
+        self.futures: list[Future[tuple[str, int]]] = []
+        self.rows = 0
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        while batch.num_rows:
+            take = min(batch.num_rows, self.chunk_rows - self.pending_rows)
+            part = batch.slice(0, take)
+            self.pending.append(part)
+            self.hashing.append(self.pool.submit(row_hashes, part, self.columns))
+            self.pending_rows += take
+            batch = batch.slice(take)
+            if self.pending_rows >= self.chunk_rows:
+                self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending_rows:
+            return
+        table = pa.Table.from_batches(self.pending)
+        hashing = self.hashing
+        self.pending, self.hashing, self.pending_rows = [], [], 0
+        inflight = [f for f in self.futures if not f.done()]
+        if len(inflight) > self.pool._max_workers:  # noqa: SLF001 - back-pressure
+            inflight[0].result()
+        # the hash tasks were queued first (FIFO): waiting on them cannot deadlock
+        self.futures.append(
+            self.pool.submit(_write_hashed, self.store, table, self.columns, self.work, hashing)
+        )
+        self.rows += table.num_rows
+
+    def finish(self) -> list[Piece]:
+        self._flush()
+        return [Piece(cid, 0, n) for cid, n in (f.result() for f in self.futures)]
+
+    def abandon(self) -> None:
+        for f in self.futures:
+            f.cancel()
+        for f in [*self.futures, *self.hashing]:
+            if not f.cancel():
+                f.exception()  # wait; its chunk is merely unreferenced
+        self.futures, self.hashing, self.pending, self.pending_rows = [], [], [], 0
+
+
+def _write_hashed(
+    store: Any, table: pa.Table, columns: list[Column], work: Path, hashing: list[Future[bytes]]
+) -> tuple[str, int]:
+    hashes = b"".join(f.result() for f in hashing)
+    return write_chunk(store, table, columns, tmp_dir=work, hashes=hashes)
+
+
+def columns_of(names: list[str], types: list[str], order: list[str] | None = None) -> list[Column]:
+    cols = [Column(n, t) for n, t in zip(names, types, strict=True)]
+    if order is None:
+        return cols
+    by_name = {c.name: c for c in cols}
+    return [by_name[n] for n in order]
+
+
+def assemble(
+    text: pa.RecordBatch,
+    typed: list[pa.Array | None],
+    types: list[str],
+    order: list[str] | None = None,
+) -> pa.RecordBatch:
+    arrays = []
+    for i, kind in enumerate(types):
+        arr = typed[i]
+        if arr is None or arr.type != arrow_type(kind):
+            arr = convert(text.column(i), kind)
+            assert arr is not None, "final types fit every value by construction"
+        arrays.append(arr)
+    batch = pa.RecordBatch.from_arrays(arrays, names=text.schema.names)
+    return batch.select(order) if order is not None else batch

@@ -1,0 +1,359 @@
+"""Re-uploads that parse only the lines that changed (decision 0014).
+
+A CSV re-upload of a big table usually repeats most of its lines byte for
+byte. Parsing, typing and hashing every row again costs ~2 CPU-seconds per
+million rows; finding and hashing every *line* costs ~0.1 s
+(``_records.split_hash``). So a CSV import that replaces a table keeps a
+**line index** next to the branch: the hash of each data line, in row order,
+with what the lines were read under (delimiter, encoding, header line, null
+values, column types). The next upload of the table on that branch:
+
+1. finds and hashes its own lines, and checks the header and the dialect;
+2. pairs its lines with the index's (the k-th copy of a line with the k-th
+   copy, as ``dedup.match`` pairs rows): a paired line *is* the stored row at
+   that position, since the same bytes read under the same dialect and types
+   give the same values;
+3. parses only the unpaired lines, as the table's types (decision 0014: a
+   re-upload keeps the table's types when its values fit them), and stores
+   them in new chunks;
+4. builds the manifest from the pairs exactly as ``dedup`` does.
+
+Anything unusual falls back to the full import, which gives the same table:
+no index (first upload on the branch, another worker's disk, a table over
+``DSA_LINE_INDEX_MAX_ROWS``), another dialect or header, compressed input
+(decompressed to the job's work directory first, so not a fallback), a file
+where fewer than half the lines pair (a re-export with other quoting or
+number formats: the full import still pairs those rows by row hash), a line
+whose value no longer fits its column's type, any parse error (the full
+import reports it with its place), or a manifest too fragmented to keep.
+
+The index is a cache, outside the versioned object store: one file per
+(dataset, branch, table) under ``<DSA home>/cache/lines``, 16 bytes a row,
+replaced by each import that lands there. Losing it only costs speed.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import blake3
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from core.config import get_settings
+from core.objects import Manifest, Piece, Schema, TableEntry
+from features.imports import _records  # type: ignore[attr-defined]  # C extension
+from features.imports.chunking import ChunkWriter, assemble, columns_of
+from features.imports.compression import open_decoded
+from features.imports.csv_reader import (
+    WHITESPACE,
+    CsvSource,
+    ImportFailed,
+    detect_header,
+    sniff,
+)
+from features.imports.dedup import _halves, _pieces, match, place, positions, too_fragmented
+
+MAGIC = b"dsa.lines.v1\n"
+# encodings in which '\n', '\r', '"' and ASCII delimiters are single bytes
+# that never occur inside another character
+SINGLE_BYTE_SAFE = {"utf-8", "utf8", "ascii", "cp1252", "windows-1252", "latin-1", "iso-8859-1"}
+# below this share of paired lines, the full import (pairing by row hash) runs
+MIN_PAIRED = 0.5
+SCAN_WINDOW = 64 * 1024 * 1024
+BOM = b"\xef\xbb\xbf"
+
+
+class LineIndex(NamedTuple):
+    table: tuple[str, str]  # (schema id, manifest id) of the table it describes
+    fingerprint: dict[str, Any]
+    hashes: bytes  # 16 bytes a data line, in row order
+
+
+class Scan(NamedTuple):
+    buf: Any  # the file's plain bytes (memory-mapped)
+    header: bytes | None  # the hash of the header line
+    hashes: bytes  # 16 bytes a data line
+    spans: np.ndarray  # (start, end) of each data line in buf
+    header_span: tuple[int, int] | None
+
+
+def fingerprint(dialect: dict[str, Any], options: dict[str, Any], header: bytes | None) -> Any:
+    """What the lines were read under, or None when the dialect has no index."""
+    delimiter = dialect["delimiter"]
+    if (
+        dialect["format"] not in ("csv", "tsv")
+        or delimiter == WHITESPACE
+        or len(delimiter) != 1
+        or not delimiter.isascii()
+        or delimiter in '"\r\n'
+        or dialect["encoding"].lower() not in SINGLE_BYTE_SAFE
+        or dialect["skip_rows"]
+        or dialect["header"] is None
+    ):
+        return None
+    return {
+        "delimiter": delimiter,
+        "encoding": dialect["encoding"].lower(),
+        "header": bool(dialect["header"]),
+        "header_line": header.hex() if header else None,
+        "null_values": list(dialect["null_values"]),
+        "column_types": options.get("column_types") or {},
+    }
+
+
+@contextmanager
+def scanned(
+    path: Path, dialect: dict[str, Any], work: Path, max_rows: int
+) -> Iterator[Scan | None]:
+    """The file's lines found and hashed; None when the file has more than
+    ``max_rows`` of them, is empty, or cannot be decompressed (the full import
+    then says why)."""
+    plain = path
+    if dialect["compression"] is not None:
+        plain = work / "lines-plain"
+        stream, _ = open_decoded(path, dialect["compression"])
+        try:
+            with stream, open(plain, "wb") as out:
+                shutil.copyfileobj(stream, out, 1 << 20)
+        except Exception:  # noqa: BLE001 - corrupt input: the full import reports it
+            plain.unlink(missing_ok=True)
+            yield None
+            return
+    try:
+        size = plain.stat().st_size
+        if size == 0:
+            yield None
+            return
+        with open(plain, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            yield _scan(buf, size, dialect, max_rows)
+    finally:
+        if plain is not path:
+            plain.unlink(missing_ok=True)
+
+
+def _scan(buf: Any, size: int, dialect: dict[str, Any], max_rows: int) -> Scan | None:
+    """Every line of the file, the header (if any) among them."""
+    pos = len(BOM) if buf[: len(BOM)] == BOM else 0
+    hashes, spans, count, window = [], [], 0, SCAN_WINDOW
+    while pos < size:
+        stop = min(size, pos + window)
+        h, s, nxt = _records.split_hash(buf, pos, stop, stop == size, dialect["delimiter"])
+        if not h and stop < size:
+            window *= 2  # one line longer than the window
+            continue
+        hashes.append(h)
+        spans.append(s)
+        count += len(h) // 16
+        if count > max_rows + 1:
+            return None
+        pos = nxt
+    every = b"".join(hashes)
+    at = np.frombuffer(b"".join(spans), dtype="<i8").reshape(-1, 2)
+    return Scan(buf, None, every, at, None)
+
+
+def with_header(scan: Scan | None, header: bool) -> Scan | None:
+    """The scan with its first line taken as the header when there is one."""
+    if scan is None or not header:
+        return scan
+    if not len(scan.spans):
+        return None
+    first = (int(scan.spans[0, 0]), int(scan.spans[0, 1]))
+    return Scan(scan.buf, scan.hashes[:16], scan.hashes[16:], scan.spans[1:], first)
+
+
+def scan_file(path: Path, dialect: dict[str, Any], work: Path, max_rows: int) -> Scan | None:
+    """``scanned`` for the hashes only (the file is closed again)."""
+    with scanned(path, dialect, work, max_rows) as scan:
+        return scan._replace(buf=None) if scan is not None else None
+
+
+def index_of(
+    scan: Scan | None,
+    dialect: dict[str, Any],
+    options: dict[str, Any],
+    rows: int,
+    schema: Schema,
+    manifest: Manifest,
+) -> LineIndex | None:
+    """The index of a table a full import just read from the scanned file, when
+    the scan found as many lines as the import found rows."""
+    if scan is None:
+        return None
+    scan = with_header(scan, bool(dialect["header"]))
+    if scan is None or len(scan.spans) != rows:
+        return None
+    fp = fingerprint(dialect, options, scan.header)
+    if fp is None:
+        return None
+    return LineIndex((schema.id, manifest.id), fp, scan.hashes)
+
+
+def reupload(
+    path: Path,
+    work: Path,
+    params: dict[str, Any],
+    store: Any,
+    previous: tuple[Schema, Manifest],
+    index: LineIndex,
+) -> (
+    tuple[list[str], list[str], list[bool], list[Piece], int, dict[str, Any], LineIndex, int] | None
+):
+    """The table from ``path`` built on the index of the table it replaces
+    (see the module docstring), like ``service._write_table`` plus the new
+    table's index and how many lines were parsed; None when only the full
+    import can tell."""
+    options = params.get("options") or {}
+    fmt = params["format"]
+    try:
+        dialect = sniff(path, options, fmt)
+    except ImportFailed:
+        return None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="header") as ex:
+        detecting = None
+        if dialect["header"] is None:
+            # decided from the first block as an import decides it, while the
+            # lines are matched on the header the index had
+            detecting = ex.submit(detect_header, path, options, fmt)
+            dialect["header"] = index.fingerprint["header"]
+        built = _reupload(path, work, store, previous, index, options, dialect)
+        if detecting is not None:
+            try:
+                if detecting.result() != dialect["header"]:
+                    return None
+            except ImportFailed:
+                return None
+    return built
+
+
+def _reupload(
+    path: Path,
+    work: Path,
+    store: Any,
+    previous: tuple[Schema, Manifest],
+    index: LineIndex,
+    options: dict[str, Any],
+    dialect: dict[str, Any],
+) -> (
+    tuple[list[str], list[str], list[bool], list[Piece], int, dict[str, Any], LineIndex, int] | None
+):
+    settings = get_settings()
+    with scanned(path, dialect, work, settings.line_index_max_rows) as lines:
+        scan = with_header(lines, bool(dialect["header"]))
+        if scan is None or not len(scan.spans):
+            return None
+        if fingerprint(dialect, options, scan.header) != index.fingerprint:
+            return None
+        schema, manifest = previous
+        rows = len(scan.spans)
+        chunks, at = positions(manifest)
+        old = pl.concat([_halves(pa.py_buffer(index.hashes), 0, len(at)), at], how="horizontal")
+        new = _halves(pa.py_buffer(scan.hashes), 0, rows)
+        unpaired, runs = place(match(new, old), len(chunks), settings.chunk_rows)
+        changed = unpaired.arg_true().to_numpy()
+        if len(changed) > rows * (1 - MIN_PAIRED) or too_fragmented(runs.height, rows):
+            return None
+        names, types = schema.names, [c.type for c in schema.columns]
+        nullable = [c.nullable for c in schema.columns]
+        new_chunks: list[str] = []
+        if len(changed):
+            parsed = _parse_changed(scan, changed, dialect, work, store, schema)
+            if parsed is None:
+                return None
+            new_chunks, file_nullable = parsed
+            nullable = [a or b for a, b in zip(nullable, file_nullable, strict=True)]
+        pieces = _pieces(chunks + new_chunks, runs)
+        new_index = LineIndex(("", ""), index.fingerprint, scan.hashes)
+        return list(names), types, nullable, pieces, rows, dialect, new_index, len(changed)
+
+
+def _parse_changed(
+    scan: Scan,
+    changed: np.ndarray,
+    dialect: dict[str, Any],
+    work: Path,
+    store: Any,
+    schema: Schema,
+) -> tuple[list[str], list[bool]] | None:
+    """The unpaired lines parsed as the table's types and stored in new chunks
+    (their ids in order, and which columns got a null); None when they do not
+    parse or fit."""
+    mini = work / "lines-changed.csv"
+    buf = scan.buf
+    with open(mini, "wb") as f:
+        if scan.header_span is not None:
+            f.write(buf[scan.header_span[0] : scan.header_span[1]] + b"\n")
+        for start, end in scan.spans[changed].tolist():
+            f.write(buf[start:end])
+            f.write(b"\n")
+    options = {
+        "delimiter": dialect["delimiter"],
+        "header": bool(dialect["header"]),
+        "encoding": dialect["encoding"],
+        "null_values": dialect["null_values"],
+    }
+    types = {c.name: c.type for c in schema.columns}
+    src = CsvSource(
+        mini, options=options, fmt=dialect["format"], on_bytes=lambda n: None, types=types
+    )
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="chunk") as pool:
+        writer = ChunkWriter(store, columns_of(schema.names, list(types.values())), work, pool)
+        try:
+            for text, typed in src:
+                writer.add(assemble(text, typed, list(types.values())))
+            if src.names != list(schema.names) or src.rows != len(changed):
+                raise ImportFailed("the changed lines read otherwise")
+        except ImportFailed:
+            writer.abandon()
+            return None
+        finally:
+            mini.unlink(missing_ok=True)
+        ids = [p.chunk for p in writer.finish()]
+    return ids, src.nullable()
+
+
+# -- the index on disk -------------------------------------------------------
+
+
+def _path(dataset_id: Any, branch: str, table: str) -> Path:
+    key = blake3.blake3(f"{dataset_id}\0{branch}\0{table}".encode()).hexdigest()[:40]
+    return get_settings().home / "cache" / "lines" / key
+
+
+def load(dataset_id: Any, branch: str, table: str, entry: TableEntry) -> LineIndex | None:
+    """The index of ``table`` on the branch, if it describes ``entry``."""
+    try:
+        with open(_path(dataset_id, branch, table), "rb") as f:
+            if f.read(len(MAGIC)) != MAGIC:
+                return None
+            head = json.loads(f.readline())
+            if (head["schema"], head["manifest"]) != (entry.schema, entry.manifest):
+                return None
+            hashes = f.read()
+    except (OSError, ValueError, KeyError):
+        return None
+    if len(hashes) != 16 * entry.row_count:
+        return None
+    return LineIndex((head["schema"], head["manifest"]), head["fingerprint"], hashes)
+
+
+def save(dataset_id: Any, branch: str, table: str, index: LineIndex) -> None:
+    """Replace the branch's index of ``table`` (written whole, then renamed)."""
+    path = _path(dataset_id, branch, table)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    head = {"schema": index.table[0], "manifest": index.table[1], "fingerprint": index.fingerprint}
+    with open(tmp, "wb") as f:
+        f.write(MAGIC + json.dumps(head, sort_keys=True).encode() + b"\n")
+        f.write(index.hashes)
+    os.replace(tmp, path)
