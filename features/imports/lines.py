@@ -154,7 +154,9 @@ def _scan(buf: Any, size: int, dialect: dict[str, Any], max_rows: int) -> Scan |
         hashes.append(h)
         spans.append(s)
         count += len(h) // 16
-        if count > max_rows + 1:
+        # past the limit, or sure to get there (from the lines so far): stop
+        # before holding 32 bytes a line of a file far too long to index
+        if count > max_rows + 1 or count * size > 2 * max_rows * nxt:
             return None
         pos = nxt
     every = b"".join(hashes)
