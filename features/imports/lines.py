@@ -208,6 +208,7 @@ def reupload(
     store: Any,
     previous: tuple[Schema, Manifest],
     index: LineIndex,
+    progress: Any,
 ) -> (
     tuple[list[str], list[str], list[bool], list[Piece], int, dict[str, Any], LineIndex, int] | None
 ):
@@ -228,7 +229,7 @@ def reupload(
             # lines are matched on the header the index had
             detecting = ex.submit(detect_header, path, options, fmt)
             dialect["header"] = index.fingerprint["header"]
-        built = _reupload(path, work, store, previous, index, options, dialect)
+        built = _reupload(path, work, store, previous, index, options, dialect, progress)
         if detecting is not None:
             try:
                 if detecting.result() != dialect["header"]:
@@ -246,6 +247,7 @@ def _reupload(
     index: LineIndex,
     options: dict[str, Any],
     dialect: dict[str, Any],
+    progress: Any,
 ) -> (
     tuple[list[str], list[str], list[bool], list[Piece], int, dict[str, Any], LineIndex, int] | None
 ):
@@ -254,6 +256,8 @@ def _reupload(
         scan = with_header(lines, bool(dialect["header"]))
         if scan is None or not len(scan.spans):
             return None
+        progress.check()  # a cancel stops here; the scan is the longest step
+        progress.update(bytes_read=path.stat().st_size)
         if fingerprint(dialect, options, scan.header) != index.fingerprint:
             return None
         schema, manifest = previous
@@ -263,6 +267,8 @@ def _reupload(
         new = _halves(pa.py_buffer(scan.hashes), 0, rows)
         unpaired, runs = place(match(new, old), len(chunks), settings.chunk_rows)
         changed = unpaired.arg_true().to_numpy()
+        progress.update(rows=rows - len(changed))
+        progress.check()
         if len(changed) > rows * (1 - MIN_PAIRED) or too_fragmented(runs.height, rows):
             return None
         names, types = schema.names, [c.type for c in schema.columns]

@@ -603,7 +603,9 @@ def _import_table(
     )
     index = lines.load(*lines_at, current) if by_lines and current and lines_at else None
     fast = (
-        lines.reupload(path, work, params, store, previous, index) if index and previous else None
+        lines.reupload(path, work, params, store, previous, index, progress)
+        if index and previous
+        else None
     )
     if index is not None:
         log.info("re-upload by lines" if fast else "line index not usable: reading every row")
