@@ -91,11 +91,54 @@ class Manifest:
     def from_json(cls, d: dict[str, Any]) -> Manifest:
         return cls(pieces=tuple(Piece(c, s, n) for c, s, n in d["pieces"]))
 
+    @classmethod
+    def of(cls, pieces: Sequence[Piece]) -> Manifest:
+        """A manifest of ``pieces``: kept as they are when they are columns
+        already (``from_columns``), else as a tuple."""
+        if isinstance(pieces, _LazyPieces):
+            return cls._with_columns(pieces._cols)  # noqa: SLF001
+        return cls(tuple(pieces))
+
+    @classmethod
+    def from_columns(
+        cls, ids: list[str], chunk: np.ndarray, start: np.ndarray, length: np.ndarray
+    ) -> Manifest:
+        """A manifest from piece columns (``chunk`` indexes ``ids``), its
+        ``Piece`` objects made only if asked for: a fragmented version has
+        hundreds of thousands. The chunks are renumbered in first-use order,
+        as ``columns`` numbers them."""
+        chunk = np.asarray(chunk, dtype=np.int64)
+        names: list[str] = []
+        if len(chunk):
+            used, first = np.unique(chunk, return_index=True)
+            order = used[np.argsort(first, kind="stable")]
+            remap = np.zeros(int(used[-1]) + 1, dtype=np.int64)
+            remap[order] = np.arange(len(order))
+            chunk = remap[chunk]
+            names = [ids[i] for i in order.tolist()]
+        start = np.asarray(start, dtype=np.int64)
+        length = np.asarray(length, dtype=np.int64)
+        return cls._with_columns(
+            PieceColumns(names, chunk, start, length, np.cumsum(length) - length)
+        )
+
+    @classmethod
+    def _with_columns(cls, cols: PieceColumns) -> Manifest:
+        m = cls(_LazyPieces(cols))  # type: ignore[arg-type]
+        m.__dict__["columns"] = cols
+        return m
+
     @cached_property
     def canonical(self) -> bytes:
         """The canonical JSON. orjson writes the same bytes as ``canonical_json``
-        for this document (one key, integers, hex strings) ~10x faster; other
-        chunk ids take the reference encoder."""
+        for this document (one key, integers, hex strings) ~10x faster, and a
+        polars string format of the columns faster still for large manifests
+        (same bytes: tests/core/test_objects.py); other chunk ids take the
+        reference encoder."""
+        if len(self.pieces) > _VECTOR_JSON_OVER:
+            cols = self.columns
+            if all(_HEX64.fullmatch(c) for c in cols.chunks):
+                return _pieces_json(cols)
         doc = self.to_json()
         if all(_HEX64.fullmatch(c) for c in {p.chunk for p in self.pieces}):
             return orjson.dumps(doc)
@@ -233,6 +276,21 @@ COMPRESS_OVER = 64 * 1024
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _MANIFEST_MAGIC = b"DSAM\x01"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+_VECTOR_JSON_OVER = 4096
+
+
+def _pieces_json(cols: PieceColumns) -> bytes:
+    """``{"pieces":[["<chunk>",start,length],...]}`` from the columns, as
+    orjson writes it, without a Python object per piece."""
+    import polars as pl  # only imports and compares build large manifests
+
+    ids = pl.Series("id", cols.chunks, dtype=pl.Utf8).gather(pl.Series(cols.chunk))
+    text = pl.DataFrame({"id": ids, "s": cols.start, "n": cols.length}).select(
+        pl.format('["{}",{},{}]', "id", "s", "n").str.join(",")
+    )
+    return b'{"pieces":[' + text.item().encode() + b"]}"
 
 
 def _encode_manifest(m: Manifest) -> bytes | None:

@@ -24,6 +24,7 @@ spilled batch; the spill needs local disk about the size of the typed data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,7 @@ class DedupWriter:
         self.spill_path.unlink(missing_ok=True)
         self._hashing, self._parent, self.rows = [], None, 0
 
-    def finish(self) -> list[Piece]:
+    def finish(self) -> Sequence[Piece]:
         if self._sink is not None:
             self._sink.close()
         if self.rows == 0:
@@ -241,13 +242,15 @@ def too_fragmented(runs: int, rows: int) -> bool:
     return runs > max(COMPACT_MIN_PIECES, rows // COMPACT_MIN_RUN)
 
 
-def _pieces(ids: list[str], runs: pl.DataFrame) -> list[Piece]:
-    """Runs (chunk index, start, length) as pieces, built column-wise (a version
-    can have hundreds of thousands)."""
-    chunk = [ids[i] for i in runs.get_column("chunk").to_list()]
-    start = runs.get_column("start").to_list()
-    length = runs.get_column("length").to_list()
-    return list(map(Piece, chunk, start, length))
+def _pieces(ids: list[str], runs: pl.DataFrame) -> Sequence[Piece]:
+    """Runs (chunk index, start, length) as pieces, kept as columns (a version
+    can have hundreds of thousands; ``Manifest.of`` takes them as they are)."""
+    return Manifest.from_columns(
+        ids,
+        runs.get_column("chunk").to_numpy(),
+        runs.get_column("start").to_numpy(),
+        runs.get_column("length").to_numpy(),
+    ).pieces
 
 
 def _halves(buf: pa.Buffer, offset: int, n: int) -> pl.DataFrame:
@@ -318,7 +321,7 @@ class UpsertWriter(DedupWriter):
         super().__init__(*args, **kwargs)
         self.key = key
 
-    def finish(self) -> list[Piece]:
+    def finish(self) -> Sequence[Piece]:
         if self._sink is not None:
             self._sink.close()
             self._sink = None

@@ -649,7 +649,7 @@ def _import_table(
     schema = Schema(
         tuple(Column(n, t, nl) for n, t, nl in zip(names, types, nullable, strict=True))
     )
-    manifest = Manifest(tuple(pieces))
+    manifest = Manifest.of(pieces)
     put_object(store, "schema", schema)
     put_object(store, "manifest", manifest)
     entry = TableEntry(schema=schema.id, manifest=manifest.id, row_count=total)

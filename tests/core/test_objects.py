@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from core.errors import NotFound
@@ -85,3 +85,24 @@ def test_manifest_bytes_and_compact_form_match_the_reference(tmp_path: Path) -> 
     oid = put_object(store, "manifest", m)
     objects._cache.clear()
     assert get_manifest(store, oid).pieces == m.pieces
+
+
+@example([(i % 5 + 1, i, 3) for i in range(5000)])  # past the vectorised JSON size
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.integers(0, 10**6), st.integers(1, 9)), max_size=300)
+)
+def test_a_manifest_from_columns_is_the_manifest_of_its_pieces(
+    runs: list[tuple[int, int, int]],
+) -> None:
+    import numpy as np
+
+    ids = [f"{i:064x}" for i in (7, 3, 9, 1, 4, 8)]  # some never used, any order
+    pieces = tuple(Piece(ids[c], s, n) for c, s, n in runs)
+    cols = np.array(runs, dtype=np.int64).reshape(-1, 3).T
+    lazy = Manifest.from_columns(ids, cols[0], cols[1], cols[2])
+    plain = Manifest(pieces)
+    assert tuple(lazy.pieces) == pieces
+    assert lazy.canonical == plain.canonical and lazy.id == plain.id
+    assert lazy.columns.chunks == plain.columns.chunks
+    assert (lazy.columns.chunk == plain.columns.chunk).all()
+    assert Manifest.of(lazy.pieces).id == plain.id
