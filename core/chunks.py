@@ -97,7 +97,11 @@ _groups: LRU[tuple[str, int, tuple[str, ...] | None], pa.Table] = LRU(
 def _footer(store: ObjectStore, cid: str) -> _Footer:
     f = _footers.get(cid)
     if f is None:
-        pf = pq.ParquetFile(store.open_arrow(chunk_key(cid)))
+        # no pre-buffering: the file is memory-mapped, and pre-buffering's
+        # coalesced async reads cost ~2-3x the CPU of a column read across
+        # many small row groups (measured: 1M row hashes in 490 row groups,
+        # ~40 ms with it, ~15 ms without; one row group of 12 columns no slower)
+        pf = pq.ParquetFile(store.open_arrow(chunk_key(cid)), pre_buffer=False)
         starts, ends, total = [], [], 0
         for i in range(pf.metadata.num_row_groups):
             starts.append(total)
