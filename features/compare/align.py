@@ -44,6 +44,7 @@ from core.objects import Manifest
 HashReader = Callable[[np.ndarray], np.ndarray]
 
 _I64 = np.int64
+_SHIFT = _I64(41)  # (chunk << _SHIFT) | row: one sortable key per stored row
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -79,22 +80,16 @@ def _overlapping_chunks(p: _Pieces) -> set[int]:
     """Chunks some of whose rows this side uses more than once."""
     if len(p.chunk) < 2:
         return set()
-    order = np.lexsort((p.start, p.chunk))
-    c, s, e = p.chunk[order], p.start[order], (p.start + p.length)[order]
-    # within one chunk, a piece starting before an earlier piece ended
-    bad = (c[1:] == c[:-1]) & (s[1:] < _segmented_max(c, e)[:-1])
-    return {int(x) for x in c[1:][bad]}
-
-
-def _segmented_max(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Running maximum of ``values`` restarting at each new key (keys sorted)."""
-    out = values.copy()
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    for i, s in enumerate(starts):
-        e = starts[i + 1] if i + 1 < len(starts) else len(keys)
-        if e - s > 1:
-            out[s:e] = np.maximum.accumulate(values[s:e])
-    return out
+    # pieces by (chunk, start) as one int64 key (rows < 2^40, chunks < 2^22):
+    # a piece overlaps an earlier one of its chunk when it starts before the
+    # running maximum of their ends; keying the ends by chunk too keeps that
+    # maximum from leaking across chunks, without a loop over them
+    start_key = (p.chunk << _SHIFT) | p.start
+    order = np.argsort(start_key, kind="stable")
+    end_key = ((p.chunk << _SHIFT) | (p.start + p.length))[order]
+    start_key = start_key[order]
+    bad = start_key[1:] < np.maximum.accumulate(end_key)[:-1]
+    return {int(x) for x in np.unique(p.chunk[order][1:][bad])}
 
 
 def identity_segments(base: Manifest, head: Manifest) -> np.ndarray:
@@ -121,13 +116,13 @@ def _intersect(b: _Pieces, h: _Pieces, chunks: np.ndarray) -> np.ndarray:
     bm, hm = np.isin(b.chunk, chunks), np.isin(h.chunk, chunks)
     bc, bs, bl, bp = b.chunk[bm], b.start[bm], b.length[bm], b.pos[bm]
     hc, hs, hl, hp = h.chunk[hm], h.start[hm], h.length[hm], h.pos[hm]
-    order = np.lexsort((bs, bc))
-    bc, bs, bl, bp = bc[order], bs[order], bl[order], bp[order]
-    shift = np.int64(1) << np.int64(40)
-    b_start_key = bc * shift + bs
-    b_end_key = bc * shift + bs + bl
-    lo = np.searchsorted(b_end_key, hc * shift + hs, side="right")
-    hi = np.searchsorted(b_start_key, hc * shift + hs + hl, side="left")
+    b_start_key = (bc << _SHIFT) | bs
+    order = np.argsort(b_start_key, kind="stable")  # by (chunk, start)
+    bc, bs, bl, bp, b_start_key = bc[order], bs[order], bl[order], bp[order], b_start_key[order]
+    b_end_key = b_start_key + bl
+    h_key = (hc << _SHIFT) | hs
+    lo = np.searchsorted(b_end_key, h_key, side="right")
+    hi = np.searchsorted(b_start_key, h_key + hl, side="left")
     counts = np.maximum(hi - lo, 0)
     hi_idx = np.repeat(np.arange(len(hc)), counts)
     b_idx = _ranges(lo, counts)

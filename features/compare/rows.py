@@ -74,15 +74,21 @@ class TableRows:
             return pa.table({c: pa.array([], arrow_type(self._type(c))) for c in columns})
         uniq, back = np.unique(positions, return_inverse=True)
         chunk_of, row, names = self._locate(uniq)
-        parts, where = [], []
-        for c in np.unique(chunk_of):
+
+        def one(c: int) -> tuple[pa.Table, np.ndarray]:
             sel = np.flatnonzero(chunk_of == c)
             rows, inv = np.unique(row[sel], return_inverse=True)
-            part = take_rows(self.store, names[int(c)], rows, tuple(columns))
+            part = take_rows(self.store, names[c], rows, tuple(columns))
             # chunks may disagree on a column's nullability; rows here are nullable
             nullable = pa.schema([f.with_nullable(True) for f in part.schema])
-            parts.append(part.take(pa.array(inv)).cast(nullable))
-            where.append(sel)
+            return part.take(pa.array(inv)).cast(nullable), sel
+
+        chunks = np.unique(chunk_of).tolist()
+        # a page of changes holds rows of many chunks (a row group or more of
+        # each to decode): chunks are read on the pool's threads
+        done = list(_POOL.map(one, chunks)) if len(chunks) > 1 else [one(chunks[0])]
+        parts = [part for part, _ in done]
+        where = [sel for _, sel in done]
         table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
         # rows came chunk by chunk: put them back in position order, then repeat
         order = np.empty(len(uniq), dtype=np.int64)
