@@ -1,4 +1,10 @@
-"""RFC 9457 problem documents, built in one place from core's domain errors."""
+"""RFC 9457 problem documents, built in one place from core's domain errors.
+
+Requests for paths no route serves (404, 405) get a problem document under
+``/api`` and on the service endpoints, and an HTML error page in the web
+UI's layout everywhere else (``/foo``, ``/datasets/<id>/nope``), unless the
+client asks for JSON and not HTML.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import DsaError, Invalid
@@ -15,12 +21,26 @@ from core.errors import DsaError, Invalid
 log = structlog.get_logger(__name__)
 
 PROBLEM = "application/problem+json"
+# paths whose errors are always problem documents (besides /api/...)
+_SERVICE_PATHS = frozenset(
+    {"/api", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"}
+)
 
 
 def problem_response(err: DsaError, request: Request | None = None) -> JSONResponse:
     body = err.to_problem(instance=str(request.url.path) if request else None)
     headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
     return JSONResponse(body, status_code=err.status, media_type=PROBLEM, headers=headers)
+
+
+def wants_html(request: Request) -> bool:
+    """Whether an error on this request is shown as a web page: not under
+    ``/api``, ``/static`` or the service endpoints, and not asked for as JSON."""
+    path = request.url.path
+    if path in _SERVICE_PATHS or path.startswith(("/api/", "/static/")):
+        return False
+    accept = request.headers.get("accept", "")
+    return not ("json" in accept and "text/html" not in accept)
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -46,11 +66,23 @@ def install(app: FastAPI) -> None:
         return problem_response(err, request)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         err = DsaError(str(exc.detail))
         err.status = exc.status_code  # type: ignore[misc]
         err.title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")  # type: ignore[misc]
         err.code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        if wants_html(request):
+            from features.web import service as web
+
+            path = request.url.path
+            if exc.status_code == 404:
+                err.detail = f"There is no page at {path}."
+            elif exc.status_code == 405:
+                err.detail = f"{path} does not take {request.method} requests."
+            response = web.error_page(request, err)
+            for k, v in (exc.headers or {}).items():  # e.g. Allow on a 405
+                response.headers[k] = v
+            return response
         return problem_response(err, request)
 
     @app.exception_handler(Exception)

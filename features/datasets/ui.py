@@ -1,4 +1,5 @@
-"""Web pages of datasets: the list with search, creating one, settings and permissions."""
+"""Web pages of datasets: the list with search, creating one, settings and
+permissions, deleting one."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import uuid
 from fastapi import APIRouter, Form, Query, Request, Response
 
 from core.db import read, transaction
-from core.errors import DsaError
+from core.errors import DsaError, Invalid
 from features.datasets import service
 from features.datasets.models import DatasetCreate, DatasetPatch
 from features.web import service as web
@@ -18,9 +19,12 @@ PER_PAGE = 25
 
 @router.get("/datasets")
 def list_page(
-    request: Request, q: str | None = None, page: int = Query(1, ge=1, le=100_000)
+    request: Request,
+    q: str | None = None,
+    page: int = Query(1, ge=1, le=100_000),
+    deleted: str = "",
 ) -> Response:
-    return _list(request, q=q, page=page)
+    return _list(request, q=q, page=page, deleted=deleted)
 
 
 def _list(
@@ -30,6 +34,7 @@ def _list(
     page: int = 1,
     error: DsaError | None = None,
     form: dict[str, str] | None = None,
+    deleted: str = "",
 ) -> Response:
     user = web.current_user(request)
     with read() as conn:
@@ -45,6 +50,7 @@ def _list(
         pages=max(1, -(-total // PER_PAGE)),
         error=error.to_problem() if error else None,
         form=form or {"name": "", "description": "", "primary_key": "", "visibility": "private"},
+        deleted=deleted,
     )
 
 
@@ -90,7 +96,12 @@ def settings_page(request: Request, dataset_id: uuid.UUID, saved: str = "") -> R
 
 
 def _settings(
-    request: Request, dataset_id: uuid.UUID, *, error: DsaError | None = None, saved: str = ""
+    request: Request,
+    dataset_id: uuid.UUID,
+    *,
+    error: DsaError | None = None,
+    saved: str = "",
+    delete_error: DsaError | None = None,
 ) -> Response:
     user = web.require_user(request)
     with read() as conn:
@@ -99,15 +110,17 @@ def _settings(
         is_admin = user.is_admin or any(
             p["username"] == user.username and p["role"] == "admin" for p in perms
         )
+    shown = error or delete_error
     return web.render(
         request,
         "datasets/settings.html",
-        status=error.status if error else 200,
+        status=shown.status if shown else 200,
         dataset=ds,
         tab="settings",
         permissions=perms,
         can_admin=is_admin,
         error=error.to_problem() if error else None,
+        delete_error=delete_error.to_problem() if delete_error else None,
         saved=saved,
     )
 
@@ -177,3 +190,27 @@ def revoke(
             raise
         return _settings(request, dataset_id, error=err)
     return web.redirect(f"/datasets/{dataset_id}/settings")
+
+
+@router.post("/datasets/{dataset_id}/delete")
+def delete(
+    request: Request, dataset_id: uuid.UUID, confirm: str = Form(""), csrf: str = Form("")
+) -> Response:
+    """Soft-deletes the dataset (as ``DELETE /api/v1/datasets/{id}`` does) once
+    its admin has typed its name, the confirmation that works without JavaScript."""
+    user = web.require_user(request)
+    web.check_csrf(request, csrf)
+    try:
+        with transaction() as conn:
+            ds = service.require(conn, user, dataset_id, "admin")
+            if confirm.strip() != ds["name"]:
+                raise Invalid(
+                    f"type the dataset's name, {ds['name']}, to confirm the deletion",
+                    code="confirmation_required",
+                )
+            service.delete_dataset(conn, user, dataset_id)
+    except DsaError as err:
+        if err.status != 422:
+            raise
+        return _settings(request, dataset_id, delete_error=err)
+    return web.redirect(web.url("/datasets", deleted=ds["name"]))

@@ -27,7 +27,7 @@ import json
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.cookies import SimpleCookie
@@ -46,7 +46,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.config import get_settings
-from core.errors import DsaError, Forbidden, Invalid, Unauthorized
+from core.errors import DsaError, Forbidden, Invalid, NotFound, Unauthorized
 from features.auth import service as auth_service
 from features.auth.service import User
 
@@ -247,7 +247,7 @@ def short(commit_id: str | None) -> str:
 
 
 def when(value: Any) -> str:
-    """A time for people: '5 minutes ago', else the date."""
+    """A time for people: '5 minutes ago' or 'in 3 days' within a month, else the date."""
     if value is None:
         return ""
     if isinstance(value, str):
@@ -258,6 +258,7 @@ def when(value: Any) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     s = (datetime.now(UTC) - value).total_seconds()
+    future, s = s < 0, abs(s)
     if s < 45:
         return "just now"
     for unit, n in (("day", 86400), ("hour", 3600), ("minute", 60)):
@@ -265,7 +266,8 @@ def when(value: Any) -> str:
             k = int(s // n)
             if unit == "day" and k > 30:
                 break
-            return f"{k} {unit}{'s' if k != 1 else ''} ago"
+            span = f"{k} {unit}{'s' if k != 1 else ''}"
+            return f"in {span}" if future else f"{span} ago"
     return str(value.strftime("%Y-%m-%d"))
 
 
@@ -385,7 +387,7 @@ class UiRoute(APIRoute):
     """Routes of the web UI: domain errors become HTML error pages (never a trace),
     and a page that needs a user sends visitors to the sign-in page."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
@@ -400,6 +402,12 @@ class UiRoute(APIRoute):
                     log.error("page failed", code=err.code, detail=err.detail)
                 return error_page(request, err)
             except RequestValidationError as exc:
+                if exc.errors() and all(e.get("loc", ("",))[0] == "path" for e in exc.errors()):
+                    # a malformed id in the path (/datasets/nope): no such page
+                    return error_page(
+                        request,
+                        NotFound(f"There is no page at {request.url.path}.", code="not_found"),
+                    )
                 fields = [
                     {
                         "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
@@ -408,10 +416,10 @@ class UiRoute(APIRoute):
                     for e in exc.errors()
                 ]
                 names = ", ".join(f["field"] for f in fields)
-                err = Invalid(
+                invalid = Invalid(
                     f"the request is invalid: {names}", code="invalid_request", errors=fields
                 )
-                return error_page(request, err)
+                return error_page(request, invalid)
             except Exception:
                 log.exception("page crashed", path=request.url.path)
                 return error_page(

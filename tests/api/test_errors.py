@@ -78,5 +78,9 @@ def test_crashes_hide_internals_and_invalid_bodies_list_fields() -> None:
     assert r.status_code == 500 and "secret" not in r.text and "Traceback" not in r.text
     r = c.post("/body", json={"n": "x"})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "n"
-    r = c.get("/no/such/route")
+    # unknown paths: a problem document under /api or when JSON is asked for
+    # (elsewhere the web UI's HTML error page, tests/ui/test_pages.py)
+    r = c.get("/api/no/such/route")
+    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+    r = c.get("/no/such/route", headers={"Accept": "application/json"})
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"

@@ -260,8 +260,23 @@ def _flow(page: Any, tmp: Path, shots: Path) -> None:
     page.goto(dataset_url + "?row=10&limit=25")
     assert page.locator("#grid tbody tr").first.locator("td").nth(3).inner_text() == "999999"
     page.goto(dataset_url + "/settings")
+    assert page.get_by_label("Type").count() == 1  # the delete form's confirmation box
     page.screenshot(path=shots / "settings.png", full_page=True)
-    page.goto("/datasets")
+
+    # an API token: created from the header's link, shown once
+    page.get_by_role("link", name="API tokens").click()
+    page.get_by_label("Name").fill("browser test")
+    page.get_by_role("button", name="Create token").click()
+    assert page.locator("#t-value").input_value().startswith("dsa_")
+    assert page.get_by_role("button", name="Copy").is_visible()  # enhanced: clipboard API
+    assert page.get_by_role("button", name="Revoke token browser test").count() == 1
+    page.screenshot(path=shots / "tokens.png", full_page=True)
+
+    # an unknown page: the site's 404, with a way back
+    page.goto(dataset_url + "/nope")
+    assert page.locator("h1").inner_text() == "404 · Not found"
+    page.screenshot(path=shots / "not-found.png")
+    page.get_by_role("link", name="see all datasets").click()
     page.screenshot(path=shots / "datasets.png")
 
 

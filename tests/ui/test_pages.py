@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.conftest import ADMIN_PASSWORD, Worker
+from tests.conftest import ADMIN_PASSWORD, Worker, login, make_user
 from tests.ui.conftest import csrf_of, sign_in
 
 
@@ -98,8 +98,111 @@ def test_error_pages_come_from_domain_errors(browser_client: TestClient) -> None
     assert r.status_code == 404
     assert r.headers["content-type"].startswith("text/html")
     assert "dataset_not_found" in r.text and "Traceback" not in r.text
-    r = c.get("/datasets/not-a-uuid")
-    assert r.status_code == 422 and "invalid_request" in r.text
+    r = c.get("/datasets/00000000-0000-0000-0000-000000000000", params={"offset": -1})
+    assert r.status_code == 422 and "invalid_request" in r.text  # a bad query: invalid
+
+
+def test_unknown_paths_get_an_html_404_in_the_layout(browser_client: TestClient) -> None:
+    c = browser_client
+    sign_in(c)
+    zero = "00000000-0000-0000-0000-000000000000"
+    for path in ("/foo", "/datasets/nope", f"/datasets/{zero}/nope", "/datasets/nope/history"):
+        r = c.get(path)
+        assert r.status_code == 404, path
+        assert r.headers["content-type"].startswith("text/html"), path
+        assert f"There is no page at {path}." in r.text and "404 · Not found" in r.text
+        assert 'class="top"' in r.text and "Signed in as" in r.text  # the site's layout
+        assert 'href="/datasets"' in r.text  # a way back
+    r = c.post(f"/datasets/{zero}/history", data={"csrf": "x"})
+    assert r.status_code == 405 and r.headers["content-type"].startswith("text/html")
+    assert "does not take POST requests" in r.text and "GET" in r.headers["allow"]
+    # the REST API and clients asking for JSON keep their problem documents
+    for path, headers in (("/api/v1/nope", {}), ("/foo", {"Accept": "application/json"})):
+        r = c.get(path, headers=headers)
+        assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+        assert r.json()["code"] == "not_found"
+
+
+def test_an_admin_deletes_a_dataset_from_its_settings(browser_client: TestClient, app: Any) -> None:
+    c = browser_client
+    token = sign_in(c)
+    name = f"doomed-{time.time_ns()}"
+    ds = _create(c, token, name)
+    settings = c.get(f"/datasets/{ds}/settings").text
+    assert 'id="delete-form"' in settings and 'for="d-confirm"' in settings
+    assert 'name="csrf"' in settings.split('id="delete-form"')[1].split("</form>")[0]
+    # a reader sees no delete form and cannot delete
+    with TestClient(app, raise_server_exceptions=False) as other:
+        password = f"pw-{time.time_ns()}"
+        reader = make_user(other, login(other), password=password)["X-Test-Username"]
+        r = c.post(
+            f"/datasets/{ds}/permissions", data={"username": reader, "role": "read", "csrf": token}
+        )
+        assert r.status_code == 200 or r.is_redirect, r.text
+        reader_token = sign_in(other, reader, password)
+        assert 'id="delete-form"' not in other.get(f"/datasets/{ds}/settings").text
+        r = other.post(f"/datasets/{ds}/delete", data={"confirm": name, "csrf": reader_token})
+        assert r.status_code == 403
+    # no token, or the wrong name: nothing happens
+    assert c.post(f"/datasets/{ds}/delete", data={"confirm": name}).status_code == 403
+    r = c.post(f"/datasets/{ds}/delete", data={"confirm": "something else", "csrf": token})
+    assert r.status_code == 422 and 'id="delete-error"' in r.text and name in r.text
+    assert c.get(f"/datasets/{ds}").status_code == 200
+    # the right name: soft-deleted, like DELETE /api/v1/datasets/{id}
+    r = c.post(
+        f"/datasets/{ds}/delete",
+        data={"confirm": f" {name} ", "csrf": token},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == f"/datasets?deleted={name}"
+    listing = c.get(r.headers["location"]).text
+    assert 'id="deleted"' in listing and name in listing
+    assert "No dataset matches" in c.get("/datasets", params={"q": name}).text
+    assert c.get(f"/datasets/{ds}").status_code == 404
+    assert c.get(f"/api/v1/datasets/{ds}").status_code == 404
+    assert _create(c, token, name)  # the name is free again
+
+
+def test_api_tokens_are_listed_created_once_and_revoked(
+    browser_client: TestClient, app: Any
+) -> None:
+    c = browser_client
+    r = c.get("/account/tokens", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/signin?next=")
+    token = sign_in(c)
+    page = c.get("/account/tokens").text
+    assert 'href="/account/tokens" aria-current="page"' in page  # linked from the header
+    assert 'id="token-form"' in page and 'for="t-name"' in page and 'for="t-exp"' in page
+    assert c.post("/account/tokens", data={"name": "no csrf"}).status_code == 403
+    r = c.post("/account/tokens", data={"name": "  ", "csrf": token})
+    assert r.status_code == 422 and 'role="alert"' in r.text
+    name = f"nightly-{time.time_ns()}"
+    r = c.post("/account/tokens", data={"name": name, "expires_in_days": "30", "csrf": token})
+    assert r.status_code == 201 and r.headers["cache-control"] == "no-store"
+    secret = re.search(r'id="t-value" value="(dsa_[^"]+)"', r.text).group(1)  # type: ignore[union-attr]
+    assert "shown only this once" in r.text and "Expires" in r.text
+    # the token works with the REST API, without the cookie
+    with TestClient(app, raise_server_exceptions=False) as api:
+        me = api.get("/api/v1/users/me", headers={"Authorization": f"Bearer {secret}"})
+        assert me.status_code == 200 and me.json()["username"] == "admin"
+        listed = c.get("/account/tokens").text
+        assert name in listed and secret not in listed  # never shown again
+        token_id = re.search(r'data-token="([0-9a-f-]{36})">\s*<td><strong>' + name, listed)
+        assert token_id, listed
+        assert c.post(f"/account/tokens/{token_id.group(1)}/delete").status_code == 403
+        r = c.post(
+            f"/account/tokens/{token_id.group(1)}/delete",
+            data={"csrf": token},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303
+        after = c.get(r.headers["location"]).text
+        assert 'id="revoked"' in after and f'data-token="{token_id.group(1)}"' not in after
+        me = api.get("/api/v1/users/me", headers={"Authorization": f"Bearer {secret}"})
+        assert me.status_code == 401
+    # someone else's (or no longer existing) token: not found
+    r = c.post(f"/account/tokens/{token_id.group(1)}/delete", data={"csrf": token})
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
 
 
 def test_the_whole_flow_renders(browser_client: TestClient, worker: Worker) -> None:

@@ -112,7 +112,21 @@
     });
   }
 
+  // A new API token: select it on focus; a Copy button where the clipboard API exists.
+  function enhanceCopy(button) {
+    const field = document.querySelector(button.dataset.copy);
+    if (!field || !navigator.clipboard) return;
+    button.hidden = false;
+    button.addEventListener("click", () => {
+      navigator.clipboard.writeText(field.value).then(
+        () => { button.textContent = "Copied"; },
+        () => { field.focus(); field.select(); });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    document.querySelectorAll("button[data-copy]").forEach(enhanceCopy);
+    document.querySelectorAll("[data-select-on-focus]").forEach((el) => el.addEventListener("focus", () => el.select()));
     document.querySelectorAll("form[data-upload]").forEach(enhanceUpload);
     document.querySelectorAll("[data-job]").forEach((el) => { if (el.dataset.job) watchJob(el); });
   });
