@@ -93,24 +93,20 @@ def base64(arr: pa.Array) -> pa.Array:
     return pc.cast(out.bin.encode("base64").to_arrow(), pa.large_string())
 
 
-def textual(batch: pa.RecordBatch, *, raw: bool) -> pa.RecordBatch:
-    """The batch as the text formats write it: binary as base64, formula-like
-    text neutralised unless ``raw``."""
-    cols = []
-    for arr in batch.columns:
-        if pa.types.is_large_binary(arr.type) or pa.types.is_binary(arr.type):
-            arr = base64(arr)
-        if not raw and (pa.types.is_large_string(arr.type) or pa.types.is_string(arr.type)):
-            arr = neutralise(arr)
-        cols.append(arr)
-    return pa.RecordBatch.from_arrays(cols, names=batch.schema.names)
-
-
 # --------------------------------------------------------------------------- encoders
 
 
 class CsvEncoder:
+    """CSV or TSV by polars' CSV writer, fields quoted only where needed.
+
+    The text conventions (binary as base64, zoned datetimes as UTC with a
+    ``Z``, formula-like text neutralised unless ``raw``) are polars
+    expressions (``frame``), so the same rows come out byte for byte whether
+    they are written from a batch in memory (``encode``) or streamed by
+    polars from the chunks' Parquet (``write``, see ``service.stream``)."""
+
     def __init__(self, schema: pa.Schema, *, delimiter: str = ",", raw: bool = False) -> None:
+        self.schema = schema
         self.names = schema.names
         self.delimiter = delimiter
         self.raw = raw
@@ -122,24 +118,44 @@ class CsvEncoder:
         header.write_csv(out, include_header=False, separator=self.delimiter)
         return out.getvalue()
 
-    def encode(self, batch: pa.RecordBatch) -> bytes:
-        if batch.num_rows == 0:
-            return b""
-        batch = textual(batch, raw=self.raw)
-        # polars' CSV writer: multi-threaded and ~3x pyarrow's on this table
-        # (measured: 1.15 s → see docs/benchmarks.md, Exports)
-        frame = pl.from_arrow(batch)
-        assert isinstance(frame, pl.DataFrame)
-        zoned = [n for n, t in frame.schema.items() if isinstance(t, pl.Datetime) and t.time_zone]
-        if zoned:  # UTC with a "Z", as documented; naive ones by datetime_format below
-            frame = frame.with_columns(pl.col(zoned).dt.strftime("%Y-%m-%d %H:%M:%S%.6fZ"))
-        out = io.BytesIO()
-        frame.write_csv(
-            out,
+    def frame(self, rows: pl.LazyFrame) -> pl.LazyFrame:
+        """The rows as text formats write them (see the module's docstring)."""
+        exprs = []
+        for field in self.schema:
+            col = pl.col(field.name)
+            t = field.type
+            if pa.types.is_large_binary(t) or pa.types.is_binary(t):
+                col = col.bin.encode("base64")
+            elif pa.types.is_timestamp(t) and t.tz is not None:
+                # UTC with a "Z", as documented; naive ones by datetime_format in write
+                exprs.append(col.dt.strftime("%Y-%m-%d %H:%M:%S%.6fZ").alias(field.name))
+                continue
+            elif not (pa.types.is_large_string(t) or pa.types.is_string(t)):
+                continue
+            if not self.raw:
+                col = (
+                    pl.when(col.str.contains(FORMULA_START)).then(pl.lit("'") + col).otherwise(col)
+                )
+            exprs.append(col.alias(field.name))
+        return rows.with_columns(exprs) if exprs else rows
+
+    def write(self, rows: pl.LazyFrame, file: Any) -> None:
+        """Write ``rows`` (no header) to a binary file object."""
+        self.frame(rows).sink_csv(
+            file,
             include_header=False,
             separator=self.delimiter,
             datetime_format="%Y-%m-%d %H:%M:%S%.6f",
         )
+
+    def encode(self, batch: pa.RecordBatch) -> bytes:
+        if batch.num_rows == 0:
+            return b""
+        # polars' CSV writer: ~3x pyarrow's on this table (docs/benchmarks.md, Exports)
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        out = io.BytesIO()
+        self.write(frame.lazy(), out)
         return out.getvalue()
 
     def end(self) -> bytes:

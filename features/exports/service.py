@@ -1,12 +1,22 @@
 """Exports: a table of a version streamed out as csv, tsv, parquet, xlsx, ndjson
 or an Arrow IPC stream, optionally gzip- or zstd-compressed.
 
-The rows come straight from the manifest's pieces: each piece's chunk is read
-a few row groups at a time (only the needed columns), filtered, encoded and
-sent, so memory holds about one batch (``DSA_EXPORT_BATCH_ROWS`` rows) however
-large the table. The first batch is one row group, so the first bytes leave
-quickly. Reading the next batch overlaps encoding the current one (a second
-thread; both run in Arrow code that releases the GIL).
+The rows come straight from the manifest's pieces, in constant memory however
+large the table, and the first read is one row group, so the first bytes
+leave quickly (a few ms).
+
+- CSV and TSV: after that first row group, polars' streaming engine reads the
+  chunks' Parquet, filters and writes CSV on its own threads, a few pieces
+  per query, into a bounded queue that the response drains a few MB at a
+  time (``_csv_body``): every core works, without the GIL, for about three
+  quarters of the memory of reading and encoding batch by batch (figures in
+  docs/benchmarks.md, "Exports"; docs/decisions/0015-csv-exports-streamed-by-polars.md).
+- The other formats: each piece's chunk is read a few row groups at a time
+  (``DSA_EXPORT_BATCH_ROWS`` rows, only the needed columns), filtered and
+  encoded in order, the next batch read on a helper thread meanwhile.
+
+A response that ends early (the client went away) closes the stream, which
+stops its helper threads (tests/features/exports/test_service.py).
 
 A commit never changes, so neither does its export: the ``ETag`` is the commit
 id plus a digest of the normalised options (and ``EXPORT_VERSION``, bumped
@@ -21,13 +31,17 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import queue
 import re
+import threading
 import uuid
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import blake3
 import orjson
@@ -73,6 +87,10 @@ RAW_FORMATS = {"csv", "tsv", "xlsx"}  # where formula neutralisation applies
 _FULL_ID = re.compile(r"[0-9a-f]{64}")
 _FILE_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _READ_CHUNK = 1024 * 1024
+CSV_QUERY_PIECES = 4  # manifest pieces per polars query (see _csv_rows)
+CSV_PARTS = 32  # parts polars wrote (~280 KB each) that the response has not taken yet
+SEND_BYTES = 4 * 1024 * 1024  # a response write joins parts up to about this size
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -250,80 +268,204 @@ def prepare(
 # --------------------------------------------------------------------------- reading
 
 
-def _piece_batches(
-    store: ObjectStore,
-    cid: str,
-    start: int,
-    length: int,
-    columns: list[str],
-    budget: list[int],
-) -> Iterator[pa.Table]:
-    """Rows [start, start+length) of a chunk, a few row groups at a time;
-    ``budget[0]`` is the most rows the next read may cover (grows after the first)."""
-    pf = pq.ParquetFile(store.open_arrow(chunk_key(cid)))
-    meta = pf.metadata
-    starts, total = [], 0
-    for i in range(meta.num_row_groups):
-        starts.append(total)
-        total += meta.row_group(i).num_rows
-    end = start + length
-    groups = [
-        i
-        for i in range(meta.num_row_groups)
-        if starts[i] < end and starts[i] + meta.row_group(i).num_rows > start
-    ]
-    k = 0
-    while k < len(groups):
-        take: list[int] = []
-        rows = 0
-        while k < len(groups) and (
-            not take or rows + meta.row_group(groups[k]).num_rows <= budget[0]
-        ):
-            take.append(groups[k])
-            rows += meta.row_group(groups[k]).num_rows
-            k += 1
-        budget[0] = get_settings().export_batch_rows
-        t = pf.read_row_groups(take, columns=columns, use_threads=True)
-        first = starts[take[0]]
-        lo = max(start, first) - first
-        hi = min(end, first + rows) - first
-        yield t.slice(lo, hi - lo)
+@dataclass(frozen=True)
+class _Read:
+    """One unit of work: rows [lo, hi) of row groups ``groups`` of a chunk."""
+
+    cid: str
+    meta: pq.FileMetaData
+    groups: list[int]
+    lo: int
+    hi: int
+
+
+def _reads(store: ObjectStore, export: Export) -> Iterator[_Read]:
+    """The export's rows as reads of whole row groups, in order: the first is
+    one row group (the first bytes leave quickly), the others up to
+    ``DSA_EXPORT_BATCH_ROWS`` rows."""
+    manifest: Manifest = get_manifest(store, export.manifest_id)
+    budget = get_settings().row_group_rows
+    for cid, start, length in manifest.slices(0, export.row_count):
+        meta = pq.ParquetFile(store.open_arrow(chunk_key(cid))).metadata
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        starts = [0] * len(sizes)
+        for i in range(1, len(sizes)):
+            starts[i] = starts[i - 1] + sizes[i - 1]
+        end = start + length
+        groups = [i for i in range(len(sizes)) if starts[i] < end and starts[i] + sizes[i] > start]
+        k = 0
+        while k < len(groups):
+            take: list[int] = []
+            rows = 0
+            while k < len(groups) and (not take or rows + sizes[groups[k]] <= budget):
+                take.append(groups[k])
+                rows += sizes[groups[k]]
+                k += 1
+            budget = get_settings().export_batch_rows
+            first = starts[take[0]]
+            lo = max(start, first) - first
+            hi = min(end, first + rows) - first
+            yield _Read(cid, meta, take, lo, hi)
+
+
+def _load(store: ObjectStore, export: Export, read: _Read, target: pa.Schema) -> pa.Table:
+    """A read's rows, filtered and projected to the export's columns and types.
+    Each read opens the chunk itself: a ``ParquetFile`` is not safe to share
+    between threads."""
+    cols = list(export.read_columns)
+    pf = pq.ParquetFile(store.open_arrow(chunk_key(read.cid)), metadata=read.meta)
+    t = pf.read_row_groups(read.groups, columns=cols, use_threads=True)
+    t = t.slice(read.lo, read.hi - read.lo)
+    if export.predicate is not None and t.num_rows:
+        frame = pl.from_arrow(t)
+        assert isinstance(frame, pl.DataFrame)
+        mask = frame.select(export.predicate.fill_null(False)).to_series().to_arrow()
+        t = t.filter(mask)
+    return t.select(cols[: export.out_count]).cast(target)
+
+
+def _target(export: Export) -> pa.Schema:
+    by_name = {c.name: c for c in export.schema.columns}
+    return arrow_schema([by_name[n] for n in export.read_columns[: export.out_count]])
 
 
 def batches(export: Export) -> Iterator[pa.RecordBatch]:
     """The export's rows in order, batch by batch, filtered and projected."""
     store = get_store()
-    manifest: Manifest = get_manifest(store, export.manifest_id)
-    cols = list(export.read_columns)
-    by_name = {c.name: c for c in export.schema.columns}
-    target = arrow_schema([by_name[n] for n in cols[: export.out_count]])
-    budget = [get_settings().row_group_rows]  # the first read: one row group
-    for cid, start, length in manifest.slices(0, export.row_count):
-        for t in _piece_batches(store, cid, start, length, cols, budget):
-            if export.predicate is not None and t.num_rows:
-                frame = pl.from_arrow(t)
-                assert isinstance(frame, pl.DataFrame)
-                mask = frame.select(export.predicate.fill_null(False)).to_series().to_arrow()
-                t = t.filter(mask)
-            t = t.select(cols[: export.out_count])
-            if t.num_rows == 0:
-                continue
-            yield from t.cast(target).to_batches()
+    target = _target(export)
+    for read in _reads(store, export):
+        yield from _load(store, export, read, target).to_batches()
 
 
-def _prefetched(it: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """The same batches, the next one read on a helper thread meanwhile."""
+def _ahead(work: Callable[[_Read], T], reads: Iterator[_Read]) -> Iterator[T]:
+    """``work(read)`` of every read, in order, the next one computed on a
+    helper thread meanwhile (reading overlaps encoding).
+
+    Closing the iterator early (the client went away: Starlette drops the
+    response's iterator) cancels what has not started and lets the thread end
+    after the read it is on, without waiting: it may run on the event loop."""
     pool = ThreadPoolExecutor(1, thread_name_prefix="export-read")
+    pending: deque[Future[T]] = deque()
     try:
-        nxt = pool.submit(next, it, None)
-        while True:
-            batch = nxt.result()
-            if batch is None:
-                return
-            nxt = pool.submit(next, it, None)
-            yield batch
+        for read in reads:
+            pending.append(pool.submit(work, read))
+            if len(pending) > 1:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for f in pending:
+            f.cancel()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Parts:
+    """The file polars' CSV sink writes to: each part goes to the response
+    through a bounded queue, the writer waiting while the client is behind.
+    Once the response is gone (``stop``) a write fails, which ends the query."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.queue: queue.Queue[bytes | None] = queue.Queue(CSV_PARTS)
+        self.stop = stop
+
+    def write(self, data: Any) -> int:
+        part = bytes(data)
+        if not self._put(part):
+            raise BrokenPipeError("the export's client went away")
+        return len(part)
+
+    def flush(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        self._put(None)
+
+    def _put(self, item: bytes | None) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+
+def _csv_rows(store: ObjectStore, export: Export, enc: CsvEncoder, skip: int, out: _Parts) -> None:
+    """Rows ``skip`` onwards of a CSV/TSV export, written to ``out`` by
+    polars' streaming engine straight from the chunks' Parquet (reading,
+    filtering and writing on its threads, releasing the GIL), a few pieces
+    per query: past ~8 large pieces a query's memory grows with each piece it
+    concatenates (measured with 131,072-row pieces, 2 threads: peak RSS +70
+    MiB for 2 to 8 pieces, +100 for 9, +180 for 12, +255 for 16), while a
+    query costs only ~10 ms to start."""
+    pieces = get_manifest(store, export.manifest_id).slices(skip, export.row_count - skip)
+    cols = list(export.read_columns)
+    for i in range(0, len(pieces), CSV_QUERY_PIECES):
+        with ExitStack() as paths:
+            rows = pl.concat(
+                [
+                    pl.scan_parquet(paths.enter_context(store.local_path(chunk_key(cid))))
+                    .slice(start, length)
+                    .select(cols)
+                    for cid, start, length in pieces[i : i + CSV_QUERY_PIECES]
+                ]
+            )
+            if export.predicate is not None:
+                rows = rows.filter(export.predicate.fill_null(False))
+            enc.write(rows.select(cols[: export.out_count]), out)
+
+
+def _csv_body(store: ObjectStore, export: Export, enc: CsvEncoder) -> Iterator[bytes]:
+    """A CSV/TSV export's rows: the first read (one row group) encoded here,
+    so the first bytes leave quickly, while a helper thread has polars
+    stream the rest (``_csv_rows``); its parts are sent a few MB at a time.
+
+    Closing the iterator early (the client went away) stops the helper: its
+    next write fails and polars ends the query (measured: within ~0.3 s)."""
+    first = next(_reads(store, export), None)
+    if first is None:
+        return
+    stop = threading.Event()
+    out = _Parts(stop)
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            _csv_rows(store, export, enc, first.hi - first.lo, out)
+        except BaseException as err:  # handed to the response, unless it is gone
+            if not stop.is_set():
+                failed.append(err)
+        finally:
+            out.finish()
+
+    helper = threading.Thread(target=run, name="export-csv", daemon=True)
+    helper.start()
+    try:
+        t = _load(store, export, first, _target(export))
+        yield b"".join([enc.encode(b) for b in t.to_batches()])
+        del t
+        done = False
+        while not done:
+            part = out.queue.get()
+            if part is None:
+                break
+            parts, size = [part], len(part)
+            while size < SEND_BYTES:
+                try:
+                    part = out.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if part is None:
+                    done = True
+                    break
+                parts.append(part)
+                size += len(part)
+            yield b"".join(parts)
+            del parts, part
+        if failed:
+            raise failed[0]
+    finally:
+        stop.set()
 
 
 def encoder(export: Export) -> Encoder:
@@ -346,18 +488,35 @@ def encoder(export: Export) -> Encoder:
     return ParquetEncoder(schema, codec=codec)
 
 
+def _encoded(store: ObjectStore, export: Export, enc: Encoder) -> Iterator[bytes]:
+    """The other formats' rows: each batch read (and filtered) on a helper
+    thread while the one before is encoded here, in order."""
+    target = _target(export)
+    pool = pa.default_memory_pool()
+    for t in _ahead(lambda read: _load(store, export, read, target), _reads(store, export)):
+        if t.num_rows == 0:
+            continue
+        for batch in t.to_batches():
+            yield enc.encode(batch)
+        del t
+        pool.release_unused()  # hand freed batches back to the OS: RSS stays flat
+
+
 def stream(export: Export) -> Iterator[bytes]:
     """The export's bytes, a batch at a time."""
+    store = get_store()
     enc = encoder(export)
     comp = Compressor("none" if export.options.format == "parquet" else export.options.compression)
     head = comp.compress(enc.begin())
     if head:
         yield head
-    pool = pa.default_memory_pool()
-    for batch in _prefetched(batches(export)):
-        out = comp.compress(enc.encode(batch))
-        del batch
-        pool.release_unused()  # hand freed batches back to the OS: RSS stays flat
+    if isinstance(enc, CsvEncoder):
+        body = _csv_body(store, export, enc)
+    else:
+        body = _encoded(store, export, enc)
+    for data in body:
+        out = comp.compress(data)
+        del data
         if out:
             yield out
     tail = comp.compress(enc.end()) + comp.flush()
