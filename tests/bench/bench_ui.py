@@ -15,6 +15,13 @@ reports in its ``Server-Timing: app;dur=…`` header (from routing to the
 rendered HTML: service calls, template) and the wall time seen by this
 client on the same machine (adds HTTP, uvicorn and the middleware).
 
+A cold figure is one request, so it carries the whole noise of a shared
+machine: ``--runs N`` (default 3) restarts ``dsa up`` on the same home
+N - 1 more times (a fresh API process, nothing cached in it; the data and
+the OS page cache stay) and requests every page again in the same order;
+the report gives each page's cold time per run and their median, and the
+warm percentiles over all runs.
+
 Target (issue 6): server time ≤ 100 ms per page, compare page included.
 """
 
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -107,8 +115,6 @@ def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
         res["commits"] = commits
         print("dataset ready", commits)
 
-        web = httpx.Client(base_url=stack.url, timeout=httpx.Timeout(600, connect=10))
-        sign_in(web)
         d = f"/datasets/{ds}"
         pages = {
             "datasets list": "/datasets",
@@ -126,29 +132,54 @@ def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
             "upload": f"{d}/upload",
             "merge": f"{d}/merge?source=edits&target=main",
             "settings": f"{d}/settings",
+            "API tokens": "/account/tokens",
         }
+        cold: dict[str, list[float]] = {n: [] for n in pages}
+        cold_wall: dict[str, list[float]] = {n: [] for n in pages}
+        server: dict[str, list[float]] = {n: [] for n in pages}
+        wall: dict[str, list[float]] = {n: [] for n in pages}
+        for k in range(args.runs):
+            if k:  # a fresh API process on the same data
+                stack.stop()
+                stack = Stack(tmp / "home", free_port())
+                stack.wait_ready(120)
+            web = httpx.Client(base_url=stack.url, timeout=httpx.Timeout(600, connect=10))
+            sign_in(web)
+            load = os.getloadavg()[0]
+            for name, url in pages.items():
+                cs, cw, _ = get(web, url)
+                cold[name].append(cs)
+                cold_wall[name].append(cw)
+                for _ in range(WARM):
+                    s, w, _ = get(web, url)
+                    server[name].append(s)
+                    wall[name].append(w)
+                print(
+                    f"run {k + 1} (load {load:.2f}) {name:45s} cold {cs:6.1f} ms (wall {cw:6.1f})"
+                )
+            res.setdefault("load_average_at_start_of_run", []).append(load)
         out: dict[str, Any] = {}
         for name, url in pages.items():
-            cold_server, cold_wall, _ = get(web, url)
-            server, wall = [], []
-            for _ in range(WARM):
-                s, w, _ = get(web, url)
-                server.append(s)
-                wall.append(w)
             out[name] = {
                 "url": url,
-                "cold": {"server_ms": cold_server, "wall_ms": cold_wall},
+                "cold": {
+                    "server_ms": statistics.median(cold[name]),
+                    "server_ms_runs": cold[name],
+                    "wall_ms": statistics.median(cold_wall[name]),
+                },
                 "warm": {
-                    "server_p50": statistics.median(server),
-                    "server_p95": percentile(server, 0.95),
-                    "wall_p50": statistics.median(wall),
-                    "wall_p95": percentile(wall, 0.95),
+                    "server_p50": statistics.median(server[name]),
+                    "server_p95": percentile(server[name], 0.95),
+                    "wall_p50": statistics.median(wall[name]),
+                    "wall_p95": percentile(wall[name], 0.95),
                 },
             }
+            runs = " ".join(f"{v:.1f}" for v in cold[name])
             print(
-                f"{name:45s} cold {cold_server:6.1f} ms (wall {cold_wall:6.1f}); warm p50 "
-                f"{out[name]['warm']['server_p50']:6.1f} p95 {out[name]['warm']['server_p95']:6.1f}"
-                f" ms (wall p50 {out[name]['warm']['wall_p50']:6.1f})"
+                f"{name:45s} cold median {out[name]['cold']['server_ms']:6.1f} ms [{runs}];"
+                f" warm p50 {out[name]['warm']['server_p50']:6.1f}"
+                f" p95 {out[name]['warm']['server_p95']:6.1f} ms"
+                f" (wall p50 {out[name]['warm']['wall_p50']:6.1f})"
             )
         res["pages"] = out
     finally:
@@ -158,6 +189,7 @@ def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3, help="cold runs (fresh API processes)")
     args = ap.parse_args()
     res: dict[str, Any] = {"machine": machine(), "started_at": datetime.now().isoformat()}
     with tempfile.TemporaryDirectory(prefix="dsa-bench-ui-") as d:
@@ -166,7 +198,10 @@ def main() -> int:
     path = RESULTS_DIR / f"ui-{datetime.now():%Y%m%d-%H%M%S}.json"
     path.write_text(json.dumps(res, indent=2))
     worst = max(max(p["cold"]["server_ms"], p["warm"]["server_p95"]) for p in res["pages"].values())
-    print(f"slowest server time (cold or warm p95): {worst:.1f} ms (target ≤ {TARGET_MS:.0f} ms)")
+    print(
+        f"slowest server time (cold median or warm p95): {worst:.1f} ms"
+        f" (target ≤ {TARGET_MS:.0f} ms)"
+    )
     print(f"results in {path}")
     return 0
 
