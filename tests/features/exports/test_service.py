@@ -98,10 +98,12 @@ def _wait_no_export_threads(timeout: float = 15) -> None:
     ],
     ids=["csv", "tsv-raw", "filter-columns", "filter-tail"],
 )
+@pytest.mark.parametrize("lookup_rows", [0, 10**9], ids=["lookups", "no-lookups"])
 def test_streamed_csv_equals_batch_by_batch(
-    big: dict[str, Any], monkeypatch: pytest.MonkeyPatch, options: dict[str, Any]
+    big: dict[str, Any], monkeypatch: pytest.MonkeyPatch, options: dict[str, Any], lookup_rows: int
 ) -> None:
     monkeypatch.setattr(service, "CSV_QUERY_PIECES", 3)  # 10 queries for the 30 pieces
+    monkeypatch.setattr(service, "CSV_LOOKUP_ROWS", lookup_rows)  # dates by lookup, or not
     monkeypatch.setattr(service, "SEND_BYTES", 10_000)
     ex = _export(big, **options)
     enc = service.encoder(ex)
