@@ -5,12 +5,13 @@ The rows come straight from the manifest's pieces, in constant memory however
 large the table, and the first read is one row group, so the first bytes
 leave quickly (a few ms).
 
-- CSV and TSV: after that first row group, polars' streaming engine reads the
-  chunks' Parquet, filters and writes CSV on its own threads, a few pieces
-  per query, into a bounded queue that the response drains a MB at a
-  time (``_csv_body``): every core works, without the GIL, for about three
-  quarters of the memory of reading and encoding batch by batch (figures in
-  docs/benchmarks.md, "Exports"; docs/decisions/0015-csv-exports-streamed-by-polars.md).
+- CSV and TSV: polars' streaming engine reads the chunks' Parquet, filters
+  and writes CSV on its own threads, a few pieces per query, into a bounded
+  queue that the response drains a MB at a time (``_csv_body``): every core
+  works, without the GIL, for less memory than reading and encoding batch
+  by batch; dates and datetimes are looked up rather than formatted where
+  the chunks' statistics allow (figures in docs/benchmarks.md, "Exports";
+  docs/decisions/0015-csv-exports-streamed-by-polars.md).
 - The other formats: each piece's chunk is read a few row groups at a time
   (``DSA_EXPORT_BATCH_ROWS`` rows, only the needed columns), filtered and
   encoded in order, the next batch read on a helper thread meanwhile.
@@ -464,16 +465,21 @@ def _group_ranges(
     return out
 
 
-def _csv_rows(store: ObjectStore, export: Export, enc: CsvEncoder, skip: int, out: _Parts) -> None:
-    """Rows ``skip`` onwards of a CSV/TSV export, written to ``out`` by
-    polars' streaming engine straight from the chunks' Parquet (reading,
-    filtering and writing on its threads, releasing the GIL), a few pieces
-    per query: past ~8 large pieces a query's memory grows with each piece it
-    concatenates (measured with 131,072-row pieces, 2 threads: peak RSS +70
-    MiB for 2 to 8 pieces, +100 for 9, +180 for 12, +255 for 16), while a
-    query costs only ~10 ms to start. Each query gets the value ranges of its
-    chunks' date, datetime and text columns (``CsvEncoder.frame``)."""
-    pieces = get_manifest(store, export.manifest_id).slices(skip, export.row_count - skip)
+def _csv_rows(store: ObjectStore, export: Export, enc: CsvEncoder, out: _Parts) -> None:
+    """A CSV/TSV export's rows, written to ``out`` by polars' streaming engine
+    straight from the chunks' Parquet (reading, filtering and writing on its
+    threads, releasing the GIL): first one row group's worth, so the first
+    rows leave within a few ms, then a few pieces per query. Past ~8 large
+    pieces a query's memory grows with each piece it concatenates (measured
+    with 131,072-row pieces, 2 threads: peak RSS +70 MiB for 2 to 8 pieces,
+    +100 for 9, +180 for 12, +255 for 16), while a query costs only ~10 ms
+    to start. Each query gets the value ranges of its chunks' date, datetime
+    and text columns (``CsvEncoder.frame``)."""
+    manifest = get_manifest(store, export.manifest_id)
+    first = min(get_settings().row_group_rows, export.row_count)
+    groups = [manifest.slices(0, first)] if first else []
+    rest = manifest.slices(first, export.row_count - first)
+    groups += [rest[i : i + CSV_QUERY_PIECES] for i in range(0, len(rest), CSV_QUERY_PIECES)]
     cols = list(export.read_columns)
     target = _target(export)
     dtypes = pl.from_arrow(target.empty_table()).schema  # type: ignore[union-attr]
@@ -488,8 +494,7 @@ def _csv_rows(store: ObjectStore, export: Export, enc: CsvEncoder, skip: int, ou
         ]
     )
     known: dict[str, dict[str, tuple[Any, Any]]] = {}
-    for i in range(0, len(pieces), CSV_QUERY_PIECES):
-        group = pieces[i : i + CSV_QUERY_PIECES]
+    for group in groups:
         ranges = _group_ranges(store, group, ranged, known)
         with ExitStack() as paths:
             rows = pl.concat(
@@ -507,22 +512,18 @@ def _csv_rows(store: ObjectStore, export: Export, enc: CsvEncoder, skip: int, ou
 
 
 def _csv_body(store: ObjectStore, export: Export, enc: CsvEncoder) -> Iterator[bytes]:
-    """A CSV/TSV export's rows: the first read (one row group) encoded here,
-    so the first bytes leave quickly, while a helper thread has polars
-    stream the rest (``_csv_rows``); its parts are sent ~1 MB at a time.
+    """A CSV/TSV export's rows: a helper thread has polars write them
+    (``_csv_rows``); their parts are sent ~1 MB at a time.
 
     Closing the iterator early (the client went away) stops the helper: its
     next write fails and polars ends the query (measured: within ~0.3 s)."""
-    first = next(_reads(store, export), None)
-    if first is None:
-        return
     stop = threading.Event()
     out = _Parts(stop)
     failed: list[BaseException] = []
 
     def run() -> None:
         try:
-            _csv_rows(store, export, enc, first.hi - first.lo, out)
+            _csv_rows(store, export, enc, out)
         except BaseException as err:  # handed to the response, unless it is gone
             if not stop.is_set():
                 failed.append(err)
@@ -532,12 +533,6 @@ def _csv_body(store: ObjectStore, export: Export, enc: CsvEncoder) -> Iterator[b
     helper = threading.Thread(target=run, name="export-csv", daemon=True)
     helper.start()
     try:
-        t = _load(store, export, first, _target(export))
-        head = b"".join([enc.encode(b) for b in t.to_batches()])
-        del t
-        pa.default_memory_pool().release_unused()
-        yield head
-        del head
         done = False
         while not done:
             part = out.queue.get()

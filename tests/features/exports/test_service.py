@@ -155,7 +155,7 @@ def test_closing_the_stream_stops_its_threads(
     _wait_no_export_threads()
     written[0] = 0
     it = cast(Generator[bytes, None, None], service.stream(_export(big, format=fmt)))
-    for _ in range(3):  # header (csv), first read, then some more
+    for _ in range(3):  # the header (csv) or first batch, then some more
         next(it)
     assert _export_threads()
     it.close()  # what dropping a response's iterator does
@@ -202,7 +202,7 @@ def test_client_disconnect_stops_the_export(
 
         async def send(message: dict[str, Any]) -> None:
             got.append(message)
-            if len(got) >= 4:  # start, header, first read, one more: then stall
+            if len(got) >= 4:  # start, header, two parts of rows: then stall
                 gone.set()
                 await anyio.sleep(3600)
 
