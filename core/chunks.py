@@ -37,6 +37,32 @@ def chunk_key(cid: str) -> str:
     return f"chunks/{cid}"
 
 
+def parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    """A writer of chunk files (and of read copies, ``core.layouts``): zstd
+    level 1, no dictionary pages, statistics for every column but
+    ``_row_hash``; write with ``row_group_size=DSA_ROW_GROUP_ROWS``.
+
+    No dictionary pages: zstd already captures the repetition they would, and
+    they cost time (measured on the bench table, 524k rows: 0.73 CPU-s / 25.2
+    MB with dictionaries for text, dates and flags, 0.57 CPU-s / 24.3 MB
+    without). Row hashes get no statistics."""
+    return pq.ParquetWriter(
+        path,
+        schema,
+        compression="zstd",
+        compression_level=1,
+        use_dictionary=False,
+        write_statistics=[n for n in schema.names if n != ROW_HASH_COLUMN],
+    )
+
+
+def chunk_schema(columns: list[Column]) -> pa.Schema:
+    """A chunk's Arrow schema: the columns, then ``_row_hash``."""
+    return arrow_schema(columns).append(
+        pa.field(ROW_HASH_COLUMN, pa.binary(ROW_HASH_BYTES), nullable=False)
+    )
+
+
 def write_chunk(
     store: ObjectStore,
     table: pa.Table,
@@ -55,26 +81,13 @@ def write_chunk(
         hash_arr = pa.FixedSizeBinaryArray.from_buffers(
             pa.binary(ROW_HASH_BYTES), table.num_rows, [None, pa.py_buffer(hashes)]
         )
-        schema = arrow_schema(columns).append(
-            pa.field(ROW_HASH_COLUMN, pa.binary(ROW_HASH_BYTES), nullable=False)
-        )
+        schema = chunk_schema(columns)
         out = pa.Table.from_arrays([*table.columns, hash_arr], schema=schema)
         tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp = tmp_dir / f"chunk-{uuid.uuid4().hex}.parquet"
         try:
-            pq.write_table(
-                out,
-                tmp,
-                compression="zstd",
-                compression_level=1,
-                row_group_size=settings.row_group_rows,
-                # No dictionary pages: zstd already captures the repetition they
-                # would, and they cost time (measured on the bench table, 524k rows:
-                # 0.73 CPU-s / 25.2 MB with dictionaries for text, dates and flags,
-                # 0.57 CPU-s / 24.3 MB without). Row hashes get no statistics.
-                write_statistics=[c.name for c in columns],
-                use_dictionary=False,
-            )
+            with parquet_writer(tmp, schema) as writer:
+                writer.write_table(out, row_group_size=settings.row_group_rows)
             store.put_file(key, tmp, move=True)
         finally:
             tmp.unlink(missing_ok=True)
@@ -94,22 +107,32 @@ _groups: LRU[tuple[str, int, tuple[str, ...] | None], pa.Table] = LRU(
 )
 
 
-def _footer(store: ObjectStore, cid: str) -> _Footer:
-    f = _footers.get(cid)
+def _footer(store: ObjectStore, key: str) -> _Footer:
+    """The parsed footer of the Parquet object ``key`` (a chunk or a read copy)."""
+    f = _footers.get(key)
     if f is None:
         # no pre-buffering: the file is memory-mapped, and pre-buffering's
         # coalesced async reads cost ~2-3x the CPU of a column read across
         # many small row groups (measured: 1M row hashes in 490 row groups,
         # ~40 ms with it, ~15 ms without; one row group of 12 columns no slower)
-        pf = pq.ParquetFile(store.open_arrow(chunk_key(cid)), pre_buffer=False)
+        pf = pq.ParquetFile(store.open_arrow(key), pre_buffer=False)
         starts, ends, total = [], [], 0
         for i in range(pf.metadata.num_row_groups):
             starts.append(total)
             total += pf.metadata.row_group(i).num_rows
             ends.append(total)
         f = _Footer(pf, starts, ends)
-        _footers.put(cid, f)
+        _footers.put(key, f)
     return f
+
+
+def row_group_starts(store: ObjectStore, key: str) -> tuple[np.ndarray, pq.FileMetaData]:
+    """The first row of each row group of the Parquet object ``key`` (a chunk:
+    ``chunk_key(cid)``), then its row count (int64), and its parsed footer (to
+    open the file again without parsing it)."""
+    f = _footer(store, key)
+    starts = np.asarray([*f.starts, f.ends[-1] if f.ends else 0], dtype=np.int64)
+    return starts, f.file.metadata
 
 
 def _group(
@@ -133,7 +156,7 @@ def read_rows(
 ) -> pa.Table:
     """Rows [start, start+length) of a chunk: the named columns, or all of them
     (``_row_hash`` included). Only the row groups holding them are decoded."""
-    footer = _footer(store, cid)
+    footer = _footer(store, chunk_key(cid))
     end = start + length
     i = bisect.bisect_right(footer.starts, start) - 1
     parts = []
@@ -158,7 +181,7 @@ def read_hashes(store: ObjectStore, cid: str) -> np.ndarray:
     row), cached: comparing and merging versions match rows by these alone."""
     got = _hash_columns.get(cid)
     if got is None:
-        col = _footer(store, cid).file.read(columns=[ROW_HASH_COLUMN]).column(0)
+        col = _footer(store, chunk_key(cid)).file.read(columns=[ROW_HASH_COLUMN]).column(0)
         arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
         buf = arr.buffers()[1]
         got = np.frombuffer(buf, dtype=np.uint64, count=2 * len(arr), offset=arr.offset * 16)
@@ -172,7 +195,7 @@ def take_rows(store: ObjectStore, cid: str, rows: np.ndarray, columns: tuple[str
     that order. Decodes only the row groups holding them: through the page
     cache when they are few, in one multi-threaded read when they are many
     (rows scattered over a whole chunk, as in a compare)."""
-    footer = _footer(store, cid)
+    footer = _footer(store, chunk_key(cid))
     starts = np.asarray(footer.starts, dtype=np.int64)
     group_of = np.searchsorted(starts, rows, side="right") - 1
     groups = np.unique(group_of)
@@ -189,4 +212,4 @@ def take_rows(store: ObjectStore, cid: str, rows: np.ndarray, columns: tuple[str
 
 def read_chunk_columns(store: ObjectStore, cid: str, columns: tuple[str, ...]) -> pa.Table:
     """Whole columns of a chunk, in one read (not cached)."""
-    return _footer(store, cid).file.read(columns=list(columns))
+    return _footer(store, chunk_key(cid)).file.read(columns=list(columns))
