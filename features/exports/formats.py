@@ -286,9 +286,11 @@ class ArrowEncoder:
 
 
 class ParquetEncoder:
-    """A Parquet file: one row group per batch (up to ``PARQUET_ROW_GROUP_ROWS``
-    rows), statistics and the page index on, so readers over HTTP fetch only
-    the row groups and columns a query needs."""
+    """A Parquet file of row groups of exactly ``PARQUET_ROW_GROUP_ROWS`` rows
+    (the last one fewer), however the batches come (a filter's leftovers, a
+    short first window), with statistics and the page index on: the same
+    rows make the same file, and readers over HTTP fetch only the row groups
+    and columns a query needs."""
 
     def __init__(self, schema: pa.Schema, *, codec: str) -> None:
         self.sink = _Sink()
@@ -298,16 +300,29 @@ class ParquetEncoder:
             compression=codec,
             write_page_index=True,
         )
+        self.pending: list[pa.RecordBatch] = []
+        self.pending_rows = 0
 
     def begin(self) -> bytes:
         return self.sink.drain()
 
     def encode(self, batch: pa.RecordBatch) -> bytes:
         if batch.num_rows:
-            self.writer.write_batch(batch, row_group_size=PARQUET_ROW_GROUP_ROWS)
+            self.pending.append(batch)
+            self.pending_rows += batch.num_rows
+        if self.pending_rows >= PARQUET_ROW_GROUP_ROWS:
+            table = pa.Table.from_batches(self.pending)
+            whole = self.pending_rows - self.pending_rows % PARQUET_ROW_GROUP_ROWS
+            self.writer.write_table(table.slice(0, whole), row_group_size=PARQUET_ROW_GROUP_ROWS)
+            rest = table.slice(whole)
+            self.pending, self.pending_rows = rest.to_batches(), rest.num_rows
         return self.sink.drain()
 
     def end(self) -> bytes:
+        if self.pending_rows:
+            table = pa.Table.from_batches(self.pending)
+            self.writer.write_table(table, row_group_size=PARQUET_ROW_GROUP_ROWS)
+            self.pending, self.pending_rows = [], 0
         self.writer.close()
         return self.sink.drain()
 

@@ -1,6 +1,6 @@
 """The export stream itself: CSV/TSV rows streamed by polars from the chunks
-equal the same rows encoded batch by batch, wherever the queries split the
-manifest; a stream that stops early (the client went away) leaves no thread
+or read chunk by chunk equal the same rows encoded batch by batch, wherever
+the queries split the manifest; a stream that stops early (the client went away) leaves no thread
 behind, closed directly or through the ASGI app's disconnect."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 
 from core.db import read
 from features.auth import service as auth_service
-from features.exports import service
+from features.exports import csv_stream, rows, service
 from features.exports.service import Export
 from tests.conftest import import_csv, make_dataset
 
@@ -99,15 +99,23 @@ def _wait_no_export_threads(timeout: float = 15) -> None:
     ids=["csv", "tsv-raw", "filter-columns", "filter-tail"],
 )
 @pytest.mark.parametrize("lookup_rows", [0, 10**9], ids=["lookups", "no-lookups"])
+@pytest.mark.parametrize("long_rows", [500, 10**9], ids=["by-polars", "by-chunk"])
 def test_streamed_csv_equals_batch_by_batch(
-    big: dict[str, Any], monkeypatch: pytest.MonkeyPatch, options: dict[str, Any], lookup_rows: int
+    big: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    options: dict[str, Any],
+    lookup_rows: int,
+    long_rows: int,
 ) -> None:
-    monkeypatch.setattr(service, "CSV_QUERY_PIECES", 3)  # 10 queries for the 30 pieces
-    monkeypatch.setattr(service, "CSV_LOOKUP_ROWS", lookup_rows)  # dates by lookup, or not
-    monkeypatch.setattr(service, "SEND_BYTES", 10_000)
+    """The table's 1,000-row pieces read by polars from the chunks (long) or
+    window by window chunk by chunk (short): the same bytes either way."""
+    monkeypatch.setattr(csv_stream, "CSV_QUERY_PIECES", 3)  # 10 queries for the 30 pieces
+    monkeypatch.setattr(csv_stream, "CSV_LONG_PIECE_ROWS", long_rows)
+    monkeypatch.setattr(csv_stream, "CSV_LOOKUP_ROWS", lookup_rows)  # dates by lookup, or not
+    monkeypatch.setattr(csv_stream, "SEND_BYTES", 10_000)
     ex = _export(big, **options)
     enc = service.encoder(ex)
-    expected = enc.begin() + b"".join(enc.encode(b) for b in service.batches(ex))
+    expected = enc.begin() + b"".join(enc.encode(b) for b in rows.batches(ex))
     got = b"".join(service.stream(ex))
     assert got == expected
     frame = pl.read_csv(got, separator="\t" if options.get("format") == "tsv" else ",")
@@ -125,7 +133,7 @@ def test_csv_helper_failure_reaches_the_response(
     def broken(*args: Any) -> None:
         raise RuntimeError("chunk unreadable")
 
-    monkeypatch.setattr(service, "_csv_rows", broken)
+    monkeypatch.setattr(csv_stream, "_write_rows", broken)
     with pytest.raises(RuntimeError, match="chunk unreadable"):
         b"".join(service.stream(_export(big)))
     _wait_no_export_threads()
@@ -133,14 +141,14 @@ def test_csv_helper_failure_reaches_the_response(
 
 def _counting_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     written = [0]
-    write = service._Parts.write
+    write = csv_stream._Parts.write
 
     def counted(self: Any, data: Any) -> int:
         n = write(self, data)
         written[0] += n
         return n
 
-    monkeypatch.setattr(service._Parts, "write", counted)
+    monkeypatch.setattr(csv_stream._Parts, "write", counted)
     return written
 
 
@@ -148,8 +156,8 @@ def _counting_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_closing_the_stream_stops_its_threads(
     big: dict[str, Any], monkeypatch: pytest.MonkeyPatch, fmt: str
 ) -> None:
-    monkeypatch.setattr(service, "CSV_PARTS", 1)
-    monkeypatch.setattr(service, "CSV_QUERY_PIECES", 1)
+    monkeypatch.setattr(csv_stream, "CSV_PARTS", 1)
+    monkeypatch.setattr(csv_stream, "CSV_QUERY_PIECES", 1)
     written = _counting_writes(monkeypatch)
     full = len(b"".join(service.stream(_export(big, format="csv"))))
     _wait_no_export_threads()
@@ -168,8 +176,8 @@ def test_client_disconnect_stops_the_export(
 ) -> None:
     """The ASGI app as uvicorn drives it: the client reads a little, stops
     reading (the send blocks), then goes away (``http.disconnect``)."""
-    monkeypatch.setattr(service, "CSV_PARTS", 1)
-    monkeypatch.setattr(service, "CSV_QUERY_PIECES", 1)
+    monkeypatch.setattr(csv_stream, "CSV_PARTS", 1)
+    monkeypatch.setattr(csv_stream, "CSV_QUERY_PIECES", 1)
     written = _counting_writes(monkeypatch)
     path = f"/api/v1/datasets/{big['ds']['id']}/refs/{big['commit']}/export"
     scope = {
