@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: up test lint bench install clean browser screenshots
 
-$(STAMP): pyproject.toml core/_rowhash.c features/imports/_records.c
+$(STAMP): pyproject.toml core/_rowhash.c features/imports/_records.c features/compare/_intervals.c
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -48,4 +48,4 @@ screenshots: $(STAMP) browser
 	DSA_UI_SCREENSHOTS=1 $(PY) -m pytest -q tests/ui/test_browser.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info core/*.so .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info core/*.so features/*/*.so .pytest_cache .mypy_cache .ruff_cache

@@ -26,6 +26,11 @@ tests implements):
 Everything here is vectorised over *segments* (runs of matched rows), so a
 1 % edit of a 1M-row table costs work in proportion to the edit, not the
 table, apart from reading the row hashes of the rows that are not shared.
+Rule 1 itself walks every piece of both sides once: pieces ordered by chunk
+(a radix sort), then one merge of the two sorted lists in C
+(``_intervals.c``), and the matched runs joined where they continue each
+other, so two versions of 300,000 pieces each cost ~20 ms there
+(docs/decisions/0016).
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ from functools import cached_property
 
 import numpy as np
 
-from core.objects import Manifest
+from core.objects import Manifest, by_chunk
+from features.compare import _intervals  # type: ignore[attr-defined]
 
 # reads the 16-byte hashes (as an (n, 2) uint64 array) of base or head rows
 # at the given sorted positions
@@ -66,6 +72,9 @@ class _Pieces:
     length: np.ndarray
     pos: np.ndarray  # first position in the table
 
+    def columns(self) -> tuple[np.ndarray, ...]:
+        return self.chunk, self.start, self.length, self.pos
+
 
 def _pieces(m: Manifest, ids: dict[str, int]) -> _Pieces:
     cols = m.columns
@@ -76,20 +85,34 @@ def _pieces(m: Manifest, ids: dict[str, int]) -> _Pieces:
     return _Pieces(chunk[keep], cols.start[keep], cols.length[keep], cols.pos[keep])
 
 
-def _overlapping_chunks(p: _Pieces) -> set[int]:
-    """Chunks some of whose rows this side uses more than once."""
+def _sorted(p: _Pieces, chunks: int) -> np.ndarray:
+    """The pieces' indices ordered by (chunk, start), stably. By chunk first
+    with NumPy's radix sort (16-bit keys: linear time), which leaves each
+    chunk's pieces in table order: also ordered by start wherever a chunk's
+    rows are used in ascending order, as in versions made by re-uploads and
+    appends (a fragmented 300,000-piece manifest: ~3 ms against ~10 ms for a
+    comparison sort). Otherwise a sort on (chunk, start) keys."""
+    order = by_chunk(p.chunk, chunks)
+    c, s = p.chunk[order], p.start[order]
+    if len(order) < 2 or bool(np.all((s[1:] >= s[:-1]) | (c[1:] != c[:-1]))):
+        return order
+    return np.argsort((p.chunk << _SHIFT) | p.start, kind="stable")
+
+
+def _overlapping_chunks(p: _Pieces, order: np.ndarray) -> set[int]:
+    """Chunks some of whose rows this side uses more than once (``order``:
+    the pieces by (chunk, start))."""
     if len(p.chunk) < 2:
         return set()
     # pieces by (chunk, start) as one int64 key (rows < 2^40, chunks < 2^22):
     # a piece overlaps an earlier one of its chunk when it starts before the
     # running maximum of their ends; keying the ends by chunk too keeps that
     # maximum from leaking across chunks, without a loop over them
-    start_key = (p.chunk << _SHIFT) | p.start
-    order = np.argsort(start_key, kind="stable")
-    end_key = ((p.chunk << _SHIFT) | (p.start + p.length))[order]
-    start_key = start_key[order]
+    c = p.chunk[order]
+    start_key = (c << _SHIFT) | p.start[order]
+    end_key = start_key + p.length[order]
     bad = start_key[1:] < np.maximum.accumulate(end_key)[:-1]
-    return {int(x) for x in np.unique(p.chunk[order][1:][bad])}
+    return {int(x) for x in np.unique(c[1:][bad])}
 
 
 def identity_segments(base: Manifest, head: Manifest) -> np.ndarray:
@@ -97,45 +120,61 @@ def identity_segments(base: Manifest, head: Manifest) -> np.ndarray:
     take from the same stored row (rule 1), as an (n, 3) int64 array."""
     ids: dict[str, int] = {}
     b, h = _pieces(base, ids), _pieces(head, ids)
-    common = np.intersect1d(b.chunk, h.chunk)
-    if len(common) == 0:
+    used_b, used_h = np.zeros(len(ids), bool), np.zeros(len(ids), bool)
+    used_b[b.chunk], used_h[h.chunk] = True, True
+    common = used_b & used_h
+    if not common.any():
         return np.empty((0, 3), _I64)
-    dup = (_overlapping_chunks(b) | _overlapping_chunks(h)) & {int(x) for x in common}
+    bo, ho = _sorted(b, len(ids)), _sorted(h, len(ids))
+    dup = {c for c in _overlapping_chunks(b, bo) | _overlapping_chunks(h, ho) if common[c]}
+    skip = None
+    if dup:
+        skip = np.zeros(len(ids), bool)
+        skip[list(dup)] = True
     out = []
-    simple = np.setdiff1d(common, np.fromiter(dup, _I64, len(dup)))
-    if len(simple):
-        out.append(_intersect(b, h, simple))
+    if len(dup) < int(common.sum()):
+        out.append(_intersect(b, bo, h, ho, skip))
     if dup:
         out.append(_intersect_rowwise(b, h, dup))
-    return np.concatenate(out) if out else np.empty((0, 3), _I64)
+    return _joined(np.concatenate(out)) if out else np.empty((0, 3), _I64)
 
 
-def _intersect(b: _Pieces, h: _Pieces, chunks: np.ndarray) -> np.ndarray:
+def _joined(seg: np.ndarray) -> np.ndarray:
+    """Segments in head order, those that continue each other on both sides
+    (the next starts where the last ended, in base and in head) joined into
+    one. Shared pieces of two fragmented versions are many short segments
+    (280,000 for versions 9 and 10 of the re-uploaded bench table) that join
+    into runs broken only where the rows differ (~20,000 there), so the rest
+    of the work grows with the edit, not with the pieces."""
+    if len(seg) < 2:
+        return seg
+    order = np.argsort(seg[:, 1], kind="stable")
+    b, h, n = (np.ascontiguousarray(seg[order, k]) for k in range(3))
+    cont = (b[1:] == b[:-1] + n[:-1]) & (h[1:] == h[:-1] + n[:-1])
+    starts = np.flatnonzero(np.concatenate(([True], ~cont)))
+    out = np.empty((len(starts), 3), _I64)
+    out[:, 0], out[:, 1] = b[starts], h[starts]
+    out[:, 2] = np.add.reduceat(n, starts)
+    return out
+
+
+def _intersect(
+    b: _Pieces, bo: np.ndarray, h: _Pieces, ho: np.ndarray, skip: np.ndarray | None
+) -> np.ndarray:
     """Interval intersection per chunk where each side uses a stored row at
-    most once (so each side's intervals in a chunk are disjoint)."""
-    bm, hm = np.isin(b.chunk, chunks), np.isin(h.chunk, chunks)
-    bc, bs, bl, bp = b.chunk[bm], b.start[bm], b.length[bm], b.pos[bm]
-    hc, hs, hl, hp = h.chunk[hm], h.start[hm], h.length[hm], h.pos[hm]
-    b_start_key = (bc << _SHIFT) | bs
-    order = np.argsort(b_start_key, kind="stable")  # by (chunk, start)
-    bc, bs, bl, bp, b_start_key = bc[order], bs[order], bl[order], bp[order], b_start_key[order]
-    b_end_key = b_start_key + bl
-    h_key = (hc << _SHIFT) | hs
-    lo = np.searchsorted(b_end_key, h_key, side="right")
-    hi = np.searchsorted(b_start_key, h_key + hl, side="left")
-    counts = np.maximum(hi - lo, 0)
-    hi_idx = np.repeat(np.arange(len(hc)), counts)
-    b_idx = _ranges(lo, counts)
-    if len(b_idx) == 0:
-        return np.empty((0, 3), _I64)
-    lo_row = np.maximum(bs[b_idx], hs[hi_idx])
-    hi_row = np.minimum(bs[b_idx] + bl[b_idx], hs[hi_idx] + hl[hi_idx])
-    keep = hi_row > lo_row
-    b_idx, hi_idx, lo_row, hi_row = b_idx[keep], hi_idx[keep], lo_row[keep], hi_row[keep]
-    return np.stack(
-        [bp[b_idx] + lo_row - bs[b_idx], hp[hi_idx] + lo_row - hs[hi_idx], hi_row - lo_row],
-        axis=1,
-    )
+    most once (so each side's intervals in a chunk are disjoint). ``bo``,
+    ``ho``: each side's pieces by (chunk, start); ``skip``: a flag per chunk
+    number, the chunks left out (a side uses rows of them twice: they are
+    intersected row by row). Chunks only one side uses meet nothing."""
+    if skip is not None:
+        bo, ho = bo[~skip[b.chunk[bo]]], ho[~skip[h.chunk[ho]]]
+    # one merge of the two sorted lists (features/compare/_intervals.c)
+    cols = [np.ascontiguousarray(a, dtype=_I64) for a in (bo, *b.columns(), ho, *h.columns())]
+    runs = _intervals.intersect(*cols)
+    out = np.empty((len(runs[0]) // 8, 3), _I64)
+    for k in range(3):
+        out[:, k] = np.frombuffer(runs[k], dtype="<i8")
+    return out
 
 
 def _intersect_rowwise(b: _Pieces, h: _Pieces, chunks: set[int]) -> np.ndarray:
