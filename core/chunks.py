@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +127,12 @@ def _footer(store: ObjectStore, key: str) -> _Footer:
     return f
 
 
+def forget_footer(key: str) -> None:
+    """Drop the cached footer of object ``key``: it may have been replaced (a
+    read copy rebuilt); chunks never are."""
+    _footers.pop(key)
+
+
 def row_group_starts(store: ObjectStore, key: str) -> tuple[np.ndarray, pq.FileMetaData]:
     """The first row of each row group of the Parquet object ``key`` (a chunk:
     ``chunk_key(cid)``), then its row count (int64), and its parsed footer (to
@@ -153,10 +160,13 @@ def read_rows(
     start: int,
     length: int,
     columns: tuple[str, ...] | None = None,
+    key: Callable[[str], str] = chunk_key,
 ) -> pa.Table:
     """Rows [start, start+length) of a chunk: the named columns, or all of them
-    (``_row_hash`` included). Only the row groups holding them are decoded."""
-    footer = _footer(store, chunk_key(cid))
+    (``_row_hash`` included). Only the row groups holding them are decoded.
+    ``key``: the object the chunk is read from (a read copy's is under
+    ``layouts/``, see ``core.layouts``)."""
+    footer = _footer(store, key(cid))
     end = start + length
     i = bisect.bisect_right(footer.starts, start) - 1
     parts = []

@@ -53,6 +53,14 @@ class LRU(Generic[K, V]):
                 _, (_, s) = self._data.popitem(last=False)
                 self.bytes -= s
 
+    def pop(self, key: K) -> V | None:
+        with self._lock:
+            hit = self._data.pop(key, None)
+            if hit is None:
+                return None
+            self.bytes -= hit[1]
+            return hit[0]
+
     def clear(self) -> None:
         with self._lock:
             self._data.clear()

@@ -57,16 +57,19 @@ SLICE_MAX_PIECES = 16  # a window of at most this many pieces is sliced, not tak
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="scan-take")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Window:
     """Table rows ``[lo, hi)``: the pieces holding them, clipped to the window
-    (``chunk`` numbers index the manifest's ``chunks``)."""
+    (``chunk`` numbers index the manifest's ``chunks``), and once planned
+    (``Scan.plan``), for each chunk: its pieces' indices, the row group each
+    starts in, and the row groups they need."""
 
     lo: int
     hi: int
     chunk: np.ndarray
     start: np.ndarray
     length: np.ndarray
+    groups: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     @property
     def rows(self) -> int:
@@ -127,19 +130,23 @@ def _take(table: pa.Table, at: pa.Array) -> pa.Table:
 
 
 class _Chunk:
-    """One chunk as a scan reads it: its row groups' first rows and an open
-    file (a ``ParquetFile`` is not safe to share between threads, so each
-    scan opens its own, with the footer already parsed)."""
+    """One chunk as a scan reads it: its row groups' first rows, and its
+    footer already parsed. Each read opens the file anew (a ``ParquetFile``
+    is not safe to share between threads) and closes it after: a memory-mapped
+    file keeps every page it has read in the process's RSS while it is open,
+    which over a 5 GB table would be gigabytes of file pages."""
 
     def __init__(self, store: ObjectStore, key: str, columns: list[str] | None) -> None:
         starts, meta = row_group_starts(store, key)
         self.starts = starts  # first row of each row group, then the chunk's row count
-        self.file = pq.ParquetFile(store.open_arrow(key), metadata=meta)
+        self.store, self.key, self.meta = store, key, meta
         self.columns = columns
 
     def read(self, groups: list[int]) -> list[pa.Table]:
         """Row groups ``groups`` (ascending, adjacent), each as its own table."""
-        table = self.file.read_row_groups(groups, columns=self.columns, use_threads=True)
+        with self.store.open_arrow(self.key) as f:
+            pf = pq.ParquetFile(f, metadata=self.meta)
+            table = pf.read_row_groups(groups, columns=self.columns, use_threads=True)
         out, at = [], 0
         for g in groups:
             n = int(self.starts[g + 1] - self.starts[g])
@@ -207,7 +214,14 @@ class Scan:
         )
 
     def _group_count(self, w: Window) -> int:
-        return sum(len(self._needed(w, k)[2]) for k in w.chunk_numbers())
+        return sum(len(groups) for _, _, groups in self.plan(w).values())
+
+    def plan(self, w: Window) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """For each chunk of window ``w`` (kept on it): its pieces' indices,
+        the row group each starts in, and every row group they need."""
+        if w.groups is None:
+            w.groups = {k: self._needed(w, k) for k in w.chunk_numbers()}
+        return w.groups
 
     def _chunk(self, k: int) -> _Chunk:
         c = self._chunks.get(k)
@@ -232,8 +246,7 @@ class Scan:
         kept: dict[tuple[int, int], pa.Table] = {}
         first = np.empty(len(w.chunk), dtype=np.int64)  # each piece's first row in ``parts``
         at = 0
-        for k in w.chunk_numbers():
-            mine, g0, groups = self._needed(w, k)
+        for k, (mine, g0, groups) in self.plan(w).items():
             chunk = self._chunk(k)
             missing = [g for g in groups.tolist() if (k, g) not in self._kept]
             runs = np.split(missing, np.flatnonzero(np.diff(missing) != 1) + 1) if missing else []
