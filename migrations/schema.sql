@@ -115,6 +115,20 @@ TABLE job
   CREATE INDEX job_dataset_idx ON public.job USING btree (dataset_id, created_at DESC)
   CREATE UNIQUE INDEX job_pkey ON public.job USING btree (id)
 
+TABLE layout
+  manifest_id text NOT NULL
+  schema_id text NOT NULL
+  state text NOT NULL DEFAULT 'building'::text
+  row_count bigint NOT NULL
+  bytes bigint
+  requested_at timestamp with time zone NOT NULL DEFAULT now()
+  built_at timestamp with time zone
+  used_at timestamp with time zone NOT NULL DEFAULT now()
+  CONSTRAINT layout_pkey PRIMARY KEY (manifest_id)
+  CONSTRAINT layout_state_check CHECK ((state = ANY (ARRAY['building'::text, 'ready'::text])))
+  CREATE UNIQUE INDEX layout_pkey ON public.layout USING btree (manifest_id)
+  CREATE INDEX layout_used_idx ON public.layout USING btree (used_at) WHERE (state = 'ready'::text)
+
 TABLE ref
   dataset_id uuid NOT NULL
   name text NOT NULL

@@ -17,6 +17,7 @@ configure_logs(get_settings().log_level)
 
 import features.imports.tasks  # noqa: E402,F401  (registers imports.run)
 import features.jobs.tasks  # noqa: E402,F401  (registers jobs.reconcile, jobs.clean_tmp)
+import features.layouts.tasks  # noqa: E402,F401  (registers layouts.build)
 
 celery_app.conf.beat_schedule = {
     "jobs.reconcile": {"task": "jobs.reconcile", "schedule": 30.0},

@@ -16,18 +16,21 @@ import base64
 import datetime as dt
 import math
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.chunks import read_rows
+from core import layouts
+from core.chunks import chunk_key, read_rows
 from core.errors import Invalid, NotFound
-from core.objects import Commit, TableEntry, get_commit, get_manifest, get_schema
+from core.objects import Commit, Manifest, TableEntry, get_commit, get_manifest, get_schema
 from core.storage import get_store
 from features.data import query
 from features.data.filters import parse_filter, parse_sort
+from features.layouts import service as layouts_service
 from features.refs import service as refs_service
 
 __all__ = ["column_values", "page", "parse_filter", "parse_sort", "tables"]
@@ -99,24 +102,30 @@ def page(
     sort = sort.strip() if sort else None
     where = parse_filter(filter, schema) if filter else None
     order = parse_sort(sort, schema) if sort else []
-    manifest = get_manifest(store, entry.manifest)
+    manifest, object_key = source(conn, entry)
     wanted = tuple(names[i] for i in picked)
     kinds = [schema.columns[i].type for i in picked]
     rows: list[tuple[Any, ...]] = []
     total = entry.row_count
     if where is None and not order:
         for chunk, start, length in manifest.slices(offset, limit):
-            part = read_rows(store, chunk, start, length, wanted)
+            part = read_rows(store, chunk, start, length, wanted, object_key)
             cols = [column_values(part.column(i), kinds[i]) for i in range(len(wanted))]
             rows.extend(zip(*cols, strict=True))
     else:
         found = query.positions(
-            store, manifest, schema, where=where, order=order, key=(filter or "", sort or "")
+            store,
+            manifest,
+            schema,
+            where=where,
+            order=order,
+            key=(filter or "", sort or ""),
+            object_key=object_key,
         )
         total = len(found)
         at = found[offset : offset + limit]
         if len(at) and wanted:
-            part = query.read_positions(store, manifest, wanted, at)
+            part = query.read_positions(store, manifest, wanted, at, object_key)
             cols = [column_values(part.column(i), kinds[i]) for i in range(len(wanted))]
             rows.extend(zip(*cols, strict=True))
         elif len(at):
@@ -135,6 +144,20 @@ def page(
     if sort:
         body["sort"] = [{"column": c, "descending": d} for c, d in order]
     return body
+
+
+def source(
+    conn: psycopg.Connection[Any], entry: TableEntry
+) -> tuple[Manifest, Callable[[str], str]]:
+    """Where a table version's rows are read from: its manifest's chunks, or,
+    for a fragmented version that has one, its read copy (one piece, the
+    rows in order: ``core.layouts``). Pages do not ask for copies."""
+    store = get_store()
+    manifest = get_manifest(store, entry.manifest)
+    key = layouts_service.for_reading(conn, store, manifest, entry.schema, ask=False)
+    if key is None:
+        return manifest, chunk_key
+    return layouts.source(manifest.id, manifest.row_count)
 
 
 def column_values(arr: pa.ChunkedArray, kind: str) -> list[Any]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -31,9 +31,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.chunks import chunk_key, row_group_starts
+from core.chunks import row_group_starts
 from core.config import get_settings
-from core.objects import Manifest, get_manifest
+from core.objects import Manifest
 from core.storage import ObjectStore
 from features.exports import rows
 from features.exports.formats import CsvEncoder
@@ -129,6 +129,7 @@ def _stored_as(t: pa.DataType, logical: str) -> bool:
 
 def _ranges(
     store: ObjectStore,
+    key: Callable[[str], str],
     chunks: list[str],
     rows: int,
     wanted: pa.Schema,
@@ -141,7 +142,7 @@ def _ranges(
     if rows < CSV_LOOKUP_ROWS:
         return {}
     for cid in set(chunks) - known.keys():
-        known[cid] = _chunk_ranges(row_group_starts(store, chunk_key(cid))[1], wanted)
+        known[cid] = _chunk_ranges(row_group_starts(store, key(cid))[1], wanted)
     out: dict[str, tuple[Any, Any]] = {}
     for name in wanted.names:
         spans = [known[cid].get(name) for cid in chunks]
@@ -191,19 +192,17 @@ def _plan(manifest: Manifest, first: int) -> Iterator[_Long | _Short]:
 
 def _frames(
     store: ObjectStore, export: Export, manifest: Manifest
-) -> Iterator[_Long | tuple[pl.DataFrame, list[str], int]]:
+) -> Iterator[_Long | tuple[pa.Table, list[str], int]]:
     """What ``_write_rows`` writes, in order: long pieces as they are (polars
-    reads them when it writes them), short ones window by window as frames
-    (read here, on ``rows.ahead``'s helper thread) with their chunks and rows."""
+    reads them when it writes them), short ones window by window (read here,
+    on ``rows.ahead``'s helper thread) with their chunks and rows."""
     chunks = manifest.columns.chunks
     for part in _plan(manifest, min(get_settings().row_group_rows, export.row_count)):
         if isinstance(part, _Long):
             yield part
             continue
         for w, t in rows.windows(store, export, offset=part.lo, limit=part.hi - part.lo):
-            frame = pl.from_arrow(t.combine_chunks())  # a chunk a column: ~10 % faster to write
-            assert isinstance(frame, pl.DataFrame)
-            yield frame, [chunks[k] for k in w.chunk_numbers()], w.rows
+            yield t, [chunks[k] for k in w.chunk_numbers()], w.rows
 
 
 def _write_rows(store: ObjectStore, export: Export, enc: CsvEncoder, out: _Parts) -> None:
@@ -217,7 +216,7 @@ def _write_rows(store: ObjectStore, export: Export, enc: CsvEncoder, out: _Parts
     +100 for 9, +180 for 12, +255 for 16), while a query costs only ~10 ms
     to start. Each query or window gets the value ranges of its chunks'
     date, datetime and text columns (``CsvEncoder.frame``)."""
-    manifest = get_manifest(store, export.manifest_id)
+    manifest, key = rows.source(store, export)
     cols = list(export.read_columns)
     target = rows.target(export)
     dtypes = pl.from_arrow(target.empty_table()).schema  # type: ignore[union-attr]
@@ -232,20 +231,25 @@ def _write_rows(store: ObjectStore, export: Export, enc: CsvEncoder, out: _Parts
         ]
     )
     known: dict[str, dict[str, tuple[Any, Any]]] = {}
+    pool = pa.default_memory_pool()
     for part in rows.ahead(_frames(store, export, manifest)):
         if not isinstance(part, _Long):
-            frame, chunks, n = part
-            if frame.height:
-                enc.write(frame.lazy(), out, _ranges(store, chunks, n, ranged, known))
-            del frame, part
+            table, chunks, n = part
+            if table.num_rows:
+                frame = pl.from_arrow(table.combine_chunks())  # a chunk a column: ~10 % faster
+                assert isinstance(frame, pl.DataFrame)
+                enc.write(frame.lazy(), out, _ranges(store, key, chunks, n, ranged, known))
+                del frame
+            del table, part
+            pool.release_unused()  # hand the window's memory back to the OS: RSS stays flat
             continue
         group = part.pieces
         n = sum(length for _, _, length in group)
-        ranges = _ranges(store, [cid for cid, _, _ in group], n, ranged, known)
+        ranges = _ranges(store, key, [cid for cid, _, _ in group], n, ranged, known)
         with ExitStack() as paths:
             lazy = pl.concat(
                 [
-                    pl.scan_parquet(paths.enter_context(store.local_path(chunk_key(cid))))
+                    pl.scan_parquet(paths.enter_context(store.local_path(key(cid))))
                     .slice(start, length)
                     .select(cols)
                     for cid, start, length in group

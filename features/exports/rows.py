@@ -11,15 +11,17 @@ row group decoded once). The first window is one row group's worth
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 import polars as pl
 import pyarrow as pa
 
+from core import layouts
+from core.chunks import chunk_key
 from core.config import get_settings
-from core.objects import get_manifest
+from core.objects import Manifest, get_manifest
 from core.scan import Scan, Window
 from core.schema import arrow_schema
 from core.storage import ObjectStore, get_store
@@ -32,6 +34,14 @@ def target(export: Export) -> pa.Schema:
     """The Arrow schema of what the export writes (its output columns)."""
     by_name = {c.name: c for c in export.schema.columns}
     return arrow_schema([by_name[n] for n in export.read_columns[: export.out_count]])
+
+
+def source(store: ObjectStore, export: Export) -> tuple[Manifest, Callable[[str], str]]:
+    """Where the export's rows are read from: the version's manifest and its
+    chunks, or the one piece of its read copy (``core.layouts``)."""
+    if export.layout is not None:
+        return layouts.source(export.manifest_id, export.row_count)
+    return get_manifest(store, export.manifest_id), chunk_key
 
 
 def windows(
@@ -49,15 +59,17 @@ def windows(
     settings = get_settings()
     by_name = {c.name: c for c in export.schema.columns}
     read = arrow_schema([by_name[n] for n in export.read_columns])
+    manifest, key = source(store, export)
     scan = Scan(
         store,
-        get_manifest(store, export.manifest_id),
+        manifest,
         export.read_columns,
         schema=pa.schema([f.with_nullable(True) for f in read]),
         offset=offset,
         limit=limit,
         batch_rows=settings.export_batch_rows,
         first_rows=first_rows or min(settings.row_group_rows, settings.export_batch_rows),
+        key=key,
     )
     out = target(export)
     for w in scan.windows():

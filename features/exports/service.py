@@ -40,7 +40,7 @@ import pyarrow as pa
 
 from core.config import get_settings
 from core.errors import Invalid
-from core.objects import get_commit, get_schema
+from core.objects import get_commit, get_manifest, get_schema
 from core.schema import arrow_schema
 from core.storage import ObjectStore, get_store
 from features.data import service as data_service
@@ -64,6 +64,7 @@ from features.exports.spec import (
     default_compression,
 )
 from features.exports.xlsx import XlsxEncoder
+from features.layouts import service as layouts_service
 from features.refs import service as refs_service
 
 __all__ = ["EXPORT_VERSION", "Export", "Options", "default_compression", "prepare", "stream"]
@@ -108,6 +109,8 @@ def prepare(
     commit = get_commit(store, commit_id)
     table, entry = data_service.table_of(commit, table, ref)
     schema = get_schema(store, entry.schema)
+    manifest = get_manifest(store, entry.manifest)
+    layout = layouts_service.for_reading(conn, store, manifest, entry.schema)
     names = schema.names
     picked: list[str] | None = (
         [c for c in columns.split(",") if c] if isinstance(columns, str) else columns
@@ -150,6 +153,7 @@ def prepare(
         read_columns=read,
         out_count=len(out),
         predicate=predicate,
+        layout=layout,
     )
 
 

@@ -79,6 +79,7 @@ class Export:
     read_columns: tuple[str, ...]  # output columns, then filter-only columns
     out_count: int  # how many of read_columns are written
     predicate: pl.Expr | None
+    layout: str | None = None  # the verified read copy to read the rows from (core.layouts)
 
     @property
     def pinned(self) -> bool:

@@ -25,7 +25,9 @@ import psycopg
 
 from core import db
 from core.errors import BadRequest, Conflict, Invalid, NotFound
+from core.storage import get_store
 from features.commits import service as commits_service
+from features.layouts import service as layouts_service
 
 Q = db.Queries(__file__)
 _HEX = re.compile(r"^[0-9a-f]{7,64}$")
@@ -189,6 +191,7 @@ def cas_move(
             code="ref_conflict",
             expected_commit_id=expected,
         )
+    layouts_service.follow(conn, get_store(), expected, new)  # read copies follow the branch
 
 
 def move_branch(

@@ -58,7 +58,7 @@ def test_0002_backfills_a_tree_of_commits(stack: dict[str, str]) -> None:
                     " VALUES (%s, %s, 'branch', %s, 'ana')",
                     (ds, ref, ids[i]),
                 )
-        assert migrate(url) == [2]
+        assert migrate(url)[0] == 2  # then any later migrations
         with psycopg.connect(url, row_factory=dict_row) as c:
             gens = {
                 r["id"]: r["generation"] for r in c.execute("SELECT id, generation FROM commit")

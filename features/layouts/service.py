@@ -1,0 +1,153 @@
+"""Read copies of fragmented table versions: when they are made, read and
+dropped (the copies themselves: ``core.layouts``; docs/decisions/0016).
+
+- **Asked for when read whole.** The first whole read (an export) of a
+  fragmented version without a copy asks for one (``for_reading``); a
+  worker builds it (``layouts.build``), and later whole reads use it.
+- **Following a branch.** When a branch moves (an import, merge, revert,
+  fast-forward or reset) and a table of the commit it left had a copy, the
+  table's new version gets one built straight away (``follow``): a job that
+  pulls a branch after every update reads each version at a fresh import's
+  speed, without having asked first.
+- **Bounded.** The copies take at most ``DSA_LAYOUT_CACHE_BYTES`` of the
+  object store (0: no copies). Past it, the least recently read copies not
+  read for ``EVICT_GRACE_S`` are deleted after each build.
+
+The ``layout`` table records each copy asked for or built, its size and its
+last read; the object store holds the copies under ``layouts/``. A copy
+that fails its check (``core.layouts.verify``) is deleted and asked for
+again; reads never wait for one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import structlog
+
+from core import db
+from core import layouts as copies
+from core.config import get_settings
+from core.objects import Manifest, get_commit, get_manifest, get_schema
+from core.queue import enqueue
+from core.storage import ObjectStore, get_store
+
+log = structlog.get_logger(__name__)
+Q = db.Queries(__file__)
+REQUEST_STALE_S = 3600  # a build asked for this long ago and not done is asked for again
+EVICT_GRACE_S = 600  # a copy read this recently is not evicted (a read may be under way)
+
+
+def _enabled() -> bool:
+    return get_settings().layout_cache_bytes > 0
+
+
+def for_reading(
+    conn: psycopg.Connection[Any],
+    store: ObjectStore,
+    manifest: Manifest,
+    schema_id: str,
+    *,
+    ask: bool = True,
+) -> str | None:
+    """The object key of ``manifest``'s verified read copy, to read rows from;
+    None when the table reads fast as it is, or has no copy yet (one is then
+    asked for, unless ``ask`` is false: pages use a copy but do not ask)."""
+    if not _enabled() or not copies.fragmented(manifest):
+        return None
+    row = conn.execute(Q.get, {"manifest_id": manifest.id, "stale_s": REQUEST_STALE_S}).fetchone()
+    if row is not None and row["state"] == "ready":
+        if copies.verify(store, manifest):
+            conn.execute(Q.touch, {"manifest_id": manifest.id})
+            return copies.layout_key(manifest.id)
+        log.warning("read copy failed its check; deleted", manifest=manifest.id)
+        _delete(conn, store, manifest.id)
+        row = None
+    if ask and (row is None or row["stale"]):
+        _request(conn, manifest, schema_id)
+    return None
+
+
+def _request(conn: psycopg.Connection[Any], manifest: Manifest, schema_id: str) -> None:
+    params = {
+        "manifest_id": manifest.id,
+        "schema_id": schema_id,
+        "row_count": manifest.row_count,
+        "stale_s": REQUEST_STALE_S,
+    }
+    if conn.execute(Q.request, params).fetchone() is not None:
+        db.after_commit(conn, lambda: enqueue("layouts.build", manifest.id))
+
+
+def follow(conn: psycopg.Connection[Any], store: ObjectStore, old: str, new: str) -> None:
+    """A branch moved from commit ``old`` to ``new``: ask for read copies of
+    the new versions of tables whose version at ``old`` has one."""
+    if not _enabled() or old == new:
+        return
+    before, after = get_commit(store, old).tables, get_commit(store, new).tables
+    changed = {
+        name: entry
+        for name, entry in after.items()
+        if name in before and before[name].manifest != entry.manifest
+    }
+    if not changed:
+        return
+    ids = list({before[name].manifest for name in changed})
+    had = {r["manifest_id"] for r in conn.execute(Q.ready_among, {"ids": ids}).fetchall()}
+    for name, entry in changed.items():
+        if before[name].manifest in had:
+            manifest = get_manifest(store, entry.manifest)
+            if copies.fragmented(manifest):
+                _request(conn, manifest, entry.schema)
+
+
+def build(manifest_id: str) -> int | None:
+    """Build the read copy asked for (the task ``layouts.build``); its size,
+    or None when there was nothing to do (built already, or forgotten).
+    Then evict past the budget. No transaction is held while the copy is
+    written (seconds to minutes): a redelivered task may build it twice,
+    which writes the same object."""
+    store = get_store()
+    settings = get_settings()
+    with db.transaction() as conn:
+        row = conn.execute(Q.claim, {"manifest_id": manifest_id}).fetchone()
+    if row is None:
+        return None
+    manifest = get_manifest(store, manifest_id)
+    schema = get_schema(store, row["schema_id"])
+    size = copies.write(store, manifest, schema, tmp_dir=settings.tmp_dir / "layouts")
+    with db.transaction() as conn:
+        conn.execute(Q.built, {"manifest_id": manifest_id, "bytes": size})
+    log.info("read copy built", manifest=manifest_id, rows=manifest.row_count, bytes=size)
+    evict(settings.layout_cache_bytes)
+    return size
+
+
+def evict(budget: int) -> int:
+    """Delete the least recently read copies until they fit in ``budget``
+    bytes (copies read in the last ``EVICT_GRACE_S`` stay); how many went."""
+    store = get_store()
+    gone = 0
+    with db.transaction() as conn:
+        row = conn.execute(Q.total_bytes).fetchone()
+        total = int(row["total"]) if row else 0
+        if total <= budget:
+            return 0
+        for row in conn.execute(Q.least_used, {"grace_s": EVICT_GRACE_S}).fetchall():
+            if total <= budget:
+                break
+            _delete(conn, store, row["manifest_id"])
+            total -= row["bytes"] or 0
+            gone += 1
+    if gone:
+        log.info("read copies evicted", count=gone, budget=budget)
+    return gone
+
+
+def _delete(conn: psycopg.Connection[Any], store: ObjectStore, manifest_id: str) -> None:
+    """Forget the copy first (no new reader finds it), then delete it: a read
+    under way keeps its open file (local) or ends with a clear error."""
+    conn.execute(Q.forget, {"manifest_id": manifest_id})
+    store.delete(copies.layout_key(manifest_id))
+    copies.forget(manifest_id)

@@ -1,0 +1,327 @@
+"""A version made by re-uploads (thousands of short pieces from several
+chunks, interleaved) exports exactly its rows in every format, read chunk
+by chunk or from its read copy; the Parquet export's row groups have the
+documented size whatever the layout; read copies are built when a version
+is read whole and when a branch moves on from a copied version, verified
+before use, and evicted past their budget (issue 11, decision 0016)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import random
+import time
+import uuid
+from typing import Any
+
+import openpyxl
+import polars as pl
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+import pytest
+
+from core import layouts as copies
+from core.config import get_settings
+from core.db import read
+from core.objects import get_commit, get_manifest
+from core.storage import get_store
+from features.auth import service as auth_service
+from features.data import query
+from features.data import service as data_service
+from features.exports import formats, service
+from features.layouts import service as layouts_service
+from tests.conftest import import_csv, make_dataset
+
+ROWS = 20_000  # 20 chunks of 1,000 rows (DSA_CHUNK_ROWS in tests), row groups of 128
+SCHEMA = {
+    "id": pl.Int64,
+    "name": pl.Utf8,
+    "price": pl.Float64,
+    "day": pl.Date,
+    "at": pl.Datetime("us"),
+    "flag": pl.Boolean,
+}
+FORMATS = ["csv", "tsv", "parquet", "xlsx", "ndjson", "arrow"]
+
+
+def _first() -> pl.DataFrame:
+    i = pl.int_range(0, ROWS, eager=True)
+    return pl.DataFrame(
+        {
+            "id": i,
+            "name": [None if k % 11 == 0 else f"name {k}" for k in range(ROWS)],
+            "price": [k / 8 + 0.25 for k in range(ROWS)],
+            "day": pl.date_range(
+                pl.date(2001, 1, 1), pl.date(2001, 1, 1) + pl.duration(days=ROWS - 1), eager=True
+            ),
+            "at": [
+                None if k % 17 == 0 else 1_600_000_000_000_000 + k * 1_003_000 for k in range(ROWS)
+            ],
+            "flag": [k % 3 == 0 for k in range(ROWS)],
+        }
+    ).with_columns(pl.col("at").cast(pl.Datetime("us")))
+
+
+def _edit(df: pl.DataFrame, rnd: random.Random, version: int) -> pl.DataFrame:
+    """5 % of rows updated, 2 % deleted, 2 % inserted, at random positions."""
+    n = df.height
+    gone = set(rnd.sample(range(n), n // 50))
+    updated = set(rnd.sample(range(n), n // 20))
+    names = df["name"].to_list()
+    for i in updated:
+        names[i] = f"v{version} {names[i]}"
+    keep = [i for i in range(n) if i not in gone]
+    df = df.with_columns(pl.Series("name", names, pl.Utf8))[keep]
+    rows = df.rows()
+    for k in range(n // 50):
+        src = rows[rnd.randrange(len(rows))]
+        rows.insert(rnd.randrange(len(rows) + 1), (10**6 * version + k, *src[1:]))
+    return pl.DataFrame(rows, schema=SCHEMA, orient="row")
+
+
+@pytest.fixture(scope="module")
+def versions(client: Any, admin: dict[str, str], worker: Any) -> dict[str, Any]:
+    ds = make_dataset(client, admin)
+    rnd = random.Random(7)
+    df = _first()
+    commits, frames = [], []
+    for v in range(4):
+        if v:
+            df = _edit(df, rnd, v)
+        job = import_csv(client, admin, ds["id"], df.write_csv().encode(), filename="t.csv")
+        assert job["state"] == "succeeded", job
+        commits.append(job["commit_id"])
+        frames.append(df)
+    return {"ds": ds, "commits": commits, "frames": frames}
+
+
+def _prepare(ds: dict[str, Any], commit: str, fmt: str) -> service.Export:
+    with read() as conn:
+        row = conn.execute("SELECT id FROM app_user WHERE username = 'admin'").fetchone()
+        assert row is not None
+        user = auth_service.user_by_id(conn, row["id"])
+        return service.prepare(
+            conn,
+            user,
+            uuid.UUID(ds["id"]),
+            commit,
+            table=None,
+            format=fmt,
+            columns=None,
+            filter=None,
+            compression=None,
+        )
+
+
+def _decode(fmt: str, data: bytes) -> pl.DataFrame:
+    """An export read back by a reader other than the one that wrote it."""
+    if fmt in ("csv", "tsv"):
+        return pl.read_csv(data, separator="\t" if fmt == "tsv" else ",", schema=SCHEMA)
+    if fmt == "parquet":
+        return pl.from_arrow(pq.read_table(io.BytesIO(data)))  # type: ignore[return-value]
+    if fmt == "arrow":
+        return pl.from_arrow(ipc.open_stream(data).read_all())  # type: ignore[return-value]
+    if fmt == "ndjson":
+        return pl.read_ndjson(data, schema={**SCHEMA, "day": pl.Utf8, "at": pl.Utf8}).with_columns(
+            pl.col("day").str.to_date(), pl.col("at").str.to_datetime(time_unit="us")
+        )
+    sheet = openpyxl.load_workbook(io.BytesIO(data), read_only=True).worksheets[0]
+    rows = list(sheet.iter_rows(values_only=True))
+    frame = pl.DataFrame(rows[1:], schema=list(rows[0]), orient="row", infer_schema_length=None)
+    return frame.with_columns(pl.col("day").cast(pl.Date), pl.col("at").cast(pl.Datetime("us")))
+
+
+def test_the_versions_are_fragmented(versions: dict[str, Any]) -> None:
+    store = get_store()
+    manifest = get_manifest(store, get_commit(store, versions["commits"][-1]).tables["t"].manifest)
+    cols = manifest.columns
+    assert len(cols.length) > 1000 and len(cols.chunks) > 3
+    switches = int((cols.chunk[1:] != cols.chunk[:-1]).sum())
+    assert switches > 1000  # the chunks' pieces interleave
+    assert copies.fragmented(manifest)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("via", ["chunks", "read-copy"])
+def test_every_format_exports_exactly_the_rows(
+    versions: dict[str, Any], monkeypatch: pytest.MonkeyPatch, fmt: str, via: str
+) -> None:
+    monkeypatch.setattr(formats, "PARQUET_ROW_GROUP_ROWS", 4096)
+    ds, commit, want = versions["ds"], versions["commits"][-1], versions["frames"][-1]
+    ex = _prepare(ds, commit, fmt)
+    if via == "chunks":
+        ex = dataclasses.replace(ex, layout=None)
+    else:
+        ex = dataclasses.replace(ex, layout=_built(ds, commit))
+    data = b"".join(service.stream(ex))
+    got = _decode(fmt, data)
+    if fmt == "xlsx":  # Excel keeps times as fractions of a day: whole milliseconds survive
+        got, want = (f.with_columns(pl.col("at").dt.round("1ms")) for f in (got, want))
+    assert got.schema == want.schema
+    assert got.equals(want), fmt
+    if fmt == "parquet":
+        meta = pq.ParquetFile(io.BytesIO(data)).metadata
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        assert sizes[:-1] == [4096] * (len(sizes) - 1) and 0 < sizes[-1] <= 4096
+
+
+def _built(ds: dict[str, Any], commit: str, timeout: float = 60) -> str:
+    """Ask for the version's read copy as an export does and wait for the worker."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ex = _prepare(ds, commit, "csv")
+        if ex.layout is not None:
+            return ex.layout
+        assert time.monotonic() < deadline, "the read copy was not built"
+        time.sleep(0.2)
+
+
+def _row(manifest_id: str) -> dict[str, Any] | None:
+    with read() as conn:
+        return conn.execute(  # type: ignore[no-any-return]
+            "SELECT state, bytes FROM layout WHERE manifest_id = %s", (manifest_id,)
+        ).fetchone()
+
+
+def _manifest_id(commit: str) -> str:
+    return get_commit(get_store(), commit).tables["t"].manifest
+
+
+def test_the_same_rows_make_the_same_parquet_file(
+    client: Any, admin: dict[str, str], versions: dict[str, Any]
+) -> None:
+    """Freshly imported, the last version's rows export to a Parquet file of the
+    same row groups and (nearly) the same size as the fragmented version's."""
+    ds = make_dataset(client, admin)
+    job = import_csv(
+        client, admin, ds["id"], versions["frames"][-1].write_csv().encode(), filename="t.csv"
+    )
+    fresh = b"".join(service.stream(_prepare(ds, job["commit_id"], "parquet")))
+    ex = dataclasses.replace(
+        _prepare(versions["ds"], versions["commits"][-1], "parquet"), layout=None
+    )
+    fragmented = b"".join(service.stream(ex))
+    a, b = (
+        pq.ParquetFile(io.BytesIO(fresh)).metadata,
+        pq.ParquetFile(io.BytesIO(fragmented)).metadata,
+    )
+    assert [a.row_group(i).num_rows for i in range(a.num_row_groups)] == [
+        b.row_group(i).num_rows for i in range(b.num_row_groups)
+    ]
+    assert abs(len(fresh) - len(fragmented)) <= 0.01 * len(fresh)
+
+
+def test_a_branch_moving_on_from_a_copied_version_gets_a_copy(
+    client: Any, admin: dict[str, str], versions: dict[str, Any]
+) -> None:
+    ds, last = versions["ds"], versions["commits"][-1]
+    _built(ds, last)  # read whole: copied
+    df = _edit(versions["frames"][-1], random.Random(99), 9)
+    job = import_csv(client, admin, ds["id"], df.write_csv().encode(), filename="t.csv")
+    assert job["state"] == "succeeded", job
+    new = _manifest_id(job["commit_id"])
+    deadline = time.monotonic() + 60
+    while (row := _row(new)) is None or row["state"] != "ready":
+        assert row is not None, "no read copy was asked for when the branch moved"
+        assert time.monotonic() < deadline, "the read copy was not built"
+        time.sleep(0.2)
+    ex = _prepare(ds, job["commit_id"], "csv")
+    assert ex.layout == copies.layout_key(new)  # nobody read it whole yet: it followed main
+    assert _decode("csv", b"".join(service.stream(ex))).equals(df)
+
+
+def test_a_damaged_read_copy_is_never_read(versions: dict[str, Any]) -> None:
+    ds, commit = versions["ds"], versions["commits"][1]
+    mid = _manifest_id(commit)
+    key = _built(ds, commit)
+    store = get_store()
+    other = _built(ds, versions["commits"][2])
+    with store.local_path(other) as path:  # another version's copy in its place
+        store.put_file(key, path)
+    copies.forget(mid)
+    ex = _prepare(ds, commit, "csv")
+    assert ex.layout is None  # failed its check: read from the chunks
+    assert not store.exists(key)
+    assert _decode("csv", b"".join(service.stream(ex))).equals(versions["frames"][1])
+    row = _row(mid)
+    assert row is not None and row["state"] == "building"  # asked for again
+
+
+def test_read_copies_past_the_budget_are_evicted(
+    versions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds, commit = versions["ds"], versions["commits"][2]
+    key = _built(ds, commit)
+    monkeypatch.setattr(layouts_service, "EVICT_GRACE_S", 0)
+    assert layouts_service.evict(0) >= 1
+    assert _row(_manifest_id(commit)) is None and not get_store().exists(key)
+    ex = _prepare(ds, commit, "arrow")
+    assert ex.layout is None
+    got = pl.from_arrow(ipc.open_stream(b"".join(service.stream(ex))).read_all())
+    assert isinstance(got, pl.DataFrame) and got.equals(versions["frames"][2])
+
+
+def test_no_read_copies_when_the_budget_is_zero(
+    versions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(get_settings(), "layout_cache_bytes", 0)
+    ds, commit = versions["ds"], versions["commits"][3]
+    with read() as conn:
+        conn.execute("DELETE FROM layout WHERE manifest_id = %s", (_manifest_id(commit),))
+    ex = _prepare(ds, commit, "csv")
+    assert ex.layout is None and _row(_manifest_id(commit)) is None
+
+
+def test_a_read_copy_is_the_rows_of_its_manifest(versions: dict[str, Any]) -> None:
+    ds, commit = versions["ds"], versions["commits"][1]
+    _built(ds, commit)
+    store = get_store()
+    manifest = get_manifest(store, _manifest_id(commit))
+    copies.forget(manifest.id)
+    assert copies.verify(store, manifest)
+    with store.local_path(copies.layout_key(manifest.id)) as path:
+        kv = pq.ParquetFile(path).metadata.metadata
+        t = pq.read_table(path).drop_columns(["_row_hash"])
+    assert kv[b"dsa.manifest"] == manifest.id.encode()
+    assert kv[b"dsa.rows_digest"] == copies.rows_digest(store, manifest).encode()
+    assert pl.from_arrow(t).equals(versions["frames"][1])  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"offset": 12_345, "limit": 50},
+        {"filter": "price > 1000 and name contains '7'", "limit": 100, "offset": 40},
+        {"sort": "-price,id", "filter": "flag = true", "limit": 30, "offset": 500},
+    ],
+    ids=["page", "filtered", "sorted"],
+)
+def test_pages_read_the_same_rows_from_a_read_copy(
+    client: Any,
+    admin: dict[str, str],
+    versions: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    params: dict[str, Any],
+) -> None:
+    ds, commit = versions["ds"], versions["commits"][-1]
+    url = f"/api/v1/datasets/{ds['id']}/refs/{commit}/data"
+    _built(ds, commit)
+    used: list[int] = []  # pieces of what each page read from
+    source = data_service.source
+
+    def spy(conn: Any, entry: Any) -> Any:
+        got = source(conn, entry)
+        used.append(len(got[0].columns.length))
+        return got
+
+    monkeypatch.setattr(data_service, "source", spy)
+    query.clear_cache()
+    copied = client.get(url, params=params, headers=admin).json()
+    monkeypatch.setattr(get_settings(), "layout_cache_bytes", 0)  # read from the chunks
+    query.clear_cache()
+    chunks = client.get(url, params=params, headers=admin).json()
+    assert used[0] == 1 and used[1] > 1000  # the copy's one piece, then the version's
+    assert copied["rows"] and copied == chunks
+    want = versions["frames"][-1]
+    if "filter" not in params:
+        assert [r[0] for r in chunks["rows"]] == want["id"][12_345 : 12_345 + 50].to_list()
