@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import bisect
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,60 +98,72 @@ def write_chunk(
 
 @dataclass
 class _Footer:
-    file: pq.ParquetFile
+    meta: pq.FileMetaData
     starts: list[int]  # first row of each row group
     ends: list[int]
 
 
-_footers: LRU[str, _Footer] = LRU(max_items=512)
+# Parsed footers, by object key, bounded by their serialised size (a 35M-row
+# read copy's is ~10 MB). No file is kept open: a memory-mapped file keeps
+# every page it has read in the process's RSS, and an open file keeps a
+# deleted read copy's disk space; each read opens the object (``_opened``).
+_footers: LRU[str, _Footer] = LRU(
+    max_items=4096, max_bytes=64 * 1024**2, size_of=lambda f: f.meta.serialized_size
+)
 _groups: LRU[tuple[str, int, tuple[str, ...] | None], pa.Table] = LRU(
     max_items=100_000, max_bytes=256 * 1024**2, size_of=lambda t: t.nbytes
 )
 
 
 def _footer(store: ObjectStore, key: str) -> _Footer:
-    """The parsed footer of the Parquet object ``key`` (a chunk or a read copy)."""
+    """The parsed footer of the Parquet object ``key`` (a chunk or a part of a
+    read copy)."""
     f = _footers.get(key)
     if f is None:
-        # no pre-buffering: the file is memory-mapped, and pre-buffering's
-        # coalesced async reads cost ~2-3x the CPU of a column read across
-        # many small row groups (measured: 1M row hashes in 490 row groups,
-        # ~40 ms with it, ~15 ms without; one row group of 12 columns no slower)
-        pf = pq.ParquetFile(store.open_arrow(key), pre_buffer=False)
+        with store.open_arrow(key) as file:
+            meta = pq.ParquetFile(file, pre_buffer=False).metadata
         starts, ends, total = [], [], 0
-        for i in range(pf.metadata.num_row_groups):
+        for i in range(meta.num_row_groups):
             starts.append(total)
-            total += pf.metadata.row_group(i).num_rows
+            total += meta.row_group(i).num_rows
             ends.append(total)
-        f = _Footer(pf, starts, ends)
+        f = _Footer(meta, starts, ends)
         _footers.put(key, f)
     return f
 
 
-def forget_footer(key: str) -> None:
-    """Drop the cached footer of object ``key``: it may have been replaced (a
-    read copy rebuilt); chunks never are."""
-    _footers.pop(key)
+@contextmanager
+def opened(store: ObjectStore, key: str) -> Iterator[pq.ParquetFile]:
+    """The Parquet object ``key`` open for reading, its footer parsed once per
+    process, closed on leaving. No pre-buffering: the file is memory-mapped,
+    and pre-buffering's coalesced async reads cost ~2-3x the CPU of a column
+    read across many small row groups (measured: 1M row hashes in 490 row
+    groups, ~40 ms with it, ~15 ms without; one row group of 12 columns no
+    slower). A ``ParquetFile`` is not safe to share between threads: each
+    read has its own."""
+    meta = _footer(store, key).meta
+    with store.open_arrow(key) as file:
+        yield pq.ParquetFile(file, metadata=meta, pre_buffer=False)
 
 
 def row_group_starts(store: ObjectStore, key: str) -> tuple[np.ndarray, pq.FileMetaData]:
     """The first row of each row group of the Parquet object ``key`` (a chunk:
-    ``chunk_key(cid)``), then its row count (int64), and its parsed footer (to
-    open the file again without parsing it)."""
+    ``chunk_key(cid)``), then its row count (int64), and its parsed footer."""
     f = _footer(store, key)
     starts = np.asarray([*f.starts, f.ends[-1] if f.ends else 0], dtype=np.int64)
-    return starts, f.file.metadata
+    return starts, f.meta
 
 
 def _group(
-    store: ObjectStore, cid: str, footer: _Footer, i: int, columns: tuple[str, ...] | None
+    store: ObjectStore, cid: str, key: str, i: int, columns: tuple[str, ...] | None
 ) -> pa.Table:
-    key = (cid, i, columns)
-    t = _groups.get(key)
+    cached = (cid, i, columns)
+    t = _groups.get(cached)
     if t is None:
-        t = footer.file.read_row_group(i, columns=list(columns) if columns else None)
+        with opened(store, key) as pf:
+            t = pf.read_row_group(i, columns=list(columns) if columns else None)
         _groups.max_bytes = get_settings().page_cache_bytes
-        _groups.put(key, t)
+        _groups.put(cached, t)
     return t
 
 
@@ -166,12 +179,13 @@ def read_rows(
     (``_row_hash`` included). Only the row groups holding them are decoded.
     ``key``: the object the chunk is read from (a read copy's is under
     ``layouts/``, see ``core.layouts``)."""
-    footer = _footer(store, key(cid))
+    obj = key(cid)
+    footer = _footer(store, obj)
     end = start + length
     i = bisect.bisect_right(footer.starts, start) - 1
     parts = []
     while i < len(footer.starts) and footer.starts[i] < end:
-        g = _group(store, cid, footer, i, columns)
+        g = _group(store, cid, obj, i, columns)
         lo = max(start, footer.starts[i]) - footer.starts[i]
         hi = min(end, footer.ends[i]) - footer.starts[i]
         parts.append(g.slice(lo, hi - lo))
@@ -191,7 +205,8 @@ def read_hashes(store: ObjectStore, cid: str) -> np.ndarray:
     row), cached: comparing and merging versions match rows by these alone."""
     got = _hash_columns.get(cid)
     if got is None:
-        col = _footer(store, chunk_key(cid)).file.read(columns=[ROW_HASH_COLUMN]).column(0)
+        with opened(store, chunk_key(cid)) as pf:
+            col = pf.read(columns=[ROW_HASH_COLUMN]).column(0)
         arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
         buf = arr.buffers()[1]
         got = np.frombuffer(buf, dtype=np.uint64, count=2 * len(arr), offset=arr.offset * 16)
@@ -205,15 +220,17 @@ def take_rows(store: ObjectStore, cid: str, rows: np.ndarray, columns: tuple[str
     that order. Decodes only the row groups holding them: through the page
     cache when they are few, in one multi-threaded read when they are many
     (rows scattered over a whole chunk, as in a compare)."""
-    footer = _footer(store, chunk_key(cid))
+    key = chunk_key(cid)
+    footer = _footer(store, key)
     starts = np.asarray(footer.starts, dtype=np.int64)
     group_of = np.searchsorted(starts, rows, side="right") - 1
     groups = np.unique(group_of)
     if len(groups) <= 4:
-        parts = [_group(store, cid, footer, int(g), columns) for g in groups]
+        parts = [_group(store, cid, key, int(g), columns) for g in groups]
         table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
     else:
-        table = footer.file.read_row_groups(groups.tolist(), columns=list(columns))
+        with opened(store, key) as pf:
+            table = pf.read_row_groups(groups.tolist(), columns=list(columns))
     sizes = np.asarray(footer.ends, dtype=np.int64)[groups] - starts[groups]
     offset_of = np.zeros(len(footer.starts), dtype=np.int64)
     offset_of[groups] = np.cumsum(sizes) - sizes
@@ -222,4 +239,5 @@ def take_rows(store: ObjectStore, cid: str, rows: np.ndarray, columns: tuple[str
 
 def read_chunk_columns(store: ObjectStore, cid: str, columns: tuple[str, ...]) -> pa.Table:
     """Whole columns of a chunk, in one read (not cached)."""
-    return _footer(store, chunk_key(cid)).file.read(columns=list(columns))
+    with opened(store, chunk_key(cid)) as pf:
+        return pf.read(columns=list(columns))

@@ -5,54 +5,48 @@ A version made by re-uploads, merges or upserts is a manifest of many short
 pieces. ``core.scan`` reads it chunk by chunk with each row group decoded
 once, but still decodes the rows its pieces skip and gathers the rest
 (measured on the 1M-row bench table after ten re-uploads: ~2× the CPU of
-reading the same rows freshly imported). A **read copy** is those rows in
-one Parquet object, ``layouts/<manifest id>``, written exactly like a chunk
-(the table's columns and ``_row_hash``, zstd, row groups of
-``DSA_ROW_GROUP_ROWS``): read through a one-piece manifest
-(``source``), it is a fresh import's layout.
+reading the same rows freshly imported). A **read copy** is those rows as a
+fresh import stores them: parts of ``DSA_CHUNK_ROWS`` rows, each a Parquet
+object written like a chunk (the table's columns and ``_row_hash``, zstd,
+row groups of ``DSA_ROW_GROUP_ROWS``), under ``layouts/<manifest id>-<build
+id>/<n>``; read through a manifest of one piece a part (``Copy.source``).
 
 A read copy is a cache, never a version: commit and manifest ids do not
 change, nothing references it, and deleting it (or all of ``layouts/``) at
-any time only makes reads slower. It names the manifest it copies and the
-digest of the manifest's row hashes in order (``rows_digest``: the id a
-chunk of exactly those rows would have) in its Parquet metadata; ``verify``
-checks both against the manifest and the copy's own ``_row_hash`` column
-before it is used, so a stale or damaged copy is never read.
+any time only makes reads slower. Each build has its own key, so a process
+that read an earlier build never mixes it up with a later one. The digest of
+the copy's row hashes in order (the id a chunk of exactly those rows would
+have) is computed while it is written and recorded with it (the ``layout``
+row); ``verify`` checks the parts' metadata and their ``_row_hash`` columns
+against it before a process first reads the copy, so a
+stale or damaged copy is never read.
 
-When copies are made and dropped (a byte budget, least recently used
-first) is the ``layouts`` feature's policy; docs/decisions/0016.
+When copies are made and dropped (a byte budget, least recently read first)
+is the ``layouts`` feature's policy; docs/decisions/0016.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
 import numpy as np
 import pyarrow as pa
 
-from core.chunks import (
-    ROW_HASH_COLUMN,
-    chunk_schema,
-    forget_footer,
-    parquet_writer,
-    row_group_starts,
-)
+from core.chunks import ROW_HASH_COLUMN, chunk_schema, opened, parquet_writer, row_group_starts
 from core.config import get_settings
+from core.errors import NotFound
 from core.lru import LRU
 from core.objects import Manifest, Schema
-from core.scan import Scan
+from core.scan import Rebatch, Scan
 from core.storage import ObjectStore
 
 LAYOUT_VERSION = "dsa.layout.v1"
 FRAGMENTED_MIN_PIECES = 64
 FRAGMENTED_RUN_ROWS = 4_096  # pieces shorter than this on average: fragmented
-
-
-def layout_key(manifest_id: str) -> str:
-    return f"layouts/{manifest_id}"
 
 
 def fragmented(manifest: Manifest) -> bool:
@@ -63,11 +57,38 @@ def fragmented(manifest: Manifest) -> bool:
     return pieces >= FRAGMENTED_MIN_PIECES and manifest.row_count < pieces * FRAGMENTED_RUN_ROWS
 
 
-def source(manifest_id: str, rows: int) -> tuple[Manifest, Callable[[str], str]]:
-    """The read copy of manifest ``manifest_id`` as a manifest of one piece
-    and the key its one "chunk" is read from (``Scan``'s ``key``)."""
-    one = Manifest.from_columns([manifest_id], np.zeros(1), np.zeros(1), np.array([rows]))
-    return one, layout_key
+@dataclass(frozen=True)
+class Copy:
+    """A stored read copy of manifest ``manifest_id``: ``rows`` rows in parts
+    of ``part_rows`` (the last fewer) under ``prefix``, their row hashes in
+    order digested as ``digest``."""
+
+    manifest_id: str
+    prefix: str
+    rows: int
+    part_rows: int
+    digest: str
+
+    @property
+    def parts(self) -> list[str]:
+        n = -(-self.rows // self.part_rows) if self.rows else 0
+        return [f"{self.prefix}/{i:06d}" for i in range(n)]
+
+    def source(self) -> tuple[Manifest, Callable[[str], str]]:
+        """The copy as a manifest of one piece a part, and how to read a
+        "chunk" of it (its name is its object key)."""
+        parts = self.parts
+        lengths = np.full(len(parts), self.part_rows, dtype=np.int64)
+        if len(parts):
+            lengths[-1] = self.rows - self.part_rows * (len(parts) - 1)
+        one = Manifest.from_columns(
+            parts, np.arange(len(parts)), np.zeros(len(parts), np.int64), lengths
+        )
+        return one, _same
+
+
+def _same(key: str) -> str:
+    return key
 
 
 def _digest() -> blake3.blake3:
@@ -80,92 +101,110 @@ def _update(digest: blake3.blake3, hashes: pa.ChunkedArray) -> None:
         digest.update(arr.buffers()[1].slice(arr.offset * 16, len(arr) * 16))
 
 
-def _hash_windows(scan: Scan, digest: blake3.blake3) -> None:
-    for t in scan:
-        _update(digest, t.column(ROW_HASH_COLUMN))
-
-
-def rows_digest(store: ObjectStore, manifest: Manifest) -> str:
-    """BLAKE3 of the manifest's row hashes in table order, as a chunk id:
-    read window by window (bounded memory), ~30 ms per 1M rows."""
-    digest = _digest()
-    _hash_windows(Scan(store, manifest, [ROW_HASH_COLUMN]), digest)
-    return str(digest.hexdigest())
-
-
-def write(store: ObjectStore, manifest: Manifest, schema: Schema, *, tmp_dir: Path) -> int:
-    """Write the read copy of ``manifest`` (a table of ``schema``); its size in
-    bytes. The rows are read window by window (``core.scan``) and written in
-    row groups of ``DSA_ROW_GROUP_ROWS``; the copy's row hashes are checked
-    against the manifest's as they go, and only a whole copy is stored."""
-    want = rows_digest(store, manifest)
-    wrote = _digest()
+def write(
+    store: ObjectStore, manifest: Manifest, schema: Schema, *, tmp_dir: Path
+) -> tuple[Copy, int]:
+    """Write a read copy of ``manifest`` (a table of ``schema``): its rows read
+    window by window (``core.scan``), cut into parts of ``DSA_CHUNK_ROWS``
+    rows, each stored whole before the next is written; the copy and its
+    size in bytes. Either every part is stored or none is left."""
+    settings = get_settings()
+    part_rows, group_rows = settings.chunk_rows, settings.row_group_rows
     stored = chunk_schema(list(schema.columns))
     # chunks written at different times may disagree on a column's nullability
     nullable = pa.schema(
         [f if f.name == ROW_HASH_COLUMN else f.with_nullable(True) for f in stored]
     )
-    meta = {
-        b"dsa.layout": LAYOUT_VERSION.encode(),
-        b"dsa.manifest": manifest.id.encode(),
-        b"dsa.rows": str(manifest.row_count).encode(),
-        b"dsa.rows_digest": want.encode(),
-    }
+    copy = Copy(
+        manifest.id,
+        f"layouts/{manifest.id}-{uuid.uuid4().hex[:16]}",
+        manifest.row_count,
+        part_rows,
+        "",
+    )
+    digest = _digest()
+    keys = copy.parts
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"layout-{uuid.uuid4().hex}.parquet"
-    group_rows = get_settings().row_group_rows
+    written: list[str] = []
+    size = 0
     try:
-        with parquet_writer(tmp, nullable.with_metadata(meta)) as writer:
-            scan = Scan(store, manifest, nullable.names, schema=nullable)
-            for t in scan:
-                _update(wrote, t.column(ROW_HASH_COLUMN))
-                writer.write_table(t, row_group_size=group_rows)
-        if wrote.hexdigest() != want:
-            raise RuntimeError(f"read copy of manifest {manifest.id} does not match its rows")
-        size = tmp.stat().st_size
-        store.put_file(layout_key(manifest.id), tmp, move=True)
-        return size
-    finally:
-        tmp.unlink(missing_ok=True)
+        parts = Rebatch(part_rows)
+        tables = Scan(store, manifest, nullable.names, schema=nullable)
+        for table in parts.all(tables):
+            key = keys[len(written)]
+            meta = {
+                b"dsa.layout": LAYOUT_VERSION.encode(),
+                b"dsa.manifest": manifest.id.encode(),
+                b"dsa.part": str(len(written)).encode(),
+            }
+            tmp = tmp_dir / f"layout-{uuid.uuid4().hex}.parquet"
+            try:
+                with parquet_writer(tmp, nullable.with_metadata(meta)) as writer:
+                    writer.write_table(table, row_group_size=group_rows)
+                size += tmp.stat().st_size
+                store.put_file(key, tmp, move=True)
+            finally:
+                tmp.unlink(missing_ok=True)
+            written.append(key)
+            _update(digest, table.column(ROW_HASH_COLUMN))
+        if len(written) != len(keys):
+            raise RuntimeError(f"read copy of {manifest.id}: {len(written)} of {len(keys)} parts")
+    except BaseException:
+        for key in written:
+            store.delete(key)
+        raise
+    done = Copy(copy.manifest_id, copy.prefix, copy.rows, copy.part_rows, digest.hexdigest())
+    return done, size
+
+
+def rows_digest(store: ObjectStore, manifest: Manifest) -> str:
+    """BLAKE3 of the manifest's row hashes in table order, as a chunk id: what
+    a read copy of it must digest to (read window by window, bounded memory)."""
+    digest = _digest()
+    for t in Scan(store, manifest, [ROW_HASH_COLUMN]):
+        _update(digest, t.column(ROW_HASH_COLUMN))
+    return str(digest.hexdigest())
 
 
 _verified: LRU[str, bool] = LRU(max_items=4096)
 
 
-def verify(store: ObjectStore, manifest: Manifest) -> bool:
-    """Whether the stored read copy of ``manifest`` holds exactly its rows:
-    its metadata names the manifest, its row count and the digest of the
-    manifest's row hashes, and its own ``_row_hash`` column has that digest.
-    Checked once per process (then remembered; only its presence again after
-    that); a missing copy is False."""
-    key = layout_key(manifest.id)
-    if not store.exists(key):  # deleted by hand: the cache may be emptied at any time
-        forget(manifest.id)
+def verify(store: ObjectStore, copy: Copy) -> bool:
+    """Whether ``copy`` is whole: every part present and naming its manifest
+    and place, the rows adding up, and the parts' ``_row_hash`` columns in
+    order digesting to the copy's digest. Fully checked once per process
+    (then only the parts' presence); a missing, damaged or unreadable copy
+    is False, never an error."""
+    try:
+        parts = copy.parts
+        if not all(store.exists(k) for k in parts):
+            _verified.pop(copy.prefix)
+            return False
+        if _verified.get(copy.prefix):
+            return True
+        digest, rows = _digest(), 0
+        for i, key in enumerate(parts):
+            starts, meta = row_group_starts(store, key)
+            kv = meta.metadata or {}
+            if (
+                kv.get(b"dsa.layout") != LAYOUT_VERSION.encode()
+                or kv.get(b"dsa.manifest") != copy.manifest_id.encode()
+                or kv.get(b"dsa.part") != str(i).encode()
+            ):
+                return False
+            rows += int(starts[-1])
+            with opened(store, key) as pf:
+                _update(digest, pf.read(columns=[ROW_HASH_COLUMN]).column(0))
+    except (OSError, pa.ArrowException, NotFound):
         return False
-    if _verified.get(manifest.id):
-        return True
-    forget_footer(key)  # read what is stored now
-    starts, meta = row_group_starts(store, key)
-    kv = meta.metadata or {}
-    rows = int(starts[-1])
-    ok = (
-        kv.get(b"dsa.layout") == LAYOUT_VERSION.encode()
-        and kv.get(b"dsa.manifest") == manifest.id.encode()
-        and kv.get(b"dsa.rows") == str(manifest.row_count).encode()
-        and rows == manifest.row_count
-    )
+    ok = rows == copy.rows and digest.hexdigest() == copy.digest
     if ok:
-        want = rows_digest(store, manifest)
-        one, key_of = source(manifest.id, rows)
-        got = _digest()
-        _hash_windows(Scan(store, one, [ROW_HASH_COLUMN], key=key_of), got)
-        ok = kv.get(b"dsa.rows_digest") == want.encode() and got.hexdigest() == want
-    if ok:
-        _verified.put(manifest.id, True)
+        _verified.put(copy.prefix, True)
     return ok
 
 
-def forget(manifest_id: str) -> None:
-    """Drop what this process remembers of a read copy (it was deleted)."""
-    _verified.pop(manifest_id)
-    forget_footer(layout_key(manifest_id))
+def delete(store: ObjectStore, copy: Copy) -> None:
+    """Delete the copy's parts (a read under way keeps the files it has open)."""
+    _verified.pop(copy.prefix)
+    for key in copy.parts:
+        store.delete(key)

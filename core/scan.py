@@ -38,17 +38,16 @@ reading it piece by piece took minutes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from core.chunks import chunk_key, row_group_starts
-from core.objects import Manifest
+from core.chunks import chunk_key, opened, row_group_starts
+from core.objects import Manifest, by_chunk
 from core.storage import ObjectStore
 
 BATCH_ROWS = 65_536  # default rows a window (see DSA_EXPORT_BATCH_ROWS for exports)
@@ -130,23 +129,24 @@ def _take(table: pa.Table, at: pa.Array) -> pa.Table:
 
 
 class _Chunk:
-    """One chunk as a scan reads it: its row groups' first rows, and its
-    footer already parsed. Each read opens the file anew (a ``ParquetFile``
-    is not safe to share between threads) and closes it after: a memory-mapped
-    file keeps every page it has read in the process's RSS while it is open,
-    which over a 5 GB table would be gigabytes of file pages."""
+    """One chunk as a scan reads it: its row groups' first rows; each read
+    opens the object and closes it after (``core.chunks.opened``), and casts
+    what it read to the scan's schema (chunks written at different times may
+    disagree on a column's nullability, and tables must agree to be joined)."""
 
-    def __init__(self, store: ObjectStore, key: str, columns: list[str] | None) -> None:
-        starts, meta = row_group_starts(store, key)
-        self.starts = starts  # first row of each row group, then the chunk's row count
-        self.store, self.key, self.meta = store, key, meta
-        self.columns = columns
+    def __init__(
+        self, store: ObjectStore, key: str, columns: list[str] | None, schema: pa.Schema | None
+    ) -> None:
+        self.starts, _ = row_group_starts(store, key)  # then the chunk's row count
+        self.store, self.key = store, key
+        self.columns, self.schema = columns, schema
 
     def read(self, groups: list[int]) -> list[pa.Table]:
         """Row groups ``groups`` (ascending, adjacent), each as its own table."""
-        with self.store.open_arrow(self.key) as f:
-            pf = pq.ParquetFile(f, metadata=self.meta)
+        with opened(self.store, self.key) as pf:
             table = pf.read_row_groups(groups, columns=self.columns, use_threads=True)
+        if self.schema is not None:
+            table = table.cast(self.schema)
         out, at = [], 0
         for g in groups:
             n = int(self.starts[g + 1] - self.starts[g])
@@ -155,14 +155,55 @@ class _Chunk:
         return out
 
 
+class Rebatch:
+    """Tables of exactly ``rows`` rows (the last fewer) made of tables of any
+    size, each one contiguous chunk a column: what is encoded from them (a
+    Parquet row group, an Arrow record batch, a read copy's part) is then
+    the same whatever the layout the rows came from."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self.pending: list[pa.Table] = []
+        self.count = 0
+
+    def add(self, table: pa.Table) -> list[pa.Table]:
+        """``table`` added; the whole tables ready."""
+        if table.num_rows:
+            self.pending.append(table)
+            self.count += table.num_rows
+        if self.count < self.rows:
+            return []
+        joined = pa.concat_tables(self.pending)
+        whole = self.count - self.count % self.rows
+        out = [joined.slice(i, self.rows).combine_chunks() for i in range(0, whole, self.rows)]
+        rest = joined.slice(whole)
+        self.pending, self.count = ([rest] if rest.num_rows else []), rest.num_rows
+        return out
+
+    def rest(self) -> pa.Table | None:
+        """The last, shorter table (None when there is none)."""
+        if not self.count:
+            return None
+        out = pa.concat_tables(self.pending).combine_chunks()
+        self.pending, self.count = [], 0
+        return out
+
+    def all(self, tables: Iterable[pa.Table]) -> Iterator[pa.Table]:
+        for table in tables:
+            yield from self.add(table)
+        last = self.rest()
+        if last is not None:
+            yield last
+
+
 class Scan:
     """A manifest's rows in order, window by window (see the module's docstring).
 
     ``columns``: the stored columns to read (``None``: all, ``_row_hash``
     included); ``schema``: what each window is cast to (chunks written at
     different times may disagree on a column's nullability); ``key``: the
-    object each of the manifest's chunks is read from (a read copy's one
-    piece is under ``layouts/``, see ``core.layouts``). Not thread-safe: one
+    object each of the manifest's chunks is read from (a read copy's parts
+    are under ``layouts/``, see ``core.layouts``). Not thread-safe: one
     thread advances it (it may be another than the one that made it)."""
 
     def __init__(
@@ -218,27 +259,29 @@ class Scan:
 
     def plan(self, w: Window) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """For each chunk of window ``w`` (kept on it): its pieces' indices,
-        the row group each starts in, and every row group they need."""
+        the row group each starts in, and every row group they need. The
+        pieces are grouped by chunk with one radix sort (``by_chunk``), so a
+        window over thousands of chunks costs no pass per chunk."""
         if w.groups is None:
-            w.groups = {k: self._needed(w, k) for k in w.chunk_numbers()}
+            order = by_chunk(w.chunk, len(self.manifest.columns.chunks))
+            cuts = np.flatnonzero(np.diff(w.chunk[order])) + 1
+            w.groups = {}
+            for mine in np.split(order, cuts) if len(order) else []:
+                k = int(w.chunk[mine[0]])
+                starts = self._chunk(k).starts
+                s, n = w.start[mine], w.length[mine]
+                g0 = np.searchsorted(starts, s, side="right") - 1
+                g1 = np.searchsorted(starts, s + n - 1, side="right") - 1
+                w.groups[k] = (mine, g0, np.unique(_ranges(g0, g1 - g0 + 1)))
         return w.groups
 
     def _chunk(self, k: int) -> _Chunk:
         c = self._chunks.get(k)
         if c is None:
-            c = _Chunk(self.store, self.key(self.manifest.columns.chunks[k]), self.columns)
+            key = self.key(self.manifest.columns.chunks[k])
+            c = _Chunk(self.store, key, self.columns, self.schema)
             self._chunks[k] = c
         return c
-
-    def _needed(self, w: Window, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Window ``w``'s pieces of chunk ``k``: their indices, the row group
-        each starts in, and every row group they need (ascending)."""
-        mine = np.flatnonzero(w.chunk == k)
-        starts = self._chunk(k).starts
-        s, n = w.start[mine], w.length[mine]
-        g0 = np.searchsorted(starts, s, side="right") - 1
-        g1 = np.searchsorted(starts, s + n - 1, side="right") - 1
-        return mine, g0, np.unique(_ranges(g0, g1 - g0 + 1))
 
     def read(self, w: Window) -> pa.Table:
         """Window ``w``'s rows in table order."""
@@ -246,7 +289,8 @@ class Scan:
         kept: dict[tuple[int, int], pa.Table] = {}
         first = np.empty(len(w.chunk), dtype=np.int64)  # each piece's first row in ``parts``
         at = 0
-        for k, (mine, g0, groups) in self.plan(w).items():
+        plan = self.plan(w)
+        for k, (mine, g0, groups) in plan.items():
             chunk = self._chunk(k)
             missing = [g for g in groups.tolist() if (k, g) not in self._kept]
             runs = np.split(missing, np.flatnonzero(np.diff(missing) != 1) + 1) if missing else []
@@ -265,9 +309,10 @@ class Scan:
                 at += t.num_rows
             first[mine] = offset_of[g0] + (w.start[mine] - chunk.starts[g0])
         self._kept = kept
-        src = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-        if self.schema is not None:
-            src = src.cast(self.schema)
+        # only the window's chunks stay open for the next one: what a scan
+        # holds does not grow with the table
+        self._chunks = {k: c for k, c in self._chunks.items() if k in plan}
+        src = pa.concat_tables(parts, promote_options="default") if len(parts) > 1 else parts[0]
         if len(w.chunk) <= SLICE_MAX_PIECES:
             out = [src.slice(int(f), int(n)) for f, n in zip(first, w.length, strict=True)]
             return pa.concat_tables(out) if len(out) > 1 else out[0]

@@ -120,6 +120,9 @@ TABLE layout
   schema_id text NOT NULL
   state text NOT NULL DEFAULT 'building'::text
   row_count bigint NOT NULL
+  object_prefix text
+  part_rows integer
+  digest text
   bytes bigint
   requested_at timestamp with time zone NOT NULL DEFAULT now()
   built_at timestamp with time zone

@@ -79,7 +79,7 @@ def positions(
     order for ties and when unsorted); cached under ``key`` (the filter and
     sort texts) with the manifest and schema ids. ``len()`` is their count
     and a slice gives a page of them as int64. ``object_key``: where the
-    manifest's chunks are read from (a read copy's one piece: ``core.layouts``)."""
+    manifest's chunks are read from (a read copy's parts: ``core.layouts``)."""
     cache_key = (manifest.id, schema.id, *key)
     got = _positions.get(cache_key)
     if got is None:

@@ -23,7 +23,6 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core import layouts
 from core.chunks import chunk_key, read_rows
 from core.errors import Invalid, NotFound
 from core.objects import Commit, Manifest, TableEntry, get_commit, get_manifest, get_schema
@@ -150,14 +149,14 @@ def source(
     conn: psycopg.Connection[Any], entry: TableEntry
 ) -> tuple[Manifest, Callable[[str], str]]:
     """Where a table version's rows are read from: its manifest's chunks, or,
-    for a fragmented version that has one, its read copy (one piece, the
-    rows in order: ``core.layouts``). Pages do not ask for copies."""
+    for a fragmented version that has one, its read copy (the rows in order,
+    in parts: ``core.layouts``). Pages do not ask for copies."""
     store = get_store()
     manifest = get_manifest(store, entry.manifest)
-    key = layouts_service.for_reading(conn, store, manifest, entry.schema, ask=False)
-    if key is None:
+    copy = layouts_service.for_reading(conn, store, manifest, entry.schema, ask=False)
+    if copy is None:
         return manifest, chunk_key
-    return layouts.source(manifest.id, manifest.row_count)
+    return copy.source()
 
 
 def column_values(arr: pa.ChunkedArray, kind: str) -> list[Any]:

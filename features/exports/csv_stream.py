@@ -191,21 +191,23 @@ def _plan(manifest: Manifest, first: int) -> Iterator[_Long | _Short]:
 
 
 def _frames(
-    store: ObjectStore, export: Export, manifest: Manifest
+    store: ObjectStore, export: Export, src: rows.Source
 ) -> Iterator[_Long | tuple[pa.Table, list[str], int]]:
     """What ``_write_rows`` writes, in order: long pieces as they are (polars
     reads them when it writes them), short ones window by window (read here,
     on ``rows.ahead``'s helper thread) with their chunks and rows."""
-    chunks = manifest.columns.chunks
-    for part in _plan(manifest, min(get_settings().row_group_rows, export.row_count)):
+    chunks = src.manifest.columns.chunks
+    for part in _plan(src.manifest, min(get_settings().row_group_rows, export.row_count)):
         if isinstance(part, _Long):
             yield part
             continue
-        for w, t in rows.windows(store, export, offset=part.lo, limit=part.hi - part.lo):
+        for w, t in rows.windows(store, export, src, offset=part.lo, limit=part.hi - part.lo):
             yield t, [chunks[k] for k in w.chunk_numbers()], w.rows
 
 
-def _write_rows(store: ObjectStore, export: Export, enc: CsvEncoder, out: _Parts) -> None:
+def _write_rows(
+    store: ObjectStore, export: Export, enc: CsvEncoder, out: _Parts, src: rows.Source
+) -> None:
     """A CSV/TSV export's rows, written to ``out`` by polars' CSV writer: long
     pieces a few at a time by its streaming engine straight from the chunks'
     Parquet (reading, filtering and writing on its threads, releasing the
@@ -216,7 +218,7 @@ def _write_rows(store: ObjectStore, export: Export, enc: CsvEncoder, out: _Parts
     +100 for 9, +180 for 12, +255 for 16), while a query costs only ~10 ms
     to start. Each query or window gets the value ranges of its chunks'
     date, datetime and text columns (``CsvEncoder.frame``)."""
-    manifest, key = rows.source(store, export)
+    key = src.key
     cols = list(export.read_columns)
     target = rows.target(export)
     dtypes = pl.from_arrow(target.empty_table()).schema  # type: ignore[union-attr]
@@ -232,7 +234,7 @@ def _write_rows(store: ObjectStore, export: Export, enc: CsvEncoder, out: _Parts
     )
     known: dict[str, dict[str, tuple[Any, Any]]] = {}
     pool = pa.default_memory_pool()
-    for part in rows.ahead(_frames(store, export, manifest)):
+    for part in rows.ahead(_frames(store, export, src)):
         if not isinstance(part, _Long):
             table, chunks, n = part
             if table.num_rows:
@@ -243,6 +245,7 @@ def _write_rows(store: ObjectStore, export: Export, enc: CsvEncoder, out: _Parts
             del table, part
             pool.release_unused()  # hand the window's memory back to the OS: RSS stays flat
             continue
+        src.reading()
         group = part.pieces
         n = sum(length for _, _, length in group)
         ranges = _ranges(store, key, [cid for cid, _, _ in group], n, ranged, known)
@@ -261,7 +264,7 @@ def _write_rows(store: ObjectStore, export: Export, enc: CsvEncoder, out: _Parts
             enc.write(lazy, out, ranges)
 
 
-def body(store: ObjectStore, export: Export, enc: CsvEncoder) -> Iterator[bytes]:
+def body(store: ObjectStore, export: Export, enc: CsvEncoder, src: rows.Source) -> Iterator[bytes]:
     """A CSV/TSV export's rows: a helper thread has polars write them
     (``_write_rows``); their parts are sent ~1 MB at a time.
 
@@ -273,7 +276,7 @@ def body(store: ObjectStore, export: Export, enc: CsvEncoder) -> Iterator[bytes]
 
     def run() -> None:
         try:
-            _write_rows(store, export, enc, out)
+            _write_rows(store, export, enc, out, src)
         except BaseException as err:  # handed to the response, unless it is gone
             if not stop.is_set():
                 failed.append(err)

@@ -11,14 +11,16 @@ row group decoded once). The first window is one row group's worth
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import polars as pl
 import pyarrow as pa
 
-from core import layouts
+from core import db, layouts
 from core.chunks import chunk_key
 from core.config import get_settings
 from core.objects import Manifest, get_manifest
@@ -26,6 +28,7 @@ from core.scan import Scan, Window
 from core.schema import arrow_schema
 from core.storage import ObjectStore, get_store
 from features.exports.spec import Export
+from features.layouts import service as layouts_service
 
 T = TypeVar("T")
 
@@ -36,17 +39,43 @@ def target(export: Export) -> pa.Schema:
     return arrow_schema([by_name[n] for n in export.read_columns[: export.out_count]])
 
 
-def source(store: ObjectStore, export: Export) -> tuple[Manifest, Callable[[str], str]]:
-    """Where the export's rows are read from: the version's manifest and its
-    chunks, or the one piece of its read copy (``core.layouts``)."""
-    if export.layout is not None:
-        return layouts.source(export.manifest_id, export.row_count)
-    return get_manifest(store, export.manifest_id), chunk_key
+@dataclass
+class Source:
+    """Where an export's rows are read from: the version's manifest and its
+    chunks, or its read copy (``copy``: parts read through a manifest of one
+    piece a part, ``core.layouts``)."""
+
+    manifest: Manifest
+    key: Callable[[str], str]
+    copy: layouts.Copy | None = None
+    touched: float = field(default_factory=time.monotonic)
+
+    def reading(self) -> None:
+        """A read of the copy goes on: say so (at most once a minute), so the
+        copy is not evicted under a long download."""
+        if self.copy is not None and time.monotonic() - self.touched > 60:
+            self.touched = time.monotonic()
+            layouts_service.touch(self.copy)
+
+
+def source(store: ObjectStore, export: Export) -> Source:
+    """The version's chunks, or its read copy when it is fragmented and has
+    one (a whole read of one without asks for it)."""
+    manifest = get_manifest(store, export.manifest_id)
+    if not layouts_service.applies(manifest):
+        return Source(manifest, chunk_key)
+    with db.read() as conn:
+        copy = layouts_service.for_reading(conn, store, manifest, export.schema_id)
+    if copy is None:
+        return Source(manifest, chunk_key)
+    one, key = copy.source()
+    return Source(one, key, copy)
 
 
 def windows(
     store: ObjectStore,
     export: Export,
+    src: Source,
     *,
     offset: int = 0,
     limit: int | None = None,
@@ -59,20 +88,20 @@ def windows(
     settings = get_settings()
     by_name = {c.name: c for c in export.schema.columns}
     read = arrow_schema([by_name[n] for n in export.read_columns])
-    manifest, key = source(store, export)
     scan = Scan(
         store,
-        manifest,
+        src.manifest,
         export.read_columns,
         schema=pa.schema([f.with_nullable(True) for f in read]),
         offset=offset,
         limit=limit,
         batch_rows=settings.export_batch_rows,
         first_rows=first_rows or min(settings.row_group_rows, settings.export_batch_rows),
-        key=key,
+        key=src.key,
     )
     out = target(export)
     for w in scan.windows():
+        src.reading()
         yield w, _filtered(export, scan.read(w), out)
 
 
@@ -87,7 +116,8 @@ def _filtered(export: Export, t: pa.Table, out: pa.Schema) -> pa.Table:
 
 def batches(export: Export) -> Iterator[pa.RecordBatch]:
     """The export's rows in order, batch by batch, filtered and projected."""
-    for _, t in windows(get_store(), export):
+    store = get_store()
+    for _, t in windows(store, export, source(store, export)):
         yield from t.to_batches()
 
 

@@ -40,7 +40,7 @@ import pyarrow as pa
 
 from core.config import get_settings
 from core.errors import Invalid
-from core.objects import get_commit, get_manifest, get_schema
+from core.objects import get_commit, get_schema
 from core.schema import arrow_schema
 from core.storage import ObjectStore, get_store
 from features.data import service as data_service
@@ -64,7 +64,6 @@ from features.exports.spec import (
     default_compression,
 )
 from features.exports.xlsx import XlsxEncoder
-from features.layouts import service as layouts_service
 from features.refs import service as refs_service
 
 __all__ = ["EXPORT_VERSION", "Export", "Options", "default_compression", "prepare", "stream"]
@@ -109,8 +108,6 @@ def prepare(
     commit = get_commit(store, commit_id)
     table, entry = data_service.table_of(commit, table, ref)
     schema = get_schema(store, entry.schema)
-    manifest = get_manifest(store, entry.manifest)
-    layout = layouts_service.for_reading(conn, store, manifest, entry.schema)
     names = schema.names
     picked: list[str] | None = (
         [c for c in columns.split(",") if c] if isinstance(columns, str) else columns
@@ -153,7 +150,7 @@ def prepare(
         read_columns=read,
         out_count=len(out),
         predicate=predicate,
-        layout=layout,
+        schema_id=entry.schema,
     )
 
 
@@ -177,11 +174,11 @@ def encoder(export: Export) -> Encoder:
     return ParquetEncoder(schema, codec=codec)
 
 
-def _encoded(store: ObjectStore, export: Export, enc: Encoder) -> Iterator[bytes]:
+def _encoded(store: ObjectStore, export: Export, enc: Encoder, src: rows.Source) -> Iterator[bytes]:
     """The other formats' rows: each window read (and filtered) on a helper
     thread while the one before is encoded here, in order."""
     pool = pa.default_memory_pool()
-    for _, t in rows.ahead(rows.windows(store, export)):
+    for _, t in rows.ahead(rows.windows(store, export, src)):
         if t.num_rows == 0:
             continue
         for batch in t.to_batches():
@@ -198,10 +195,11 @@ def stream(export: Export) -> Iterator[bytes]:
     head = comp.compress(enc.begin())
     if head:
         yield head
+    src = rows.source(store, export)  # the version's chunks, or its read copy
     if isinstance(enc, CsvEncoder):
-        body = csv_stream.body(store, export, enc)
+        body = csv_stream.body(store, export, enc, src)
     else:
-        body = _encoded(store, export, enc)
+        body = _encoded(store, export, enc, src)
     for data in body:
         out = comp.compress(data)
         del data

@@ -17,7 +17,7 @@ import polars as pl
 from core.objects import Schema
 
 # v2: CSV and TSV written by polars (quoted only where needed); v3: Parquet row
-# groups of a fixed size and Arrow batches of a window, whatever the layout
+# groups of a fixed size whatever the layout, Arrow batches as windows are read
 EXPORT_VERSION = "dsa.export.v3"
 FORMATS: dict[str, tuple[str, str]] = {  # format -> (file extension, media type)
     "csv": ("csv", "text/csv; charset=utf-8"),
@@ -79,7 +79,7 @@ class Export:
     read_columns: tuple[str, ...]  # output columns, then filter-only columns
     out_count: int  # how many of read_columns are written
     predicate: pl.Expr | None
-    layout: str | None = None  # the verified read copy to read the rows from (core.layouts)
+    schema_id: str
 
     @property
     def pinned(self) -> bool:

@@ -1,7 +1,7 @@
 -- name: get
 -- A manifest's read copy, if one is recorded (built or asked for); stale: a
 -- build asked for stale_s seconds ago or more and not done.
-SELECT manifest_id, state, bytes, row_count, requested_at, built_at, used_at,
+SELECT manifest_id, state, row_count, object_prefix, part_rows, digest, bytes,
        state = 'building' AND requested_at < now() - make_interval(secs => %(stale_s)s) AS stale
 FROM layout WHERE manifest_id = %(manifest_id)s;
 
@@ -29,9 +29,12 @@ WHERE manifest_id = %(manifest_id)s AND state = 'building'
 RETURNING schema_id;
 
 -- name: built
--- The read copy is stored: ready to read (unless forgotten meanwhile).
-UPDATE layout SET state = 'ready', bytes = %(bytes)s, built_at = now(), used_at = now()
-WHERE manifest_id = %(manifest_id)s AND state = 'building';
+-- The read copy is stored: ready to read (unless forgotten meanwhile, or
+-- another build got there first: then this one's parts are garbage).
+UPDATE layout SET state = 'ready', object_prefix = %(object_prefix)s, part_rows = %(part_rows)s,
+    digest = %(digest)s, bytes = %(bytes)s, built_at = now(), used_at = now()
+WHERE manifest_id = %(manifest_id)s AND state = 'building'
+RETURNING manifest_id;
 
 -- name: touch
 -- A read of the copy (recorded at most once a minute: eviction is by last use).
@@ -40,7 +43,7 @@ WHERE manifest_id = %(manifest_id)s AND used_at < now() - interval '1 minute';
 
 -- name: forget
 -- The read copy is gone (evicted, or failed its check).
-DELETE FROM layout WHERE manifest_id = %(manifest_id)s;
+DELETE FROM layout WHERE manifest_id = %(manifest_id)s AND state = 'ready';
 
 -- name: total_bytes
 -- What the read copies take in the object store.
@@ -48,6 +51,6 @@ SELECT coalesce(sum(bytes), 0)::bigint AS total FROM layout WHERE state = 'ready
 
 -- name: least_used
 -- Read copies not read for grace_s seconds, least recently read first.
-SELECT manifest_id, bytes FROM layout
+SELECT manifest_id, row_count, object_prefix, part_rows, digest, bytes FROM layout
 WHERE state = 'ready' AND used_at < now() - make_interval(secs => %(grace_s)s)
 ORDER BY used_at, manifest_id;

@@ -43,6 +43,12 @@ def _enabled() -> bool:
     return get_settings().layout_cache_bytes > 0
 
 
+def applies(manifest: Manifest) -> bool:
+    """Whether ``manifest`` may have a read copy (copies are on, and it is
+    fragmented): the rest never needs a look in the database."""
+    return _enabled() and copies.fragmented(manifest)
+
+
 def for_reading(
     conn: psycopg.Connection[Any],
     store: ObjectStore,
@@ -50,23 +56,39 @@ def for_reading(
     schema_id: str,
     *,
     ask: bool = True,
-) -> str | None:
-    """The object key of ``manifest``'s verified read copy, to read rows from;
-    None when the table reads fast as it is, or has no copy yet (one is then
-    asked for, unless ``ask`` is false: pages use a copy but do not ask)."""
-    if not _enabled() or not copies.fragmented(manifest):
+) -> copies.Copy | None:
+    """``manifest``'s verified read copy, to read rows from; None when the
+    table reads fast as it is, or has no copy yet (one is then asked for,
+    unless ``ask`` is false: pages use a copy but do not ask)."""
+    if not applies(manifest):
         return None
     row = conn.execute(Q.get, {"manifest_id": manifest.id, "stale_s": REQUEST_STALE_S}).fetchone()
     if row is not None and row["state"] == "ready":
-        if copies.verify(store, manifest):
+        copy = _copy(row)
+        if copies.verify(store, copy):
             conn.execute(Q.touch, {"manifest_id": manifest.id})
-            return copies.layout_key(manifest.id)
-        log.warning("read copy failed its check; deleted", manifest=manifest.id)
-        _delete(conn, store, manifest.id)
+            return copy
+        log.warning("read copy missing or failed its check; deleted", manifest=manifest.id)
+        _delete(conn, store, copy)
         row = None
     if ask and (row is None or row["stale"]):
         _request(conn, manifest, schema_id)
     return None
+
+
+def touch(copy: copies.Copy) -> None:
+    """A read of ``copy`` goes on (a long download): keep it from eviction."""
+    try:
+        with db.transaction() as conn:
+            conn.execute(Q.touch, {"manifest_id": copy.manifest_id})
+    except Exception:  # a cache's bookkeeping must not end a download
+        log.warning("could not record a read of a read copy", manifest=copy.manifest_id)
+
+
+def _copy(row: dict[str, Any]) -> copies.Copy:
+    return copies.Copy(
+        row["manifest_id"], row["object_prefix"], row["row_count"], row["part_rows"], row["digest"]
+    )
 
 
 def _request(conn: psycopg.Connection[Any], manifest: Manifest, schema_id: str) -> None:
@@ -77,37 +99,57 @@ def _request(conn: psycopg.Connection[Any], manifest: Manifest, schema_id: str) 
         "stale_s": REQUEST_STALE_S,
     }
     if conn.execute(Q.request, params).fetchone() is not None:
-        db.after_commit(conn, lambda: enqueue("layouts.build", manifest.id))
+        db.after_commit(conn, lambda: _enqueue(manifest.id))
 
 
-def follow(conn: psycopg.Connection[Any], store: ObjectStore, old: str, new: str) -> None:
-    """A branch moved from commit ``old`` to ``new``: ask for read copies of
-    the new versions of tables whose version at ``old`` has one."""
-    if not _enabled() or old == new:
-        return
-    before, after = get_commit(store, old).tables, get_commit(store, new).tables
-    changed = {
-        name: entry
-        for name, entry in after.items()
-        if name in before and before[name].manifest != entry.manifest
-    }
-    if not changed:
-        return
-    ids = list({before[name].manifest for name in changed})
-    had = {r["manifest_id"] for r in conn.execute(Q.ready_among, {"ids": ids}).fetchall()}
-    for name, entry in changed.items():
-        if before[name].manifest in had:
-            manifest = get_manifest(store, entry.manifest)
-            if copies.fragmented(manifest):
-                _request(conn, manifest, entry.schema)
+def _enqueue(manifest_id: str) -> None:
+    """Send the build; if the broker is down, the request goes stale and the
+    next whole read asks again (a cache must not fail a read or a write)."""
+    try:
+        enqueue("layouts.build", manifest_id)
+    except Exception:
+        log.warning("could not send a read copy's build", manifest=manifest_id)
+
+
+def follow(conn: psycopg.Connection[Any], old: str, new: str) -> None:
+    """A branch is moving from commit ``old`` to ``new`` in ``conn``'s
+    transaction: once it has committed, ask for read copies of the new
+    versions of tables whose version at ``old`` has one. Done after the
+    commit, in a transaction of its own, and never failing: a cache must
+    not hold a branch's lock longer or undo its move."""
+    if _enabled() and old != new:
+        db.after_commit(conn, lambda: _follow(old, new))
+
+
+def _follow(old: str, new: str) -> None:
+    try:
+        store = get_store()
+        before, after = get_commit(store, old).tables, get_commit(store, new).tables
+        changed = {
+            name: entry
+            for name, entry in after.items()
+            if name in before and before[name].manifest != entry.manifest
+        }
+        if not changed:
+            return
+        with db.transaction() as conn:
+            ids = list({before[name].manifest for name in changed})
+            had = {r["manifest_id"] for r in conn.execute(Q.ready_among, {"ids": ids}).fetchall()}
+            for name, entry in changed.items():
+                if before[name].manifest in had:
+                    manifest = get_manifest(store, entry.manifest)
+                    if copies.fragmented(manifest):
+                        _request(conn, manifest, entry.schema)
+    except Exception:
+        log.warning("could not ask for read copies after a branch moved", commit=new)
 
 
 def build(manifest_id: str) -> int | None:
     """Build the read copy asked for (the task ``layouts.build``); its size,
     or None when there was nothing to do (built already, or forgotten).
     Then evict past the budget. No transaction is held while the copy is
-    written (seconds to minutes): a redelivered task may build it twice,
-    which writes the same object."""
+    written (seconds to minutes); a copy that is no longer wanted once
+    written (another build got there first) is deleted."""
     store = get_store()
     settings = get_settings()
     with db.transaction() as conn:
@@ -116,9 +158,19 @@ def build(manifest_id: str) -> int | None:
         return None
     manifest = get_manifest(store, manifest_id)
     schema = get_schema(store, row["schema_id"])
-    size = copies.write(store, manifest, schema, tmp_dir=settings.tmp_dir / "layouts")
+    copy, size = copies.write(store, manifest, schema, tmp_dir=settings.tmp_dir / "layouts")
+    params = {
+        "manifest_id": manifest_id,
+        "object_prefix": copy.prefix,
+        "part_rows": copy.part_rows,
+        "digest": copy.digest,
+        "bytes": size,
+    }
     with db.transaction() as conn:
-        conn.execute(Q.built, {"manifest_id": manifest_id, "bytes": size})
+        kept = conn.execute(Q.built, params).fetchone() is not None
+    if not kept:
+        copies.delete(store, copy)
+        return None
     log.info("read copy built", manifest=manifest_id, rows=manifest.row_count, bytes=size)
     evict(settings.layout_cache_bytes)
     return size
@@ -137,7 +189,7 @@ def evict(budget: int) -> int:
         for row in conn.execute(Q.least_used, {"grace_s": EVICT_GRACE_S}).fetchall():
             if total <= budget:
                 break
-            _delete(conn, store, row["manifest_id"])
+            _delete(conn, store, _copy(row))
             total -= row["bytes"] or 0
             gone += 1
     if gone:
@@ -145,9 +197,7 @@ def evict(budget: int) -> int:
     return gone
 
 
-def _delete(conn: psycopg.Connection[Any], store: ObjectStore, manifest_id: str) -> None:
-    """Forget the copy first (no new reader finds it), then delete it: a read
-    under way keeps its open file (local) or ends with a clear error."""
-    conn.execute(Q.forget, {"manifest_id": manifest_id})
-    store.delete(copies.layout_key(manifest_id))
-    copies.forget(manifest_id)
+def _delete(conn: psycopg.Connection[Any], store: ObjectStore, copy: copies.Copy) -> None:
+    """Forget the copy first (no new reader finds it), then delete its parts."""
+    conn.execute(Q.forget, {"manifest_id": copy.manifest_id})
+    copies.delete(store, copy)

@@ -25,7 +25,6 @@ import psycopg
 
 from core import db
 from core.errors import BadRequest, Conflict, Invalid, NotFound
-from core.storage import get_store
 from features.commits import service as commits_service
 from features.layouts import service as layouts_service
 
@@ -191,7 +190,7 @@ def cas_move(
             code="ref_conflict",
             expected_commit_id=expected,
         )
-    layouts_service.follow(conn, get_store(), expected, new)  # read copies follow the branch
+    layouts_service.follow(conn, expected, new)  # read copies follow the branch
 
 
 def move_branch(

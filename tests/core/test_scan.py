@@ -148,3 +148,22 @@ def test_each_row_group_is_decoded_once_when_pieces_keep_their_order(
     assert got.equals(_by_pieces(store, m, 0, m.row_count, NAMES))
     groups = sum(-(-SIZES[c] // 16) for c in (0, 1, 3))
     assert s.groups_read == groups  # every row group of the three chunks, each once
+
+
+def test_chunks_that_disagree_on_nullability_read_together(
+    chunks: tuple[LocalStore, list[str]], tmp_path: Path
+) -> None:
+    """A merge writes its rows with the table's columns (``x`` not null),
+    imports write every column nullable: a window over both chunks reads, and
+    as the scan's schema says."""
+    store, ids = chunks
+    strict = [Column("id", "integer", False), Column("name", "string"), Column("x", "float", False)]
+    table = pa.table(
+        {"id": [10_000, 10_001], "name": ["m", None], "x": [0.5, 1.5]}, schema=arrow_schema(strict)
+    )
+    merged, _ = write_chunk(store, table, strict, tmp_dir=tmp_path)
+    m = _manifest([*ids, merged], [(0, 0, 20), (len(ids), 0, 2), (0, 20, 30)])
+    schema = pa.schema([f.with_nullable(True) for f in arrow_schema(COLUMNS)])
+    got = pa.concat_tables(list(Scan(store, m, NAMES, schema=schema, batch_rows=64)))
+    assert got.schema == schema
+    assert got.column("id").to_pylist() == [*range(20), 10_000, 10_001, *range(20, 50)]

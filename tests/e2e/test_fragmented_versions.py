@@ -7,7 +7,6 @@ before use, and evicted past their budget (issue 11, decision 0016)."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import random
 import time
@@ -16,6 +15,7 @@ from typing import Any
 
 import openpyxl
 import polars as pl
+import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
@@ -28,7 +28,7 @@ from core.storage import get_store
 from features.auth import service as auth_service
 from features.data import query
 from features.data import service as data_service
-from features.exports import formats, service
+from features.exports import formats, rows, service
 from features.layouts import service as layouts_service
 from tests.conftest import import_csv, make_dataset
 
@@ -141,19 +141,33 @@ def test_the_versions_are_fragmented(versions: dict[str, Any]) -> None:
     assert copies.fragmented(manifest)
 
 
+def _stream(ex: service.Export, via: str, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """The export's bytes read from the version's chunks or from its copy."""
+    with monkeypatch.context() as m:
+        if via == "chunks":
+            m.setattr(get_settings(), "layout_cache_bytes", 0)
+        else:
+            assert rows.source(get_store(), ex).copy is not None
+        return b"".join(service.stream(ex))
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("via", ["chunks", "read-copy"])
 def test_every_format_exports_exactly_the_rows(
-    versions: dict[str, Any], monkeypatch: pytest.MonkeyPatch, fmt: str, via: str
+    versions: dict[str, Any], monkeypatch: pytest.MonkeyPatch, fmt: str
 ) -> None:
+    """The same bytes from the chunks and from the read copy (Arrow: the same
+    rows; its batches follow the reads), and they are the rows; Parquet row
+    groups of the documented size."""
     monkeypatch.setattr(formats, "PARQUET_ROW_GROUP_ROWS", 4096)
     ds, commit, want = versions["ds"], versions["commits"][-1], versions["frames"][-1]
+    _built(ds, commit)
     ex = _prepare(ds, commit, fmt)
-    if via == "chunks":
-        ex = dataclasses.replace(ex, layout=None)
+    data = _stream(ex, "chunks", monkeypatch)
+    other = _stream(ex, "read copy", monkeypatch)
+    if fmt == "arrow":  # batches as read, and a null's value slot is undefined in Arrow
+        assert ipc.open_stream(other).read_all().equals(ipc.open_stream(data).read_all())
     else:
-        ex = dataclasses.replace(ex, layout=_built(ds, commit))
-    data = b"".join(service.stream(ex))
+        assert other == data
     got = _decode(fmt, data)
     if fmt == "xlsx":  # Excel keeps times as fractions of a day: whole milliseconds survive
         got, want = (f.with_columns(pl.col("at").dt.round("1ms")) for f in (got, want))
@@ -165,15 +179,14 @@ def test_every_format_exports_exactly_the_rows(
         assert sizes[:-1] == [4096] * (len(sizes) - 1) and 0 < sizes[-1] <= 4096
 
 
-def _built(ds: dict[str, Any], commit: str, timeout: float = 60) -> str:
-    """Ask for the version's read copy as an export does and wait for the worker."""
+def _built(ds: dict[str, Any], commit: str, timeout: float = 60) -> copies.Copy:
+    """Ask for the version's read copy as a whole read does; wait for the worker."""
+    ex = _prepare(ds, commit, "csv")
     deadline = time.monotonic() + timeout
-    while True:
-        ex = _prepare(ds, commit, "csv")
-        if ex.layout is not None:
-            return ex.layout
+    while (copy := rows.source(get_store(), ex).copy) is None:
         assert time.monotonic() < deadline, "the read copy was not built"
         time.sleep(0.2)
+    return copy
 
 
 def _row(manifest_id: str) -> dict[str, Any] | None:
@@ -188,27 +201,17 @@ def _manifest_id(commit: str) -> str:
 
 
 def test_the_same_rows_make_the_same_parquet_file(
-    client: Any, admin: dict[str, str], versions: dict[str, Any]
+    client: Any, admin: dict[str, str], versions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Freshly imported, the last version's rows export to a Parquet file of the
-    same row groups and (nearly) the same size as the fragmented version's."""
+    """Freshly imported, the last version's rows export to the same Parquet
+    bytes as the fragmented version's (read from its chunks)."""
     ds = make_dataset(client, admin)
     job = import_csv(
         client, admin, ds["id"], versions["frames"][-1].write_csv().encode(), filename="t.csv"
     )
     fresh = b"".join(service.stream(_prepare(ds, job["commit_id"], "parquet")))
-    ex = dataclasses.replace(
-        _prepare(versions["ds"], versions["commits"][-1], "parquet"), layout=None
-    )
-    fragmented = b"".join(service.stream(ex))
-    a, b = (
-        pq.ParquetFile(io.BytesIO(fresh)).metadata,
-        pq.ParquetFile(io.BytesIO(fragmented)).metadata,
-    )
-    assert [a.row_group(i).num_rows for i in range(a.num_row_groups)] == [
-        b.row_group(i).num_rows for i in range(b.num_row_groups)
-    ]
-    assert abs(len(fresh) - len(fragmented)) <= 0.01 * len(fresh)
+    ex = _prepare(versions["ds"], versions["commits"][-1], "parquet")
+    assert _stream(ex, "chunks", monkeypatch) == fresh
 
 
 def test_a_branch_moving_on_from_a_copied_version_gets_a_copy(
@@ -226,38 +229,48 @@ def test_a_branch_moving_on_from_a_copied_version_gets_a_copy(
         assert time.monotonic() < deadline, "the read copy was not built"
         time.sleep(0.2)
     ex = _prepare(ds, job["commit_id"], "csv")
-    assert ex.layout == copies.layout_key(new)  # nobody read it whole yet: it followed main
+    assert rows.source(get_store(), ex).copy is not None  # nobody read it whole: it followed
     assert _decode("csv", b"".join(service.stream(ex))).equals(df)
 
 
-def test_a_damaged_read_copy_is_never_read(versions: dict[str, Any]) -> None:
+@pytest.mark.parametrize("damage", ["garbage", "another copy", "gone"])
+def test_a_damaged_read_copy_is_never_read(versions: dict[str, Any], damage: str) -> None:
     ds, commit = versions["ds"], versions["commits"][1]
     mid = _manifest_id(commit)
-    key = _built(ds, commit)
+    copy = _built(ds, commit)
     store = get_store()
-    other = _built(ds, versions["commits"][2])
-    with store.local_path(other) as path:  # another version's copy in its place
-        store.put_file(key, path)
-    copies.forget(mid)
+    victim = copy.parts[len(copy.parts) // 2]
+    if damage == "garbage":
+        store.put(victim, b"PAR1 not really")
+    elif damage == "another copy":
+        other = _built(ds, versions["commits"][2])
+        with store.local_path(other.parts[0]) as path:
+            store.put_file(victim, path)
+    else:
+        store.delete(victim)
+    copies._verified.pop(copy.prefix)  # as a process that never read it
     ex = _prepare(ds, commit, "csv")
-    assert ex.layout is None  # failed its check: read from the chunks
-    assert not store.exists(key)
+    assert rows.source(store, ex).copy is None  # failed its check: read from the chunks
+    assert not any(store.exists(k) for k in copy.parts)
     assert _decode("csv", b"".join(service.stream(ex))).equals(versions["frames"][1])
     row = _row(mid)
-    assert row is not None and row["state"] == "building"  # asked for again
+    assert row is not None and row["state"] in ("building", "ready")  # asked for again
 
 
 def test_read_copies_past_the_budget_are_evicted(
     versions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ds, commit = versions["ds"], versions["commits"][2]
-    key = _built(ds, commit)
+    copy = _built(ds, commit)
     monkeypatch.setattr(layouts_service, "EVICT_GRACE_S", 0)
     assert layouts_service.evict(0) >= 1
-    assert _row(_manifest_id(commit)) is None and not get_store().exists(key)
-    ex = _prepare(ds, commit, "arrow")
-    assert ex.layout is None
-    got = pl.from_arrow(ipc.open_stream(b"".join(service.stream(ex))).read_all())
+    assert _row(_manifest_id(commit)) is None
+    assert not any(get_store().exists(k) for k in copy.parts)
+    with monkeypatch.context() as m:
+        m.setattr(get_settings(), "layout_cache_bytes", 0)  # no new copy meanwhile
+        ex = _prepare(ds, commit, "arrow")
+        assert rows.source(get_store(), ex).copy is None
+        got = pl.from_arrow(ipc.open_stream(b"".join(service.stream(ex))).read_all())
     assert isinstance(got, pl.DataFrame) and got.equals(versions["frames"][2])
 
 
@@ -269,22 +282,26 @@ def test_no_read_copies_when_the_budget_is_zero(
     with read() as conn:
         conn.execute("DELETE FROM layout WHERE manifest_id = %s", (_manifest_id(commit),))
     ex = _prepare(ds, commit, "csv")
-    assert ex.layout is None and _row(_manifest_id(commit)) is None
+    assert rows.source(get_store(), ex).copy is None and _row(_manifest_id(commit)) is None
 
 
 def test_a_read_copy_is_the_rows_of_its_manifest(versions: dict[str, Any]) -> None:
     ds, commit = versions["ds"], versions["commits"][1]
-    _built(ds, commit)
+    copy = _built(ds, commit)
     store = get_store()
     manifest = get_manifest(store, _manifest_id(commit))
-    copies.forget(manifest.id)
-    assert copies.verify(store, manifest)
-    with store.local_path(copies.layout_key(manifest.id)) as path:
-        kv = pq.ParquetFile(path).metadata.metadata
-        t = pq.read_table(path).drop_columns(["_row_hash"])
-    assert kv[b"dsa.manifest"] == manifest.id.encode()
-    assert kv[b"dsa.rows_digest"] == copies.rows_digest(store, manifest).encode()
-    assert pl.from_arrow(t).equals(versions["frames"][1])  # type: ignore[union-attr]
+    copies._verified.pop(copy.prefix)
+    assert copies.verify(store, copy)
+    assert copy.digest == copies.rows_digest(store, manifest)
+    assert len(copy.parts) == -(-manifest.row_count // 1000)  # parts of DSA_CHUNK_ROWS rows
+    parts = []
+    for i, key in enumerate(copy.parts):
+        with store.local_path(key) as path:
+            kv = pq.ParquetFile(path).metadata.metadata
+            parts.append(pq.read_table(path).drop_columns(["_row_hash"]))
+        assert kv[b"dsa.manifest"] == manifest.id.encode() and kv[b"dsa.part"] == str(i).encode()
+    got = pl.from_arrow(pa.concat_tables(parts))
+    assert isinstance(got, pl.DataFrame) and got.equals(versions["frames"][1])
 
 
 @pytest.mark.parametrize(
@@ -320,7 +337,7 @@ def test_pages_read_the_same_rows_from_a_read_copy(
     monkeypatch.setattr(get_settings(), "layout_cache_bytes", 0)  # read from the chunks
     query.clear_cache()
     chunks = client.get(url, params=params, headers=admin).json()
-    assert used[0] == 1 and used[1] > 1000  # the copy's one piece, then the version's
+    assert used[0] == 20 and used[1] > 1000  # the copy's parts, then the version's pieces
     assert copied["rows"] and copied == chunks
     want = versions["frames"][-1]
     if "filter" not in params:
