@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(PY) tests/bench/bench_ui.py
 	$(PY) tests/bench/bench_reads.py
 	$(PY) tests/bench/bench_exports.py
+	$(PY) tests/bench/bench_versions.py
 
 # the browser test again, writing its screenshots to docs/screenshots/
 screenshots: $(STAMP) browser

@@ -59,10 +59,16 @@ from tests.bench.bench_import import (  # noqa: E402
 CACHE_DIR = RESULTS_DIR / "cache"
 
 
-def upload(client: httpx.Client, ds: str, path: Path, name: str) -> dict[str, Any]:
+def upload(
+    client: httpx.Client, ds: str, path: Path, name: str, mode: str = "replace"
+) -> dict[str, Any]:
     start = time.time()
     with path.open("rb") as fh:
-        r = client.post(f"/api/v1/datasets/{ds}/refs/main/uploads", files={"file": (name, fh)})
+        r = client.post(
+            f"/api/v1/datasets/{ds}/refs/main/uploads",
+            files={"file": (name, fh)},
+            data={"mode": mode},
+        )
     r.raise_for_status()
     job_id = r.json()["job_id"]
     while True:

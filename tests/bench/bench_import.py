@@ -160,7 +160,7 @@ def free_port() -> int:
 
 
 class Stack:
-    def __init__(self, home: Path, port: int) -> None:
+    def __init__(self, home: Path, port: int, extra_env: dict[str, str] | None = None) -> None:
         self.home = home
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -172,6 +172,7 @@ class Stack:
             DSA_ADMIN_PASSWORD=ADMIN_PASSWORD,
             PYTHONUNBUFFERED="1",
         )
+        env.update(extra_env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "up", "--home", str(home), "--port", str(port)],
             cwd=REPO,
