@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: up test lint bench install clean browser screenshots
 
-$(STAMP): pyproject.toml core/_rowhash.c features/imports/_records.c features/compare/_intervals.c
+$(STAMP): pyproject.toml core/_rowhash.c core/_pieces.c features/imports/_records.c features/compare/_intervals.c
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

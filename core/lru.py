@@ -44,6 +44,8 @@ class LRU(Generic[K, V]):
             old = self._data.pop(key, None)
             if old is not None:
                 self.bytes -= old[1]
+            if self.max_bytes is not None and size > self.max_bytes:
+                return  # would push out everything else, then itself
             self._data[key] = (value, size)
             self.bytes += size
             while self._data and (

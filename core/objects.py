@@ -31,6 +31,7 @@ import numpy as np
 import orjson
 import zstandard
 
+from core import _pieces
 from core.hashing import canonical_json, json_object_id, object_id
 from core.lru import LRU
 from core.schema import Column
@@ -76,6 +77,11 @@ class PieceColumns:
     start: np.ndarray
     length: np.ndarray
     pos: np.ndarray
+
+    @cached_property
+    def by_chunk(self) -> np.ndarray:
+        """Piece indices grouped by chunk number, each chunk's in table order."""
+        return by_chunk(self.chunk, len(self.chunks))
 
 
 @dataclass(frozen=True)
@@ -271,10 +277,28 @@ class Commit:
         return json_object_id("commit", self.to_json())
 
 
-_cache: LRU[str, Any] = LRU(max_items=4096)
+def _size(obj: Any) -> int:
+    """About what a cached object holds: a manifest its piece columns (and
+    its Piece objects, when it has them), anything else ~1 KB."""
+    if not isinstance(obj, Manifest):
+        return 1024
+    size = 0 if isinstance(obj.pieces, _LazyPieces) else 120 * len(obj.pieces)
+    cols = obj.__dict__.get("columns")
+    if cols is not None:
+        size += sum(a.nbytes for a in (cols.chunk, cols.start, cols.length, cols.pos))
+        order = cols.__dict__.get("by_chunk")
+        size += 0 if order is None else order.nbytes
+    return size
+
+
+# decoded objects by key: bounded in bytes too, since a manifest of a
+# fragmented 35M-row version is ~70 MB decoded (one bigger than the budget
+# is decoded again on each use: each is a whole read, seconds long)
+_cache: LRU[str, Any] = LRU(max_items=4096, max_bytes=192 * 1024**2, size_of=_size)
 COMPRESS_OVER = 64 * 1024
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_MANIFEST_MAGIC = b"DSAM\x01"
+_MANIFEST_MAGIC = b"DSAM\x01"  # the compact form, and its first version
+_MANIFEST_V2 = b"DSAM\x02"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -293,8 +317,22 @@ def _pieces_json(cols: PieceColumns) -> bytes:
     return b'{"pieces":[' + text.item().encode() + b"]}"
 
 
+def _narrow(a: np.ndarray) -> np.ndarray:
+    """``a`` in the narrowest of int16, int32 and int64 that holds it."""
+    for t in ("<i2", "<i4"):
+        info = np.iinfo(t)
+        if not len(a) or (int(a.min()) >= info.min and int(a.max()) <= info.max):
+            return a.astype(t)
+    return a.astype("<i8")
+
+
 def _encode_manifest(m: Manifest) -> bytes | None:
-    """The compact stored form of a large manifest (None: chunk ids not all hex)."""
+    """The compact stored form of a large manifest (None: chunk ids not all
+    hex): ``DSAM\\x02`` and zstd of the chunk ids, then per piece its chunk
+    number, gap (rows skipped since the previous piece of its chunk ended)
+    and length, a column each, each as narrow as it can be (decision 0016).
+    ``DSAM\\x01``, which older versions wrote, is the same with every column
+    8 bytes wide and no widths."""
     c = m.columns
     if not all(_HEX64.fullmatch(x) for x in c.chunks):
         return None
@@ -309,35 +347,34 @@ def _encode_manifest(m: Manifest) -> bytes | None:
         prev[np.r_[True, sorted_chunk[1:] != sorted_chunk[:-1]]] = 0
     gap = np.empty(n, dtype=np.int64)
     gap[order] = c.start[order] - prev
+    cols = [_narrow(a) for a in (c.chunk, gap, c.length)]
     body = (
         len(c.chunks).to_bytes(8, "little")
         + b"".join(bytes.fromhex(x) for x in c.chunks)
         + n.to_bytes(8, "little")
-        + b"".join(a.astype("<i8").tobytes() for a in (c.chunk, gap, c.length))
+        + bytes(a.dtype.itemsize for a in cols)
+        + b"".join(a.tobytes() for a in cols)
     )
-    return _MANIFEST_MAGIC + zstandard.ZstdCompressor(level=9).compress(body)
+    return _MANIFEST_V2 + zstandard.ZstdCompressor(level=9).compress(body)
 
 
 def _decode_manifest(raw: bytes) -> Manifest:
+    """A manifest from its compact form, in one pass (core/_pieces.c)."""
     body = zstandard.ZstdDecompressor().decompress(raw[len(_MANIFEST_MAGIC) :])
     k = int.from_bytes(body[:8], "little")
     chunks = [body[8 + 32 * i : 40 + 32 * i].hex() for i in range(k)]
     at = 8 + 32 * k
     n = int.from_bytes(body[at : at + 8], "little")
     at += 8
-    idx, gap, length = (
-        np.frombuffer(body, dtype="<i8", count=3 * n, offset=at).reshape(3, n).astype(np.int64)
-    )
-    # each piece starts where the previous piece of its chunk ended, plus its
-    # gap: a cumulative sum of (gap + length) within each chunk
-    step = gap + length
-    order = by_chunk(idx, k)
-    before = np.cumsum(step[order]) - step[order]
-    first = np.r_[True, idx[order][1:] != idx[order][:-1]] if n else np.zeros(0, bool)
-    group_start = np.maximum.accumulate(np.where(first, np.arange(n), 0)) if n else first
-    start = np.empty(n, dtype=np.int64)
-    start[order] = before - before[group_start] + gap[order]
-    cols = PieceColumns(chunks, idx, start, length, np.cumsum(length) - length)
+    widths = b"\x08\x08\x08"
+    if raw.startswith(_MANIFEST_V2):
+        widths, at = body[at : at + 3], at + 3
+    chunk, start, length, pos, order = (np.empty(n, dtype=np.int64) for _ in range(5))
+    _pieces.decode(body, at, n, k, widths, chunk, start, length, pos, order)
+    for a in (chunk, start, length, pos, order):
+        a.flags.writeable = False  # a cached manifest is shared, never changed
+    cols = PieceColumns(chunks, chunk, start, length, pos)
+    cols.__dict__["by_chunk"] = order
     m = Manifest(_LazyPieces(cols))  # type: ignore[arg-type]
     m.__dict__["columns"] = cols
     return m
@@ -380,7 +417,7 @@ def _load(store: ObjectStore, kind: str, oid: str, cls: Any) -> Any:
     obj = _cache.get(key)
     if obj is None:
         raw = store.get(key)
-        if raw.startswith(_MANIFEST_MAGIC) and cls is Manifest:
+        if raw[:4] == _MANIFEST_MAGIC[:4] and cls is Manifest:
             obj = _decode_manifest(raw)
         else:
             obj = cls.from_json(_decode(raw))

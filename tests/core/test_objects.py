@@ -55,7 +55,7 @@ def test_a_large_manifest_is_stored_compressed_under_its_json_id(tmp_path: Path)
     oid = put_object(store, "manifest", m)
     assert oid == m.id
     raw = store.get(f"manifests/{oid}")
-    assert raw.startswith(b"DSAM\x01") and len(raw) < objects.COMPRESS_OVER
+    assert raw.startswith(b"DSAM\x02") and len(raw) < objects.COMPRESS_OVER
     objects._cache.clear()
     assert get_manifest(store, oid) == m
     # chunk ids that are not hex: the compressed JSON instead
@@ -106,3 +106,63 @@ def test_a_manifest_from_columns_is_the_manifest_of_its_pieces(
     assert lazy.columns.chunks == plain.columns.chunks
     assert (lazy.columns.chunk == plain.columns.chunk).all()
     assert Manifest.of(lazy.pieces).id == plain.id
+
+
+def _v1(m: Manifest) -> bytes:
+    """The first compact form (``DSAM\\x01``): every column 8 bytes wide."""
+    import numpy as np
+    import zstandard
+
+    c = m.columns
+    gap, end = [], {}
+    for x, s, n in zip(c.chunk.tolist(), c.start.tolist(), c.length.tolist(), strict=True):
+        gap.append(s - end.get(x, 0))
+        end[x] = s + n
+    body = (
+        len(c.chunks).to_bytes(8, "little")
+        + b"".join(bytes.fromhex(x) for x in c.chunks)
+        + len(gap).to_bytes(8, "little")
+        + b"".join(np.asarray(a, "<i8").tobytes() for a in (c.chunk, gap, c.length))
+    )
+    return b"DSAM\x01" + zstandard.ZstdCompressor().compress(body)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 2**40), st.integers(0, 2**33)),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_compact_manifests_decode_in_both_forms(runs: list[tuple[int, int, int]]) -> None:
+    """Pieces going back in their chunk (negative gaps) and columns of every
+    width read back exactly, from the current form and from the first."""
+    from core import objects
+
+    m = Manifest(tuple(Piece(f"{c:064x}", s, n) for c, s, n in runs))
+    new = objects._encode_manifest(m)
+    assert new is not None and new.startswith(b"DSAM\x02")
+    for raw in (new, _v1(m)):
+        got = objects._decode_manifest(raw)
+        assert tuple(got.pieces) == m.pieces
+        assert got.columns.pos.tolist() == m.columns.pos.tolist()
+        order = got.columns.by_chunk.tolist()
+        assert order == objects.by_chunk(m.columns.chunk, len(m.columns.chunks)).tolist()
+
+
+def test_a_damaged_compact_manifest_is_an_error_not_a_crash() -> None:
+    import zstandard
+
+    from core import objects
+
+    m = Manifest(tuple(Piece(f"{i % 3:064x}", i, 2) for i in range(100)))
+    raw = objects._encode_manifest(m)
+    assert raw is not None
+    body = bytearray(zstandard.ZstdDecompressor().decompress(raw[5:]))
+    at = 8 + 32 * 3 + 8 + 3
+    body[at] = 9  # chunk number 9 of 3
+    with pytest.raises(ValueError, match="damaged manifest"):
+        objects._decode_manifest(b"DSAM\x02" + zstandard.ZstdCompressor().compress(bytes(body)))
+    with pytest.raises(ValueError, match="damaged manifest"):  # cut short
+        short = zstandard.ZstdCompressor().compress(bytes(body[: at + 50]))
+        objects._decode_manifest(b"DSAM\x02" + short)
