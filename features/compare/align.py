@@ -42,7 +42,7 @@ from functools import cached_property
 
 import numpy as np
 
-from core.objects import Manifest, by_chunk
+from core.objects import Manifest, PieceColumns, by_chunk
 from features.compare import _intervals  # type: ignore[attr-defined]
 
 # reads the 16-byte hashes (as an (n, 2) uint64 array) of base or head rows
@@ -118,6 +118,13 @@ def _overlapping_chunks(p: _Pieces, order: np.ndarray) -> set[int]:
 def identity_segments(base: Manifest, head: Manifest) -> np.ndarray:
     """Matched runs ``(base_pos, head_pos, length)`` of rows that both sides
     take from the same stored row (rule 1), as an (n, 3) int64 array."""
+    walked = _walk(base.columns, head.columns)
+    return walked if walked is not None else _general(base, head)
+
+
+def _general(base: Manifest, head: Manifest) -> np.ndarray:
+    """Rule 1 for any two manifests: pieces sorted by (chunk, start) on
+    each side and merged, chunks a side uses rows of twice row by row."""
     ids: dict[str, int] = {}
     b, h = _pieces(base, ids), _pieces(head, ids)
     used_b, used_h = np.zeros(len(ids), bool), np.zeros(len(ids), bool)
@@ -137,6 +144,33 @@ def identity_segments(base: Manifest, head: Manifest) -> np.ndarray:
     if dup:
         out.append(_intersect_rowwise(b, h, dup))
     return _joined(np.concatenate(out)) if out else np.empty((0, 3), _I64)
+
+
+def _walk(b: PieceColumns, h: PieceColumns) -> np.ndarray | None:
+    """Rule 1 in one pass over head's pieces (``_intervals.walk``), where
+    every chunk both sides use is read in ascending, non-overlapping pieces
+    on each side, as in versions made by imports, re-uploads, appends and
+    merges; None otherwise. Nothing is sorted but base's pieces by chunk
+    (cached with the manifest): two ten-times re-uploaded versions of
+    ~300,000 pieces each cost a few ms here against ~50 by the general path."""
+    where = {name: i for i, name in enumerate(b.chunks)}
+    h_to_b = np.array([where.get(name, -1) for name in h.chunks], _I64)
+    if not (h_to_b >= 0).any():
+        return np.empty((0, 3), _I64)
+    bounds = np.zeros(len(b.chunks) + 1, _I64)
+    np.cumsum(np.bincount(b.chunk, minlength=len(b.chunks)), out=bounds[1:])
+    cols = [
+        np.ascontiguousarray(a, dtype=_I64)
+        for a in (b.by_chunk, bounds, b.start, b.length, b.pos)
+        + (h.chunk, h.start, h.length, h.pos, h_to_b)
+    ]
+    runs = _intervals.walk(*cols)
+    if runs is None:
+        return None
+    out = np.empty((len(runs[0]) // 8, 3), _I64)
+    for k in range(3):
+        out[:, k] = np.frombuffer(runs[k], dtype="<i8")
+    return out
 
 
 def _joined(seg: np.ndarray) -> np.ndarray:
@@ -348,3 +382,7 @@ def warm_up() -> None:
     al = align(a, b, hashes, hashes)
     al.positional_pairs()
     al.removal_anchor(al.unmatched_base())
+    # the first np.unique of a process imports numpy.ma (~30 ms): reading
+    # the rows of a compare calls it
+    np.unique(np.zeros(2, _I64), return_inverse=True)
+    _general(a, b)
