@@ -97,61 +97,99 @@ def write_chunk(
 
 
 @dataclass
-class _Footer:
-    meta: pq.FileMetaData
+class _Shape:
+    """What most reads need of a Parquet object's footer: where its row groups
+    start and end, and its key-value metadata."""
+
     starts: list[int]  # first row of each row group
     ends: list[int]
+    kv: dict[bytes, bytes]
 
 
-# Parsed footers, by object key, bounded by their serialised size (a 35M-row
-# read copy's is ~10 MB). No file is kept open: a memory-mapped file keeps
-# every page it has read in the process's RSS, and an open file keeps a
-# deleted read copy's disk space; each read opens the object (``_opened``).
-_footers: LRU[str, _Footer] = LRU(
-    max_items=4096, max_bytes=64 * 1024**2, size_of=lambda f: f.meta.serialized_size
+# Parsed footers, by object key. A parsed footer holds ~10x its serialised
+# size (measured: 766 KB for a 131,072-row chunk's 81 KB footer of 64 row
+# groups x 13 columns), so the whole footers kept are few (``_FOOTER_BYTES``
+# of them, counted that way) and re-parsed when a read needs one again; the
+# row-group shapes, ~1 KB each, are kept for many more objects. Before, the
+# footers were kept by their serialised size: an export of a 35M-row table
+# (267 chunks) held ~200 MB of them. No file is kept open: a memory-mapped
+# file keeps every page it has read in the process's RSS, and an open file
+# keeps a deleted read copy's disk space; each read opens the object.
+_FOOTER_GROWTH = 10  # parsed footer bytes per serialised byte (measured ~9.4)
+_FOOTER_BYTES = 32 * 1024**2
+_footers: LRU[str, pq.FileMetaData] = LRU(
+    max_items=4096,
+    max_bytes=_FOOTER_BYTES,
+    size_of=lambda m: m.serialized_size * _FOOTER_GROWTH,
 )
+_shapes: LRU[str, _Shape] = LRU(max_items=100_000)
 _groups: LRU[tuple[str, int, tuple[str, ...] | None], pa.Table] = LRU(
     max_items=100_000, max_bytes=256 * 1024**2, size_of=lambda t: t.nbytes
 )
 
 
-def _footer(store: ObjectStore, key: str) -> _Footer:
+def footer(store: ObjectStore, key: str, *, keep: bool = True) -> pq.FileMetaData:
     """The parsed footer of the Parquet object ``key`` (a chunk or a part of a
-    read copy)."""
-    f = _footers.get(key)
-    if f is None:
+    read copy): statistics and all; kept for the next read unless ``keep``
+    is false (its shape is kept either way)."""
+    meta = _footers.get(key)
+    if meta is None:
         with store.open_arrow(key) as file:
             meta = pq.ParquetFile(file, pre_buffer=False).metadata
-        starts, ends, total = [], [], 0
-        for i in range(meta.num_row_groups):
-            starts.append(total)
-            total += meta.row_group(i).num_rows
-            ends.append(total)
-        f = _Footer(meta, starts, ends)
-        _footers.put(key, f)
-    return f
+        if keep:
+            _footers.put(key, meta)
+        if _shapes.get(key) is None:
+            _shapes.put(key, _shape_of(meta))
+    return meta
+
+
+def _shape_of(meta: pq.FileMetaData) -> _Shape:
+    starts, ends, total = [], [], 0
+    for i in range(meta.num_row_groups):
+        starts.append(total)
+        total += meta.row_group(i).num_rows
+        ends.append(total)
+    return _Shape(starts, ends, dict(meta.metadata or {}))
+
+
+def _shape(store: ObjectStore, key: str, *, keep: bool = True) -> _Shape:
+    got = _shapes.get(key)
+    if got is None:
+        got = _shape_of(footer(store, key, keep=keep))
+        _shapes.put(key, got)
+    return got
 
 
 @contextmanager
 def opened(store: ObjectStore, key: str) -> Iterator[pq.ParquetFile]:
-    """The Parquet object ``key`` open for reading, its footer parsed once per
-    process, closed on leaving. No pre-buffering: the file is memory-mapped,
-    and pre-buffering's coalesced async reads cost ~2-3x the CPU of a column
-    read across many small row groups (measured: 1M row hashes in 490 row
-    groups, ~40 ms with it, ~15 ms without; one row group of 12 columns no
-    slower). A ``ParquetFile`` is not safe to share between threads: each
-    read has its own."""
-    meta = _footer(store, key).meta
+    """The Parquet object ``key`` open for reading, its footer parsed once
+    while it stays cached, closed on leaving. No pre-buffering: the file is
+    memory-mapped, and pre-buffering's coalesced async reads cost ~2-3x the
+    CPU of a column read across many small row groups (measured: 1M row
+    hashes in 490 row groups, ~40 ms with it, ~15 ms without; one row group
+    of 12 columns no slower). A ``ParquetFile`` is not safe to share between
+    threads: each read has its own."""
+    meta = footer(store, key)
     with store.open_arrow(key) as file:
         yield pq.ParquetFile(file, metadata=meta, pre_buffer=False)
 
 
-def row_group_starts(store: ObjectStore, key: str) -> tuple[np.ndarray, pq.FileMetaData]:
+def forget(key: str) -> None:
+    """Drop what is cached of ``key``'s footer (the next read parses the object's)."""
+    _footers.pop(key)
+    _shapes.pop(key)
+
+
+def row_group_starts(
+    store: ObjectStore, key: str, *, keep: bool = True
+) -> tuple[np.ndarray, dict[bytes, bytes]]:
     """The first row of each row group of the Parquet object ``key`` (a chunk:
-    ``chunk_key(cid)``), then its row count (int64), and its parsed footer."""
-    f = _footer(store, key)
+    ``chunk_key(cid)``), then its row count (int64), and its key-value
+    metadata. ``keep=False``: the whole footer is not kept if it had to be
+    parsed (a check of many objects that reads none of them)."""
+    f = _shape(store, key, keep=keep)
     starts = np.asarray([*f.starts, f.ends[-1] if f.ends else 0], dtype=np.int64)
-    return starts, f.meta
+    return starts, f.kv
 
 
 def _group(
@@ -180,14 +218,14 @@ def read_rows(
     ``key``: the object the chunk is read from (a read copy's is under
     ``layouts/``, see ``core.layouts``)."""
     obj = key(cid)
-    footer = _footer(store, obj)
+    shape = _shape(store, obj)
     end = start + length
-    i = bisect.bisect_right(footer.starts, start) - 1
+    i = bisect.bisect_right(shape.starts, start) - 1
     parts = []
-    while i < len(footer.starts) and footer.starts[i] < end:
+    while i < len(shape.starts) and shape.starts[i] < end:
         g = _group(store, cid, obj, i, columns)
-        lo = max(start, footer.starts[i]) - footer.starts[i]
-        hi = min(end, footer.ends[i]) - footer.starts[i]
+        lo = max(start, shape.starts[i]) - shape.starts[i]
+        hi = min(end, shape.ends[i]) - shape.starts[i]
         parts.append(g.slice(lo, hi - lo))
         i += 1
     if len(parts) == 1:
@@ -221,8 +259,8 @@ def take_rows(store: ObjectStore, cid: str, rows: np.ndarray, columns: tuple[str
     cache when they are few, in one multi-threaded read when they are many
     (rows scattered over a whole chunk, as in a compare)."""
     key = chunk_key(cid)
-    footer = _footer(store, key)
-    starts = np.asarray(footer.starts, dtype=np.int64)
+    shape = _shape(store, key)
+    starts = np.asarray(shape.starts, dtype=np.int64)
     group_of = np.searchsorted(starts, rows, side="right") - 1
     groups = np.unique(group_of)
     if len(groups) <= 4:
@@ -231,8 +269,8 @@ def take_rows(store: ObjectStore, cid: str, rows: np.ndarray, columns: tuple[str
     else:
         with opened(store, key) as pf:
             table = pf.read_row_groups(groups.tolist(), columns=list(columns))
-    sizes = np.asarray(footer.ends, dtype=np.int64)[groups] - starts[groups]
-    offset_of = np.zeros(len(footer.starts), dtype=np.int64)
+    sizes = np.asarray(shape.ends, dtype=np.int64)[groups] - starts[groups]
+    offset_of = np.zeros(len(shape.starts), dtype=np.int64)
     offset_of[groups] = np.cumsum(sizes) - sizes
     return table.take(pa.array(offset_of[group_of] + rows - starts[group_of]))
 

@@ -31,7 +31,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.chunks import row_group_starts
+from core.chunks import footer
 from core.config import get_settings
 from core.objects import Manifest
 from core.storage import ObjectStore
@@ -142,7 +142,7 @@ def _ranges(
     if rows < CSV_LOOKUP_ROWS:
         return {}
     for cid in set(chunks) - known.keys():
-        known[cid] = _chunk_ranges(row_group_starts(store, key(cid))[1], wanted)
+        known[cid] = _chunk_ranges(footer(store, key(cid)), wanted)
     out: dict[str, tuple[Any, Any]] = {}
     for name in wanted.names:
         spans = [known[cid].get(name) for cid in chunks]

@@ -59,15 +59,18 @@ class Source:
 
 
 def source(store: ObjectStore, export: Export) -> Source:
-    """The version's chunks, or its read copy when it is fragmented and has
-    one (a whole read of one without asks for it)."""
-    manifest = get_manifest(store, export.manifest_id)
-    if not layouts_service.applies(manifest):
-        return Source(manifest, chunk_key)
+    """The version's read copy if it has one (found without decoding the
+    version's manifest), else its chunks; a whole read of a fragmented
+    version without a copy asks for one."""
+    if not layouts_service.enabled():
+        return Source(get_manifest(store, export.manifest_id), chunk_key)
     with db.read() as conn:
-        copy = layouts_service.for_reading(conn, store, manifest, export.schema_id)
-    if copy is None:
-        return Source(manifest, chunk_key)
+        copy = layouts_service.ready(conn, store, export.manifest_id)
+        if copy is None:
+            manifest = get_manifest(store, export.manifest_id)
+            copy = layouts_service.for_reading(conn, store, manifest, export.schema_id)
+            if copy is None:
+                return Source(manifest, chunk_key)
     one, key = copy.source()
     return Source(one, key, copy)
 

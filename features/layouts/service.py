@@ -39,14 +39,15 @@ REQUEST_STALE_S = 3600  # a build asked for this long ago and not done is asked 
 EVICT_GRACE_S = 600  # a copy read this recently is not evicted (a read may be under way)
 
 
-def _enabled() -> bool:
+def enabled() -> bool:
+    """Whether read copies are on (``DSA_LAYOUT_CACHE_BYTES`` > 0)."""
     return get_settings().layout_cache_bytes > 0
 
 
 def applies(manifest: Manifest) -> bool:
     """Whether ``manifest`` may have a read copy (copies are on, and it is
     fragmented): the rest never needs a look in the database."""
-    return _enabled() and copies.fragmented(manifest)
+    return enabled() and copies.fragmented(manifest)
 
 
 def for_reading(
@@ -62,18 +63,37 @@ def for_reading(
     unless ``ask`` is false: pages use a copy but do not ask)."""
     if not applies(manifest):
         return None
-    row = conn.execute(Q.get, {"manifest_id": manifest.id, "stale_s": REQUEST_STALE_S}).fetchone()
+    copy, stale = _ready(conn, store, manifest.id)
+    if copy is None and ask and stale:
+        _request(conn, manifest, schema_id)
+    return copy
+
+
+def ready(
+    conn: psycopg.Connection[Any], store: ObjectStore, manifest_id: str
+) -> copies.Copy | None:
+    """The verified read copy of ``manifest_id`` if there is one, found
+    without reading the manifest: a whole read of a version with a copy
+    never decodes its pieces (1.4M of them, ~60 MB, for a 35M-row version
+    re-uploaded once)."""
+    return _ready(conn, store, manifest_id)[0] if enabled() else None
+
+
+def _ready(
+    conn: psycopg.Connection[Any], store: ObjectStore, manifest_id: str
+) -> tuple[copies.Copy | None, bool]:
+    """The verified copy, or None and whether a build should be asked for
+    (none asked, or asked so long ago it went stale)."""
+    row = conn.execute(Q.get, {"manifest_id": manifest_id, "stale_s": REQUEST_STALE_S}).fetchone()
     if row is not None and row["state"] == "ready":
         copy = _copy(row)
         if copies.verify(store, copy):
-            conn.execute(Q.touch, {"manifest_id": manifest.id})
-            return copy
-        log.warning("read copy missing or failed its check; deleted", manifest=manifest.id)
+            conn.execute(Q.touch, {"manifest_id": manifest_id})
+            return copy, False
+        log.warning("read copy missing or failed its check; deleted", manifest=manifest_id)
         _delete(conn, store, copy)
         row = None
-    if ask and (row is None or row["stale"]):
-        _request(conn, manifest, schema_id)
-    return None
+    return None, row is None or bool(row["stale"])
 
 
 def touch(copy: copies.Copy) -> None:
@@ -117,7 +137,7 @@ def follow(conn: psycopg.Connection[Any], old: str, new: str) -> None:
     versions of tables whose version at ``old`` has one. Done after the
     commit, in a transaction of its own, and never failing: a cache must
     not hold a branch's lock longer or undo its move."""
-    if _enabled() and old != new:
+    if enabled() and old != new:
         db.after_commit(conn, lambda: _follow(old, new))
 
 

@@ -233,6 +233,23 @@ def test_a_branch_moving_on_from_a_copied_version_gets_a_copy(
     assert _decode("csv", b"".join(service.stream(ex))).equals(df)
 
 
+def test_a_read_from_a_copy_never_decodes_the_versions_manifest(
+    versions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy is found by the manifest's id: a 35M-row version's ~1.2M
+    pieces (~50 MB decoded) are never read by a whole read of its copy."""
+    ds, commit = versions["ds"], versions["commits"][1]
+    _built(ds, commit)
+
+    def decode(*args: Any) -> Any:
+        raise AssertionError("the manifest was decoded")
+
+    monkeypatch.setattr(rows, "get_manifest", decode)
+    ex = _prepare(ds, commit, "csv")
+    assert rows.source(get_store(), ex).copy is not None
+    assert _decode("csv", b"".join(service.stream(ex))).equals(versions["frames"][1])
+
+
 @pytest.mark.parametrize("damage", ["garbage", "another copy", "gone"])
 def test_a_damaged_read_copy_is_never_read(versions: dict[str, Any], damage: str) -> None:
     ds, commit = versions["ds"], versions["commits"][1]
