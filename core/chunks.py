@@ -116,7 +116,7 @@ class _Shape:
 # file keeps every page it has read in the process's RSS, and an open file
 # keeps a deleted read copy's disk space; each read opens the object.
 _FOOTER_GROWTH = 10  # parsed footer bytes per serialised byte (measured ~9.4)
-_FOOTER_BYTES = 32 * 1024**2
+_FOOTER_BYTES = 16 * 1024**2  # ~20 footers of 131,072-row chunks; a parse costs ~0.8 ms
 _footers: LRU[str, pq.FileMetaData] = LRU(
     max_items=4096,
     max_bytes=_FOOTER_BYTES,
