@@ -89,7 +89,9 @@ def _sign_in_with_keyboard(page: Any) -> None:
     page.goto("/datasets")
     page.get_by_role("link", name="Sign in").click()
     page.wait_for_url(re.compile(r"/signin"))
-    # the username field has focus; the rest is Tab and Enter
+    # the username field has focus (autofocus: wait for it, a loaded machine
+    # may type before the page has applied it); the rest is Tab and Enter
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'username'")
     page.keyboard.type("admin")
     page.keyboard.press("Tab")
     page.keyboard.type(ADMIN_PASSWORD)
