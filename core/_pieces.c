@@ -22,7 +22,7 @@
  *     ``start``, ``length``, ``pos`` (where each piece starts in the table)
  *     and ``order`` (piece indices grouped by chunk number, each chunk's in
  *     table order). A damaged body (too short, a chunk number out of range,
- *     a negative length) is a ValueError.
+ *     a negative start or length, an overflow) is a ValueError.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -65,6 +65,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
         w[i] = widths[i];
         ok = w[i] == 2 || w[i] == 4 || w[i] == 8;
     }
+    if (ok) ok = n <= PY_SSIZE_T_MAX / 8;
     for (int i = 0; ok && i < 5; i++) ok = out[i].len == n * 8;
     if (ok) ok = body.len >= at && (body.len - at) / (w[0] + w[1] + w[2]) >= n;
     if (!ok) {
@@ -87,7 +88,9 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < n; i++) {
         int64_t x = get(pc + i * w[0], w[0]), g = get(pg + i * w[1], w[1]),
                 len = get(pl + i * w[2], w[2]);
-        if (x < 0 || x >= k || len < 0) {
+        /* a damaged body must not make a negative start, or overflow */
+        if (x < 0 || x >= k || len < 0 || (g > 0 && end[x] > INT64_MAX - g) ||
+            end[x] + g < 0 || end[x] + g > INT64_MAX - len || row > INT64_MAX - len) {
             bad = 1;
             break;
         }
@@ -106,7 +109,8 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     }
     Py_END_ALLOW_THREADS
     if (bad)
-        PyErr_SetString(PyExc_ValueError, "damaged manifest: chunk number or length out of range");
+        PyErr_SetString(PyExc_ValueError,
+                        "damaged manifest: a chunk number, start or length out of range");
     else
         result = Py_NewRef(Py_None);
 done:

@@ -99,7 +99,7 @@ def write_chunk(
 @dataclass
 class _Shape:
     """What most reads need of a Parquet object's footer: where its row groups
-    start and end, and its key-value metadata."""
+    start and end, and its ``dsa.*`` key-value metadata."""
 
     starts: list[int]  # first row of each row group
     ends: list[int]
@@ -122,7 +122,9 @@ _footers: LRU[str, pq.FileMetaData] = LRU(
     max_bytes=_FOOTER_BYTES,
     size_of=lambda m: m.serialized_size * _FOOTER_GROWTH,
 )
-_shapes: LRU[str, _Shape] = LRU(max_items=100_000)
+_shapes: LRU[str, _Shape] = LRU(
+    max_items=100_000, max_bytes=32 * 1024**2, size_of=lambda f: 200 + 80 * len(f.starts)
+)
 _groups: LRU[tuple[str, int, tuple[str, ...] | None], pa.Table] = LRU(
     max_items=100_000, max_bytes=256 * 1024**2, size_of=lambda t: t.nbytes
 )
@@ -149,7 +151,9 @@ def _shape_of(meta: pq.FileMetaData) -> _Shape:
         starts.append(total)
         total += meta.row_group(i).num_rows
         ends.append(total)
-    return _Shape(starts, ends, dict(meta.metadata or {}))
+    # only DSA's own keys: the rest (Arrow's schema, ~3 KB) is the footer's
+    kv = {k: v for k, v in (meta.metadata or {}).items() if k.startswith(b"dsa.")}
+    return _Shape(starts, ends, kv)
 
 
 def _shape(store: ObjectStore, key: str, *, keep: bool = True) -> _Shape:
@@ -184,8 +188,8 @@ def row_group_starts(
     store: ObjectStore, key: str, *, keep: bool = True
 ) -> tuple[np.ndarray, dict[bytes, bytes]]:
     """The first row of each row group of the Parquet object ``key`` (a chunk:
-    ``chunk_key(cid)``), then its row count (int64), and its key-value
-    metadata. ``keep=False``: the whole footer is not kept if it had to be
+    ``chunk_key(cid)``), then its row count (int64), and its ``dsa.*``
+    key-value metadata. ``keep=False``: the whole footer is not kept if it had to be
     parsed (a check of many objects that reads none of them)."""
     f = _shape(store, key, keep=keep)
     starts = np.asarray([*f.starts, f.ends[-1] if f.ends else 0], dtype=np.int64)

@@ -359,16 +359,25 @@ def _encode_manifest(m: Manifest) -> bytes | None:
 
 
 def _decode_manifest(raw: bytes) -> Manifest:
-    """A manifest from its compact form, in one pass (core/_pieces.c)."""
+    """A manifest from its compact form, in one pass (core/_pieces.c). A
+    damaged one (an unknown form, counts its bytes cannot hold, a chunk
+    number or a start out of range, bytes left over) is a ValueError."""
+    version = raw[len(_MANIFEST_MAGIC) - 1 : len(_MANIFEST_MAGIC)]
+    if version not in (_MANIFEST_MAGIC[-1:], _MANIFEST_V2[-1:]):
+        raise ValueError("damaged manifest: unknown compact form")
     body = zstandard.ZstdDecompressor().decompress(raw[len(_MANIFEST_MAGIC) :])
     k = int.from_bytes(body[:8], "little")
-    chunks = [body[8 + 32 * i : 40 + 32 * i].hex() for i in range(k)]
     at = 8 + 32 * k
+    if len(body) < at + 8:
+        raise ValueError("damaged manifest: chunk ids do not fit")
+    chunks = [body[8 + 32 * i : 40 + 32 * i].hex() for i in range(k)]
     n = int.from_bytes(body[at : at + 8], "little")
     at += 8
     widths = b"\x08\x08\x08"
-    if raw.startswith(_MANIFEST_V2):
+    if version == _MANIFEST_V2[-1:]:
         widths, at = body[at : at + 3], at + 3
+    if len(widths) != 3 or len(body) - at != n * sum(widths):
+        raise ValueError("damaged manifest: pieces do not fit")
     chunk, start, length, pos, order = (np.empty(n, dtype=np.int64) for _ in range(5))
     _pieces.decode(body, at, n, k, widths, chunk, start, length, pos, order)
     for a in (chunk, start, length, pos, order):

@@ -154,6 +154,11 @@ def _walk(b: PieceColumns, h: PieceColumns) -> np.ndarray | None:
     (cached with the manifest): two ten-times re-uploaded versions of
     ~300,000 pieces each cost a few ms here against ~50 by the general path."""
     where = {name: i for i, name in enumerate(b.chunks)}
+    if len(where) != len(b.chunks) or len(set(h.chunks)) != len(h.chunks):
+        # a chunk named twice on a side (an import can write a chunk whose
+        # rows, hence id, are one its parent has): its pieces are under two
+        # numbers, so their order is not known per number
+        return None
     h_to_b = np.array([where.get(name, -1) for name in h.chunks], _I64)
     if not (h_to_b >= 0).any():
         return np.empty((0, 3), _I64)

@@ -61,16 +61,20 @@ class Source:
 def source(store: ObjectStore, export: Export) -> Source:
     """The version's read copy if it has one (found without decoding the
     version's manifest), else its chunks; a whole read of a fragmented
-    version without a copy asks for one."""
-    if not layouts_service.enabled():
-        return Source(get_manifest(store, export.manifest_id), chunk_key)
-    with db.read() as conn:
-        copy = layouts_service.ready(conn, store, export.manifest_id)
-        if copy is None:
-            manifest = get_manifest(store, export.manifest_id)
+    version without a copy asks for one. No database connection is held
+    while a manifest is decoded (~50 MB and a second for 1M pieces)."""
+    copy = None
+    if layouts_service.enabled():
+        with db.read() as conn:
+            copy = layouts_service.ready(conn, store, export.manifest_id)
+    if copy is None:
+        manifest = get_manifest(store, export.manifest_id)
+        if not layouts_service.applies(manifest):
+            return Source(manifest, chunk_key)
+        with db.read() as conn:
             copy = layouts_service.for_reading(conn, store, manifest, export.schema_id)
-            if copy is None:
-                return Source(manifest, chunk_key)
+        if copy is None:
+            return Source(manifest, chunk_key)
     one, key = copy.source()
     return Source(one, key, copy)
 

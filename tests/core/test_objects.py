@@ -166,3 +166,20 @@ def test_a_damaged_compact_manifest_is_an_error_not_a_crash() -> None:
     with pytest.raises(ValueError, match="damaged manifest"):  # cut short
         short = zstandard.ZstdCompressor().compress(bytes(body[: at + 50]))
         objects._decode_manifest(b"DSAM\x02" + short)
+    body[at] = 0
+    z = zstandard.ZstdCompressor().compress
+    bad = {
+        "bytes left over": b"DSAM\x02" + z(bytes(body) + b"\0"),
+        "an unknown form": b"DSAM\x07" + z(bytes(body)),
+        # a count of chunk ids its bytes cannot hold: refused before any is made
+        "2^40 chunks": b"DSAM\x02" + z((2**40).to_bytes(8, "little") + bytes(body[8:])),
+    }
+    widths = body[at - 3 : at]
+    gap_at = at + 100 * widths[0]  # the first piece's gap: before its chunk's start
+    neg = bytearray(body)
+    neg[gap_at : gap_at + widths[1]] = (-5).to_bytes(widths[1], "little", signed=True)
+    bad["a negative start"] = b"DSAM\x02" + z(bytes(neg))
+    for what, raw in bad.items():
+        with pytest.raises(ValueError, match="damaged manifest"):
+            objects._decode_manifest(raw)
+        assert what

@@ -13,6 +13,7 @@ from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -280,6 +281,25 @@ def piece_lists(draw: Any) -> Manifest:
         pieces.append(Piece(c * 64, start, n))
         at[c] = start + n
     return Manifest(tuple(pieces))
+
+
+def test_a_chunk_named_twice_takes_the_general_path() -> None:
+    """An import may list a chunk twice (a new chunk with exactly the rows,
+    hence the id, of one its parent has): rows 0..4 of A used twice in head
+    match base's rows 0..4 once, not twice."""
+    from features.compare import align
+
+    a = "a" * 64
+    base = Manifest((Piece(a, 0, 10),))
+    ids = [a, a]
+    head = Manifest.from_columns(
+        ids,
+        np.array([0, 1, 0, 1]),
+        np.array([0, 0, 5, 5]),
+        np.array([5, 5, 5, 5]),
+    )
+    assert align._walk(base.columns, head.columns) is None  # noqa: SLF001
+    assert align.identity_segments(base, head).tolist() == [[0, 0, 5], [5, 10, 5]]
 
 
 @given(piece_lists(), piece_lists())
