@@ -39,7 +39,9 @@ import pyarrow as pa
 
 from core.chunks import (
     ROW_HASH_COLUMN,
+    chunk_key,
     chunk_schema,
+    footer,
     forget,
     opened,
     parquet_writer,
@@ -97,6 +99,25 @@ class Copy:
 
 def _same(key: str) -> str:
     return key
+
+
+def estimated_bytes(store: ObjectStore, manifest: Manifest) -> int:
+    """About what a read copy of ``manifest`` would take: each chunk's stored
+    bytes in the share of its rows the manifest uses (their footers only)."""
+    cols = manifest.columns
+    used = np.bincount(cols.chunk, weights=cols.length, minlength=len(cols.chunks))
+    total = 0.0
+    for k, name in enumerate(cols.chunks):
+        if used[k] <= 0:
+            continue
+        meta = footer(store, chunk_key(name), keep=False)
+        size = sum(
+            meta.row_group(g).column(c).total_compressed_size
+            for g in range(meta.num_row_groups)
+            for c in range(meta.num_columns)
+        )
+        total += size * min(used[k] / max(meta.num_rows, 1), 1.0)
+    return int(total)
 
 
 def _digest() -> blake3.blake3:

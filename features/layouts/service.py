@@ -11,7 +11,10 @@ dropped (the copies themselves: ``core.layouts``; docs/decisions/0016).
   speed, without having asked first.
 - **Bounded.** The copies take at most ``DSA_LAYOUT_CACHE_BYTES`` of the
   object store (0: no copies). Past it, the least recently read copies not
-  read for ``EVICT_GRACE_S`` are deleted after each build.
+  read for ``EVICT_GRACE_S`` are deleted after each build. A copy that
+  would not fit in the whole budget is not built (estimated from the
+  chunks' footers first): it would evict the rest, then be evicted, and
+  be built again on the next read.
 
 The ``layout`` table records each copy asked for or built, its size and its
 last read; the object store holds the copies under ``layouts/``. A copy
@@ -166,7 +169,8 @@ def _follow(old: str, new: str) -> None:
 
 def build(manifest_id: str) -> int | None:
     """Build the read copy asked for (the task ``layouts.build``); its size,
-    or None when there was nothing to do (built already, or forgotten).
+    or None when there was nothing to do (built already, forgotten, or
+    larger than the whole budget: see ``copies.estimated_bytes``).
     Then evict past the budget. No transaction is held while the copy is
     written (seconds to minutes); a copy that is no longer wanted once
     written (another build got there first) is deleted."""
@@ -177,6 +181,18 @@ def build(manifest_id: str) -> int | None:
     if row is None:
         return None
     manifest = get_manifest(store, manifest_id)
+    estimate = copies.estimated_bytes(store, manifest)
+    if estimate > settings.layout_cache_bytes:
+        # it would push every other copy out, then itself: not built. The
+        # request stays, goes stale and is asked for again after
+        # REQUEST_STALE_S: an estimate (footers only) an hour at most
+        log.info(
+            "read copy not built: larger than the budget",
+            manifest=manifest_id,
+            estimate=estimate,
+            budget=settings.layout_cache_bytes,
+        )
+        return None
     schema = get_schema(store, row["schema_id"])
     copy, size = copies.write(store, manifest, schema, tmp_dir=settings.tmp_dir / "layouts")
     params = {

@@ -291,6 +291,39 @@ def test_read_copies_past_the_budget_are_evicted(
     assert isinstance(got, pl.DataFrame) and got.equals(versions["frames"][2])
 
 
+def test_a_copy_larger_than_the_whole_budget_is_not_built(
+    client: Any, admin: dict[str, str], worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Built, it would evict every other copy, then itself, and be built again
+    on the next read: a loop of whole-table writes. Its size is estimated
+    from the chunks' footers first, and it is not built."""
+    ds = make_dataset(client, admin)
+    df = _edit(_first(), random.Random(5), 1)
+    for frame in (_first(), df):
+        job = import_csv(client, admin, ds["id"], frame.write_csv().encode(), filename="t.csv")
+        assert job["state"] == "succeeded", job
+    commit = job["commit_id"]
+    mid = _manifest_id(commit)
+    store = get_store()
+    manifest = get_manifest(store, mid)
+    assert copies.fragmented(manifest)
+    with read() as conn:  # asked for, as a whole read asks (no worker told)
+        conn.execute(
+            "INSERT INTO layout (manifest_id, schema_id, row_count) VALUES (%s, %s, %s)",
+            (mid, get_commit(store, commit).tables["t"].schema, manifest.row_count),
+        )
+    estimate = copies.estimated_bytes(store, manifest)
+    monkeypatch.setattr(get_settings(), "layout_cache_bytes", estimate - 1)
+    assert layouts_service.build(mid) is None
+    row = _row(mid)
+    assert row is not None and row["state"] == "building"  # asked for again once stale
+    monkeypatch.setattr(get_settings(), "layout_cache_bytes", 64 * estimate)
+    size = layouts_service.build(mid)
+    assert size is not None and 0.5 * estimate < size < 2 * estimate  # the estimate holds
+    row = _row(mid)
+    assert row is not None and row["state"] == "ready"
+
+
 def test_no_read_copies_when_the_budget_is_zero(
     versions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
