@@ -26,12 +26,20 @@
 #include <stdint.h>
 #include <string.h>
 
+/* both functions take ten int64 buffers: read them, and let them go */
+static int buffers(PyObject *args, Py_buffer v[10]) {
+    memset(v, 0, 10 * sizeof v[0]);
+    return PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*y*y*", &v[0], &v[1], &v[2], &v[3], &v[4],
+                            &v[5], &v[6], &v[7], &v[8], &v[9]);
+}
+
+static void release(Py_buffer v[10]) {
+    for (int k = 0; k < 10; k++) PyBuffer_Release(&v[k]);
+}
+
 static PyObject *intersect(PyObject *self, PyObject *args) {
     Py_buffer v[10];
-    memset(v, 0, sizeof v);
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*y*y*", &v[0], &v[1], &v[2], &v[3], &v[4],
-                          &v[5], &v[6], &v[7], &v[8], &v[9]))
-        return NULL;
+    if (!buffers(args, v)) return NULL;
     PyObject *result = NULL;
     int64_t *out = NULL, *ob = NULL, *oh = NULL, *on = NULL;
     Py_ssize_t nb = v[0].len / 8, nh = v[5].len / 8, pieces_b = v[1].len / 8,
@@ -89,7 +97,7 @@ static PyObject *intersect(PyObject *self, PyObject *args) {
                            (const char *)on, n * 8);
 done:
     PyMem_RawFree(out);
-    for (int k = 0; k < 10; k++) PyBuffer_Release(&v[k]);
+    release(v);
     return result;
 }
 
@@ -112,10 +120,7 @@ done:
  */
 static PyObject *walk(PyObject *self, PyObject *args) {
     Py_buffer v[10];
-    memset(v, 0, sizeof v);
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*y*y*", &v[0], &v[1], &v[2], &v[3], &v[4],
-                          &v[5], &v[6], &v[7], &v[8], &v[9]))
-        return NULL;
+    if (!buffers(args, v)) return NULL;
     PyObject *result = NULL;
     int64_t *out = NULL, *cur = NULL, *last = NULL;
     unsigned char *bad = NULL;
@@ -201,7 +206,7 @@ done:
     PyMem_RawFree(cur);
     PyMem_RawFree(last);
     PyMem_RawFree(bad);
-    for (int k = 0; k < 10; k++) PyBuffer_Release(&v[k]);
+    release(v);
     return result;
 }
 
