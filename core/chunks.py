@@ -257,12 +257,19 @@ def read_hashes(store: ObjectStore, cid: str) -> np.ndarray:
     return got
 
 
-def take_rows(store: ObjectStore, cid: str, rows: np.ndarray, columns: tuple[str, ...]) -> pa.Table:
+def take_rows(
+    store: ObjectStore,
+    cid: str,
+    rows: np.ndarray,
+    columns: tuple[str, ...],
+    key_of: Callable[[str], str] = chunk_key,
+) -> pa.Table:
     """The named columns of a chunk's rows at ``rows`` (sorted, unique), in
     that order. Decodes only the row groups holding them: through the page
     cache when they are few, in one multi-threaded read when they are many
-    (rows scattered over a whole chunk, as in a compare)."""
-    key = chunk_key(cid)
+    (rows scattered over a whole chunk, as in a compare). ``key_of``: the
+    object the chunk is read from (as in ``read_rows``)."""
+    key = key_of(cid)
     shape = _shape(store, key)
     starts = np.asarray(shape.starts, dtype=np.int64)
     group_of = np.searchsorted(starts, rows, side="right") - 1

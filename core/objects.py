@@ -171,7 +171,7 @@ class Manifest:
         length = np.fromiter((p.length for p in self.pieces), np.int64, n)
         return PieceColumns(list(names), chunk, start, length, np.cumsum(length) - length)
 
-    @property
+    @cached_property
     def row_count(self) -> int:
         return int(self.columns.length.sum())
 

@@ -3,6 +3,7 @@ hashes of a projection (some columns, maybe cast), and the rows themselves."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -10,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.chunks import read_chunk_columns, read_hashes, take_rows
+from core.chunks import chunk_key, read_chunk_columns, read_hashes, row_group_starts, take_rows
 from core.hashing import row_hashes
 from core.lru import LRU
 from core.objects import Manifest, Schema
@@ -41,16 +42,43 @@ class Projected:
 
 
 class TableRows:
+    """One version of a table, read at positions. Row hashes always come from
+    its manifest's chunks (matching rows goes by chunk identity); row values
+    may come from elsewhere with the same rows in the same order: a read copy
+    (``read_from``)."""
+
     def __init__(self, store: ObjectStore, manifest: Manifest, schema: Schema) -> None:
         self.store = store
         self.manifest = manifest
         self.schema = schema
+        self._values: tuple[Manifest, Callable[[str], str]] = (manifest, chunk_key)
 
-    def _locate(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def read_from(self, manifest: Manifest, key_of: Callable[[str], str]) -> None:
+        """Read row values from ``manifest``'s "chunks", each the object
+        ``key_of(name)``: a read copy of this version (the same rows in the
+        same order, in a few parts), where a page of changes decodes a row
+        group or two, not one in each of the dozen chunks its rows lie in."""
+        if manifest.row_count != self.manifest.row_count:
+            raise ValueError("a read copy holds the version's rows, as many")
+        self._values = (manifest, key_of)
+
+    def _locate(
+        self, positions: np.ndarray, manifest: Manifest | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Chunk number and row in that chunk of each position."""
-        cols = self.manifest.columns
+        cols = (manifest or self.manifest).columns
         piece = np.searchsorted(cols.pos, positions, side="right") - 1
         return cols.chunk[piece], cols.start[piece] + (positions - cols.pos[piece]), cols.chunks
+
+    def groups_to_read(self, positions: np.ndarray) -> int:
+        """How many row groups reading the rows at ``positions`` from the
+        manifest's chunks decodes."""
+        chunk_of, row, names = self._locate(np.unique(positions))
+        n = 0
+        for c in np.unique(chunk_of).tolist():
+            starts, _ = row_group_starts(self.store, chunk_key(names[c]))
+            n += len(np.unique(np.searchsorted(starts, row[chunk_of == c], side="right")))
+        return n
 
     def stored_hashes(self, positions: np.ndarray) -> np.ndarray:
         """The ``_row_hash`` of each row at ``positions`` as (n, 2) uint64."""
@@ -73,12 +101,13 @@ class TableRows:
         if len(positions) == 0:
             return pa.table({c: pa.array([], arrow_type(self._type(c))) for c in columns})
         uniq, back = np.unique(positions, return_inverse=True)
-        chunk_of, row, names = self._locate(uniq)
+        manifest, key_of = self._values
+        chunk_of, row, names = self._locate(uniq, manifest)
 
         def one(c: int) -> tuple[pa.Table, np.ndarray]:
             sel = np.flatnonzero(chunk_of == c)
             rows, inv = np.unique(row[sel], return_inverse=True)
-            part = take_rows(self.store, names[c], rows, tuple(columns))
+            part = take_rows(self.store, names[c], rows, tuple(columns), key_of)
             # chunks may disagree on a column's nullability; rows here are nullable
             nullable = pa.schema([f.with_nullable(True) for f in part.schema])
             return part.take(pa.array(inv)).cast(nullable), sel

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from core.config import get_settings
 from core.errors import Invalid, NotFound
 from core.lru import LRU
 from core.objects import Commit, Manifest, Schema, TableEntry, get_commit, get_manifest, get_schema
@@ -23,6 +24,7 @@ from features.compare import align as alignment
 from features.compare import schema_diff
 from features.compare.rows import Projected, TableRows
 from features.data import service as data_service
+from features.layouts import service as layouts_service
 from features.refs import service as refs_service
 
 MAX_LIMIT = 1000
@@ -219,6 +221,9 @@ def compare(
         td = diff_table(base, head, pk)
         _diffs.put(cache_key, td)
     total = len(td.op)
+    bpos, hpos = td.base_pos[offset : offset + limit], td.head_pos[offset : offset + limit]
+    _read_from_copies(conn, store, (base, bpos[bpos >= 0]), (head, hpos[hpos >= 0]))
+    changes = _changes(base, head, td, offset, limit)
     return {
         "base_commit_id": base_ref,
         "head_commit_id": head_ref,
@@ -227,11 +232,33 @@ def compare(
         "key": td.key,
         "schema_diff": td.schema.to_json(),
         "summary": td.summary(),
-        "changes": _changes(base, head, td, offset, limit),
+        "changes": changes,
         "offset": offset,
         "limit": limit,
         "total_changes": total,
     }
+
+
+def _read_from_copies(
+    conn: psycopg.Connection[Any], store: ObjectStore, *sides: tuple[TableVersion, np.ndarray]
+) -> None:
+    """Read the rows a page shows from a side's read copy where that decodes
+    fewer row groups than its chunks (pages do not ask for copies:
+    ``layouts``). A page of changes of a re-uploaded version finds its base
+    rows in many chunks, a row group to decode in each (ten for a page of v9
+    of the 1M-row benchmark table, against three in its copy); its head rows
+    (the ones the upload changed) lie together in the upload's own chunk,
+    fewer than in a copy. Matching rows still goes by the manifest's chunks."""
+    rows_per_group = get_settings().row_group_rows
+    for side, positions in sides:
+        if side.entry is None or len(positions) == 0:
+            continue
+        in_order = len(np.unique(positions // rows_per_group))  # about what a copy decodes
+        if side.rows.groups_to_read(positions) <= in_order:
+            continue
+        copy = layouts_service.for_reading(conn, store, side.manifest, side.entry.schema, ask=False)
+        if copy is not None:
+            side.rows.read_from(*copy.source())
 
 
 def _changes(
