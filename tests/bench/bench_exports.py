@@ -56,6 +56,7 @@ from tests.bench.bench_import import (  # noqa: E402
     free_port,
     generate_csv,
     machine,
+    rss_parts,
 )
 
 TARGETS = {
@@ -72,6 +73,7 @@ def _api_cpu(stack: Stack) -> float:
 
 
 def export_once(client: httpx.Client, stack: Stack, url: str, rows: int) -> dict[str, Any]:
+    idle = rss_parts(stack.api_procs())
     rss = RssSampler(stack.api_procs, interval=0.05)
     rss.start()
     size = 0
@@ -96,6 +98,9 @@ def export_once(client: httpx.Client, stack: Stack, url: str, rows: int) -> dict
         "rows_s": rows / dt,
         "api_peak_rss_mb": rss.max_total / 2**20,  # MiB (the key's name is kept for old results)
         "api_peak_rss_1e6": rss.max_total / 1e6,
+        "api_peak_anon_mb": rss.max_anon_total / 2**20,  # of which anonymous (no file pages)
+        "api_idle_rss_mb": idle["rss_mb"],  # before the request
+        "api_idle_anon_mb": idle["anon_mb"],
         "api_cpu_s": cpu,
         "load": [round(load0, 2), round(os.getloadavg()[0], 2)],
     }

@@ -237,6 +237,27 @@ class Stack:
             self.proc.wait(10)
 
 
+def _rss_anon(pid: int) -> int:
+    """The anonymous part of a process's RSS, in bytes (Linux)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def rss_parts(procs: list[psutil.Process]) -> dict[str, float]:
+    """The summed RSS of ``procs`` now, and its anonymous part, in MiB."""
+    rss = anon = 0
+    for p in procs:
+        try:
+            rss += p.memory_info().rss
+            anon += _rss_anon(p.pid) if sys.platform.startswith("linux") else 0
+        except (psutil.Error, OSError):
+            continue
+    return {"rss_mb": rss / 2**20, "anon_mb": anon / 2**20}
+
+
 class RssSampler(threading.Thread):
     """Samples the summed RSS of ``find()``'s processes; re-scans them every second."""
 
@@ -248,6 +269,10 @@ class RssSampler(threading.Thread):
         self.max_single = 0
         self.max_total = 0
         self.max_pss_total = 0  # PSS: shared (copy-on-write) pages counted once
+        # RSS's anonymous part (the process's own memory), apart from pages of
+        # mapped files (shared libraries: shared with the other processes, and
+        # as many as the page cache's folios make them, see docs/benchmarks.md)
+        self.max_anon_total = 0
         self.pss = sys.platform.startswith("linux")
         self.samples = 0
         self._halt = threading.Event()
@@ -256,18 +281,21 @@ class RssSampler(threading.Thread):
         while not self._halt.is_set():
             if self.samples and self.samples % 20 == 0:
                 self.procs = self.find()
-            total = pss_total = 0
+            total = pss_total = anon_total = 0
             for p in self.procs:
                 try:
                     rss = p.memory_info().rss
                     pss = getattr(p.memory_full_info(), "pss", 0) if self.pss else 0
-                except psutil.Error:
+                    anon = _rss_anon(p.pid) if self.pss else 0
+                except (psutil.Error, OSError):
                     continue
                 total += rss
                 pss_total += pss
+                anon_total += anon
                 self.max_single = max(self.max_single, rss)
             self.max_total = max(self.max_total, total)
             self.max_pss_total = max(self.max_pss_total, pss_total)
+            self.max_anon_total = max(self.max_anon_total, anon_total)
             self.samples += 1
             self._halt.wait(self.interval)
 
