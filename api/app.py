@@ -12,7 +12,7 @@ from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
-from core import db, queue
+from core import chunks, db, queue
 from core.config import get_settings
 from core.logs import configure as configure_logs
 from features.auth.routes import router as auth_router
@@ -38,6 +38,7 @@ REQUEST_SECONDS = Histogram(
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     queue.configure()
+    chunks.warm_up()
     compare_align.warm_up()
     _warm_up_routes(app)
     yield

@@ -290,3 +290,26 @@ def read_chunk_columns(store: ObjectStore, cid: str, columns: tuple[str, ...]) -
     """Whole columns of a chunk, in one read (not cached)."""
     with opened(store, chunk_key(cid)) as pf:
         return pf.read(columns=list(columns))
+
+
+def warm_up() -> None:
+    """Write, read and take rows of a tiny chunk-like Parquet file once, in
+    memory: the first row-group read and the first ``take`` of a process
+    each pay a one-time cost (measured: ~3.5 ms for the first ``take``, ~1–2
+    ms for the first zstd read), which would land on its first page."""
+    table = pa.table(
+        {
+            "i": pa.array([1, None], pa.int64()),
+            "f": pa.array([0.5, None], pa.float64()),
+            "s": pa.array(["a", None], pa.large_string()),
+            "d": pa.array([1, None], pa.date32()),
+            "t": pa.array([1, None], pa.timestamp("us")),
+            "b": pa.array([True, None], pa.bool_()),
+        }
+    )
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", use_dictionary=False)
+    pf = pq.ParquetFile(pa.BufferReader(sink.getvalue()), pre_buffer=False)
+    read = pf.read_row_group(0)
+    read.take(pa.array([1, 0]))
+    pa.concat_tables([read, read]).combine_chunks()
