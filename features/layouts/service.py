@@ -5,10 +5,15 @@ dropped (the copies themselves: ``core.layouts``; docs/decisions/0016).
   fragmented version without a copy asks for one (``for_reading``); a
   worker builds it (``layouts.build``), and later whole reads use it.
 - **Following a branch.** When a branch moves (an import, merge, revert,
-  fast-forward or reset) and a table of the commit it left had a copy, the
-  table's new version gets one built straight away (``follow``): a job that
-  pulls a branch after every update reads each version at a fresh import's
-  speed, without having asked first.
+  fast-forward or reset), a fragmented new version of a table gets a copy
+  built straight away (``follow``) if the table's version at the commit it
+  left had one (a job that pulls the branch after every update reads each
+  version at a fresh import's speed, without having asked first), or if
+  the copy is small: at most 1/``EAGER_SHARE`` of the budget (256 MiB of
+  the default 4 GiB, ~4M rows of the bench table; a second or two of a
+  worker per 1M rows). So a branch's newest versions read as fast as fresh
+  imports from their first whole read, page or compare on, and only a
+  large table's copy waits to be asked for.
 - **Bounded.** The copies take at most ``DSA_LAYOUT_CACHE_BYTES`` of the
   object store (0: no copies). Past it, the least recently read copies not
   read for ``EVICT_GRACE_S`` are deleted after each build. A copy that
@@ -42,6 +47,7 @@ log = structlog.get_logger(__name__)
 Q = db.Queries(__file__)
 REQUEST_STALE_S = 3600  # a build asked for this long ago and not done is asked for again
 EVICT_GRACE_S = 600  # a copy read this recently is not evicted (a read may be under way)
+EAGER_SHARE = 16  # a copy at most this share of the budget is built when a branch moves
 SEEN_S = 10.0  # a copy found ready is used this long without asking the database again
 _seen: LRU[str, tuple[copies.Copy, float]] = LRU(max_items=1024)
 
@@ -148,8 +154,9 @@ def _enqueue(manifest_id: str) -> None:
 
 def follow(conn: psycopg.Connection[Any], old: str, new: str) -> None:
     """A branch is moving from commit ``old`` to ``new`` in ``conn``'s
-    transaction: once it has committed, ask for read copies of the new
-    versions of tables whose version at ``old`` has one. Done after the
+    transaction: once it has committed, ask for read copies of the new,
+    fragmented versions of tables whose version at ``old`` has one, or
+    whose copy would be small (see the module's docstring). Done after the
     commit, in a transaction of its own, and never failing: a cache must
     not hold a branch's lock longer or undo its move."""
     if enabled() and old != new:
@@ -170,11 +177,13 @@ def _follow(old: str, new: str) -> None:
         with db.transaction() as conn:
             ids = list({before[name].manifest for name in changed})
             had = {r["manifest_id"] for r in conn.execute(Q.ready_among, {"ids": ids}).fetchall()}
+            small = get_settings().layout_cache_bytes // EAGER_SHARE
             for name, entry in changed.items():
-                if before[name].manifest in had:
-                    manifest = get_manifest(store, entry.manifest)
-                    if copies.fragmented(manifest):
-                        _request(conn, manifest, entry.schema)
+                manifest = get_manifest(store, entry.manifest)
+                if copies.fragmented(manifest) and (
+                    before[name].manifest in had or copies.estimated_bytes(store, manifest) <= small
+                ):
+                    _request(conn, manifest, entry.schema)
     except Exception:
         log.warning("could not ask for read copies after a branch moved", commit=new)
 

@@ -189,6 +189,25 @@ def _built(ds: dict[str, Any], commit: str, timeout: float = 60) -> copies.Copy:
     return copy
 
 
+def _wait_built(manifest_id: str, timeout: float = 60) -> None:
+    """Wait for the read copy the branch's move asked for to be built."""
+    deadline = time.monotonic() + timeout
+    while (row := _row(manifest_id)) is None or row["state"] != "ready":
+        assert row is not None, "no read copy was asked for when the branch moved"
+        assert time.monotonic() < deadline, "the read copy was not built"
+        time.sleep(0.2)
+
+
+def _forget(manifest_id: str) -> None:
+    """Delete a version's read copy and its record, as eviction does."""
+    with read() as conn:
+        row = conn.execute(
+            "SELECT * FROM layout WHERE manifest_id = %s AND state = 'ready'", (manifest_id,)
+        ).fetchone()
+        if row is not None:
+            layouts_service._delete(conn, get_store(), layouts_service._copy(row))
+
+
 def _row(manifest_id: str) -> dict[str, Any] | None:
     with read() as conn:
         return conn.execute(  # type: ignore[no-any-return]
@@ -307,6 +326,8 @@ def test_a_copy_larger_than_the_whole_budget_is_not_built(
     store = get_store()
     manifest = get_manifest(store, mid)
     assert copies.fragmented(manifest)
+    _wait_built(mid)  # small: built when the branch moved; forgotten
+    _forget(mid)
     with read() as conn:  # asked for, as a whole read asks (no worker told)
         conn.execute(
             "INSERT INTO layout (manifest_id, schema_id, row_count) VALUES (%s, %s, %s)",
@@ -431,3 +452,36 @@ def test_a_compare_shows_the_same_changes_read_from_read_copies(
     copied, chunked = pages
     assert copied["changes"] and copied == chunked
     assert {c["op"] for c in copied["changes"]} == {"add", "remove", "modify"}
+
+
+def test_a_small_fragmented_version_gets_a_copy_when_its_branch_moves(
+    client: Any, admin: dict[str, str], worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody has read the table whole: a re-upload that leaves a fragmented
+    version whose copy is small gets one built straight away; one past
+    1/EAGER_SHARE of the budget waits to be asked for."""
+    ds = make_dataset(client, admin)
+    jobs = []
+    for frame in (_first(), _edit(_first(), random.Random(3), 1)):
+        job = import_csv(client, admin, ds["id"], frame.write_csv().encode(), filename="t.csv")
+        assert job["state"] == "succeeded", job
+        jobs.append(job)
+    old, new = (j["commit_id"] for j in jobs)
+    mid = _manifest_id(new)
+    assert copies.fragmented(get_manifest(get_store(), mid))
+    _wait_built(mid)  # nobody read it
+    _forget(mid)  # then the branch moves again with a smaller budget
+    estimate = copies.estimated_bytes(get_store(), get_manifest(get_store(), mid))
+    monkeypatch.setattr(
+        get_settings(), "layout_cache_bytes", estimate * layouts_service.EAGER_SHARE - 1
+    )
+    layouts_service._follow(old, new)
+    assert _row(mid) is None  # too large to build unasked
+    monkeypatch.setattr(
+        get_settings(), "layout_cache_bytes", estimate * layouts_service.EAGER_SHARE
+    )
+    with monkeypatch.context() as m:
+        m.setattr(layouts_service, "_enqueue", lambda manifest_id: None)  # no worker told
+        layouts_service._follow(old, new)
+    row = _row(mid)
+    assert row is not None and row["state"] == "building"
