@@ -237,6 +237,12 @@ def verify(store: ObjectStore, copy: Copy) -> bool:
     return ok
 
 
+def forget_check(copy: Copy) -> None:
+    """Forget that ``copy`` passed ``verify`` in this process (a read of it
+    failed since): the next ``verify`` checks every part again."""
+    _verified.pop(copy.prefix)
+
+
 def verify_rows(store: ObjectStore, copy: Copy) -> bool:
     """Whether ``copy`` is whole (``verify``) and its parts' ``_row_hash``
     columns, in order, digest to the digest recorded when it was written:

@@ -14,9 +14,13 @@ from typing import Any
 
 import numpy as np
 import psycopg
+import pyarrow as pa
+import structlog
 
+from core.chunks import chunk_key
 from core.config import get_settings
 from core.errors import Invalid, NotFound
+from core.layouts import Copy
 from core.lru import LRU
 from core.objects import Commit, Manifest, Schema, TableEntry, get_commit, get_manifest, get_schema
 from core.storage import ObjectStore, get_store
@@ -27,6 +31,7 @@ from features.data import service as data_service
 from features.layouts import service as layouts_service
 from features.refs import service as refs_service
 
+log = structlog.get_logger(__name__)
 MAX_LIMIT = 1000
 REMOVE, ADD, MODIFY = 0, 1, 2
 _OPS = {REMOVE: "remove", ADD: "add", MODIFY: "modify"}
@@ -39,6 +44,7 @@ class TableVersion:
     schema: Schema
     manifest: Manifest
     rows: TableRows
+    copy: Copy | None = None  # the read copy its rows are read from, if any
 
 
 def version(store: ObjectStore, commit: Commit, table: str) -> TableVersion:
@@ -251,7 +257,7 @@ def _read_from_copies(
     fewer than in a copy. Matching rows still goes by the manifest's chunks."""
     rows_per_group = get_settings().row_group_rows
     for side, positions in sides:
-        if side.entry is None or len(positions) == 0:
+        if side.entry is None or len(positions) == 0 or not layouts_service.applies(side.manifest):
             continue
         in_order = len(np.unique(positions // rows_per_group))  # about what a copy decodes
         if side.rows.groups_to_read(positions) <= in_order:
@@ -259,6 +265,7 @@ def _read_from_copies(
         copy = layouts_service.for_reading(conn, store, side.manifest, side.entry.schema, ask=False)
         if copy is not None:
             side.rows.read_from(*copy.source())
+            side.copy = copy
 
 
 def _changes(
@@ -308,7 +315,19 @@ def _json_rows(side: TableVersion, positions: np.ndarray) -> list[dict[str, Any]
     if len(positions) == 0:
         return []
     names = side.schema.names
-    table = side.rows.read(positions, names)
+    try:
+        table = side.rows.read(positions, names)
+    except (NotFound, OSError, pa.ArrowException):
+        if side.copy is None:
+            raise
+        # a part of the read copy went missing or bad after it was checked:
+        # it is checked again (and dropped) by the next read; this one
+        # reads the version's own chunks
+        log.warning("a read copy failed a page; read from the chunks", manifest=side.manifest.id)
+        layouts_service.distrust(side.copy)
+        side.copy = None
+        side.rows.read_from(side.manifest, chunk_key)
+        table = side.rows.read(positions, names)
     cols = [
         data_service.column_values(table.column(i), c.type)
         for i, c in enumerate(side.schema.columns)

@@ -117,6 +117,14 @@ def _ready(
     return None, row is None or bool(row["stale"])
 
 
+def distrust(copy: copies.Copy) -> None:
+    """A read of ``copy`` failed (a part missing or damaged after this process
+    checked it): forget that it was checked and found ready, so the next
+    read checks it whole, and deletes it and asks again if it fails."""
+    _seen.pop(copy.manifest_id)
+    copies.forget_check(copy)
+
+
 def touch(copy: copies.Copy) -> None:
     """A read of ``copy`` goes on (a long download): keep it from eviction."""
     try:
@@ -154,38 +162,57 @@ def _enqueue(manifest_id: str) -> None:
 
 def follow(conn: psycopg.Connection[Any], old: str, new: str) -> None:
     """A branch is moving from commit ``old`` to ``new`` in ``conn``'s
-    transaction: once it has committed, ask for read copies of the new,
-    fragmented versions of tables whose version at ``old`` has one, or
-    whose copy would be small (see the module's docstring). Done after the
-    commit, in a transaction of its own, and never failing: a cache must
-    not hold a branch's lock longer or undo its move."""
+    transaction: once it has committed, a worker is asked to request read
+    copies of the new, fragmented versions of its tables (``follow_move``).
+    Nothing is read here: a merge's or reset's response and an import's
+    landing never wait for it, and a cache must not hold a branch's lock
+    longer or undo its move."""
     if enabled() and old != new:
-        db.after_commit(conn, lambda: _follow(old, new))
+        db.after_commit(conn, lambda: _enqueue_follow(old, new))
 
 
-def _follow(old: str, new: str) -> None:
+def _enqueue_follow(old: str, new: str) -> None:
+    try:
+        enqueue("layouts.follow", old, new)
+    except Exception:  # a cache must not fail a write; the next whole read asks
+        log.warning("could not send a branch move to read copies", commit=new, exc_info=True)
+
+
+def follow_move(old: str, new: str) -> None:
+    """Request read copies of the fragmented versions of commit ``new``'s
+    tables that differ from commit ``old``'s (the task ``layouts.follow``):
+    those whose version at ``old`` had one, and those whose copy would be
+    small (see the module's docstring; tables new in ``new`` count as
+    changed). Sizes are estimated from the chunks' footers outside any
+    transaction. Never fails: a cache's bookkeeping must not."""
     try:
         store = get_store()
         before, after = get_commit(store, old).tables, get_commit(store, new).tables
-        changed = {
-            name: entry
-            for name, entry in after.items()
-            if name in before and before[name].manifest != entry.manifest
-        }
-        if not changed:
+        wanted: dict[str, tuple[Manifest, str]] = {}
+        for name, entry in after.items():
+            if name in before and before[name].manifest == entry.manifest:
+                continue
+            manifest = get_manifest(store, entry.manifest)
+            if copies.fragmented(manifest):
+                wanted[name] = (manifest, entry.schema)
+        if not wanted:
             return
+        ids = [before[name].manifest for name in wanted if name in before]
         with db.transaction() as conn:
-            ids = list({before[name].manifest for name in changed})
             had = {r["manifest_id"] for r in conn.execute(Q.ready_among, {"ids": ids}).fetchall()}
-            small = get_settings().layout_cache_bytes // EAGER_SHARE
-            for name, entry in changed.items():
-                manifest = get_manifest(store, entry.manifest)
-                if copies.fragmented(manifest) and (
-                    before[name].manifest in had or copies.estimated_bytes(store, manifest) <= small
-                ):
-                    _request(conn, manifest, entry.schema)
+        small = get_settings().layout_cache_bytes // EAGER_SHARE
+        chosen = [
+            (manifest, schema)
+            for name, (manifest, schema) in wanted.items()
+            if (name in before and before[name].manifest in had)
+            or copies.estimated_bytes(store, manifest) <= small
+        ]
+        if chosen:
+            with db.transaction() as conn:
+                for manifest, schema in chosen:
+                    _request(conn, manifest, schema)
     except Exception:
-        log.warning("could not ask for read copies after a branch moved", commit=new)
+        log.warning("could not ask for read copies after a branch moved", commit=new, exc_info=True)
 
 
 def build(manifest_id: str) -> int | None:

@@ -1,4 +1,5 @@
-"""Thin Celery task of the layouts feature: build a read copy asked for."""
+"""Thin Celery tasks of the layouts feature: build a read copy asked for;
+ask for the read copies a branch's move calls for."""
 
 from __future__ import annotations
 
@@ -9,3 +10,8 @@ from features.layouts import service
 @celery_app.task(name="layouts.build", acks_late=True, ignore_result=True)
 def build(manifest_id: str) -> None:
     service.build(manifest_id)
+
+
+@celery_app.task(name="layouts.follow", acks_late=True, ignore_result=True)
+def follow(old: str, new: str) -> None:
+    service.follow_move(old, new)
