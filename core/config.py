@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     line_index_max_rows: int = 10_000_000
     export_batch_rows: int = 65_536
     layout_cache_bytes: int = 4 * 1024**3
+    layout_eager_bytes: int = 256 * 1024**2
     export_link_key: str | None = None
     export_link_max_seconds: int = 7 * 86_400
     log_level: str = "INFO"

@@ -9,11 +9,12 @@ dropped (the copies themselves: ``core.layouts``; docs/decisions/0016).
   built straight away (``follow``) if the table's version at the commit it
   left had one (a job that pulls the branch after every update reads each
   version at a fresh import's speed, without having asked first), or if
-  the copy is small: at most 1/``EAGER_SHARE`` of the budget (256 MiB of
-  the default 4 GiB, ~4M rows of the bench table; a second or two of a
-  worker per 1M rows). So a branch's newest versions read as fast as fresh
-  imports from their first whole read, page or compare on, and only a
-  large table's copy waits to be asked for.
+  the copy is small: at most ``DSA_LAYOUT_EAGER_BYTES`` (256 MiB, ~4M rows
+  of the bench table; a second or two of a worker per 1M rows). So a
+  branch's newest versions read as fast as fresh imports from their first
+  whole read, page or compare on, and only a large table's copy waits to
+  be asked for (unless the setting is raised: a copy built unasked for a
+  35M-row version costs a worker ~50 s after each re-upload).
 - **Bounded.** The copies take at most ``DSA_LAYOUT_CACHE_BYTES`` of the
   object store (0: no copies). Past it, the least recently read copies not
   read for ``EVICT_GRACE_S`` are deleted after each build. A copy that
@@ -47,7 +48,6 @@ log = structlog.get_logger(__name__)
 Q = db.Queries(__file__)
 REQUEST_STALE_S = 3600  # a build asked for this long ago and not done is asked for again
 EVICT_GRACE_S = 600  # a copy read this recently is not evicted (a read may be under way)
-EAGER_SHARE = 16  # a copy at most this share of the budget is built when a branch moves
 SEEN_S = 10.0  # a copy found ready is used this long without asking the database again
 _seen: LRU[str, tuple[copies.Copy, float]] = LRU(max_items=1024)
 
@@ -200,7 +200,8 @@ def follow_move(old: str, new: str) -> None:
         ids = [before[name].manifest for name in wanted if name in before]
         with db.transaction() as conn:
             had = {r["manifest_id"] for r in conn.execute(Q.ready_among, {"ids": ids}).fetchall()}
-        small = get_settings().layout_cache_bytes // EAGER_SHARE
+        settings = get_settings()
+        small = min(settings.layout_eager_bytes, settings.layout_cache_bytes)
         chosen = [
             (manifest, schema)
             for name, (manifest, schema) in wanted.items()

@@ -470,7 +470,7 @@ def test_a_small_fragmented_version_gets_a_copy_when_its_branch_moves(
 ) -> None:
     """Nobody has read the table whole: a re-upload that leaves a fragmented
     version whose copy is small gets one built straight away; one past
-    1/EAGER_SHARE of the budget waits to be asked for."""
+    DSA_LAYOUT_EAGER_BYTES waits to be asked for."""
     ds = make_dataset(client, admin)
     jobs = []
     for frame in (_first(), _edit(_first(), random.Random(3), 1)):
@@ -483,14 +483,10 @@ def test_a_small_fragmented_version_gets_a_copy_when_its_branch_moves(
     _wait_built(mid)  # nobody read it
     _forget(mid)  # then the branch moves again with a smaller budget
     estimate = copies.estimated_bytes(get_store(), get_manifest(get_store(), mid))
-    monkeypatch.setattr(
-        get_settings(), "layout_cache_bytes", estimate * layouts_service.EAGER_SHARE - 1
-    )
+    monkeypatch.setattr(get_settings(), "layout_eager_bytes", estimate - 1)
     layouts_service.follow_move(old, new)
     assert _row(mid) is None  # too large to build unasked
-    monkeypatch.setattr(
-        get_settings(), "layout_cache_bytes", estimate * layouts_service.EAGER_SHARE
-    )
+    monkeypatch.setattr(get_settings(), "layout_eager_bytes", estimate)
     with monkeypatch.context() as m:
         m.setattr(layouts_service, "_enqueue", lambda manifest_id: None)  # no worker told
         layouts_service.follow_move(old, new)
