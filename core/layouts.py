@@ -29,7 +29,7 @@ is the ``layouts`` feature's policy; docs/decisions/0016.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,7 +195,7 @@ def rows_digest(store: ObjectStore, manifest: Manifest) -> str:
     return str(digest.hexdigest())
 
 
-_verified: LRU[str, bool] = LRU(max_items=4096)
+_verified: LRU[str, bool] = LRU(max_items=16_384)  # copies (by prefix) and parts (by key) checked
 
 
 def verify(store: ObjectStore, copy: Copy) -> bool:
@@ -237,10 +237,43 @@ def verify(store: ObjectStore, copy: Copy) -> bool:
     return ok
 
 
+def verify_parts(store: ObjectStore, copy: Copy, parts: Iterable[int]) -> bool:
+    """Whether the parts numbered ``parts`` of ``copy`` are whole: present,
+    readable, naming its manifest and their place, each holding the rows
+    its place says (``part_rows``, the last the rest). What reading some of
+    a copy's rows needs (a page of changes), without ``verify``'s pass over
+    every part; each part checked once per process, its footer kept for the
+    read that follows. False, never an error, when one is not."""
+    keys = copy.parts
+    try:
+        for i in parts:
+            if not 0 <= i < len(keys):
+                return False
+            key = keys[i]
+            if _verified.get(key):
+                continue
+            forget(key)  # the object's own footer, not one parsed before
+            starts, kv = row_group_starts(store, key)
+            last = copy.rows - copy.part_rows * (len(keys) - 1)
+            if (
+                kv.get(b"dsa.layout") != LAYOUT_VERSION.encode()
+                or kv.get(b"dsa.manifest") != copy.manifest_id.encode()
+                or kv.get(b"dsa.part") != str(i).encode()
+                or int(starts[-1]) != (last if i == len(keys) - 1 else copy.part_rows)
+            ):
+                return False
+            _verified.put(key, True)
+    except (OSError, pa.ArrowException, NotFound):
+        return False
+    return True
+
+
 def forget_check(copy: Copy) -> None:
-    """Forget that ``copy`` passed ``verify`` in this process (a read of it
-    failed since): the next ``verify`` checks every part again."""
+    """Forget that ``copy`` or its parts passed ``verify``/``verify_parts``
+    in this process (a read of it failed since): they are checked again."""
     _verified.pop(copy.prefix)
+    for key in copy.parts:
+        _verified.pop(key)
 
 
 def verify_rows(store: ObjectStore, copy: Copy) -> bool:
@@ -265,6 +298,6 @@ def verify_rows(store: ObjectStore, copy: Copy) -> bool:
 
 def delete(store: ObjectStore, copy: Copy) -> None:
     """Delete the copy's parts (a read under way keeps the files it has open)."""
-    _verified.pop(copy.prefix)
+    forget_check(copy)
     for key in copy.parts:
         store.delete(key)

@@ -262,7 +262,7 @@ def _read_from_copies(
         in_order = len(np.unique(positions // rows_per_group))  # about what a copy decodes
         if side.rows.groups_to_read(positions) <= in_order:
             continue
-        copy = layouts_service.for_reading(conn, store, side.manifest, side.entry.schema, ask=False)
+        copy = layouts_service.for_rows(conn, store, side.manifest, positions)
         if copy is not None:
             side.rows.read_from(*copy.source())
             side.copy = copy

@@ -492,3 +492,28 @@ def test_a_small_fragmented_version_gets_a_copy_when_its_branch_moves(
         layouts_service.follow_move(old, new)
     row = _row(mid)
     assert row is not None and row["state"] == "building"
+
+
+def test_a_page_checks_only_the_parts_it_reads(versions: dict[str, Any]) -> None:
+    """``verify_parts``: a part is whole when present, naming its manifest
+    and place, with the rows its place says; another part's file, garbage,
+    a missing part or a number past the last fail, never raise."""
+    ds, commit = versions["ds"], versions["commits"][2]
+    copy = _built(ds, commit)
+    store = get_store()
+    copies.forget_check(copy)
+    assert copies.verify_parts(store, copy, [0, len(copy.parts) - 1])
+    assert not copies.verify_parts(store, copy, [len(copy.parts)])
+    victim = 1
+    with store.local_path(copy.parts[0]) as path:
+        store.put_file(copy.parts[victim], path)  # part 0's file in part 1's place
+    copies.forget_check(copy)
+    assert copies.verify_parts(store, copy, [0])  # the parts a page reads, only
+    assert not copies.verify_parts(store, copy, [victim])
+    store.put(copy.parts[victim], b"PAR1 not really")
+    copies.forget_check(copy)
+    assert not copies.verify_parts(store, copy, [victim])
+    store.delete(copy.parts[victim])
+    assert not copies.verify_parts(store, copy, [victim])
+    assert not copies.verify(store, copy)
+    _forget(_manifest_id(commit))
