@@ -297,12 +297,15 @@ def _import(job: dict[str, Any], work: Path) -> None:
                     lines_at=(dataset_id, branch, table_name),
                     indexes=indexes,
                 )
+            # the line indexes are on disk before the job says it succeeded (a
+            # client may upload the next version at once); one whose version
+            # does not land is never used (``lines.load`` checks the manifest)
+            for table_name, index in indexes.items():
+                with contextlib.suppress(OSError):  # a cache: losing it costs speed
+                    lines.save(dataset_id, branch, table_name, index)
             rebases = 0
             while True:
                 if _land(job, upload, head, parent, built, rebases):
-                    for table_name, index in indexes.items():
-                        with contextlib.suppress(OSError):  # a cache: losing it costs speed
-                            lines.save(dataset_id, branch, table_name, index)
                     return
                 # another writer moved the branch first (the ref CAS lost)
                 with db.transaction() as conn:
