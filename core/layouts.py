@@ -219,22 +219,33 @@ def verify(store: ObjectStore, copy: Copy) -> bool:
             _verified.pop(copy.prefix)
             return False
         rows = 0
-        for i, key in enumerate(parts):
-            forget(key)  # the object's own footer, not one parsed before
-            starts, kv = row_group_starts(store, key, keep=False)
-            if (
-                kv.get(b"dsa.layout") != LAYOUT_VERSION.encode()
-                or kv.get(b"dsa.manifest") != copy.manifest_id.encode()
-                or kv.get(b"dsa.part") != str(i).encode()
-            ):
+        for i in range(len(parts)):
+            got = _part_rows(store, copy, i, keep=False)
+            if got is None:
                 return False
-            rows += int(starts[-1])
+            rows += got
     except (OSError, pa.ArrowException, NotFound):
         return False
     ok = rows == copy.rows
     if ok:
         _verified.put(copy.prefix, True)
     return ok
+
+
+def _part_rows(store: ObjectStore, copy: Copy, i: int, *, keep: bool = True) -> int | None:
+    """Part ``i``'s rows, read from its own footer (not one parsed before;
+    kept for a read unless ``keep`` is false), or None when the footer does
+    not name this copy's manifest and that place."""
+    key = copy.parts[i]
+    forget(key)
+    starts, kv = row_group_starts(store, key, keep=keep)
+    if (
+        kv.get(b"dsa.layout") != LAYOUT_VERSION.encode()
+        or kv.get(b"dsa.manifest") != copy.manifest_id.encode()
+        or kv.get(b"dsa.part") != str(i).encode()
+    ):
+        return None
+    return int(starts[-1])
 
 
 def verify_parts(store: ObjectStore, copy: Copy, parts: Iterable[int]) -> bool:
@@ -249,20 +260,12 @@ def verify_parts(store: ObjectStore, copy: Copy, parts: Iterable[int]) -> bool:
         for i in parts:
             if not 0 <= i < len(keys):
                 return False
-            key = keys[i]
-            if _verified.get(key):
+            if _verified.get(keys[i]):
                 continue
-            forget(key)  # the object's own footer, not one parsed before
-            starts, kv = row_group_starts(store, key)
             last = copy.rows - copy.part_rows * (len(keys) - 1)
-            if (
-                kv.get(b"dsa.layout") != LAYOUT_VERSION.encode()
-                or kv.get(b"dsa.manifest") != copy.manifest_id.encode()
-                or kv.get(b"dsa.part") != str(i).encode()
-                or int(starts[-1]) != (last if i == len(keys) - 1 else copy.part_rows)
-            ):
+            if _part_rows(store, copy, i) != (last if i == len(keys) - 1 else copy.part_rows):
                 return False
-            _verified.put(key, True)
+            _verified.put(keys[i], True)
     except (OSError, pa.ArrowException, NotFound):
         return False
     return True

@@ -179,11 +179,17 @@ def _request(conn: psycopg.Connection[Any], manifest: Manifest, schema_id: str) 
 
 def _enqueue(manifest_id: str) -> None:
     """Send the build; if the broker is down, the request goes stale and the
-    next whole read asks again (a cache must not fail a read or a write)."""
+    next whole read asks again."""
+    _send("layouts.build", manifest_id)
+
+
+def _send(task: str, *args: str) -> None:
+    """Send ``task``; a broker that is down is logged, never raised (a cache
+    must not fail a read or a write)."""
     try:
-        enqueue("layouts.build", manifest_id)
+        enqueue(task, *args)
     except Exception:
-        log.warning("could not send a read copy's build", manifest=manifest_id)
+        log.warning("could not send a read copies' task", task=task, args=args, exc_info=True)
 
 
 def follow(conn: psycopg.Connection[Any], old: str, new: str) -> None:
@@ -194,14 +200,8 @@ def follow(conn: psycopg.Connection[Any], old: str, new: str) -> None:
     landing never wait for it, and a cache must not hold a branch's lock
     longer or undo its move."""
     if enabled() and old != new:
-        db.after_commit(conn, lambda: _enqueue_follow(old, new))
-
-
-def _enqueue_follow(old: str, new: str) -> None:
-    try:
-        enqueue("layouts.follow", old, new)
-    except Exception:  # a cache must not fail a write; the next whole read asks
-        log.warning("could not send a branch move to read copies", commit=new, exc_info=True)
+        # if the broker is down, the next whole read asks instead
+        db.after_commit(conn, lambda: _send("layouts.follow", old, new))
 
 
 def follow_move(old: str, new: str) -> None:
