@@ -24,6 +24,7 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, NamedTuple, overload
 
@@ -242,12 +243,20 @@ class TableEntry:
         return {"schema": self.schema, "manifest": self.manifest, "row_count": self.row_count}
 
 
+def commit_time(ts: datetime) -> str:
+    """A commit's canonical time (part of its id): UTC with microseconds and
+    a 'Z'; a naive time is taken as UTC."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 @dataclass(frozen=True)
 class Commit:
     parents: tuple[str, ...]
     tables: dict[str, TableEntry]
     author: str
-    created_at: str  # ISO 8601, UTC, microseconds
+    created_at: str  # commit_time(): ISO 8601, UTC, microseconds
     message: str
     provenance: dict[str, Any] = field(default_factory=dict)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -12,19 +12,12 @@ from psycopg.types.json import Jsonb
 from core import db
 from core.errors import NotFound
 from core.lru import LRU
-from core.objects import Commit, put_object
+from core.objects import Commit, commit_time, put_object
 from core.storage import get_store
 from features.commits import graph
 
 Q = db.Queries(__file__)
 ROOT_MESSAGE = "Create dataset"
-
-
-def iso(ts: datetime) -> str:
-    """Canonical commit time: UTC with microseconds and a 'Z'."""
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def create_root(
@@ -34,7 +27,7 @@ def create_root(
         parents=(),
         tables={},
         author=author,
-        created_at=iso(created_at),
+        created_at=commit_time(created_at),
         message=ROOT_MESSAGE,
         provenance={"dataset_id": str(dataset_id)},
     )

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from features.imports.csv_reader import ImportFailed
+from features.imports.errors import ImportFailed
 from features.imports.formats import detect_format
 
 _BLOCK = 1 << 20

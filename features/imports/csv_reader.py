@@ -28,9 +28,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from core.errors import Invalid
 from features.imports.compression import decode_errors, open_decoded
 from features.imports.compression import detect as detect_compression
+from features.imports.errors import ImportFailed, InvalidEncoding, MalformedCsv, PreferenceMissed
 
 BLOCK_BYTES = 4 * 1024 * 1024
 # Wider tables are refused: every row's encoding and every chunk's metadata grow
@@ -44,10 +44,6 @@ _LEADING_ZERO = r"^[+-]?0[0-9xX]"  # 007, 0x1f: identifiers, not numbers
 _NOT_INTEGER = r"[.eEnNiI]"  # any float syntax: a decimal point, exponent, nan, inf
 _TRUE_FALSE = pa.array(["true", "false"])
 _PROBE_ROWS = 256
-
-
-class ImportFailed(Invalid):
-    """The file cannot be imported; the problem says why and where."""
 
 
 def strip_plus(arr: pa.Array) -> pa.Array:
@@ -187,14 +183,6 @@ class TypeInference:
                 kind = "string"
             out.append(kind)
         return out
-
-
-class PreferenceMissed(Exception):
-    """A value of ``column`` does not fit the type the table had (the file is
-    read again with that column's type inferred)."""
-
-    def __init__(self, column: str) -> None:
-        self.column = column
 
 
 class _BadValue(Exception):
@@ -807,9 +795,8 @@ def _explain(
         )
     if "invalid UTF8" in msg or "UTF8" in msg:
         line = _first_bad_utf8_line(path, dialect["compression"])
-        return ImportFailed(
+        return InvalidEncoding(
             f"line {line} is not valid UTF-8; re-save the file as UTF-8 or pass options.encoding",
-            code="invalid_encoding",
             line=line,
         )
-    return ImportFailed(f"the file is not valid CSV: {msg}", code="malformed_csv")
+    return MalformedCsv(f"the file is not valid CSV: {msg}")

@@ -38,6 +38,7 @@ from core.hashing import row_hashes
 from core.objects import Manifest, Piece
 from core.schema import Column
 from core.storage import ObjectStore
+from features.imports.errors import ImportFailed
 
 # Compaction: when matching would leave the table in more pieces than this
 # (at least COMPACT_MIN_PIECES, and runs of fewer than COMPACT_MIN_RUN rows on
@@ -327,8 +328,6 @@ class UpsertWriter(DedupWriter):
             self._sink = None
         missing = [k for k in self.key if k not in [c.name for c in self.columns]]
         if missing:
-            from features.imports.csv_reader import ImportFailed
-
             raise ImportFailed(
                 f"the file has no primary key column {', '.join(map(repr, missing))}",
                 code="schema_mismatch",
@@ -412,8 +411,6 @@ class UpsertWriter(DedupWriter):
 
 
 def _check_keys(file: pl.DataFrame, key: list[str]) -> None:
-    from features.imports.csv_reader import ImportFailed
-
     nulls = file.filter(pl.any_horizontal(pl.col(key).is_null()))
     if nulls.height:
         row = int(nulls.get_column("frow")[0]) + 1

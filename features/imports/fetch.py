@@ -31,7 +31,7 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 import blake3
 import httpx
 
-from features.imports.csv_reader import ImportFailed
+from features.imports.errors import ImportFailed, UrlNotFound, UrlNotUsable, UrlRefused
 
 MAX_REDIRECTS = 5
 _CHUNK = 1 << 20
@@ -98,11 +98,9 @@ def fetch(
                 if attempt + 1 < attempts:
                     time.sleep(min(0.25 * 2**attempt, 8.0))
                 continue
-            except ImportFailed as exc:
-                if exc.code in ("url_not_found", "url_refused"):
-                    errors.append(f"{url}: {exc.detail}")
-                    break  # next mirror
-                raise
+            except UrlNotUsable as exc:
+                errors.append(f"{url}: {exc.detail}")
+                break  # next mirror
             _verify(got, checksum)
             return got
     raise ImportFailed(
@@ -126,7 +124,7 @@ def _download(
         for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(current)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ImportFailed(f"{current!r} is not an http(s) URL", code="url_refused")
+                raise UrlRefused(f"{current!r} is not an http(s) URL")
             port = parts.port or (443 if parts.scheme == "https" else 80)
             addr = check_address(parts.hostname, port, allow_private=allow_private)
             host_for_url = f"[{addr}]" if ":" in addr else addr
@@ -143,21 +141,19 @@ def _download(
                     if resp.status_code in (301, 302, 303, 307, 308):
                         location = resp.headers.get("location")
                         if not location:
-                            raise ImportFailed(f"{current} redirects nowhere", code="url_refused")
+                            raise UrlRefused(f"{current} redirects nowhere")
                         current = urljoin(current, location)
                         continue
                     if resp.status_code >= 500:
                         raise _Retryable(f"HTTP {resp.status_code}")
                     if resp.status_code == 404:
-                        raise ImportFailed(f"{current} was not found (404)", code="url_not_found")
+                        raise UrlNotFound(f"{current} was not found (404)")
                     if resp.status_code >= 400:
-                        raise ImportFailed(
-                            f"{current} answered HTTP {resp.status_code}", code="url_refused"
-                        )
+                        raise UrlRefused(f"{current} answered HTTP {resp.status_code}")
                     return _save(resp, current, dest, max_bytes, on_bytes)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 raise _Retryable(f"{type(exc).__name__}: {exc}") from None
-    raise ImportFailed(f"{url} redirects more than {MAX_REDIRECTS} times", code="url_refused")
+    raise UrlRefused(f"{url} redirects more than {MAX_REDIRECTS} times")
 
 
 def _save(

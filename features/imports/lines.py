@@ -54,14 +54,9 @@ from core.objects import Manifest, Piece, Schema, TableEntry
 from features.imports import _records  # type: ignore[attr-defined]  # C extension
 from features.imports.chunking import ChunkWriter, assemble, columns_of
 from features.imports.compression import open_decoded
-from features.imports.csv_reader import (
-    WHITESPACE,
-    CsvSource,
-    ImportFailed,
-    detect_header,
-    sniff,
-)
+from features.imports.csv_reader import WHITESPACE, CsvSource, detect_header, sniff
 from features.imports.dedup import _halves, _pieces, match, place, positions, too_fragmented
+from features.imports.errors import ImportFailed
 
 MAGIC = b"dsa.lines.v1\n"
 # encodings in which '\n', '\r', '"' and ASCII delimiters are single bytes

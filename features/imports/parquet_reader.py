@@ -29,7 +29,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pyarrow.types as pat
 
-from features.imports.csv_reader import ImportFailed, check_forced_columns, check_width
+from features.imports.csv_reader import check_forced_columns, check_width
+from features.imports.errors import ImportFailed
 
 BATCH_ROWS = 65_536
 _INT64_MAX = 2**63 - 1

@@ -49,6 +49,7 @@ from core.objects import (
     Piece,
     Schema,
     TableEntry,
+    commit_time,
     get_commit,
     get_manifest,
     get_schema,
@@ -439,7 +440,7 @@ def _land(
         parents=(head,),
         tables=tables,
         author=params.get("author", "unknown"),
-        created_at=commits_service.iso(job["created_at"]),
+        created_at=commit_time(job["created_at"]),
         message=params.get("message") or f"Import {filename}",
         provenance={
             "source": upload,

@@ -39,16 +39,15 @@ def merge(
 ) -> dict[str, Any]:
     with transaction() as conn:
         ds = datasets_service.require(conn, user, dataset_id, "write")
-        return service.merge(
-            conn,
-            ds,
-            source=body.source,
-            target=body.target,
-            by=user.username,
-            message=body.message,
-            expected_target=body.expected_target_commit_id,
-            strategy=body.strategy,
-        )
+    return service.merge(
+        ds,
+        source=body.source,
+        target=body.target,
+        by=user.username,
+        message=body.message,
+        expected_target=body.expected_target_commit_id,
+        strategy=body.strategy,
+    )
 
 
 @router.post("/datasets/{dataset_id}/reverts", status_code=201)
@@ -57,13 +56,12 @@ def revert(
 ) -> dict[str, Any]:
     with transaction() as conn:
         ds = datasets_service.require(conn, user, dataset_id, "write")
-        return service.revert(
-            conn,
-            ds,
-            branch=body.branch,
-            commit=body.commit,
-            by=user.username,
-            message=body.message,
-            expected=body.expected_commit_id,
-            strategy=body.strategy,
-        )
+    return service.revert(
+        ds,
+        branch=body.branch,
+        commit=body.commit,
+        by=user.username,
+        message=body.message,
+        expected=body.expected_commit_id,
+        strategy=body.strategy,
+    )

@@ -71,16 +71,15 @@ def merge(
     try:
         with transaction() as conn:
             ds = datasets_service.require(conn, user, dataset_id, "write")
-            out = service.merge(
-                conn,
-                ds,
-                source=source.strip(),
-                target=target.strip(),
-                by=user.username,
-                message=message.strip() or None,
-                expected_target=expected_target or None,
-                strategy=strategy,
-            )
+        out = service.merge(
+            ds,
+            source=source.strip(),
+            target=target.strip(),
+            by=user.username,
+            message=message.strip() or None,
+            expected_target=expected_target or None,
+            strategy=strategy,
+        )
     except (Conflict, DsaError) as err:
         if err.status not in (400, 404, 409, 422):
             raise

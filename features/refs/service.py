@@ -19,14 +19,28 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 
 from core import db
-from core.errors import BadRequest, Conflict, Invalid, NotFound
+from core.errors import Invalid, NotFound
+from core.objects import Commit
 from features.commits import service as commits_service
 from features.layouts import service as layouts_service
+from features.refs.errors import (
+    BranchNotFound,
+    BranchProtected,
+    DefaultBranch,
+    InvalidRange,
+    InvalidRefName,
+    RefAmbiguous,
+    RefConflict,
+    RefExists,
+    RefNotFound,
+    TagNotFound,
+)
 
 Q = db.Queries(__file__)
 _HEX = re.compile(r"^[0-9a-f]{7,64}$")
@@ -35,9 +49,8 @@ _REF_NAME = re.compile(r"^(?!.*\.\.)(?!/)(?!.*/$)[A-Za-z0-9._/-]{1,200}$")
 
 def validate_name(name: str) -> None:
     if not _REF_NAME.match(name) or _HEX.match(name):
-        raise Invalid(
+        raise InvalidRefName(
             f"{name!r} is not a valid ref name (letters, digits, . _ - /; not a hex commit id)",
-            code="invalid_ref_name",
         )
 
 
@@ -108,7 +121,7 @@ def _create(
                 },
             ).fetchone()
     except psycopg.errors.UniqueViolation:
-        raise Conflict(f"a ref named {name!r} already exists", code="ref_exists") from None
+        raise RefExists(f"a ref named {name!r} already exists") from None
     assert row is not None
     return row
 
@@ -123,7 +136,9 @@ def get_ref(
     """The branch or tag (``kind``) called ``name``."""
     row = conn.execute(Q.get_ref, {"dataset_id": dataset_id, "name": name}).fetchone()
     if row is None or row["kind"] != kind:
-        raise NotFound(f"{kind} {name!r} does not exist", code=f"{kind}_not_found")
+        raise (BranchNotFound if kind == "branch" else TagNotFound)(
+            f"{kind} {name!r} does not exist"
+        )
     return row
 
 
@@ -136,7 +151,9 @@ def _lock(
 ) -> dict[str, Any]:
     row = conn.execute(Q.lock_ref, {"dataset_id": dataset_id, "name": name}).fetchone()
     if row is None or row["kind"] != kind:
-        raise NotFound(f"{kind} {name!r} does not exist", code=f"{kind}_not_found")
+        raise (BranchNotFound if kind == "branch" else TagNotFound)(
+            f"{kind} {name!r} does not exist"
+        )
     return row
 
 
@@ -149,15 +166,14 @@ def resolve(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, ref: str) -> s
         if len(ids) == 1:
             return ids[0]
         if len(ids) > 1:
-            raise Conflict(
+            raise RefAmbiguous(
                 f"the commit prefix {ref!r} is ambiguous; give more characters",
-                code="ref_ambiguous",
             )
     else:
         row = conn.execute(Q.get_ref, {"dataset_id": dataset_id, "name": ref}).fetchone()
         if row is not None:
             return str(row["commit_id"])
-    raise NotFound(f"ref {ref!r} does not exist", code="ref_not_found")
+    raise RefNotFound(f"ref {ref!r} does not exist")
 
 
 def cas_move(
@@ -185,12 +201,45 @@ def cas_move(
         },
     ).fetchone()
     if row is None or row["n"] != 1:
-        raise Conflict(
+        raise RefConflict(
             f"branch {name!r} is no longer at {expected[:12]}; it moved while this ran",
-            code="ref_conflict",
             expected_commit_id=expected,
         )
     layouts_service.follow(conn, expected, new)  # read copies follow the branch
+
+
+def land(
+    *,
+    dataset_id: uuid.UUID,
+    branch: str,
+    commit: Commit,
+    by: str,
+    reason: str,
+    then: Callable[[psycopg.Connection[Any], str], None] | None = None,
+) -> str:
+    """The one way a new commit reaches a branch (imports, merges, reverts):
+    in one short transaction, record ``commit`` (its object and its mirror),
+    move ``branch`` from the commit's first parent to it by compare-and-swap
+    with its reflog row (``by``, ``reason``), and run ``then(conn, commit_id)``
+    (an import's job success); all of it or none. The commit's objects
+    (schemas, manifests, chunks) are written before, outside any transaction.
+
+    Raises ``RefConflict`` when the branch is no longer at the first parent;
+    nothing is recorded then, and the caller may rebuild on the new head."""
+    with db.transaction() as conn:
+        commit_id = commits_service.record(conn, dataset_id=dataset_id, commit=commit)
+        cas_move(
+            conn,
+            dataset_id=dataset_id,
+            name=branch,
+            new=commit_id,
+            expected=commit.parents[0],
+            by=by,
+            reason=reason,
+        )
+        if then is not None:
+            then(conn, commit_id)
+    return commit_id
 
 
 def move_branch(
@@ -212,18 +261,16 @@ def move_branch(
     new = resolve(conn, dataset_id, to)
     want = _expected(conn, dataset_id, expected)
     if row["commit_id"] != want:
-        raise Conflict(
+        raise RefConflict(
             f"branch {name!r} is at {row['commit_id'][:12]}, not at {expected[:12]}",
-            code="ref_conflict",
             expected_commit_id=want or expected,
             commit_id=row["commit_id"],
         )
     current = str(row["commit_id"])
     if row["protected"] and not commits_service.is_ancestor(conn, dataset_id, current, new):
-        raise Conflict(
+        raise BranchProtected(
             f"branch {name!r} is protected: it only moves forward, to commits that "
-            f"descend from {current[:12]}; unprotect it first to reset it",
-            code="branch_protected",
+            f"descend from {current[:12]}; unprotect it first to reset it"
         )
     cas_move(
         conn, dataset_id=dataset_id, name=name, new=new, expected=current, by=by, reason=reason
@@ -284,18 +331,16 @@ def delete_branch(
     refuse (409). With ``expected``, only if the branch is still there."""
     row = _lock(conn, dataset_id, name, "branch")
     if name == default_branch:
-        raise Conflict(
+        raise DefaultBranch(
             f"{name!r} is the dataset's default branch and cannot be deleted",
-            code="default_branch",
         )
     if row["protected"]:
-        raise Conflict(f"branch {name!r} is protected; unprotect it first", code="branch_protected")
+        raise BranchProtected(f"branch {name!r} is protected; unprotect it first")
     if expected is not None:
         want = _expected(conn, dataset_id, expected)
         if row["commit_id"] != want:
-            raise Conflict(
+            raise RefConflict(
                 f"branch {name!r} is at {row['commit_id'][:12]}, not at {expected[:12]}",
-                code="ref_conflict",
                 expected_commit_id=want or expected,
                 commit_id=row["commit_id"],
             )
@@ -325,7 +370,7 @@ def log(
     total = conn.execute(Q.ref_log_count, {"dataset_id": dataset_id, "name": name}).fetchone()
     n = int(total["n"]) if total else 0
     if n == 0:
-        raise NotFound(f"no ref named {name!r} was ever recorded", code="ref_not_found")
+        raise RefNotFound(f"no ref named {name!r} was ever recorded")
     rows = conn.execute(
         Q.ref_log, {"dataset_id": dataset_id, "name": name, "offset": offset, "limit": limit}
     ).fetchall()
@@ -347,7 +392,7 @@ def resolve_range(
             splits.append((spec[:i], spec[i + 3 :]))
         i = spec.find("...", i + 1)
     if not splits:
-        raise BadRequest(f"expected two refs as a...b, not {spec!r}", code="invalid_range")
+        raise InvalidRange(f"expected two refs as a...b, not {spec!r}")
     for n, (a, b) in enumerate(splits):
         try:
             return resolve(conn, dataset_id, a), resolve(conn, dataset_id, b)

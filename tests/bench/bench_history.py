@@ -94,7 +94,7 @@ def free_port() -> int:
 def build(commits: int) -> dict[str, Any]:
     """The dataset and its graph, written through the services in batches."""
     from core import db
-    from core.objects import Commit
+    from core.objects import Commit, commit_time
     from features.auth import service as auth_service
     from features.commits import service as commits_service
     from features.datasets import service as datasets_service
@@ -116,7 +116,7 @@ def build(commits: int) -> dict[str, Any]:
             parents=parents,
             tables={},
             author="bench",
-            created_at=commits_service.iso(t0 + timedelta(seconds=made[0])),
+            created_at=commit_time(t0 + timedelta(seconds=made[0])),
             message=message,
             provenance={"n": made[0]},
         )

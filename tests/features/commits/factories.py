@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from core.objects import Commit
+from core.objects import Commit, commit_time
 from features.commits import service as commits_service
 
 _T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -29,7 +29,7 @@ def commit(
         parents=tuple(parents),
         tables={},
         author="tester",
-        created_at=commits_service.iso(at or _T0 + timedelta(seconds=n)),
+        created_at=commit_time(at or _T0 + timedelta(seconds=n)),
         message=message or f"commit {n}",
         provenance={"test": uuid.uuid4().hex},
     )

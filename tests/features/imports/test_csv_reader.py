@@ -9,7 +9,8 @@ import pyarrow as pa
 import pytest
 import zstandard
 
-from features.imports.csv_reader import CsvSource, ImportFailed, read_csv
+from features.imports.csv_reader import CsvSource, read_csv
+from features.imports.errors import ImportFailed
 
 
 def _read(tmp_path: Path, content: bytes, **options: Any) -> Any:

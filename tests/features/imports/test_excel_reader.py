@@ -8,7 +8,7 @@ import openpyxl
 import pyarrow as pa
 import pytest
 
-from features.imports.csv_reader import ImportFailed
+from features.imports.errors import ImportFailed
 from features.imports.excel_reader import ExcelSource, sheet_names
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from features.imports.csv_reader import ImportFailed
+from features.imports.errors import ImportFailed
 from features.imports.fetch import check_address, fetch
 
 

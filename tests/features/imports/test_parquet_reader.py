@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from features.imports.csv_reader import ImportFailed
+from features.imports.errors import ImportFailed
 from features.imports.parquet_reader import ParquetSource
 
 UTC = dt.UTC

@@ -77,7 +77,7 @@ def scenario(draw: Any) -> dict[str, Any]:
 @given(scenario())
 def test_disjoint_edits_merge_cleanly(sc: dict[str, Any]) -> None:
     from features.compare.service import version
-    from features.merges.service import three_way
+    from features.merges.three_way import three_way
 
     base = sc["base"]
     edited = {

@@ -1,0 +1,48 @@
+"""The refs feature's errors (their codes are the problem documents' ``code``)."""
+
+from __future__ import annotations
+
+from core.errors import BadRequest, Conflict, Invalid, NotFound
+
+
+class InvalidRefName(Invalid):
+    default_code = "invalid_ref_name"
+
+
+class InvalidRange(BadRequest):
+    default_code = "invalid_range"
+
+
+class RefNotFound(NotFound):
+    default_code = "ref_not_found"
+
+
+class BranchNotFound(RefNotFound):
+    default_code = "branch_not_found"
+
+
+class TagNotFound(RefNotFound):
+    default_code = "tag_not_found"
+
+
+class RefExists(Conflict):
+    default_code = "ref_exists"
+
+
+class RefAmbiguous(Conflict):
+    default_code = "ref_ambiguous"
+
+
+class RefConflict(Conflict):
+    """The branch is not where the writer expected: it moved (compare-and-swap
+    lost), or the client's ``expected_commit_id`` is stale."""
+
+    default_code = "ref_conflict"
+
+
+class BranchProtected(Conflict):
+    default_code = "branch_protected"
+
+
+class DefaultBranch(Conflict):
+    default_code = "default_branch"
