@@ -41,6 +41,7 @@ import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -50,10 +51,12 @@ import polars as pl
 import pyarrow as pa
 
 from core.config import get_settings
-from core.objects import Manifest, Piece, Schema, TableEntry
+from core.objects import Manifest, Schema, TableEntry
+from core.storage import ObjectStore
 from features.imports import _records  # type: ignore[attr-defined]  # C extension
 from features.imports.chunking import ChunkWriter, assemble, columns_of
 from features.imports.compression import open_decoded
+from features.imports.context import BuildContext, WriteJob, Written
 from features.imports.csv_reader import WHITESPACE, CsvSource, detect_header, sniff
 from features.imports.dedup import _halves, _pieces, match, place, positions, too_fragmented
 from features.imports.errors import ImportFailed
@@ -196,25 +199,24 @@ def index_of(
     return LineIndex((schema.id, manifest.id), fp, scan.hashes)
 
 
-def reupload(
-    path: Path,
-    work: Path,
-    params: dict[str, Any],
-    store: Any,
-    previous: tuple[Schema, Manifest],
-    index: LineIndex,
-    progress: Any,
-) -> (
-    tuple[list[str], list[str], list[bool], list[Piece], int, dict[str, Any], LineIndex, int] | None
-):
-    """The table from ``path`` built on the index of the table it replaces
-    (see the module docstring), like ``service._write_table`` plus the new
-    table's index and how many lines were parsed; None when only the full
-    import can tell."""
-    options = params.get("options") or {}
-    fmt = params["format"]
+@dataclass(frozen=True)
+class Reuploaded:
+    """A table built by lines: what was written, the new table's index
+    (``table`` filled in once its manifest is known) and the lines parsed."""
+
+    written: Written
+    index: LineIndex
+    parsed_rows: int
+
+
+def reupload(ctx: BuildContext, job: WriteJob, index: LineIndex) -> Reuploaded | None:
+    """The table ``job`` reads built on the index of the table it replaces
+    (``job.previous``; see the module docstring), like ``write.write_table``;
+    None when only the full import can tell."""
+    path, fmt = job.table.path, job.table.format
+    assert job.previous is not None
     try:
-        dialect = sniff(path, options, fmt)
+        dialect = sniff(path, job.options, fmt)
     except ImportFailed:
         return None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="header") as ex:
@@ -222,9 +224,9 @@ def reupload(
         if dialect["header"] is None:
             # decided from the first block as an import decides it, while the
             # lines are matched on the header the index had
-            detecting = ex.submit(detect_header, path, options, fmt)
+            detecting = ex.submit(detect_header, path, job.options, fmt)
             dialect["header"] = index.fingerprint["header"]
-        built = _reupload(path, work, store, previous, index, options, dialect, progress)
+        built = _reupload(ctx, path, job.previous, index, job.options, dialect)
         if detecting is not None:
             try:
                 if detecting.result() != dialect["header"]:
@@ -235,19 +237,16 @@ def reupload(
 
 
 def _reupload(
+    ctx: BuildContext,
     path: Path,
-    work: Path,
-    store: Any,
     previous: tuple[Schema, Manifest],
     index: LineIndex,
     options: dict[str, Any],
     dialect: dict[str, Any],
-    progress: Any,
-) -> (
-    tuple[list[str], list[str], list[bool], list[Piece], int, dict[str, Any], LineIndex, int] | None
-):
+) -> Reuploaded | None:
     settings = get_settings()
-    with scanned(path, dialect, work, settings.line_index_max_rows) as lines:
+    progress = ctx.progress
+    with scanned(path, dialect, ctx.work, settings.line_index_max_rows) as lines:
         scan = with_header(lines, bool(dialect["header"]))
         if scan is None or not len(scan.spans):
             return None
@@ -266,18 +265,19 @@ def _reupload(
         progress.check()
         if len(changed) > rows * (1 - MIN_PAIRED) or too_fragmented(runs.height, rows):
             return None
-        names, types = schema.names, [c.type for c in schema.columns]
+        types = [c.type for c in schema.columns]
         nullable = [c.nullable for c in schema.columns]
         new_chunks: list[str] = []
         if len(changed):
-            parsed = _parse_changed(scan, changed, dialect, work, store, schema)
+            parsed = _parse_changed(scan, changed, dialect, ctx.work, ctx.store, schema)
             if parsed is None:
                 return None
             new_chunks, file_nullable = parsed
             nullable = [a or b for a, b in zip(nullable, file_nullable, strict=True)]
         pieces = _pieces(chunks + new_chunks, runs)
+        written = Written(list(schema.names), types, nullable, pieces, rows, dialect)
         new_index = LineIndex(("", ""), index.fingerprint, scan.hashes)
-        return list(names), types, nullable, pieces, rows, dialect, new_index, len(changed)
+        return Reuploaded(written, new_index, len(changed))
 
 
 def _parse_changed(
@@ -285,7 +285,7 @@ def _parse_changed(
     changed: np.ndarray,
     dialect: dict[str, Any],
     work: Path,
-    store: Any,
+    store: ObjectStore,
     schema: Schema,
 ) -> tuple[list[str], list[bool]] | None:
     """The unpaired lines parsed as the table's types and stored in new chunks

@@ -26,17 +26,10 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
 from core.errors import BadRequest, TooLarge
+from features.imports.models import ReceivedFile
 
 MAX_FIELD_BYTES = 1024 * 1024
 FLUSH_BYTES = 4 * 1024 * 1024
-
-
-@dataclass
-class ReceivedFile:
-    path: Path
-    filename: str
-    size: int
-    blake3: str
 
 
 @dataclass

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,9 @@ from core.db import transaction
 from core.errors import BadRequest, TooLarge
 from features.auth.service import User, current_user
 from features.datasets import service as datasets_service
+from features.imports import service as imports_service
 from features.refs import service as refs_service
-from features.uploads import multipart, service
+from features.uploads import multipart
 
 router = APIRouter(prefix="/api/v1", tags=["imports"])
 
@@ -54,17 +54,17 @@ async def upload(
         raise BadRequest("the form has no 'file' part", code="file_missing")
     received = form.file
     try:
-        params = service.parse_fields(form.fields, received.filename, primary_key)
+        req = imports_service.request_from_form(form.fields, received.filename, primary_key)
 
         def _accept() -> dict[str, Any]:
             with transaction() as conn:
-                return service.accept(
+                return imports_service.submit_upload(
                     conn,
                     user,
                     dataset_id=dataset_id,
                     branch=branch,
                     received=received,
-                    params=params,
+                    request=req,
                 )
 
         body = await run_in_threadpool(_accept)
@@ -109,31 +109,19 @@ def import_url(
 ) -> JSONResponse:
     """Queue an import of a file the worker downloads (mirrors tried in order)."""
     primary_key = _check(user, dataset_id, branch)
-    urls = body.all_urls()
-    name = service.filename_for_url(urls[0])
-    fields = {
-        k: v
-        for k, v in {
-            "mode": body.mode,
-            "message": body.message,
-            "table": body.table,
-            "expected_commit_id": body.expected_commit_id,
-            "options": json.dumps(body.options) if body.options is not None else None,
-        }.items()
-        if v is not None
-    }
-    params = service.parse_fields(fields, name, primary_key)
-    if "message" not in fields:
-        params["message"] = f"Import {urls[0]}"
+    req = imports_service.request_from_url(
+        body.all_urls(),
+        checksum=body.checksum,
+        mode=body.mode,
+        message=body.message,
+        table=body.table,
+        options=body.options,
+        expected_commit_id=body.expected_commit_id,
+        primary_key=primary_key,
+    )
     with transaction() as conn:
-        out = service.accept_url(
-            conn,
-            user,
-            dataset_id=dataset_id,
-            branch=branch,
-            urls=urls,
-            checksum=body.checksum,
-            params=params,
+        out = imports_service.submit_url(
+            conn, user, dataset_id=dataset_id, branch=branch, request=req
         )
     return JSONResponse(
         {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in out.items()},

@@ -19,9 +19,10 @@ from core.db import read, transaction
 from core.errors import BadRequest, DsaError, NotFound
 from features.commits import service as commits_service
 from features.datasets import service as datasets_service
+from features.imports import service as imports_service
 from features.jobs import service as jobs_service
 from features.refs import service as refs_service
-from features.uploads import multipart, service
+from features.uploads import multipart
 from features.web import service as web
 
 router = APIRouter(route_class=web.UiRoute, include_in_schema=False)
@@ -127,17 +128,17 @@ async def _upload(request: Request, dataset_id: uuid.UUID, wants_json: bool) -> 
         options = options_from_form(form.fields)
         if options:
             fields["options"] = json.dumps(options)
-        params = service.parse_fields(fields, received.filename, primary_key)
+        req = imports_service.request_from_form(fields, received.filename, primary_key)
 
         def _accept() -> dict[str, Any]:
             with transaction() as conn:
-                return service.accept(
+                return imports_service.submit_upload(
                     conn,
                     user,
                     dataset_id=dataset_id,
                     branch=branch,
                     received=received,
-                    params=params,
+                    request=req,
                 )
 
         body = await run_in_threadpool(_accept)

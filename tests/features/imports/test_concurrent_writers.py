@@ -17,12 +17,12 @@ from typing import Any
 import blake3
 import pytest
 
-from core import db
+from core import db, queue
 from features.auth.service import User
-from features.imports import service
+from features.imports import pipeline, service
+from features.imports.context import ImportJob
+from features.imports.models import ReceivedFile
 from features.jobs import service as jobs_service
-from features.uploads import service as uploads_service
-from features.uploads.multipart import ReceivedFile
 from tests.conftest import Worker, import_csv, make_dataset, upload
 
 
@@ -59,36 +59,36 @@ def _queue(
     ds: dict[str, Any],
     content: bytes,
     **fields: str,
-) -> dict[str, Any]:
+) -> ImportJob:
     """A claimed import job, recorded as the upload route records it but not
     sent to the worker: the test runs it here."""
     me = ctx["c"].get("/api/v1/users/me", headers=ctx["h"]).json()
     user = User(uuid.UUID(me["id"]), me["username"], me["is_admin"])
-    params = uploads_service.parse_fields(fields, "t.csv", ds.get("primary_key"))
+    request = service.request_from_form(fields, "t.csv", ds.get("primary_key"))
     path = tmp_path / f"upload-{uuid.uuid4().hex}"
     path.write_bytes(content)
     received = ReceivedFile(path, "t.csv", len(content), blake3.blake3(content).hexdigest())
     with monkeypatch.context() as m:
-        m.setattr(service, "enqueue_after_commit", lambda conn, job_id: None)
+        m.setattr(queue, "enqueue", lambda *args: None)
         with db.transaction() as conn:
-            out = uploads_service.accept(
+            out = service.submit_upload(
                 conn, user, dataset_id=uuid.UUID(ds["id"]), branch="main", received=received,
-                params=params,
+                request=request,
             )  # fmt: skip
     with db.transaction() as conn:
-        job = jobs_service.claim(conn, out["job_id"])
-    assert job is not None
-    return job
+        row = jobs_service.claim(conn, out["job_id"])
+    assert row is not None
+    return ImportJob.from_row(row)
 
 
-def _run(ctx: dict[str, Any], job: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
-    work = tmp_path / f"job-{job['id']}"
+def _run(ctx: dict[str, Any], job: ImportJob, tmp_path: Path) -> dict[str, Any]:
+    work = tmp_path / f"job-{job.id}"
     work.mkdir()
     try:
-        service._run_claimed(job, work)
+        pipeline.run_claimed(job, work)
     finally:
-        service._drop_upload(job)
-    out = ctx["c"].get(f"/api/v1/jobs/{job['id']}", headers=ctx["h"]).json()
+        pipeline.drop_upload(job)
+    out = ctx["c"].get(f"/api/v1/jobs/{job.id}", headers=ctx["h"]).json()
     assert out["state"] in ("succeeded", "failed"), out
     return dict(out)
 
@@ -96,7 +96,7 @@ def _run(ctx: dict[str, Any], job: dict[str, Any], tmp_path: Path) -> dict[str, 
 def _race(monkeypatch: pytest.MonkeyPatch, other: Callable[[], str]) -> list[str]:
     """Run ``other`` (another writer landing on the branch) once, right after
     the import under test has read its file and before it commits."""
-    real = service._import_table
+    real = pipeline.build_table
     landed: list[str] = []
 
     def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -105,7 +105,7 @@ def _race(monkeypatch: pytest.MonkeyPatch, other: Callable[[], str]) -> list[str
             landed.append(other())
         return out
 
-    monkeypatch.setattr(service, "_import_table", wrapped)
+    monkeypatch.setattr(pipeline, "build_table", wrapped)
     return landed
 
 
@@ -233,7 +233,7 @@ def test_a_branch_that_never_holds_still_fails_after_bounded_attempts(
 ) -> None:
     ds = make_dataset(ctx["c"], ctx["h"])
     _land(ctx, ds["id"], b"id,v\n1,10\n")
-    monkeypatch.setattr(service, "REBASE_ATTEMPTS", 0)
+    monkeypatch.setattr(pipeline, "REBASE_ATTEMPTS", 0)
     job = _queue(ctx, monkeypatch, tmp_path, ds, b"id,v\n5,50\n", mode="append")
     _race(monkeypatch, lambda: _land(ctx, ds["id"], b"id,v\n2,20\n", mode="append"))
     out = _run(ctx, job, tmp_path)
