@@ -24,10 +24,6 @@ from features.imports.formats import detect_format
 _BLOCK = 1 << 20
 
 
-def is_archive(path: Path) -> bool:
-    return zipfile.is_zipfile(path) or tarfile.is_tarfile(path)
-
-
 def _members(path: Path) -> Iterator[tuple[str, Any]]:
     """(member path, opener) of every regular file, in archive order."""
     if zipfile.is_zipfile(path):

@@ -13,7 +13,7 @@ from core.config import get_settings
 from core.hashing import row_hashes
 from core.objects import Piece
 from core.schema import Column, arrow_type
-from features.imports.csv_reader import convert
+from features.imports.csv_types import convert
 
 
 class ChunkWriter:

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import python_calamine as calamine
 
-from features.imports.csv_reader import check_forced_columns, check_width
+from features.imports.csv_problems import check_forced_columns, check_width
 from features.imports.errors import ImportFailed
 
 BATCH_ROWS = 65_536

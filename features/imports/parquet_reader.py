@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pyarrow.types as pat
 
-from features.imports.csv_reader import check_forced_columns, check_width
+from features.imports.csv_problems import check_forced_columns, check_width
 from features.imports.errors import ImportFailed
 
 BATCH_ROWS = 65_536

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import bz2
 import gzip
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +11,27 @@ import pyarrow as pa
 import pytest
 import zstandard
 
-from features.imports.csv_reader import CsvSource, read_csv
+from features.imports.csv_reader import CsvSource
 from features.imports.errors import ImportFailed
+
+
+@dataclass
+class Read:
+    """A whole file read: its names, final types, row count and dialect."""
+
+    names: list[str]
+    types: list[str]
+    rows: int
+    dialect: dict[str, Any]
+
+
+def read_csv(
+    path: Path, *, options: dict[str, Any], fmt: str, on_bytes: Callable[[int], None]
+) -> Read:
+    src = CsvSource(path, options=options, fmt=fmt, on_bytes=on_bytes)
+    for _ in src:
+        pass
+    return Read(src.names, src.types(), src.rows, src.dialect)
 
 
 def _read(tmp_path: Path, content: bytes, **options: Any) -> Any:

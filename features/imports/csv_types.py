@@ -1,0 +1,178 @@
+"""CSV values as types: which logical type a column of text is, and its
+values converted to it.
+
+Every column is read as text; ``TypeInference`` keeps, per column, the
+candidate types every value seen so far fits (narrowest first), so a stray
+"n/a" on row 900,000 makes its column text instead of failing the import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features.imports.errors import PreferenceMissed
+
+# Narrowest first: the first candidate every value fits wins.
+# Narrowest first: the first candidate every value fits wins.
+_ORDER = ("boolean", "integer", "float", "date", "datetime", "datetime_tz")
+
+
+_LEADING_ZERO = r"^[+-]?0[0-9xX]"  # 007, 0x1f: identifiers, not numbers
+
+
+_NOT_INTEGER = r"[.eEnNiI]"  # any float syntax: a decimal point, exponent, nan, inf
+
+
+_TRUE_FALSE = pa.array(["true", "false"])
+
+
+_PROBE_ROWS = 256
+
+
+def strip_plus(arr: pa.Array) -> pa.Array:
+    """Arrow's integer parser refuses a leading '+'; drop it."""
+    return pc.replace_substring_regex(arr, pattern=r"^\+", replacement="")
+
+
+def _cast_number(values: pa.Array, typ: pa.DataType) -> pa.Array:
+    try:
+        return pc.cast(values, typ)
+    except pa.ArrowInvalid:
+        if not pc.any(pc.starts_with(values, "+")).as_py():
+            raise
+        return pc.cast(strip_plus(values), typ)
+
+
+def convert(arr: pa.Array, kind: str) -> pa.Array | None:
+    """``arr`` (text) as ``kind``, or None when some non-null value is not a ``kind``.
+
+    Casts first (Arrow's parsers are strict and stop at the first bad value),
+    then rules out what the casts would accept but people do not mean as
+    numbers: leading zeros (zip codes, ids) and hex.
+    """
+    if kind == "string":
+        return arr
+    if len(arr) > _PROBE_ROWS and convert(arr.slice(0, _PROBE_ROWS), kind) is None:
+        return None  # a failing cast of a whole batch costs ~100x a succeeding one
+    try:
+        if kind == "boolean":
+            lower = pc.utf8_lower(arr)
+            if not pc.all(pc.is_in(lower.drop_null(), _TRUE_FALSE), min_count=0).as_py():
+                return None
+            return pc.equal(lower, "true")
+        if kind in ("integer", "float"):
+            out = _cast_number(arr, pa.int64() if kind == "integer" else pa.float64())
+            return None if _leading_zeros(arr) else out
+        if kind == "date":
+            return pc.cast(arr, pa.date32())  # strict: 2024-02-30 is refused
+        if kind == "datetime":
+            return pc.cast(arr, pa.timestamp("us"))  # ISO 8601 without a zone
+        if kind == "datetime_tz":
+            return pc.cast(arr, pa.timestamp("us", tz="UTC"))  # needs Z or an offset
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    raise AssertionError(kind)
+
+
+def _leading_zeros(arr: pa.Array) -> bool:
+    """Whether a value like 007 or 0x1f is present (a cheap screen first: only a
+    value starting with 0 and longer than "0", or with a sign, needs the regex)."""
+    suspect = pc.and_(pc.starts_with(arr, "0"), pc.greater(pc.binary_length(arr), 1))
+    if not (
+        pc.any(suspect).as_py()
+        or pc.any(pc.starts_with(arr, "-0")).as_py()
+        or pc.any(pc.starts_with(arr, "+0")).as_py()
+    ):
+        return False
+    return bool(pc.any(pc.match_substring_regex(arr, _LEADING_ZERO)).as_py())
+
+
+def fits(arr: pa.Array, kind: str) -> bool:
+    return convert(arr, kind) is not None
+
+
+@dataclass
+class TypeInference:
+    """Per column, the candidate types every value seen so far fits."""
+
+    names: list[str]
+    forced: dict[str, str] = field(default_factory=dict)
+    # a re-upload's columns keep the table's types when every value fits them
+    # (decision 0014): a column whose value does not raises PreferenceMissed
+    preferred: dict[str, str] = field(default_factory=dict)
+    candidates: list[list[str]] = field(default_factory=list)
+    int_like: list[bool] = field(default_factory=list)
+    has_values: list[bool] = field(default_factory=list)
+    has_nulls: list[bool] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.candidates = [
+            [self.forced[n]] if n in self.forced else list(_ORDER) for n in self.names
+        ]
+        self.int_like = [True for _ in self.names]
+        self.has_values = [False for _ in self.names]
+        self.has_nulls = [False for _ in self.names]
+
+    def update(self, batch: pa.RecordBatch) -> list[pa.Array | None]:
+        """Narrow the candidates by one batch; returns the batch converted to the
+        current best type of each column (None where that is text)."""
+        typed: list[pa.Array | None] = []
+        for i, name in enumerate(self.names):
+            col = batch.column(i)
+            nulls = col.null_count
+            self.has_nulls[i] = self.has_nulls[i] or nulls > 0
+            self.has_values[i] = self.has_values[i] or nulls < len(col)
+            if name in self.forced:
+                typed.append(self._forced(col, i, self.forced[name]))
+                continue
+            if name in self.preferred:
+                out = convert(col, self.preferred[name])
+                if out is None:
+                    raise PreferenceMissed(name)
+                typed.append(out)
+                continue
+            out = None
+            cands = self.candidates[i]
+            while cands:
+                out = convert(col, cands[0])
+                if out is not None:
+                    break
+                cands.pop(0)  # a type that fails is dropped for good
+            if cands and cands[0] == "float" and self.int_like[i]:
+                values = col.drop_null()
+                self.int_like[i] = self.int_like[i] and not (
+                    pc.any(pc.match_substring_regex(values, _NOT_INTEGER)).as_py()
+                )
+            typed.append(out)
+        return typed
+
+    def _forced(self, col: pa.Array, i: int, kind: str) -> pa.Array:
+        out = convert(col, kind)
+        if out is None:
+            raise BadValue(i)
+        return out
+
+    def result(self) -> list[str]:
+        out = []
+        for i, cands in enumerate(self.candidates):
+            name = self.names[i]
+            if name in self.forced or name in self.preferred:
+                out.append(self.forced.get(name) or self.preferred[name])
+                continue
+            # a column of nothing but nulls is text: nothing says otherwise
+            kind = cands[0] if cands and self.has_values[i] else "string"
+            # integers too large for int64 stay exact as text, never rounded floats
+            if kind == "float" and self.int_like[i]:
+                kind = "string"
+            out.append(kind)
+        return out
+
+
+class BadValue(Exception):
+    """A value of column ``column`` is not its declared type."""
+
+    def __init__(self, column: int) -> None:
+        self.column = column
