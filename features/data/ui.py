@@ -11,14 +11,13 @@ from fastapi import APIRouter, Query, Request, Response
 from core.db import read
 from core.errors import DsaError, Invalid
 from features.commits import service as commits_service
-from features.data import service
+from features.data import present, service
 from features.datasets import service as datasets_service
 from features.refs import service as refs_service
 from features.web import service as web
 
 router = APIRouter(route_class=web.UiRoute, include_in_schema=False)
 LIMITS = (25, 50, 100, 250, 500)
-NUMERIC = {"integer", "float", "decimal"}
 
 
 @router.get("/datasets/{dataset_id}")
@@ -73,6 +72,10 @@ def home(
                 problem = err.to_problem()
     types = {c["name"]: c["type"] for c in current["columns"]} if current else {}
     total = page["total_rows"] if page else 0
+    grid = None
+    if page and page["rows"]:
+        kinds = [c["type"] for c in page["columns"]]
+        grid = present.grid_rows(page["rows"], kinds, offset + 1)
     return web.render(
         request,
         "data/home.html",
@@ -86,8 +89,9 @@ def home(
         tables=tables,
         table=current,
         page=page,
+        grid=grid,
         types=types,
-        numeric=NUMERIC,
+        numeric=present.NUMERIC,
         selected=set(col or []),
         offset=offset,
         limit=limit,

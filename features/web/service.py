@@ -283,21 +283,25 @@ def number(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def cell(value: Any) -> Markup:
-    """One value in a grid: null shown as such, empty strings visible, long ones cut."""
+def cell_html(value: Any) -> str:
+    """One value in a grid, as HTML: null shown as such, empty strings visible.
+    The features' fast grid renderers draw every cell with it."""
     if value is None:
-        return Markup('<span class="null">null</span>')
-    if value == "":
-        return Markup('<span class="null">empty</span>')
-    if isinstance(value, bool):
-        return Markup(str(value).lower())
-    if isinstance(value, float):
-        text = repr(value) if math.isfinite(value) else str(value)
-    elif isinstance(value, datetime):
-        text = value.isoformat()
-    else:
-        text = str(value)
-    return Markup.escape(text)
+        return '<span class="null">null</span>'
+    if value == "" and isinstance(value, str):
+        return '<span class="null">empty</span>'
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value) if isinstance(value, float) and math.isfinite(value) else str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(escape(str(value)))
+
+
+def cell(value: Any) -> Markup:
+    """The ``cell`` filter: ``cell_html`` for templates."""
+    return Markup(cell_html(value))
 
 
 def url(path: str, **params: Any) -> str:
@@ -319,9 +323,6 @@ def _env() -> jinja2.Environment:
         url=url,
         static_version=_static_version(),
         htmx=HTMX,
-        diff_view=diff_view,
-        grid_rows=grid_rows,
-        change_rows=change_rows,
     )
     return env
 
@@ -453,114 +454,3 @@ def validated(model: Any, data: dict[str, Any]) -> Any:
 def split_list(text: str | None) -> list[str]:
     """``"a, b,,c"`` → ``["a", "b", "c"]``."""
     return [p.strip() for p in (text or "").split(",") if p.strip()]
-
-
-def diff_view(diff: dict[str, Any]) -> dict[str, Any]:
-    """A page of a compare answer laid out as a grid: one column list (head
-    names; a renamed column under its new name; removed columns last), and per
-    change the cells to draw, each plain or changed (old → new)."""
-    sd = diff.get("schema_diff") or {}
-    new_name = {r["from"]: r["to"] for r in sd.get("renamed", [])}
-    columns: list[str] = []
-    seen: set[str] = set()
-
-    def add(name: str) -> None:
-        if name not in seen:
-            seen.add(name)
-            columns.append(name)
-
-    for ch in diff["changes"]:
-        if ch["op"] == "remove":
-            for b in ch["row"]:
-                add(new_name.get(b, b))
-        else:
-            for h in ch["row"]:
-                add(h)
-    old_name = {v: k for k, v in new_name.items()}
-    rows = []
-    for ch in diff["changes"]:
-        row = ch["row"]
-        cells_changed = ch.get("cells") or {}
-        cells = []
-        for col in columns:
-            if ch["op"] == "remove":
-                b = old_name.get(col, col)
-                cells.append({"value": row.get(b), "has": b in row})
-            elif col in cells_changed:
-                c = cells_changed[col]
-                cells.append({"changed": True, "old": c["from"], "new": c["to"], "has": True})
-            else:
-                cells.append({"value": row.get(col), "has": col in row})
-        rows.append(
-            {
-                "op": ch["op"],
-                "base_position": ch.get("base_position"),
-                "head_position": ch.get("head_position"),
-                "key": ch.get("key"),
-                "cells": cells,
-            }
-        )
-    return {"columns": columns, "rows": rows}
-
-
-# ---------------------------------------------------------------- fast grids
-# A page of 100 rows × 12 columns is 1,200 cells: drawn here with one join
-# rather than per-cell template logic (~15 ms less per page).
-
-_NUMERIC = frozenset({"integer", "float", "decimal"})
-
-
-def _cell_html(value: Any) -> str:
-    if value is None:
-        return '<span class="null">null</span>'
-    if value == "" and isinstance(value, str):
-        return '<span class="null">empty</span>'
-    if value is True or value is False:
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value) if isinstance(value, float) and math.isfinite(value) else str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(escape(str(value)))
-
-
-def grid_rows(rows: list[tuple[Any, ...]], kinds: list[str], first: int) -> Markup:
-    """The ``<tr>`` of a data grid: a row number (from ``first``) then the cells."""
-    opens = ['<td class="num">' if k in _NUMERIC else "<td>" for k in kinds]
-    out = []
-    for n, row in enumerate(rows, start=first):
-        cells = "".join(f"{o}{_cell_html(v)}</td>" for o, v in zip(opens, row, strict=True))
-        out.append(f'<tr><td class="pos">{n:,}</td>{cells}</tr>')
-    return Markup("\n".join(out))
-
-
-_OP_SIGN = {"add": "+", "remove": "−", "modify": "~"}
-
-
-def change_rows(view: dict[str, Any]) -> Markup:
-    """The ``<tr>`` of a compare grid from ``diff_view``: changed cells old → new."""
-    out = []
-    for r in view["rows"]:
-        op = r["op"]
-        b, h = r["base_position"], r["head_position"]
-        pos = f"{b + 1:,}" if b is not None else ""
-        if op == "modify":
-            pos += "→"
-        if h is not None and op != "remove":
-            pos += f"{h + 1:,}"
-        cells = []
-        for c in r["cells"]:
-            if c.get("changed"):
-                cells.append(
-                    f'<td class="changed"><del aria-label="was">{_cell_html(c["old"])}</del>'
-                    f' → <ins aria-label="now">{_cell_html(c["new"])}</ins></td>'
-                )
-            elif not c["has"]:
-                cells.append("<td></td>")
-            else:
-                cells.append(f"<td>{_cell_html(c['value'])}</td>")
-        out.append(
-            f'<tr class="{op}"><td class="op" title="{op}">{_OP_SIGN[op]}'
-            f'<span class="skip">{op}</span></td><td class="pos">{pos}</td>{"".join(cells)}</tr>'
-        )
-    return Markup("\n".join(out))
