@@ -44,7 +44,6 @@ from core.objects import get_commit, get_schema
 from core.schema import arrow_schema
 from core.storage import ObjectStore, get_store
 from features.data import service as data_service
-from features.datasets import service as datasets_service
 from features.exports import csv_stream, rows
 from features.exports.formats import (
     ArrowEncoder,
@@ -72,8 +71,7 @@ _READ_CHUNK = 1024 * 1024
 
 def prepare(
     conn: psycopg.Connection[Any],
-    user: Any,
-    dataset_id: uuid.UUID,
+    dataset: dict[str, Any],
     ref: str,
     *,
     table: str | None,
@@ -83,9 +81,9 @@ def prepare(
     compression: str | None,
     raw: bool = False,
 ) -> Export:
-    """Check access and options, resolve the ref; everything a stream needs
-    (reading rows needs no database afterwards)."""
-    dataset = datasets_service.require(conn, user, dataset_id, "read")
+    """Check options, resolve the ref; everything a stream needs (reading rows
+    needs no database afterwards). ``dataset`` is the row ``datasets.require``
+    gave the caller for the read role."""
     fmt = (format or "csv").lower()
     if fmt not in FORMATS:
         raise Invalid(
@@ -103,7 +101,7 @@ def prepare(
             "xlsx files are zip archives already: use compression=none",
             code="unsupported_compression",
         )
-    commit_id = refs_service.resolve(conn, dataset_id, ref)
+    commit_id = refs_service.resolve(conn, dataset["id"], ref)
     store = get_store()
     commit = get_commit(store, commit_id)
     table, entry = data_service.table_of(commit, table, ref)
