@@ -14,6 +14,13 @@ from features.web import service as web
 NUMERIC = frozenset({"integer", "float", "decimal"})
 
 
+def grid(page: dict[str, Any] | None, first: int) -> Markup | None:
+    """The rows of a page from ``data.service.page`` drawn (``None`` without rows)."""
+    if not page or not page["rows"]:
+        return None
+    return grid_rows(page["rows"], [c["type"] for c in page["columns"]], first)
+
+
 def grid_rows(rows: list[tuple[Any, ...]], kinds: list[str], first: int) -> Markup:
     """The ``<tr>`` of a data grid: a row number (from ``first``) then the cells."""
     cell = web.cell_html

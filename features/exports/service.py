@@ -84,23 +84,7 @@ def prepare(
     """Check options, resolve the ref; everything a stream needs (reading rows
     needs no database afterwards). ``dataset`` is the row ``datasets.require``
     gave the caller for the read role."""
-    fmt = (format or "csv").lower()
-    if fmt not in FORMATS:
-        raise Invalid(
-            f"unknown export format {format!r} (one of: {', '.join(FORMATS)})",
-            code="unknown_export_format",
-        )
-    comp = (compression or default_compression(fmt)).lower()
-    if comp not in COMPRESSIONS:
-        raise Invalid(
-            f"unknown compression {compression!r} (one of: {', '.join(COMPRESSIONS)})",
-            code="unknown_compression",
-        )
-    if fmt == "xlsx" and comp != "none":
-        raise Invalid(
-            "xlsx files are zip archives already: use compression=none",
-            code="unsupported_compression",
-        )
+    fmt, comp = _format_and_compression(format, compression)
     commit_id = refs_service.resolve(conn, dataset["id"], ref)
     store = get_store()
     commit = get_commit(store, commit_id)
@@ -150,6 +134,28 @@ def prepare(
         predicate=predicate,
         schema_id=entry.schema,
     )
+
+
+def _format_and_compression(format: str | None, compression: str | None) -> tuple[str, str]:
+    """The export's format and compression, checked (422 for an unknown one)."""
+    fmt = (format or "csv").lower()
+    if fmt not in FORMATS:
+        raise Invalid(
+            f"unknown export format {format!r} (one of: {', '.join(FORMATS)})",
+            code="unknown_export_format",
+        )
+    comp = (compression or default_compression(fmt)).lower()
+    if comp not in COMPRESSIONS:
+        raise Invalid(
+            f"unknown compression {compression!r} (one of: {', '.join(COMPRESSIONS)})",
+            code="unknown_compression",
+        )
+    if fmt == "xlsx" and comp != "none":
+        raise Invalid(
+            "xlsx files are zip archives already: use compression=none",
+            code="unsupported_compression",
+        )
+    return fmt, comp
 
 
 def encoder(export: Export) -> Encoder:
