@@ -97,7 +97,7 @@ def create_app() -> FastAPI:
         exports_router,
     ):
         app.include_router(router)
-    # the web UI: pages at /, static files (vendored htmx, CSS, JS) at /static
+    # the web UI: pages at / (the shell's router first), static files (htmx, CSS, JS) at /static
     for router in (
         web_ui,
         datasets_ui,
