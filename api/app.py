@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,19 +17,27 @@ from core import chunks, db, queue
 from core.config import get_settings
 from core.logs import configure as configure_logs
 from features.auth.routes import router as auth_router
+from features.auth.ui import router as auth_ui
 from features.commits.routes import router as commits_router
+from features.commits.ui import router as commits_ui
 from features.compare import align as compare_align
 from features.compare.routes import router as compare_router
+from features.compare.ui import router as compare_ui
 from features.data.routes import router as data_router
+from features.data.ui import router as data_ui
 from features.datasets.routes import router as datasets_router
+from features.datasets.ui import router as datasets_ui
 from features.exports.routes import router as exports_router
 from features.health.routes import router as health_router
 from features.jobs.routes import router as jobs_router
 from features.merges.routes import router as merges_router
+from features.merges.ui import router as merges_ui
 from features.refs.routes import router as refs_router
+from features.refs.ui import router as refs_ui
 from features.uploads.routes import router as uploads_router
+from features.uploads.ui import router as uploads_ui
 from features.web import service as web_service
-from features.web.ui import ui_routers
+from features.web.ui import router as web_ui
 
 REQUEST_SECONDS = Histogram(
     "dsa_http_request_seconds", "HTTP request latency", ["method", "route", "status"]
@@ -88,13 +97,25 @@ def create_app() -> FastAPI:
         exports_router,
     ):
         app.include_router(router)
-    # the web UI: pages at /, static files (vendored htmx, CSS, JS) at /static
-    for router in ui_routers():
+    # the web UI: pages at / (the shell's router first), static files (htmx, CSS, JS) at /static
+    for router in (
+        web_ui,
+        datasets_ui,
+        data_ui,
+        commits_ui,
+        compare_ui,
+        refs_ui,
+        merges_ui,
+        uploads_ui,
+        auth_ui,
+    ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=web_service.STATIC_DIR), name="static")
+    web_service.templates()  # every template compiled now, not on a visitor's request
 
     app.add_middleware(web_service.SessionMiddleware)
     app.add_middleware(MetricsMiddleware)
+    gc.collect()  # start-up's garbage, collected now rather than in a pause on a visitor's request
     return app
 
 

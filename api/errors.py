@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import DsaError, Invalid
+from features.web import service as web
 
 log = structlog.get_logger(__name__)
 
@@ -72,8 +73,6 @@ def install(app: FastAPI) -> None:
         err.title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")  # type: ignore[misc]
         err.code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         if wants_html(request):
-            from features.web import service as web
-
             path = request.url.path
             if exc.status_code == 404:
                 err.detail = f"There is no page at {path}."

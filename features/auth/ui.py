@@ -1,7 +1,10 @@
-"""The signed-in user's API tokens: list, create (the token shown once), revoke.
+"""Pages about the visitor's identity: sign in, sign out, and the signed-in
+user's API tokens (list, create with the token shown once, revoke).
 
-Same service functions as ``POST/GET/DELETE /api/v1/tokens``; the page is
-the signed-in user's own, so there is no dataset and no role to check."""
+The token pages call the same service functions as ``POST/GET/DELETE
+/api/v1/tokens``; they are the signed-in user's own, so there is no dataset
+and no role to check. The browser session itself (cookie, CSRF) is the web
+toolkit's (``features.web.service``)."""
 
 from __future__ import annotations
 
@@ -10,13 +13,61 @@ import uuid
 from fastapi import APIRouter, Form, Request, Response
 
 from core.db import read, transaction
-from core.errors import DsaError
+from core.errors import DsaError, Unauthorized
 from features.auth import service
 from features.auth.models import ApiTokenCreate
 from features.web import service as web
 
 router = APIRouter(route_class=web.UiRoute, include_in_schema=False)
 EXPIRY_DAYS = (7, 30, 90, 365)  # the form's choices besides "never"
+
+
+def _safe_next(target: str | None) -> str:
+    """Only local paths: no open redirect through ``next``."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/datasets"
+
+
+@router.get("/signin")
+def signin_form(request: Request, next: str | None = None) -> Response:
+    if web.current_user(request) is not None:
+        return web.redirect(_safe_next(next))
+    return web.render(request, "auth/signin.html", next=_safe_next(next), username="", error=None)
+
+
+@router.post("/signin")
+def signin(
+    request: Request,
+    username: str = Form(""),
+    password: str = Form(""),
+    next: str = Form(""),
+    csrf: str = Form(""),
+) -> Response:
+    web.check_csrf(request, csrf)
+    try:
+        with transaction() as conn:
+            user = service.authenticate(conn, username=username, password=password)
+    except Unauthorized as err:
+        return web.render(
+            request,
+            "auth/signin.html",
+            status=401,
+            next=_safe_next(next),
+            username=username,
+            error=err.detail,
+        )
+    response = web.redirect(_safe_next(next))
+    web.sign_in(request, response, user)
+    return response
+
+
+@router.post("/signout")
+def signout(request: Request, csrf: str = Form("")) -> Response:
+    web.check_csrf(request, csrf)
+    response = web.redirect("/signin")
+    web.sign_out(request, response)
+    return response
 
 
 @router.get("/account/tokens")

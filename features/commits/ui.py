@@ -14,6 +14,7 @@ from core.errors import DsaError
 from core.objects import get_commit, get_schema
 from core.storage import get_store
 from features.commits import service
+from features.compare import present as compare_present
 from features.compare import service as compare_service
 from features.datasets import service as datasets_service
 from features.refs import service as refs_service
@@ -210,6 +211,7 @@ def commit_page(
         tables=tables,
         provenance=commit.provenance,
         diff=diff,
+        changes=compare_present.changes_grid(diff),
         problem=problem,
         offset=offset,
         limit=limit,

@@ -9,7 +9,7 @@ import uuid
 from fastapi import APIRouter, Query, Request, Response
 
 from core.db import read
-from features.compare import service
+from features.compare import present, service
 from features.datasets import service as datasets_service
 from features.refs import service as refs_service
 from features.web import service as web
@@ -79,6 +79,7 @@ def compare(
         head=head,
         spec=spec,
         diff=diff,
+        changes=present.changes_grid(diff),
         page_url=page_url,
         permalink=permalink,
         swap=web.url(f"/datasets/{dataset_id}/compare/{head}...{base}", table=diff["table"]),

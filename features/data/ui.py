@@ -6,19 +6,19 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import psycopg
 from fastapi import APIRouter, Query, Request, Response
 
 from core.db import read
 from core.errors import DsaError, Invalid
 from features.commits import service as commits_service
-from features.data import service
+from features.data import present, service
 from features.datasets import service as datasets_service
 from features.refs import service as refs_service
 from features.web import service as web
 
 router = APIRouter(route_class=web.UiRoute, include_in_schema=False)
 LIMITS = (25, 50, 100, 250, 500)
-NUMERIC = {"integer", "float", "decimal"}
 
 
 @router.get("/datasets/{dataset_id}")
@@ -50,27 +50,9 @@ def home(
         current = next((t for t in tables if t["name"] == table), tables[0] if tables else None)
         if table is not None and (current is None or current["name"] != table):
             raise Invalid(f"table {table!r} does not exist at {ref}", code="table_not_found")
-        page: dict[str, Any] | None = None
-        problem = None
-        if current is not None:
-            all_columns = [c["name"] for c in current["columns"]]
-            chosen = [c for c in (col or []) if c in all_columns] or None
-            try:
-                page = service.page(
-                    conn,
-                    dataset_id,
-                    commit_id,
-                    table=current["name"],
-                    offset=offset,
-                    limit=limit,
-                    columns=chosen,
-                    filter=filter,
-                    sort=sort,
-                )
-            except DsaError as err:  # a bad filter: show the grid's problem, keep the page
-                if err.status not in (400, 422) or not (filter or sort):
-                    raise
-                problem = err.to_problem()
+        page, problem = _read_page(
+            conn, dataset_id, commit_id, current, col, offset, limit, filter, sort
+        )
     types = {c["name"]: c["type"] for c in current["columns"]} if current else {}
     total = page["total_rows"] if page else 0
     return web.render(
@@ -86,8 +68,9 @@ def home(
         tables=tables,
         table=current,
         page=page,
+        grid=present.grid(page, offset + 1),
         types=types,
-        numeric=NUMERIC,
+        numeric=present.NUMERIC,
         selected=set(col or []),
         offset=offset,
         limit=limit,
@@ -99,3 +82,39 @@ def home(
         problem=problem,
         cols=col or [],
     )
+
+
+def _read_page(
+    conn: psycopg.Connection[Any],
+    dataset_id: uuid.UUID,
+    commit_id: str,
+    table: dict[str, Any] | None,
+    col: list[str] | None,
+    offset: int,
+    limit: int,
+    filter: str | None,
+    sort: str | None,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The page of rows to show and, for a bad filter or sort, its problem
+    (shown above the grid, the rest of the page kept)."""
+    if table is None:
+        return None, None
+    all_columns = [c["name"] for c in table["columns"]]
+    chosen = [c for c in (col or []) if c in all_columns] or None
+    try:
+        page = service.page(
+            conn,
+            dataset_id,
+            commit_id,
+            table=table["name"],
+            offset=offset,
+            limit=limit,
+            columns=chosen,
+            filter=filter,
+            sort=sort,
+        )
+    except DsaError as err:
+        if err.status not in (400, 422) or not (filter or sort):
+            raise
+        return None, err.to_problem()
+    return page, None

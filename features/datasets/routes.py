@@ -61,21 +61,24 @@ def patch(
     dataset_id: uuid.UUID, body: DatasetPatch, user: User = Depends(current_user)
 ) -> DatasetOut:
     with transaction() as conn:
-        row = service.update_dataset(conn, user, dataset_id, body.model_dump(exclude_unset=True))
+        service.require(conn, user, dataset_id, "admin")
+        row = service.update_dataset(conn, dataset_id, body.model_dump(exclude_unset=True))
     return DatasetOut(**row)
 
 
 @router.delete("/datasets/{dataset_id}", status_code=204)
 def delete(dataset_id: uuid.UUID, user: User = Depends(current_user)) -> Response:
     with transaction() as conn:
-        service.delete_dataset(conn, user, dataset_id)
+        service.require(conn, user, dataset_id, "admin")
+        service.delete_dataset(conn, dataset_id)
     return Response(status_code=204)
 
 
 @router.get("/datasets/{dataset_id}/permissions", response_model=PermissionList)
 def permissions(dataset_id: uuid.UUID, user: User = Depends(current_user)) -> PermissionList:
     with transaction() as conn:
-        rows = service.list_permissions(conn, user, dataset_id)
+        service.require(conn, user, dataset_id, "read")
+        rows = service.list_permissions(conn, dataset_id)
     return PermissionList(items=[PermissionOut(**r) for r in rows])
 
 
@@ -84,11 +87,13 @@ def grant(
     dataset_id: uuid.UUID, username: str, body: PermissionIn, user: User = Depends(current_user)
 ) -> PermissionOut:
     with transaction() as conn:
-        return PermissionOut(**service.grant(conn, user, dataset_id, username, body.role))
+        service.require(conn, user, dataset_id, "admin")
+        return PermissionOut(**service.grant(conn, dataset_id, username, body.role))
 
 
 @router.delete("/datasets/{dataset_id}/permissions/{username}", status_code=204)
 def revoke(dataset_id: uuid.UUID, username: str, user: User = Depends(current_user)) -> Response:
     with transaction() as conn:
-        service.revoke(conn, user, dataset_id, username)
+        service.require(conn, user, dataset_id, "admin")
+        service.revoke(conn, dataset_id, username)
     return Response(status_code=204)

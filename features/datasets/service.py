@@ -16,7 +16,7 @@ import psycopg
 
 from core import db
 from core.errors import Conflict, Forbidden, Invalid, NotFound
-from features.auth.service import User
+from features.auth.service import User, user_by_name
 from features.commits import service as commits_service
 from features.refs import service as refs_service
 
@@ -89,7 +89,10 @@ def role_of(user: User | None, row: dict[str, Any]) -> int:
 def require(
     conn: psycopg.Connection[Any], user: User | None, dataset_id: uuid.UUID, role: str = "read"
 ) -> dict[str, Any]:
-    """The dataset if the caller holds ``role`` on it; 404 if it cannot see it, else 403."""
+    """The dataset if the caller holds ``role`` on it; 404 if it cannot see it, else 403.
+
+    The one permission check: route and page handlers call it before any other
+    service function, which then trusts the dataset it is given (decision 0017)."""
     row = conn.execute(
         Q.dataset_with_role, {"id": dataset_id, "user_id": user.id if user else None}
     ).fetchone()
@@ -138,9 +141,9 @@ def _like(q: str | None) -> str | None:
 
 
 def update_dataset(
-    conn: psycopg.Connection[Any], user: User, dataset_id: uuid.UUID, changes: dict[str, Any]
+    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, changes: dict[str, Any]
 ) -> dict[str, Any]:
-    require(conn, user, dataset_id, "admin")
+    """Changes a dataset the caller holds ``admin`` on (checked by ``require``)."""
     try:
         with conn.transaction():
             row = conn.execute(
@@ -162,24 +165,20 @@ def update_dataset(
     return _dataset(row)
 
 
-def delete_dataset(conn: psycopg.Connection[Any], user: User, dataset_id: uuid.UUID) -> None:
-    require(conn, user, dataset_id, "admin")
+def delete_dataset(conn: psycopg.Connection[Any], dataset_id: uuid.UUID) -> None:
+    """Soft-deletes a dataset the caller holds ``admin`` on (checked by ``require``)."""
     conn.execute(Q.soft_delete, {"id": dataset_id})
 
 
-def list_permissions(
-    conn: psycopg.Connection[Any], user: User, dataset_id: uuid.UUID
-) -> list[dict[str, Any]]:
-    require(conn, user, dataset_id, "read")
+def list_permissions(conn: psycopg.Connection[Any], dataset_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The roles on a dataset the caller may read (checked by ``require``)."""
     return conn.execute(Q.list_permissions, {"id": dataset_id}).fetchall()
 
 
 def grant(
-    conn: psycopg.Connection[Any], user: User, dataset_id: uuid.UUID, username: str, role: str
+    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, username: str, role: str
 ) -> dict[str, Any]:
-    from features.auth.service import user_by_name
-
-    require(conn, user, dataset_id, "admin")
+    """Gives ``username`` a role (the caller's ``admin`` role checked by ``require``)."""
     if role not in ROLES:
         raise Invalid(f"unknown role {role!r}", code="invalid_role")
     target = user_by_name(conn, username)
@@ -187,10 +186,8 @@ def grant(
     return {"username": target.username, "role": role, "granted_at": datetime.now(UTC)}
 
 
-def revoke(conn: psycopg.Connection[Any], user: User, dataset_id: uuid.UUID, username: str) -> None:
-    from features.auth.service import user_by_name
-
-    require(conn, user, dataset_id, "admin")
+def revoke(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, username: str) -> None:
+    """Removes ``username``'s role (the caller's ``admin`` role checked by ``require``)."""
     target = user_by_name(conn, username)
     n = conn.execute(Q.delete_permission, {"id": dataset_id, "user_id": target.id}).rowcount
     if n == 0:

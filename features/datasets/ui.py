@@ -106,7 +106,7 @@ def _settings(
     user = web.require_user(request)
     with read() as conn:
         ds = service.require(conn, user, dataset_id, "read")
-        perms = service.list_permissions(conn, user, dataset_id)
+        perms = service.list_permissions(conn, dataset_id)
         is_admin = user.is_admin or any(
             p["username"] == user.username and p["role"] == "admin" for p in perms
         )
@@ -148,7 +148,8 @@ def save_settings(
             },
         )
         with transaction() as conn:
-            service.update_dataset(conn, user, dataset_id, body.model_dump(exclude_unset=True))
+            service.require(conn, user, dataset_id, "admin")
+            service.update_dataset(conn, dataset_id, body.model_dump(exclude_unset=True))
     except DsaError as err:
         if err.status not in (409, 422):
             raise
@@ -168,7 +169,8 @@ def grant(
     web.check_csrf(request, csrf)
     try:
         with transaction() as conn:
-            service.grant(conn, user, dataset_id, username.strip(), role)
+            service.require(conn, user, dataset_id, "admin")
+            service.grant(conn, dataset_id, username.strip(), role)
     except DsaError as err:
         if err.status not in (404, 409, 422):
             raise
@@ -184,7 +186,8 @@ def revoke(
     web.check_csrf(request, csrf)
     try:
         with transaction() as conn:
-            service.revoke(conn, user, dataset_id, username)
+            service.require(conn, user, dataset_id, "admin")
+            service.revoke(conn, dataset_id, username)
     except DsaError as err:
         if err.status not in (404, 409):
             raise
@@ -208,7 +211,7 @@ def delete(
                     f"type the dataset's name, {ds['name']}, to confirm the deletion",
                     code="confirmation_required",
                 )
-            service.delete_dataset(conn, user, dataset_id)
+            service.delete_dataset(conn, dataset_id)
     except DsaError as err:
         if err.status != 422:
             raise

@@ -16,6 +16,7 @@ from core.db import read
 from core.errors import DsaError, Forbidden, Invalid
 from features.auth import service as auth_service
 from features.auth.service import User, current_user, optional_user
+from features.datasets import service as datasets_service
 from features.exports import links, service
 from features.exports.service import Export
 
@@ -115,10 +116,10 @@ def export(
                 raise Forbidden("the export link's user no longer exists", code="bad_signature")
         else:
             user = optional_user(request)
+        dataset = datasets_service.require(conn, user, dataset_id, "read")
         ex = service.prepare(
             conn,
-            user,
-            dataset_id,
+            dataset,
             ref,
             table=table,
             format=format,
@@ -187,10 +188,10 @@ def create_link(
             f"expires_in_seconds may be at most {limit}", code="link_lifetime_too_long", limit=limit
         )
     with read() as conn:
+        dataset = datasets_service.require(conn, user, dataset_id, "read")
         ex = service.prepare(
             conn,
-            user,
-            dataset_id,
+            dataset,
             ref,
             table=body.table,
             format=body.format,

@@ -44,7 +44,6 @@ from core.objects import get_commit, get_schema
 from core.schema import arrow_schema
 from core.storage import ObjectStore, get_store
 from features.data import service as data_service
-from features.datasets import service as datasets_service
 from features.exports import csv_stream, rows
 from features.exports.formats import (
     ArrowEncoder,
@@ -72,8 +71,7 @@ _READ_CHUNK = 1024 * 1024
 
 def prepare(
     conn: psycopg.Connection[Any],
-    user: Any,
-    dataset_id: uuid.UUID,
+    dataset: dict[str, Any],
     ref: str,
     *,
     table: str | None,
@@ -83,27 +81,11 @@ def prepare(
     compression: str | None,
     raw: bool = False,
 ) -> Export:
-    """Check access and options, resolve the ref; everything a stream needs
-    (reading rows needs no database afterwards)."""
-    dataset = datasets_service.require(conn, user, dataset_id, "read")
-    fmt = (format or "csv").lower()
-    if fmt not in FORMATS:
-        raise Invalid(
-            f"unknown export format {format!r} (one of: {', '.join(FORMATS)})",
-            code="unknown_export_format",
-        )
-    comp = (compression or default_compression(fmt)).lower()
-    if comp not in COMPRESSIONS:
-        raise Invalid(
-            f"unknown compression {compression!r} (one of: {', '.join(COMPRESSIONS)})",
-            code="unknown_compression",
-        )
-    if fmt == "xlsx" and comp != "none":
-        raise Invalid(
-            "xlsx files are zip archives already: use compression=none",
-            code="unsupported_compression",
-        )
-    commit_id = refs_service.resolve(conn, dataset_id, ref)
+    """Check options, resolve the ref; everything a stream needs (reading rows
+    needs no database afterwards). ``dataset`` is the row ``datasets.require``
+    gave the caller for the read role."""
+    fmt, comp = _format_and_compression(format, compression)
+    commit_id = refs_service.resolve(conn, dataset["id"], ref)
     store = get_store()
     commit = get_commit(store, commit_id)
     table, entry = data_service.table_of(commit, table, ref)
@@ -152,6 +134,28 @@ def prepare(
         predicate=predicate,
         schema_id=entry.schema,
     )
+
+
+def _format_and_compression(format: str | None, compression: str | None) -> tuple[str, str]:
+    """The export's format and compression, checked (422 for an unknown one)."""
+    fmt = (format or "csv").lower()
+    if fmt not in FORMATS:
+        raise Invalid(
+            f"unknown export format {format!r} (one of: {', '.join(FORMATS)})",
+            code="unknown_export_format",
+        )
+    comp = (compression or default_compression(fmt)).lower()
+    if comp not in COMPRESSIONS:
+        raise Invalid(
+            f"unknown compression {compression!r} (one of: {', '.join(COMPRESSIONS)})",
+            code="unknown_compression",
+        )
+    if fmt == "xlsx" and comp != "none":
+        raise Invalid(
+            "xlsx files are zip archives already: use compression=none",
+            code="unsupported_compression",
+        )
+    return fmt, comp
 
 
 def encoder(export: Export) -> Encoder:

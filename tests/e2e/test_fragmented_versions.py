@@ -28,6 +28,7 @@ from core.storage import get_store
 from features.auth import service as auth_service
 from features.data import query
 from features.data import service as data_service
+from features.datasets import service as datasets_service
 from features.exports import formats, rows, service
 from features.layouts import service as layouts_service
 from tests.conftest import import_csv, make_dataset
@@ -100,10 +101,10 @@ def _prepare(ds: dict[str, Any], commit: str, fmt: str) -> service.Export:
         row = conn.execute("SELECT id FROM app_user WHERE username = 'admin'").fetchone()
         assert row is not None
         user = auth_service.user_by_id(conn, row["id"])
+        dataset = datasets_service.require(conn, user, uuid.UUID(ds["id"]), "read")
         return service.prepare(
             conn,
-            user,
-            uuid.UUID(ds["id"]),
+            dataset,
             commit,
             table=None,
             format=fmt,

@@ -21,6 +21,7 @@ import pytest
 
 from core.db import read
 from features.auth import service as auth_service
+from features.datasets import service as datasets_service
 from features.exports import csv_stream, rows, service
 from features.exports.service import Export
 from tests.conftest import import_csv, make_dataset
@@ -63,10 +64,10 @@ def _export(big: dict[str, Any], **options: Any) -> Export:
         row = conn.execute("SELECT id FROM app_user WHERE username = 'admin'").fetchone()
         assert row is not None
         user = auth_service.user_by_id(conn, row["id"] if isinstance(row, dict) else row[0])
+        dataset = datasets_service.require(conn, user, uuid.UUID(big["ds"]["id"]), "read")
         return service.prepare(
             conn,
-            user,
-            uuid.UUID(big["ds"]["id"]),
+            dataset,
             big["commit"],
             table=None,
             format=options.get("format", "csv"),

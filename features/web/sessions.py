@@ -1,0 +1,215 @@
+"""The browser session: one cookie, CSRF, sign-in and sign-out, the current user.
+
+One cookie, ``dsa_session`` (HttpOnly, SameSite=Lax, Secure over https),
+holds ``<sid>`` for a visitor or ``<sid>.<jwt>`` once signed in: the session
+id is random, the JWT is the same access token ``POST /api/v1/auth/login``
+issues (so it expires the same way), read and issued through auth's
+service. Signing in rotates the session id. A visitor gets a session id on
+the first request (``SessionMiddleware``), so the sign-in form is protected
+too.
+
+CSRF. The token is ``HMAC(secret, "csrf" + sid)``: every form carries it as
+the hidden field ``csrf``, htmx and fetch send it as ``X-CSRF-Token``; every
+state-changing UI request checks it (``check_csrf``). The middleware lets
+``/api/`` requests use the cookie too (the upload page's progress stream
+reads ``GET /api/v1/jobs/{id}/events``): it turns the cookie into an
+``Authorization`` header, and refuses unsafe methods with 403 unless the
+request carries the CSRF header. Bearer calls are left alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+
+from fastapi import Request, Response
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.config import get_settings
+from core.errors import DsaError, Forbidden, Unauthorized
+from features.auth import service as auth_service
+from features.auth.service import User
+
+COOKIE = "dsa_session"
+CSRF_HEADER = "x-csrf-token"
+_UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    sid: str
+    token: str | None
+    user: User | None
+
+    @property
+    def csrf(self) -> str:
+        return csrf_token(self.sid)
+
+
+def csrf_token(sid: str) -> str:
+    key = get_settings().effective_jwt_secret().encode()
+    return hmac.new(key, b"csrf\0" + sid.encode(), hashlib.sha256).hexdigest()
+
+
+def _parse_cookie(value: str | None) -> Session | None:
+    if not value:
+        return None
+    sid, _, token = value.partition(".")
+    if len(sid) < 16 or not sid.replace("-", "").replace("_", "").isalnum():
+        return None
+    user = None
+    if token:
+        try:
+            user = auth_service.user_from_bearer(token)
+        except Unauthorized:
+            token = ""
+    return Session(sid, token or None, user)
+
+
+def _new_sid() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _cookie_header(value: str, *, secure: bool, max_age: int | None) -> str:
+    parts = [f"{COOKIE}={value}", "Path=/", "HttpOnly", "SameSite=Lax"]
+    if max_age is not None:
+        parts.append(f"Max-Age={max_age}")
+    if secure:
+        parts.append("Secure")
+    return "; ".join(parts)
+
+
+def session(request: Request) -> Session:
+    """The request's session (the middleware made sure there is one)."""
+    s = request.scope.get("dsa_session")
+    if isinstance(s, Session):
+        return s
+    return _parse_cookie(request.cookies.get(COOKIE)) or Session(_new_sid(), None, None)
+
+
+def current_user(request: Request) -> User | None:
+    return session(request).user
+
+
+class SignInRequired(Exception):
+    """Raised by ``require_user``; the UI route class redirects to the sign-in page."""
+
+
+def require_user(request: Request) -> User:
+    user = current_user(request)
+    if user is None:
+        raise SignInRequired()
+    return user
+
+
+def sign_in(request: Request, response: Response, user: User) -> None:
+    token, ttl = auth_service.issue_access_token(user)
+    sid = _new_sid()  # a new session id on sign-in: no session fixation
+    response.headers.append(
+        "set-cookie",
+        _cookie_header(f"{sid}.{token}", secure=_secure(request.scope), max_age=ttl),
+    )
+
+
+def sign_out(request: Request, response: Response) -> None:
+    response.headers.append(
+        "set-cookie", _cookie_header(_new_sid(), secure=_secure(request.scope), max_age=None)
+    )
+
+
+def _secure(scope: Scope) -> bool:
+    return scope.get("scheme") == "https"
+
+
+def check_csrf(request: Request, form_token: str | None) -> None:
+    """403 unless the form field or the X-CSRF-Token header carries the session's token."""
+    given = form_token or request.headers.get(CSRF_HEADER) or ""
+    if not hmac.compare_digest(given.encode(), session(request).csrf.encode()):
+        raise Forbidden(
+            "the form's security token is missing or stale; reload the page and try again",
+            code="csrf_failed",
+        )
+
+
+class SessionMiddleware:
+    """Gives every visitor a session id; lets ``/api/`` use the cookie (with CSRF)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path.startswith("/static/") or path in ("/healthz", "/readyz", "/metrics"):
+            await self.app(scope, receive, send)
+            return
+        sess = _parse_cookie(_cookie_value(scope))
+        if path.startswith("/api/"):
+            await self._api(scope, receive, send, sess)
+            return
+        fresh = sess is None
+        if sess is None:
+            sess = Session(_new_sid(), None, None)
+        scope["dsa_session"] = sess
+        if not fresh:
+            await self.app(scope, receive, send)
+            return
+        sid = sess.sid
+
+        async def _send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                out = MutableHeaders(scope=message)
+                if not any(v.startswith(f"{COOKIE}=") for v in out.getlist("set-cookie")):
+                    out.append(
+                        "set-cookie", _cookie_header(sid, secure=_secure(scope), max_age=None)
+                    )
+            await send(message)
+
+        await self.app(scope, receive, _send)
+
+    async def _api(self, scope: Scope, receive: Receive, send: Send, sess: Session | None) -> None:
+        """A REST call: a signed-in cookie stands for a Bearer token (unsafe methods need CSRF)."""
+        headers = MutableHeaders(scope=scope)
+        if sess is not None and sess.token and "authorization" not in headers:
+            if scope["method"] in _UNSAFE and not hmac.compare_digest(
+                headers.get(CSRF_HEADER, "").encode(), sess.csrf.encode()
+            ):
+                await _problem(
+                    send,
+                    Forbidden(
+                        "cookie-authenticated requests need the X-CSRF-Token header",
+                        code="csrf_failed",
+                    ),
+                )
+                return
+            headers["authorization"] = f"Bearer {sess.token}"
+        await self.app(scope, receive, send)
+
+
+def _cookie_value(scope: Scope) -> str | None:
+    cookie: SimpleCookie = SimpleCookie()
+    try:
+        cookie.load(MutableHeaders(scope=scope).get("cookie", ""))
+    except Exception:  # a malformed Cookie header: as if there were none
+        cookie = SimpleCookie()
+    morsel = cookie.get(COOKIE)
+    return morsel.value if morsel else None
+
+
+async def _problem(send: Send, err: DsaError) -> None:
+    body = json.dumps(err.to_problem()).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": err.status,
+            "headers": [(b"content-type", b"application/problem+json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
