@@ -13,10 +13,10 @@ from pydantic import BaseModel, Field
 
 from core.config import get_settings
 from core.db import read
-from core.errors import DsaError, Forbidden, Invalid
 from features.auth import service as auth_service
 from features.auth.service import User, current_user, optional_user
 from features.exports import links, service
+from features.exports.errors import BadSignature, LinkLifetimeTooLong, RangeNotSatisfiable
 from features.exports.service import Export
 
 router = APIRouter(prefix="/api/v1", tags=["exports"])
@@ -33,12 +33,6 @@ class LinkCreate(BaseModel):
     raw: bool = False
     expires_in_seconds: int = Field(3600, ge=1)
     pin: bool = True
-
-
-class RangeNotSatisfiable(DsaError):
-    status = 416
-    title = "Range not satisfiable"
-    default_code = "range_not_satisfiable"
 
 
 def _headers(export: Export) -> dict[str, str]:
@@ -112,7 +106,7 @@ def export(
             user_id = links.verify(request.url.path, items)
             user = auth_service.user_by_id(conn, user_id)
             if user is None:
-                raise Forbidden("the export link's user no longer exists", code="bad_signature")
+                raise BadSignature("the export link's user no longer exists")
         else:
             user = optional_user(request)
         ex = service.prepare(
@@ -183,9 +177,7 @@ def create_link(
     """A signed URL of an export, usable without an Authorization header."""
     limit = get_settings().export_link_max_seconds
     if body.expires_in_seconds > limit:
-        raise Invalid(
-            f"expires_in_seconds may be at most {limit}", code="link_lifetime_too_long", limit=limit
-        )
+        raise LinkLifetimeTooLong(f"expires_in_seconds may be at most {limit}", limit=limit)
     with read() as conn:
         ex = service.prepare(
             conn,

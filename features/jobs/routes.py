@@ -11,10 +11,11 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from core.db import read, transaction
-from core.errors import NotFound
 from features.auth.service import User, current_user
 from features.datasets import service as datasets_service
+from features.datasets.errors import DatasetNotFound
 from features.jobs import service
+from features.jobs.errors import JobNotFound
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
@@ -28,8 +29,8 @@ def _visible_job(user: User, job_id: uuid.UUID, role: str = "read") -> dict[str,
         row = service.get(conn, job_id)
         try:
             datasets_service.require(conn, user, row["dataset_id"], role)
-        except NotFound:  # a job of a dataset the caller cannot see does not exist for it
-            raise NotFound(f"job {job_id} does not exist", code="job_not_found") from None
+        except DatasetNotFound:  # a job of a dataset the caller cannot see does not exist for it
+            raise JobNotFound(f"job {job_id} does not exist") from None
     return row
 
 
