@@ -4,7 +4,6 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -17,6 +16,7 @@ from features.auth import service as auth_service
 from features.auth.service import User, current_user, optional_user
 from features.exports import links, service
 from features.exports.errors import BadSignature, LinkLifetimeTooLong, RangeNotSatisfiable
+from features.exports.models import ExportLink
 from features.exports.service import Export
 
 router = APIRouter(prefix="/api/v1", tags=["exports"])
@@ -166,14 +166,18 @@ def export(
     return StreamingResponse(body, status_code=status, media_type=ex.media_type, headers=headers)
 
 
-@router.post("/datasets/{dataset_id}/refs/{ref:path}/export-links", status_code=201)
+@router.post(
+    "/datasets/{dataset_id}/refs/{ref:path}/export-links",
+    response_model=ExportLink,
+    status_code=201,
+)
 def create_link(
     request: Request,
     dataset_id: uuid.UUID,
     ref: str,
     body: LinkCreate,
     user: User = Depends(current_user),
-) -> dict[str, Any]:
+) -> ExportLink:
     """A signed URL of an export, usable without an Authorization header."""
     limit = get_settings().export_link_max_seconds
     if body.expires_in_seconds > limit:
@@ -196,10 +200,10 @@ def create_link(
     path = f"/api/v1/datasets/{dataset_id}/refs/{target}/export"
     query = links.sign(path, ex.options.params(), user_id=user.id, expires_at=expires_at)
     base = str(request.base_url).rstrip("/")
-    return {
-        "url": f"{base}{quote(path)}?{query}",
-        "expires_at": datetime.fromtimestamp(expires_at, UTC).isoformat().replace("+00:00", "Z"),
-        "commit_id": ex.commit_id,
-        "etag": ex.etag,
-        "filename": ex.filename,
-    }
+    return ExportLink(
+        url=f"{base}{quote(path)}?{query}",
+        expires_at=datetime.fromtimestamp(expires_at, UTC),
+        commit_id=ex.commit_id,
+        etag=ex.etag,
+        filename=ex.filename,
+    )

@@ -16,6 +16,7 @@ from features.datasets import service as datasets_service
 from features.datasets.errors import DatasetNotFound
 from features.jobs import service
 from features.jobs.errors import JobNotFound
+from features.jobs.models import JobOut
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
@@ -34,17 +35,18 @@ def _visible_job(user: User, job_id: uuid.UUID, role: str = "read") -> dict[str,
     return row
 
 
-@router.get("/jobs/{job_id}")
-def get_job(job_id: uuid.UUID, user: User = Depends(current_user)) -> dict[str, Any]:
-    return service.to_out(_visible_job(user, job_id))
+@router.get("/jobs/{job_id}", response_model=JobOut)
+def get_job(job_id: uuid.UUID, user: User = Depends(current_user)) -> JobOut:
+    return JobOut.model_validate(service.to_out(_visible_job(user, job_id)))
 
 
-@router.post("/jobs/{job_id}/cancel", status_code=202)
-def cancel_job(job_id: uuid.UUID, user: User = Depends(current_user)) -> dict[str, Any]:
+@router.post("/jobs/{job_id}/cancel", response_model=JobOut, status_code=202)
+def cancel_job(job_id: uuid.UUID, user: User = Depends(current_user)) -> JobOut:
     """Stop a queued or running job; nothing it did becomes visible. 409 once it ended."""
     _visible_job(user, job_id, "write")
     with transaction() as conn:
-        return service.to_out(service.cancel(conn, job_id))
+        row = service.cancel(conn, job_id)
+    return JobOut.model_validate(service.to_out(row))
 
 
 @router.get("/jobs/{job_id}/events")

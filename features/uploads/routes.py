@@ -18,6 +18,7 @@ from features.auth.service import User, current_user
 from features.datasets import service as datasets_service
 from features.refs import service as refs_service
 from features.uploads import multipart, service
+from features.uploads.models import ImportAccepted, UploadAccepted
 
 router = APIRouter(prefix="/api/v1", tags=["imports"])
 
@@ -30,7 +31,11 @@ def _check(user: User, dataset_id: uuid.UUID, branch: str) -> list[str] | None:
     return ds["primary_key"]
 
 
-@router.post("/datasets/{dataset_id}/refs/{branch:path}/uploads", status_code=202)
+@router.post(
+    "/datasets/{dataset_id}/refs/{branch:path}/uploads",
+    response_model=UploadAccepted,
+    status_code=202,
+)
 async def upload(
     dataset_id: uuid.UUID, branch: str, request: Request, user: User = Depends(current_user)
 ) -> JSONResponse:
@@ -103,7 +108,11 @@ class UrlImport(BaseModel):
         return ([self.url] if self.url else []) + list(self.urls or [])
 
 
-@router.post("/datasets/{dataset_id}/refs/{branch:path}/imports", status_code=202)
+@router.post(
+    "/datasets/{dataset_id}/refs/{branch:path}/imports",
+    response_model=ImportAccepted,
+    status_code=202,
+)
 def import_url(
     dataset_id: uuid.UUID, branch: str, body: UrlImport, user: User = Depends(current_user)
 ) -> JSONResponse:

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.routing import APIRoute
+from starlette.routing import Match
 
 from tests.conftest import import_csv, make_dataset, make_user, upload
 
@@ -54,10 +56,12 @@ def _raw(r: Any) -> Any:
 @pytest.fixture(scope="module")
 def answers(client: Any, admin: dict[str, str], worker: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    raw: dict[str, tuple[str, str, Any]] = {}
 
     def keep(name: str, r: Any, status: int) -> Any:
         assert r.status_code == status, (name, r.text)
         out[name] = {"status": r.status_code, "body": shape(_raw(r))}
+        raw[name] = (r.request.method, r.request.url.path, _raw(r))
         return _raw(r)
 
     c, h = client, admin
@@ -174,17 +178,83 @@ def answers(client: Any, admin: dict[str, str], worker: Any) -> dict[str, Any]:
     if r.status_code == 202:  # else it ended already (a fast failure): 409
         keep("POST jobs/{id}/cancel", r, 202)
     keep("DELETE tags/{name}", c.delete(f"{d}/tags/v1", headers=h), 204)
-    return out
+    return {"shapes": out, "raw": raw}
 
 
 def test_answers_keep_their_shape(answers: dict[str, Any]) -> None:
-    got = {k: v for k, v in answers.items() if k != "POST jobs/{id}/cancel"}
+    shapes = answers["shapes"]
+    got = {k: v for k, v in shapes.items() if k != "POST jobs/{id}/cancel"}
     if os.environ.get("DSA_WRITE_SHAPES"):
         GOLDEN.write_text(json.dumps(got, indent=1) + "\n")
     want = json.loads(GOLDEN.read_text())
     assert set(got) == set(want)
     for name in want:
         assert got[name] == want[name], name
-    if "POST jobs/{id}/cancel" in answers:
-        cancel = answers["POST jobs/{id}/cancel"]["body"]
+    if "POST jobs/{id}/cancel" in shapes:
+        cancel = shapes["POST jobs/{id}/cancel"]["body"]
         assert [k for k, _ in cancel] == [k for k, _ in want["GET /jobs/{id}"]["body"]]
+
+
+def _api_routes(routes: list[Any]) -> list[APIRoute]:
+    """The app's API routes, also those of included routers (which recent
+    FastAPI keeps as one entry each, ``original_router`` holding them)."""
+    out: list[APIRoute] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            out.append(route)
+        elif hasattr(route, "original_router"):
+            out += _api_routes(route.original_router.routes)
+    return out
+
+
+def _route(app: Any, method: str, path: str) -> APIRoute:
+    scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+    for route in _api_routes(app.router.routes):
+        if route.matches(scope)[0] == Match.FULL:
+            return route
+    raise AssertionError(f"no route for {method} {path}")
+
+
+def test_answers_are_what_the_response_models_say(app: Any, answers: dict[str, Any]) -> None:
+    """Every answer validates against its route's response model and comes
+    back from it unchanged: the model, as /openapi.json shows it, neither
+    misses a key nor declares one the answer lacks (also for the routes
+    that send bytes they serialise themselves: data pages, compare, uploads)."""
+    for name, (method, path, body) in answers["raw"].items():
+        route = _route(app, method, path)
+        if body is None:
+            assert route.status_code == 204, name
+            continue
+        model = route.response_model
+        assert model is not None, f"{name}: no response model"
+        back = model.model_validate(body).model_dump(mode="json", by_alias=True, exclude_unset=True)
+        assert json.dumps(back) == json.dumps(body), name
+
+
+# Routes that answer something other than a JSON object
+NOT_JSON = {
+    ("GET", "/metrics"),
+    ("GET", "/api/v1/jobs/{job_id}/events"),
+    ("GET", "/api/v1/datasets/{dataset_id}/refs/{ref:path}/export"),
+    ("HEAD", "/api/v1/datasets/{dataset_id}/refs/{ref:path}/export"),
+}
+
+
+def test_every_json_route_declares_its_answer(app: Any) -> None:
+    missing = []
+    for route in _api_routes(app.router.routes):
+        if not route.include_in_schema:
+            continue
+        if not (route.path.startswith("/api/") or route.path in ("/healthz", "/readyz")):
+            continue
+        for method in route.methods:
+            if (method, route.path) in NOT_JSON or route.status_code == 204:
+                continue
+            if route.response_model is None:
+                missing.append(f"{method} {route.path}")
+    assert missing == []
+    schema = app.openapi()
+    answer = schema["paths"]["/api/v1/jobs/{job_id}"]["get"]["responses"]["200"]
+    assert answer["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/JobOut"
+    }
