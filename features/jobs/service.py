@@ -8,6 +8,7 @@ with a commit id or ``failed`` with a problem document.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,7 @@ def reconcile(stale_after_s: float) -> list[uuid.UUID]:
                 continue
             conn.execute(Q.lease, {"id": row["id"]})
             task = TASKS[row["kind"]]
-            db.after_commit(conn, lambda t=task, i=row["id"]: queue.enqueue(t, str(i)))
+            db.after_commit(conn, functools.partial(queue.enqueue, task, str(row["id"])))
             resent.append(row["id"])
     return resent
 
