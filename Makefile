@@ -21,7 +21,7 @@ up: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy core/
+	$(VENV)/bin/mypy core features api worker
 	$(VENV)/bin/lint-imports
 
 # Debian's Chromium for the browser tests (tests/ui/test_browser.py); Playwright

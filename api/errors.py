@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import DsaError, Invalid
+from core.errors import DsaError, InvalidRequest, NotFound
 from features.web import service as web
 
 log = structlog.get_logger(__name__)
@@ -26,6 +26,26 @@ PROBLEM = "application/problem+json"
 _SERVICE_PATHS = frozenset(
     {"/api", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"}
 )
+
+
+class MethodNotAllowed(DsaError):
+    """405: a path served, but not for this method (raised by routing)."""
+
+    status = 405
+    title = "Method not allowed"
+    default_code = "method_not_allowed"
+
+
+def _http_error(exc: StarletteHTTPException) -> DsaError:
+    """Routing's 404 and 405 as domain errors; any other status Starlette
+    raises (none today) as a one-off ``http_error`` of that status."""
+    detail = str(exc.detail)
+    if exc.status_code == 404:
+        return NotFound(detail)
+    if exc.status_code == 405:
+        return MethodNotAllowed(detail)
+    attrs = {"status": exc.status_code, "title": "Error", "default_code": "http_error"}
+    return type("HttpError", (DsaError,), attrs)(detail)
 
 
 def problem_response(err: DsaError, request: Request | None = None) -> JSONResponse:
@@ -63,15 +83,12 @@ def install(app: FastAPI) -> None:
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _validation_errors(exc)
         fields = ", ".join(e["field"] or "(body)" for e in errors)
-        err = Invalid(f"the request is invalid: {fields}", code="invalid_request", errors=errors)
+        err = InvalidRequest(f"the request is invalid: {fields}", errors=errors)
         return problem_response(err, request)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        err = DsaError(str(exc.detail))
-        err.status = exc.status_code  # type: ignore[misc]
-        err.title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")  # type: ignore[misc]
-        err.code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        err = _http_error(exc)
         if wants_html(request):
             path = request.url.path
             if exc.status_code == 404:

@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from core.config import get_settings
-from core.errors import Unavailable
+from core.errors import DatabaseNotConfigured, Unavailable
 
 _pool: ConnectionPool | None = None
 _pool_lock = threading.Lock()
@@ -30,7 +30,7 @@ _after_commit: dict[int, list[Callable[[], None]]] = {}
 def database_url() -> str:
     url = get_settings().database_url
     if not url:
-        raise Unavailable("DSA_DATABASE_URL is not set", code="database_not_configured")
+        raise DatabaseNotConfigured("DSA_DATABASE_URL is not set")
     return url
 
 

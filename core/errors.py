@@ -15,6 +15,15 @@ RFC 9457 problem documents in one place.
 Each error has a stable ``code`` (the last part of the problem ``type``),
 a human ``detail`` and optional ``extra`` members (``line``, ``column``,
 ``errors`` ...) copied into the problem document.
+
+Every stable code is a class (decision 0018): a feature's codes live in its
+``errors.py`` (``features/datasets/errors.py: DatasetNotFound(NotFound)``,
+``default_code = "dataset_not_found"``), the few codes core raises itself at
+the end of this module. Services raise those classes; callers catch them by
+class and never compare ``code`` strings. A class takes its status and title
+from its category; a code used by several features belongs to the feature
+that owns the concept (``TableNotFound`` in ``features/data``). The ``code=``
+keyword still overrides the class's code for callers not yet converted.
 """
 
 from __future__ import annotations
@@ -99,3 +108,28 @@ class Unavailable(DsaError):
     status = 503
     title = "Service unavailable"
     default_code = "unavailable"
+
+
+# Codes core raises itself (its modules have no feature to own them).
+
+
+class InvalidRequest(Invalid):
+    """A request that fails validation; ``errors`` lists every problem."""
+
+    default_code = "invalid_request"
+
+
+class ObjectNotFound(NotFound):
+    """An object missing from the object store."""
+
+    default_code = "object_not_found"
+
+
+class UnknownType(Invalid):
+    """A logical column type this version does not know."""
+
+    default_code = "unknown_type"
+
+
+class DatabaseNotConfigured(Unavailable):
+    default_code = "database_not_configured"

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.errors import Invalid
+from core.errors import UnknownType
 
 # logical type -> (Arrow storage type, row-encoding tag)
 _TYPES: dict[str, tuple[pa.DataType, str]] = {
@@ -47,7 +47,7 @@ def arrow_type(logical: str) -> pa.DataType:
     try:
         return _TYPES[logical][0]
     except KeyError:
-        raise Invalid(f"unknown column type {logical!r}", code="unknown_type") from None
+        raise UnknownType(f"unknown column type {logical!r}") from None
 
 
 def arrow_schema(columns: list[Column]) -> pa.Schema:

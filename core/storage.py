@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 
-from core.errors import NotFound, Unavailable
+from core.errors import ObjectNotFound, Unavailable
 
 
 class ObjectStore(Protocol):
@@ -82,20 +82,20 @@ class LocalStore:
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError:
-            raise NotFound(f"object {key} is missing", code="object_not_found") from None
+            raise ObjectNotFound(f"object {key} is missing") from None
 
     def open(self, key: str) -> BinaryIO:
         try:
             return open(self._path(key), "rb")
         except FileNotFoundError:
-            raise NotFound(f"object {key} is missing", code="object_not_found") from None
+            raise ObjectNotFound(f"object {key} is missing") from None
 
     def open_arrow(self, key: str) -> pa.NativeFile:
         """A file Arrow reads natively (memory-mapped): no Python in the read path."""
         try:
             return pa.memory_map(str(self._path(key)))
         except FileNotFoundError:
-            raise NotFound(f"object {key} is missing", code="object_not_found") from None
+            raise ObjectNotFound(f"object {key} is missing") from None
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
@@ -107,7 +107,7 @@ class LocalStore:
     def local_path(self, key: str) -> Iterator[Path]:
         path = self._path(key)
         if not path.exists():
-            raise NotFound(f"object {key} is missing", code="object_not_found")
+            raise ObjectNotFound(f"object {key} is missing")
         yield path
 
     def check(self) -> None:

@@ -22,7 +22,16 @@ from fastapi import Request
 
 from core import db
 from core.config import get_settings
-from core.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from core.errors import Unauthorized
+from features.auth.errors import (
+    AdminRequired,
+    BadCredentials,
+    BadToken,
+    TokenNotFound,
+    UserExists,
+    UserNotFound,
+    WeakPassword,
+)
 
 Q = db.Queries(__file__)
 _hasher = PasswordHasher()
@@ -41,7 +50,7 @@ def create_user(
     conn: psycopg.Connection[Any], *, username: str, password: str, is_admin: bool = False
 ) -> User:
     if len(password) < 8:
-        raise Invalid("the password must be at least 8 characters", code="weak_password")
+        raise WeakPassword("the password must be at least 8 characters")
     try:
         with conn.transaction():
             row = conn.execute(
@@ -54,7 +63,7 @@ def create_user(
                 },
             ).fetchone()
     except psycopg.errors.UniqueViolation:
-        raise Conflict(f"user {username!r} already exists", code="user_exists") from None
+        raise UserExists(f"user {username!r} already exists") from None
     assert row is not None
     return User(row["id"], row["username"], row["is_admin"])
 
@@ -74,7 +83,7 @@ def authenticate(conn: psycopg.Connection[Any], *, username: str, password: str)
     except (VerifyMismatchError, VerificationError):
         row = None
     if row is None:
-        raise Unauthorized("wrong username or password", code="bad_credentials")
+        raise BadCredentials("wrong username or password")
     return User(row["id"], row["username"], row["is_admin"])
 
 
@@ -120,7 +129,7 @@ def list_api_tokens(conn: psycopg.Connection[Any], user: User) -> list[dict[str,
 
 def delete_api_token(conn: psycopg.Connection[Any], user: User, token_id: uuid.UUID) -> None:
     if conn.execute(Q.delete_token, {"id": token_id, "user_id": user.id}).rowcount == 0:
-        raise NotFound("no such token", code="token_not_found")
+        raise TokenNotFound("no such token")
 
 
 def user_from_bearer(token: str) -> User:
@@ -128,13 +137,13 @@ def user_from_bearer(token: str) -> User:
         with db.transaction() as conn:
             row = conn.execute(Q.user_by_token, {"token_hash": _token_hash(token)}).fetchone()
         if row is None:
-            raise Unauthorized("the API token is unknown or expired", code="bad_token")
+            raise BadToken("the API token is unknown or expired")
         return User(row["id"], row["username"], row["is_admin"])
     try:
         claims = jwt.decode(token, get_settings().effective_jwt_secret(), algorithms=["HS256"])
         return User(uuid.UUID(claims["sub"]), claims["name"], bool(claims["adm"]))
     except (jwt.PyJWTError, KeyError, ValueError):
-        raise Unauthorized("the access token is invalid or expired", code="bad_token") from None
+        raise BadToken("the access token is invalid or expired") from None
 
 
 def optional_user(request: Request) -> User | None:
@@ -143,7 +152,7 @@ def optional_user(request: Request) -> User | None:
     if not header:
         return None
     if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("use 'Authorization: Bearer <token>'", code="bad_token")
+        raise BadToken("use 'Authorization: Bearer <token>'")
     return user_from_bearer(token.strip())
 
 
@@ -156,13 +165,13 @@ def current_user(request: Request) -> User:
 
 def require_admin(user: User) -> None:
     if not user.is_admin:
-        raise Forbidden("only administrators may do this", code="admin_required")
+        raise AdminRequired("only administrators may do this")
 
 
 def user_by_name(conn: psycopg.Connection[Any], username: str) -> User:
     row = conn.execute(Q.user_by_name, {"username": username}).fetchone()
     if row is None:
-        raise NotFound(f"user {username!r} does not exist", code="user_not_found")
+        raise UserNotFound(f"user {username!r} does not exist")
     return User(row["id"], row["username"], row["is_admin"])
 
 

@@ -6,10 +6,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from core.db import read
+from core.models import Links
 from core.objects import get_commit, get_schema
 from core.storage import get_store
 from features.auth.service import User, optional_user
 from features.commits import service
+from features.commits.models import CommitDetail, CommitPage, CommitSummary, MergeBase
 from features.datasets import service as datasets_service
 from features.refs import service as refs_service
 
@@ -27,7 +29,7 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.get("/datasets/{dataset_id}/commits")
+@router.get("/datasets/{dataset_id}/commits", response_model=CommitPage)
 def history(
     request: Request,
     dataset_id: uuid.UUID,
@@ -36,7 +38,7 @@ def history(
     page: int = Query(1, ge=1),
     per_page: int = Query(50, ge=1, le=500),
     user: User | None = Depends(optional_user),
-) -> dict[str, Any]:
+) -> CommitPage:
     """First-parent history from ``ref``, newest first; ``all=true``: every
     ancestor through all parents, in topological order."""
     with read() as conn:
@@ -53,20 +55,20 @@ def history(
     nxt = None
     if page * per_page < total:
         nxt = str(request.url.include_query_params(page=page + 1, per_page=per_page))
-    return {
-        "items": [_summary(r) for r in rows],
-        "total": total,
-        "page": page,
-        "per_page": per_page,
-        "head": head,
-        "links": {"next": nxt},
-    }
+    return CommitPage(
+        items=[CommitSummary.model_validate(_summary(r)) for r in rows],
+        total=total,
+        page=page,
+        per_page=per_page,
+        head=head,
+        links=Links(next=nxt),
+    )
 
 
-@router.get("/datasets/{dataset_id}/commits/{commit_ref}")
+@router.get("/datasets/{dataset_id}/commits/{commit_ref}", response_model=CommitDetail)
 def commit_detail(
     dataset_id: uuid.UUID, commit_ref: str, user: User | None = Depends(optional_user)
-) -> dict[str, Any]:
+) -> CommitDetail:
     with read() as conn:
         datasets_service.require(conn, user, dataset_id, "read")
         commit_id = refs_service.resolve(conn, dataset_id, commit_ref)
@@ -83,16 +85,18 @@ def commit_detail(
         }
         for name, t in sorted(commit.tables.items())
     ]
-    return {**_summary(row), "tables": tables, "provenance": commit.provenance}
+    return CommitDetail.model_validate(
+        {**_summary(row), "tables": tables, "provenance": commit.provenance}
+    )
 
 
-@router.get("/datasets/{dataset_id}/merge-base/{spec:path}")
+@router.get("/datasets/{dataset_id}/merge-base/{spec:path}", response_model=MergeBase)
 def merge_base(
     dataset_id: uuid.UUID, spec: str, user: User | None = Depends(optional_user)
-) -> dict[str, Any]:
+) -> MergeBase:
     """The best common ancestor of two refs, ``a...b``: ``{merge_base, a, b}``."""
     with read() as conn:
         datasets_service.require(conn, user, dataset_id, "read")
         a, b = refs_service.resolve_range(conn, dataset_id, spec)
         base = service.merge_base(conn, dataset_id, a, b)
-    return {"merge_base": base, "a": a, "b": b}
+    return MergeBase(merge_base=base, a=a, b=b)

@@ -10,11 +10,11 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from core import db
-from core.errors import NotFound
 from core.lru import LRU
 from core.objects import Commit, commit_time, put_object
 from core.storage import get_store
 from features.commits import graph
+from features.commits.errors import CommitNotFound
 
 Q = db.Queries(__file__)
 ROOT_MESSAGE = "Create dataset"
@@ -48,7 +48,7 @@ def record(conn: psycopg.Connection[Any], *, dataset_id: uuid.UUID, commit: Comm
     }
     for p in parents:
         if p not in found:
-            raise NotFound(f"parent commit {p} is unknown", code="commit_not_found")
+            raise CommitNotFound(f"parent commit {p} is unknown")
     row = {
         "dataset_id": dataset_id,
         "id": commit.id,
@@ -125,7 +125,7 @@ def _insert_links(
 def get(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, commit_id: str) -> dict[str, Any]:
     row = conn.execute(Q.get_commit, {"dataset_id": dataset_id, "id": commit_id}).fetchone()
     if row is None:
-        raise NotFound(f"commit {commit_id} does not exist", code="commit_not_found")
+        raise CommitNotFound(f"commit {commit_id} does not exist")
     return row
 
 
@@ -155,7 +155,7 @@ def _points(
     found = {r["id"]: r for r in rows}
     for i in ids:
         if i not in found:
-            raise NotFound(f"commit {i} does not exist", code="commit_not_found")
+            raise CommitNotFound(f"commit {i} does not exist")
     return found
 
 

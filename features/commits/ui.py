@@ -10,12 +10,12 @@ from fastapi import APIRouter, Query, Request, Response
 from markupsafe import Markup
 
 from core.db import read
-from core.errors import DsaError
 from core.objects import get_commit, get_schema
 from core.storage import get_store
 from features.commits import service
 from features.compare import present as compare_present
 from features.compare import service as compare_service
+from features.data.errors import TableRequired
 from features.datasets import service as datasets_service
 from features.refs import service as refs_service
 from features.web import service as web
@@ -183,9 +183,7 @@ def commit_page(
                 diff = compare_service.compare(
                     conn, ds, spec, table=table, offset=offset, limit=limit
                 )
-            except DsaError as err:
-                if err.code != "table_required":
-                    raise
+            except TableRequired as err:
                 # several tables changed: show the first changed one
                 statuses = err.extra.get("tables") or []
                 pick = next(

@@ -8,12 +8,15 @@ from fastapi import APIRouter, Query, Request, Response
 from core.db import read
 from features.auth.service import optional_user
 from features.compare import service
+from features.compare.models import Comparison
 from features.datasets import service as datasets_service
 
 router = APIRouter(prefix="/api/v1", tags=["compare"])
 
 
-@router.get("/datasets/{dataset_id}/compare/{spec:path}")
+# Answered with bytes it serialises itself (orjson), like data pages: the model
+# describes them in /openapi.json, tests/api/test_response_shapes.py checks them.
+@router.get("/datasets/{dataset_id}/compare/{spec:path}", response_model=Comparison)
 def compare(
     request: Request,
     dataset_id: uuid.UUID,

@@ -19,7 +19,7 @@ import structlog
 
 from core.chunks import chunk_key
 from core.config import get_settings
-from core.errors import Invalid, NotFound
+from core.errors import ObjectNotFound
 from core.layouts import Copy
 from core.lru import LRU
 from core.objects import Commit, Manifest, Schema, TableEntry, get_commit, get_manifest, get_schema
@@ -28,6 +28,7 @@ from features.compare import align as alignment
 from features.compare import schema_diff
 from features.compare.rows import Projected, TableRows
 from features.data import service as data_service
+from features.data.errors import TableNotFound, TableRequired
 from features.layouts import service as layouts_service
 from features.refs import service as refs_service
 
@@ -192,15 +193,14 @@ def pick_table(base: Commit, head: Commit, table: str | None) -> str:
     names = sorted(set(base.tables) | set(head.tables))
     if table is not None:
         if table not in names:
-            raise NotFound(f"table {table!r} is in neither version", code="table_not_found")
+            raise TableNotFound(f"table {table!r} is in neither version")
         return table
     if len(names) == 1:
         return names[0]
-    raise Invalid(
+    raise TableRequired(
         "name the table with ?table= (the versions have tables: "
         + (", ".join(names) or "none")
         + ")",
-        code="table_required",
         tables=names,
     )
 
@@ -317,7 +317,7 @@ def _json_rows(side: TableVersion, positions: np.ndarray) -> list[dict[str, Any]
     names = side.schema.names
     try:
         table = side.rows.read(positions, names)
-    except (NotFound, OSError, pa.ArrowException):
+    except (ObjectNotFound, OSError, pa.ArrowException):
         if side.copy is None:
             raise
         # a part of the read copy went missing or bad after it was checked:

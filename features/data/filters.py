@@ -41,6 +41,7 @@ import polars as pl
 from core.errors import BadRequest
 from core.objects import Schema
 from core.schema import Column
+from features.data.errors import InvalidFilter, InvalidSort, UnknownFilterColumn
 
 MAX_FILTER_CHARS = 8192
 MAX_DEPTH = 64
@@ -83,8 +84,10 @@ class Token:
         return repr(self.text)
 
 
-def _fail(pos: int, message: str, *, code: str = "invalid_filter", **extra: Any) -> NoReturn:
-    raise BadRequest(f"{message} (at position {pos})", code=code, position=pos, **extra)
+def _fail(
+    pos: int, message: str, *, error: type[BadRequest] = InvalidFilter, **extra: Any
+) -> NoReturn:
+    raise error(f"{message} (at position {pos})", position=pos, **extra)
 
 
 def tokenize(text: str) -> list[Token]:
@@ -241,12 +244,7 @@ class _Parser:
             self.advance()
             col = self.columns.get(t.text)
             if col is None:
-                _fail(
-                    t.pos,
-                    f"unknown column {t.text!r}",
-                    code="unknown_column",
-                    column=t.text,
-                )
+                _fail(t.pos, f"unknown column {t.text!r}", error=UnknownFilterColumn, column=t.text)
             return col, t
         hint = ""
         if t.keyword is not None:
@@ -421,9 +419,9 @@ def _datetime(t: Token, col: Column) -> dt.datetime:
 def parse_filter(text: str, schema: Schema) -> pl.Expr:
     """``text`` as a boolean polars expression over ``schema``'s columns.
 
-    Raises ``BadRequest`` (400) with ``code="invalid_filter"`` and ``position``
-    (0-based character offset) for syntax and type errors, or
-    ``code="unknown_column"`` with ``position`` and ``column``."""
+    Raises ``InvalidFilter`` (400) with ``position`` (0-based character
+    offset) for syntax and type errors, or ``UnknownFilterColumn`` with
+    ``position`` and ``column``."""
     return _Parser(text, schema).parse()
 
 
@@ -431,13 +429,11 @@ def parse_sort(text: str, schema: Schema) -> list[tuple[str, bool]]:
     """``sort`` as ``[(column, descending), …]``. Both spellings, mixable:
     ``-price,name`` and ``price:desc,name:asc``; names may be quoted with
     backticks or double quotes. Errors as for ``parse_filter``, with
-    ``code="invalid_sort"`` for syntax errors."""
+    ``InvalidSort`` for syntax errors (the tokenizer's too)."""
     try:
         return _parse_sort(text, schema)
-    except BadRequest as e:
-        if e.code == "invalid_filter":
-            e.code = "invalid_sort"
-        raise
+    except InvalidFilter as e:  # from the tokenizer, shared with filters
+        raise InvalidSort(e.detail, **e.extra) from None
 
 
 def _parse_sort(text: str, schema: Schema) -> list[tuple[str, bool]]:
@@ -453,7 +449,7 @@ def _parse_sort(text: str, schema: Schema) -> list[tuple[str, bool]]:
         if t.kind not in ("word", "quoted", "backtick") or t.quote == "'":
             _fail(t.pos, f"expected a column name, found {t.describe()}")
         if t.text not in columns:
-            _fail(t.pos, f"unknown column {t.text!r}", code="unknown_column", column=t.text)
+            _fail(t.pos, f"unknown column {t.text!r}", error=UnknownFilterColumn, column=t.text)
         i += 1
         if tokens[i].kind == ":":
             d = tokens[i + 1]

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -9,21 +8,25 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from core.db import read
 from features.auth.service import User, optional_user
 from features.data import service
+from features.data.models import DataPage, TableList
 from features.datasets import service as datasets_service
 
 router = APIRouter(prefix="/api/v1", tags=["reading"])
 
 
-@router.get("/datasets/{dataset_id}/refs/{ref:path}/tables")
+@router.get("/datasets/{dataset_id}/refs/{ref:path}/tables", response_model=TableList)
 def tables(
     dataset_id: uuid.UUID, ref: str, user: User | None = Depends(optional_user)
-) -> dict[str, Any]:
+) -> TableList:
     with read() as conn:
         datasets_service.require(conn, user, dataset_id, "read")
-        return service.tables(conn, dataset_id, ref)
+        return TableList.model_validate(service.tables(conn, dataset_id, ref))
 
 
-@router.get("/datasets/{dataset_id}/refs/{ref:path}/data")
+# The hot read path answers with bytes it serialises itself (orjson): the
+# model describes them in /openapi.json and tests/api/test_response_shapes.py
+# checks that they match it.
+@router.get("/datasets/{dataset_id}/refs/{ref:path}/data", response_model=DataPage)
 def data(
     request: Request,
     dataset_id: uuid.UUID,

@@ -24,10 +24,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.chunks import chunk_key, read_rows
-from core.errors import Invalid, NotFound
 from core.objects import Commit, Manifest, TableEntry, get_commit, get_manifest, get_schema
 from core.storage import get_store
 from features.data import query
+from features.data.errors import TableNotFound, TableRequired, UnknownColumn
 from features.data.filters import parse_filter, parse_sort
 from features.layouts import service as layouts_service
 from features.refs import service as refs_service
@@ -60,14 +60,11 @@ def table_of(commit: Commit, table: str | None, ref: str) -> tuple[str, TableEnt
     if table is None:
         if len(commit.tables) != 1:
             listed = ", ".join(sorted(commit.tables)) or "none"
-            raise Invalid(
-                f"name the table with ?table= (this version has tables: {listed})",
-                code="table_required",
-            )
+            raise TableRequired(f"name the table with ?table= (this version has tables: {listed})")
         table = next(iter(commit.tables))
     entry = commit.tables.get(table)
     if entry is None:
-        raise NotFound(f"table {table!r} does not exist at {ref}", code="table_not_found")
+        raise TableNotFound(f"table {table!r} does not exist at {ref}")
     return table, entry
 
 
@@ -91,9 +88,7 @@ def page(
     if columns:
         unknown = [c for c in columns if c not in names]
         if unknown:
-            raise Invalid(
-                f"unknown columns: {', '.join(unknown)}", code="unknown_column", columns=unknown
-            )
+            raise UnknownColumn(f"unknown columns: {', '.join(unknown)}", columns=unknown)
         picked = [names.index(c) for c in columns]
     else:
         picked = list(range(len(names)))

@@ -10,9 +10,10 @@ import psycopg
 from fastapi import APIRouter, Query, Request, Response
 
 from core.db import read
-from core.errors import DsaError, Invalid
+from core.errors import DsaError
 from features.commits import service as commits_service
 from features.data import present, service
+from features.data.errors import TableNotFound
 from features.datasets import service as datasets_service
 from features.refs import service as refs_service
 from features.web import service as web
@@ -49,7 +50,7 @@ def home(
         tables = listing["items"]
         current = next((t for t in tables if t["name"] == table), tables[0] if tables else None)
         if table is not None and (current is None or current["name"] != table):
-            raise Invalid(f"table {table!r} does not exist at {ref}", code="table_not_found")
+            raise TableNotFound(f"table {table!r} does not exist at {ref}")
         page, problem = _read_page(
             conn, dataset_id, commit_id, current, col, offset, limit, filter, sort
         )

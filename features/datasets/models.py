@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.models import Links
+
 Visibility = Literal["private", "internal", "public"]
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
@@ -35,10 +37,6 @@ class DatasetOut(BaseModel):
     default_branch: str
     created_at: datetime
     updated_at: datetime
-
-
-class Links(BaseModel):
-    next: str | None = None
 
 
 class DatasetList(BaseModel):

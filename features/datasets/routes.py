@@ -5,6 +5,7 @@ import uuid
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from core.db import transaction
+from core.models import Links
 from features.auth.service import User, current_user, optional_user
 from features.datasets import service
 from features.datasets.models import (
@@ -12,7 +13,6 @@ from features.datasets.models import (
     DatasetList,
     DatasetOut,
     DatasetPatch,
-    Links,
     PermissionIn,
     PermissionList,
     PermissionOut,

@@ -15,9 +15,16 @@ from typing import Any
 import psycopg
 
 from core import db
-from core.errors import Conflict, Forbidden, Invalid, NotFound
 from features.auth.service import User, user_by_name
 from features.commits import service as commits_service
+from features.datasets.errors import (
+    DatasetExists,
+    DatasetNotFound,
+    InvalidRole,
+    LastAdmin,
+    PermissionNotFound,
+    RoleRequired,
+)
 from features.refs import service as refs_service
 
 Q = db.Queries(__file__)
@@ -64,7 +71,7 @@ def create_dataset(
                 },
             ).fetchone()
     except psycopg.errors.UniqueViolation:
-        raise Conflict(f"a dataset named {name!r} already exists", code="dataset_exists") from None
+        raise DatasetExists(f"a dataset named {name!r} already exists") from None
     assert row is not None
     conn.execute(Q.upsert_permission, {"id": dataset_id, "user_id": user.id, "role": "admin"})
     root = commits_service.create_root(
@@ -98,9 +105,9 @@ def require(
     ).fetchone()
     have = role_of(user, row) if row else 0
     if row is None or have == 0:
-        raise NotFound(f"dataset {dataset_id} does not exist", code="dataset_not_found")
+        raise DatasetNotFound(f"dataset {dataset_id} does not exist")
     if have < ROLES[role]:
-        raise Forbidden(f"this needs the {role} role on the dataset", code="role_required")
+        raise RoleRequired(f"this needs the {role} role on the dataset")
     return _dataset(row)
 
 
@@ -158,9 +165,7 @@ def update_dataset(
                 },
             ).fetchone()
     except psycopg.errors.UniqueViolation:
-        raise Conflict(
-            f"a dataset named {changes.get('name')!r} already exists", code="dataset_exists"
-        ) from None
+        raise DatasetExists(f"a dataset named {changes.get('name')!r} already exists") from None
     assert row is not None
     return _dataset(row)
 
@@ -180,7 +185,7 @@ def grant(
 ) -> dict[str, Any]:
     """Gives ``username`` a role (the caller's ``admin`` role checked by ``require``)."""
     if role not in ROLES:
-        raise Invalid(f"unknown role {role!r}", code="invalid_role")
+        raise InvalidRole(f"unknown role {role!r}")
     target = user_by_name(conn, username)
     conn.execute(Q.upsert_permission, {"id": dataset_id, "user_id": target.id, "role": role})
     return {"username": target.username, "role": role, "granted_at": datetime.now(UTC)}
@@ -191,6 +196,6 @@ def revoke(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, username: str) 
     target = user_by_name(conn, username)
     n = conn.execute(Q.delete_permission, {"id": dataset_id, "user_id": target.id}).rowcount
     if n == 0:
-        raise NotFound(f"{username!r} has no role on this dataset", code="permission_not_found")
+        raise PermissionNotFound(f"{username!r} has no role on this dataset")
     if conn.execute(Q.count_admins, {"id": dataset_id}).fetchone()["n"] == 0:  # type: ignore[index]
-        raise Conflict("a dataset must keep at least one admin", code="last_admin")
+        raise LastAdmin("a dataset must keep at least one admin")

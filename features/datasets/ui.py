@@ -8,8 +8,9 @@ import uuid
 from fastapi import APIRouter, Form, Query, Request, Response
 
 from core.db import read, transaction
-from core.errors import DsaError, Invalid
+from core.errors import DsaError
 from features.datasets import service
+from features.datasets.errors import ConfirmationRequired
 from features.datasets.models import DatasetCreate, DatasetPatch
 from features.web import service as web
 
@@ -207,9 +208,8 @@ def delete(
         with transaction() as conn:
             ds = service.require(conn, user, dataset_id, "admin")
             if confirm.strip() != ds["name"]:
-                raise Invalid(
+                raise ConfirmationRequired(
                     f"type the dataset's name, {ds['name']}, to confirm the deletion",
-                    code="confirmation_required",
                 )
             service.delete_dataset(conn, dataset_id)
     except DsaError as err:

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from urllib.parse import quote, urlencode
 
 from core.config import get_settings
-from core.errors import Forbidden
+from features.exports.errors import BadSignature, LinkExpired
 
 SIGNED = ("expires", "uid", "sig")
 _DOMAIN = b"dsa.export-link.v1"
@@ -59,18 +59,17 @@ def verify(path: str, items: list[tuple[str, str]]) -> uuid.UUID:
     rest = [(k, v) for k, v in items if k != "sig"]
     keys = [k for k, _ in rest]
     if len(sigs) != 1 or len(set(keys)) != len(keys):
-        raise Forbidden("the export link is not valid", code="bad_signature")
+        raise BadSignature("the export link is not valid")
     if not hmac.compare_digest(sigs[0].encode(), signature(path, rest).encode()):
-        raise Forbidden(
-            "the export link's signature does not match (altered, or the key was rotated)",
-            code="bad_signature",
+        raise BadSignature(
+            "the export link's signature does not match (altered, or the key was rotated)"
         )
     got = dict(rest)
     try:
         expires = int(got["expires"])
         user_id = uuid.UUID(got["uid"])
     except (KeyError, ValueError):
-        raise Forbidden("the export link is not valid", code="bad_signature") from None
+        raise BadSignature("the export link is not valid") from None
     if expires < time.time():
-        raise Forbidden("the export link has expired; ask for a new one", code="link_expired")
+        raise LinkExpired("the export link has expired; ask for a new one")
     return user_id

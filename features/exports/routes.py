@@ -4,7 +4,6 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -13,11 +12,12 @@ from pydantic import BaseModel, Field
 
 from core.config import get_settings
 from core.db import read
-from core.errors import DsaError, Forbidden, Invalid
 from features.auth import service as auth_service
 from features.auth.service import User, current_user, optional_user
 from features.datasets import service as datasets_service
 from features.exports import links, service
+from features.exports.errors import BadSignature, LinkLifetimeTooLong, RangeNotSatisfiable
+from features.exports.models import ExportLink
 from features.exports.service import Export
 
 router = APIRouter(prefix="/api/v1", tags=["exports"])
@@ -34,12 +34,6 @@ class LinkCreate(BaseModel):
     raw: bool = False
     expires_in_seconds: int = Field(3600, ge=1)
     pin: bool = True
-
-
-class RangeNotSatisfiable(DsaError):
-    status = 416
-    title = "Range not satisfiable"
-    default_code = "range_not_satisfiable"
 
 
 def _headers(export: Export) -> dict[str, str]:
@@ -113,7 +107,7 @@ def export(
             user_id = links.verify(request.url.path, items)
             user = auth_service.user_by_id(conn, user_id)
             if user is None:
-                raise Forbidden("the export link's user no longer exists", code="bad_signature")
+                raise BadSignature("the export link's user no longer exists")
         else:
             user = optional_user(request)
         dataset = datasets_service.require(conn, user, dataset_id, "read")
@@ -173,20 +167,22 @@ def export(
     return StreamingResponse(body, status_code=status, media_type=ex.media_type, headers=headers)
 
 
-@router.post("/datasets/{dataset_id}/refs/{ref:path}/export-links", status_code=201)
+@router.post(
+    "/datasets/{dataset_id}/refs/{ref:path}/export-links",
+    response_model=ExportLink,
+    status_code=201,
+)
 def create_link(
     request: Request,
     dataset_id: uuid.UUID,
     ref: str,
     body: LinkCreate,
     user: User = Depends(current_user),
-) -> dict[str, Any]:
+) -> ExportLink:
     """A signed URL of an export, usable without an Authorization header."""
     limit = get_settings().export_link_max_seconds
     if body.expires_in_seconds > limit:
-        raise Invalid(
-            f"expires_in_seconds may be at most {limit}", code="link_lifetime_too_long", limit=limit
-        )
+        raise LinkLifetimeTooLong(f"expires_in_seconds may be at most {limit}", limit=limit)
     with read() as conn:
         dataset = datasets_service.require(conn, user, dataset_id, "read")
         ex = service.prepare(
@@ -205,10 +201,10 @@ def create_link(
     path = f"/api/v1/datasets/{dataset_id}/refs/{target}/export"
     query = links.sign(path, ex.options.params(), user_id=user.id, expires_at=expires_at)
     base = str(request.base_url).rstrip("/")
-    return {
-        "url": f"{base}{quote(path)}?{query}",
-        "expires_at": datetime.fromtimestamp(expires_at, UTC).isoformat().replace("+00:00", "Z"),
-        "commit_id": ex.commit_id,
-        "etag": ex.etag,
-        "filename": ex.filename,
-    }
+    return ExportLink(
+        url=f"{base}{quote(path)}?{query}",
+        expires_at=datetime.fromtimestamp(expires_at, UTC),
+        commit_id=ex.commit_id,
+        etag=ex.etag,
+        filename=ex.filename,
+    )

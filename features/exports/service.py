@@ -39,12 +39,18 @@ import psycopg
 import pyarrow as pa
 
 from core.config import get_settings
-from core.errors import Invalid
 from core.objects import get_commit, get_schema
 from core.schema import arrow_schema
 from core.storage import ObjectStore, get_store
 from features.data import service as data_service
+from features.data.errors import UnknownColumn
 from features.exports import csv_stream, rows
+from features.exports.errors import (
+    DuplicateColumn,
+    UnknownCompression,
+    UnknownExportFormat,
+    UnsupportedCompression,
+)
 from features.exports.formats import (
     ArrowEncoder,
     Compressor,
@@ -97,11 +103,9 @@ def prepare(
     if picked is not None:
         unknown = [c for c in picked if c not in names]
         if unknown:
-            raise Invalid(
-                f"unknown columns: {', '.join(unknown)}", code="unknown_column", columns=unknown
-            )
+            raise UnknownColumn(f"unknown columns: {', '.join(unknown)}", columns=unknown)
         if len(set(picked)) != len(picked):
-            raise Invalid("a column is named twice in columns", code="duplicate_column")
+            raise DuplicateColumn("a column is named twice in columns")
     out = picked if picked is not None else names
     predicate = None
     if filter is not None and filter.strip():
@@ -140,21 +144,16 @@ def _format_and_compression(format: str | None, compression: str | None) -> tupl
     """The export's format and compression, checked (422 for an unknown one)."""
     fmt = (format or "csv").lower()
     if fmt not in FORMATS:
-        raise Invalid(
-            f"unknown export format {format!r} (one of: {', '.join(FORMATS)})",
-            code="unknown_export_format",
+        raise UnknownExportFormat(
+            f"unknown export format {format!r} (one of: {', '.join(FORMATS)})"
         )
     comp = (compression or default_compression(fmt)).lower()
     if comp not in COMPRESSIONS:
-        raise Invalid(
-            f"unknown compression {compression!r} (one of: {', '.join(COMPRESSIONS)})",
-            code="unknown_compression",
+        raise UnknownCompression(
+            f"unknown compression {compression!r} (one of: {', '.join(COMPRESSIONS)})"
         )
     if fmt == "xlsx" and comp != "none":
-        raise Invalid(
-            "xlsx files are zip archives already: use compression=none",
-            code="unsupported_compression",
-        )
+        raise UnsupportedCompression("xlsx files are zip archives already: use compression=none")
     return fmt, comp
 
 

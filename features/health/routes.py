@@ -6,16 +6,21 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from features.health import service
+from features.health.models import Health, Readiness
 
 router = APIRouter(tags=["service"])
 
 
-@router.get("/healthz")
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get("/healthz", response_model=Health)
+def healthz() -> Health:
+    return Health(status="ok")
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "a check failed"}},
+)
 async def readyz() -> JSONResponse:
     ok, checks = await run_in_threadpool(service.readiness)
     return JSONResponse(

@@ -69,7 +69,8 @@ class ChunkWriter:
     def abandon(self) -> None:
         for f in self.futures:
             f.cancel()
-        for f in [*self.futures, *self.hashing]:
+        running: list[Future[Any]] = [*self.futures, *self.hashing]
+        for f in running:
             if not f.cancel():
                 f.exception()  # wait; its chunk is merely unreferenced
         self.futures, self.hashing, self.pending, self.pending_rows = [], [], [], 0

@@ -71,6 +71,7 @@ def _records(
         for _ in range(dialect["skip_rows"]):
             f.readline()
         delimiter = "\t" if dialect["delimiter"] == WHITESPACE else dialect["delimiter"]
+        undecodable: tuple[type[BaseException], ...] = (UnicodeDecodeError, *decode_errors())
         reader = csv.reader(f, delimiter=delimiter, strict=strict)
         start = dialect["skip_rows"] + 1
         try:
@@ -79,7 +80,7 @@ def _records(
                 start = dialect["skip_rows"] + reader.line_num + 1
         except csv.Error:
             raise _RecordError(start) from None
-        except (UnicodeDecodeError, *decode_errors()):
+        except undecodable:
             raise _RecordError(None) from None
 
 

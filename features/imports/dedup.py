@@ -101,7 +101,8 @@ class DedupWriter:
         if self._sink is not None:
             self._sink.close()
             self._sink = None
-        for f in [*self._hashing, *([self._parent] if self._parent else [])]:
+        running: list[Future[Any]] = [*self._hashing, *([self._parent] if self._parent else [])]
+        for f in running:
             if not f.cancel():
                 f.exception()  # wait for it: it may still read the batch
         self.spill_path.unlink(missing_ok=True)
@@ -148,13 +149,15 @@ class DedupWriter:
                 part = pq.read_table(f, columns=[ROW_HASH_COLUMN, *(extra or [])])
             columns.append(part.column(0))
             if extra:
-                extras.append(pl.from_arrow(part.select(extra)))
+                frame = pl.from_arrow(part.select(extra))
+                assert isinstance(frame, pl.DataFrame)
+                extras.append(frame)
             offsets.append(total)
             total += part.num_rows
         combined = [c.combine_chunks() for c in columns]
         every = pl.concat([_halves(a.buffers()[1], a.offset, len(a)) for a in combined])
         if extra:
-            every = pl.concat([every, pl.concat(extras)], how="horizontal")  # type: ignore[arg-type]
+            every = pl.concat([every, pl.concat(extras)], how="horizontal")
         _, rows = positions(self.parent)
         base = pl.Series("base", offsets, dtype=pl.UInt64)
         global_index = base.gather(rows.get_column("chunk")) + rows.get_column("pos").cast(
@@ -384,6 +387,7 @@ class UpsertWriter(DedupWriter):
 
     def _file_rows(self) -> pl.DataFrame:
         halves = _halves(pa.py_buffer(b"".join(self.hashes)), 0, self.rows)
+        keys: pl.DataFrame | pl.Series
         if self.rows == 0:
             keys = pl.DataFrame(schema={k: pl.Utf8 for k in self.key})
         else:

@@ -6,6 +6,8 @@
     └── UrlNotUsable                  a mirror answered but cannot serve the file
         ├── UrlNotFound               url_not_found: 404
         └── UrlRefused                url_refused: not http(s), redirects nowhere, an error status
+    UnsupportedFormat (415)           unsupported_format: no reader for the file's name
+    QueueDown (503)                   queue_down: the broker did not take the job
     Upload conflicts (``ref_conflict``) are ``features.refs.errors.RefConflict``.
 
 A file problem is an ``ImportFailed`` whose ``code`` says which (``empty_file``,
@@ -23,11 +25,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.errors import Invalid
+from core.errors import Invalid, Unavailable, UnsupportedMedia
 
 
 class ImportFailed(Invalid):
     """The file cannot be imported; the problem says why and where."""
+
+    default_code = "invalid_file"
 
 
 class InvalidEncoding(ImportFailed):
@@ -50,6 +54,16 @@ class UrlNotFound(UrlNotUsable):
 
 class UrlRefused(UrlNotUsable):
     default_code = "url_refused"
+
+
+class UnsupportedFormat(UnsupportedMedia):
+    default_code = "unsupported_format"
+
+
+class QueueDown(Unavailable):
+    """The job was recorded but could not be queued."""
+
+    default_code = "queue_down"
 
 
 class JobCancelled(Exception):

@@ -173,9 +173,12 @@ class ExcelSource:
         rows = _trim(rows)
         width = len(rows[0]) if rows else 0
         check_width(width, sheet=self.sheet)
-        header = options.get("header")
-        if header is None:
-            header = bool(rows) and all(isinstance(v, str) and v.strip() for v in rows[0])
+        asked: bool | None = options.get("header")
+        header = (
+            asked
+            if asked is not None
+            else bool(rows) and all(isinstance(v, str) and v.strip() for v in rows[0])
+        )
         if header and rows:
             self.names = _names(rows[0], self.sheet or "")
             self._rows = rows[1:]
@@ -185,7 +188,7 @@ class ExcelSource:
             self._rows = rows
             self._first_line = 1
         check_forced_columns(options.get("column_types") or {}, self.names, sheet=self.sheet)
-        self._columns: list[pa.Array] = []
+        self._columns = []
         self._types = []
         self._nulls = []
         for j, values in enumerate(zip(*self._rows, strict=True) if self._rows else [()] * width):
@@ -195,7 +198,7 @@ class ExcelSource:
             self._nulls.append(arr.null_count > 0)
         self._nrows = len(self._rows)
         self.rows = 0
-        self.dialect: dict[str, Any] = {
+        self.dialect = {
             "format": "excel",
             "sheet": self.sheet,
             "header": bool(header),

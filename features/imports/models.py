@@ -18,7 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from core.errors import Invalid, UnsupportedMedia
+from core.errors import InvalidRequest
+from features.imports.errors import UnsupportedFormat
 from features.imports.fetch import filename_of
 from features.imports.formats import (
     SUPPORTED_EXTENSIONS,
@@ -174,12 +175,11 @@ def _validated(
         errors.append({"field": "expected_commit_id", "message": "must be a full commit id"})
     if errors:
         names = ", ".join(e["field"] for e in errors)
-        raise Invalid(f"the upload is invalid: {names}", code="invalid_request", errors=errors)
+        raise InvalidRequest(f"the upload is invalid: {names}", errors=errors)
     fmt = detect_format(filename, options)
     if fmt is None:
-        raise UnsupportedMedia(
-            f"cannot import {filename!r}: supported formats are " + ", ".join(SUPPORTED_EXTENSIONS),
-            code="unsupported_format",
+        raise UnsupportedFormat(
+            f"cannot import {filename!r}: supported formats are " + ", ".join(SUPPORTED_EXTENSIONS)
         )
     return ImportRequest(
         mode=mode,  # type: ignore[arg-type]  # checked against MODES above

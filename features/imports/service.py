@@ -18,10 +18,10 @@ import psycopg
 import structlog
 
 from core import db, queue
-from core.errors import Unavailable
 from core.storage import get_store
 from features.auth.service import User
 from features.imports import pipeline
+from features.imports.errors import QueueDown
 from features.imports.formats import SUPPORTED_EXTENSIONS
 from features.imports.models import (
     ImportRequest,
@@ -146,7 +146,7 @@ def _enqueue_after_commit(conn: psycopg.Connection[Any], job_id: uuid.UUID) -> N
             queue.enqueue("imports.run", str(job_id))
         except Exception as exc:
             log.error("enqueue failed", job_id=str(job_id), error=str(exc))
-            err = Unavailable("the job queue is unreachable; try again shortly", code="queue_down")
+            err = QueueDown("the job queue is unreachable; try again shortly")
             with db.transaction() as conn2:
                 jobs_service.fail(conn2, job_id, err.to_problem(f"/api/v1/jobs/{job_id}"))
             raise err from None

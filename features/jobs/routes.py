@@ -11,10 +11,12 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from core.db import read, transaction
-from core.errors import NotFound
 from features.auth.service import User, current_user
 from features.datasets import service as datasets_service
+from features.datasets.errors import DatasetNotFound
 from features.jobs import service
+from features.jobs.errors import JobNotFound
+from features.jobs.models import JobOut
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
@@ -28,22 +30,23 @@ def _visible_job(user: User, job_id: uuid.UUID, role: str = "read") -> dict[str,
         row = service.get(conn, job_id)
         try:
             datasets_service.require(conn, user, row["dataset_id"], role)
-        except NotFound:  # a job of a dataset the caller cannot see does not exist for it
-            raise NotFound(f"job {job_id} does not exist", code="job_not_found") from None
+        except DatasetNotFound:  # a job of a dataset the caller cannot see does not exist for it
+            raise JobNotFound(f"job {job_id} does not exist") from None
     return row
 
 
-@router.get("/jobs/{job_id}")
-def get_job(job_id: uuid.UUID, user: User = Depends(current_user)) -> dict[str, Any]:
-    return service.to_out(_visible_job(user, job_id))
+@router.get("/jobs/{job_id}", response_model=JobOut)
+def get_job(job_id: uuid.UUID, user: User = Depends(current_user)) -> JobOut:
+    return JobOut.model_validate(service.to_out(_visible_job(user, job_id)))
 
 
-@router.post("/jobs/{job_id}/cancel", status_code=202)
-def cancel_job(job_id: uuid.UUID, user: User = Depends(current_user)) -> dict[str, Any]:
+@router.post("/jobs/{job_id}/cancel", response_model=JobOut, status_code=202)
+def cancel_job(job_id: uuid.UUID, user: User = Depends(current_user)) -> JobOut:
     """Stop a queued or running job; nothing it did becomes visible. 409 once it ended."""
     _visible_job(user, job_id, "write")
     with transaction() as conn:
-        return service.to_out(service.cancel(conn, job_id))
+        row = service.cancel(conn, job_id)
+    return JobOut.model_validate(service.to_out(row))
 
 
 @router.get("/jobs/{job_id}/events")

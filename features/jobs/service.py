@@ -8,6 +8,7 @@ with a commit id or ``failed`` with a problem document.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from core import db
-from core.errors import Conflict, NotFound, Unavailable
+from features.jobs.errors import JobEnded, JobNotFound, WorkerLost
 
 Q = db.Queries(__file__)
 
@@ -52,7 +53,7 @@ def create(
 def get(conn: psycopg.Connection[Any], job_id: uuid.UUID) -> dict[str, Any]:
     row = conn.execute(Q.get_job, {"id": job_id}).fetchone()
     if row is None:
-        raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+        raise JobNotFound(f"job {job_id} does not exist")
     return row
 
 
@@ -98,7 +99,7 @@ def cancel(conn: psycopg.Connection[Any], job_id: uuid.UUID) -> dict[str, Any]:
     row = conn.execute(Q.cancel, {"id": job_id}).fetchone()
     if row is None:
         state = get(conn, job_id)["state"]
-        raise Conflict(f"the job has already ended ({state})", code="job_ended", state=state)
+        raise JobEnded(f"the job has already ended ({state})", state=state)
     return row
 
 
@@ -132,16 +133,15 @@ def reconcile(stale_after_s: float) -> list[uuid.UUID]:
     with db.transaction() as conn:
         for row in conn.execute(Q.stale, {"after_s": stale_after_s}).fetchall():
             if row["attempts"] >= MAX_ATTEMPTS:
-                err = Unavailable(
+                err = WorkerLost(
                     f"the worker stopped {row['attempts']} times while running this job; "
-                    "the file may be what stops it",
-                    code="worker_lost",
+                    "the file may be what stops it"
                 )
                 fail(conn, row["id"], err.to_problem(f"/api/v1/jobs/{row['id']}"))
                 continue
             conn.execute(Q.lease, {"id": row["id"]})
             task = TASKS[row["kind"]]
-            db.after_commit(conn, lambda t=task, i=row["id"]: queue.enqueue(t, str(i)))
+            db.after_commit(conn, functools.partial(queue.enqueue, task, str(row["id"])))
             resent.append(row["id"])
     return resent
 

@@ -10,6 +10,7 @@ from core.db import transaction
 from features.auth.service import User, current_user
 from features.datasets import service as datasets_service
 from features.merges import service
+from features.merges.models import MergeOut, RevertOut
 
 router = APIRouter(prefix="/api/v1", tags=["merges"])
 Strategy = Literal["fail", "ours", "theirs"]
@@ -33,7 +34,10 @@ class RevertIn(BaseModel):
     strategy: Strategy = "fail"
 
 
-@router.post("/datasets/{dataset_id}/merges")
+# a three-way merge alone has merge_base and conflicts_resolved: exclude_unset
+@router.post(
+    "/datasets/{dataset_id}/merges", response_model=MergeOut, response_model_exclude_unset=True
+)
 def merge(
     dataset_id: uuid.UUID, body: MergeIn, user: User = Depends(current_user)
 ) -> dict[str, Any]:
@@ -50,7 +54,7 @@ def merge(
     )
 
 
-@router.post("/datasets/{dataset_id}/reverts", status_code=201)
+@router.post("/datasets/{dataset_id}/reverts", response_model=RevertOut, status_code=201)
 def revert(
     dataset_id: uuid.UUID, body: RevertIn, user: User = Depends(current_user)
 ) -> dict[str, Any]:

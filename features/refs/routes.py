@@ -10,6 +10,7 @@ from core.db import read, transaction
 from features.auth.service import User, current_user, optional_user
 from features.datasets import service as datasets_service
 from features.refs import service
+from features.refs.models import RefList, RefLog, RefOut
 
 router = APIRouter(prefix="/api/v1", tags=["refs"])
 
@@ -45,14 +46,14 @@ class BranchPatch(BaseModel):
         return self
 
 
-@router.get("/datasets/{dataset_id}/refs")
+@router.get("/datasets/{dataset_id}/refs", response_model=RefList)
 def list_refs(dataset_id: uuid.UUID, user: User | None = Depends(optional_user)) -> dict[str, Any]:
     with read() as conn:
         datasets_service.require(conn, user, dataset_id, "read")
         return {"items": service.list_refs(conn, dataset_id)}
 
 
-@router.post("/datasets/{dataset_id}/branches", status_code=201)
+@router.post("/datasets/{dataset_id}/branches", response_model=RefOut, status_code=201)
 def create_branch(
     dataset_id: uuid.UUID, body: RefCreate, user: User = Depends(current_user)
 ) -> dict[str, Any]:
@@ -68,7 +69,7 @@ def create_branch(
         )
 
 
-@router.post("/datasets/{dataset_id}/tags", status_code=201)
+@router.post("/datasets/{dataset_id}/tags", response_model=RefOut, status_code=201)
 def create_tag(
     dataset_id: uuid.UUID, body: TagCreate, user: User = Depends(current_user)
 ) -> dict[str, Any]:
@@ -85,7 +86,7 @@ def create_tag(
         )
 
 
-@router.get("/datasets/{dataset_id}/branches/{name:path}")
+@router.get("/datasets/{dataset_id}/branches/{name:path}", response_model=RefOut)
 def get_branch(
     dataset_id: uuid.UUID, name: str, user: User | None = Depends(optional_user)
 ) -> dict[str, Any]:
@@ -94,7 +95,7 @@ def get_branch(
         return service.get_ref(conn, dataset_id, name, "branch")
 
 
-@router.get("/datasets/{dataset_id}/tags/{name:path}")
+@router.get("/datasets/{dataset_id}/tags/{name:path}", response_model=RefOut)
 def get_tag(
     dataset_id: uuid.UUID, name: str, user: User | None = Depends(optional_user)
 ) -> dict[str, Any]:
@@ -103,7 +104,7 @@ def get_tag(
         return service.get_ref(conn, dataset_id, name, "tag")
 
 
-@router.patch("/datasets/{dataset_id}/branches/{name:path}")
+@router.patch("/datasets/{dataset_id}/branches/{name:path}", response_model=RefOut)
 def patch_branch(
     dataset_id: uuid.UUID, name: str, body: BranchPatch, user: User = Depends(current_user)
 ) -> dict[str, Any]:
@@ -170,7 +171,7 @@ def delete_tag(
     return Response(status_code=204)
 
 
-@router.get("/datasets/{dataset_id}/refs/{name:path}/log")
+@router.get("/datasets/{dataset_id}/refs/{name:path}/log", response_model=RefLog)
 def ref_log(
     request: Request,
     dataset_id: uuid.UUID,

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 
 from core import db
-from core.errors import Invalid, NotFound
+from core.errors import InvalidRequest, NotFound
 from core.objects import Commit
 from features.commits import service as commits_service
 from features.layouts import service as layouts_service
@@ -282,9 +282,8 @@ def _expected(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, expected: st
     """The commit id an ``expected_commit_id`` names (a full id or unique prefix),
     or None when no commit has it (so no branch can be there)."""
     if not _HEX.match(expected):
-        raise Invalid(
+        raise InvalidRequest(
             "expected_commit_id must be a commit id or a prefix of at least 7 hex characters",
-            code="invalid_request",
             errors=[{"field": "expected_commit_id", "message": "not a commit id"}],
         )
     try:

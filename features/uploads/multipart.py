@@ -25,8 +25,14 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-from core.errors import BadRequest, TooLarge
 from features.imports.models import ReceivedFile
+from features.uploads.errors import (
+    BadMultipart,
+    FieldTooLong,
+    MultipleFiles,
+    NotMultipart,
+    UploadTooLarge,
+)
 
 MAX_FIELD_BYTES = 1024 * 1024
 FLUSH_BYTES = 4 * 1024 * 1024
@@ -90,7 +96,7 @@ class _Receiver:
         self.name = disp.get(b"name", b"").decode("utf-8", "replace")
         if b"filename" in disp and self.name == "file":
             if self.path is not None:
-                raise BadRequest("send exactly one 'file' part", code="multiple_files")
+                raise MultipleFiles("send exactly one 'file' part")
             self.filename = Path(disp[b"filename"].decode("utf-8", "replace")).name
             self.file_name = self.filename or "upload"
             self.path = self.tmp_dir / f"upload-{uuid.uuid4().hex}"
@@ -104,7 +110,7 @@ class _Receiver:
             self.pending += data[start:end]
         else:
             if len(self.value) + end - start > MAX_FIELD_BYTES:
-                raise BadRequest(f"form field {self.name!r} is too long", code="field_too_long")
+                raise FieldTooLong(f"form field {self.name!r} is too long")
             self.value += data[start:end]
 
     def on_part_end(self) -> None:
@@ -138,9 +144,7 @@ async def receive(
     ctype, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
-        raise BadRequest(
-            "send the file as multipart/form-data with a 'file' part", code="not_multipart"
-        )
+        raise NotMultipart("send the file as multipart/form-data with a 'file' part")
     tmp_dir.mkdir(parents=True, exist_ok=True)
     rx = _Receiver(tmp_dir, max_file_bytes)
     parser = MultipartParser(boundary, rx.callbacks())  # type: ignore[arg-type]
@@ -160,13 +164,12 @@ async def receive(
             await run_in_threadpool(rx.write, rx.take_pending())
         ok = True
     except _TooLarge:
-        raise TooLarge(
+        raise UploadTooLarge(
             f"the file is larger than the limit of {max_file_bytes} bytes",
-            code="upload_too_large",
             limit=max_file_bytes,
         ) from None
     except MultipartParseError as exc:
-        raise BadRequest(f"the multipart body is malformed: {exc}", code="bad_multipart") from None
+        raise BadMultipart(f"the multipart body is malformed: {exc}") from None
     finally:
         if writing is not None and not writing.done():
             await asyncio.wait([writing])

@@ -12,12 +12,13 @@ from starlette.concurrency import run_in_threadpool
 
 from core.config import get_settings
 from core.db import transaction
-from core.errors import BadRequest, TooLarge
 from features.auth.service import User, current_user
 from features.datasets import service as datasets_service
 from features.imports import service as imports_service
 from features.refs import service as refs_service
 from features.uploads import multipart
+from features.uploads.errors import FileMissing, UploadTooLarge
+from features.uploads.models import ImportAccepted, UploadAccepted
 
 router = APIRouter(prefix="/api/v1", tags=["imports"])
 
@@ -30,7 +31,11 @@ def _check(user: User, dataset_id: uuid.UUID, branch: str) -> list[str] | None:
     return ds["primary_key"]
 
 
-@router.post("/datasets/{dataset_id}/refs/{branch:path}/uploads", status_code=202)
+@router.post(
+    "/datasets/{dataset_id}/refs/{branch:path}/uploads",
+    response_model=UploadAccepted,
+    status_code=202,
+)
 async def upload(
     dataset_id: uuid.UUID, branch: str, request: Request, user: User = Depends(current_user)
 ) -> JSONResponse:
@@ -39,9 +44,8 @@ async def upload(
     primary_key = await run_in_threadpool(_check, user, dataset_id, branch)
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 1024**2:
-        raise TooLarge(
+        raise UploadTooLarge(
             f"the upload is larger than the limit of {settings.max_upload_bytes} bytes",
-            code="upload_too_large",
             limit=settings.max_upload_bytes,
         )
     form = await multipart.receive(
@@ -51,7 +55,7 @@ async def upload(
         max_file_bytes=settings.max_upload_bytes,
     )
     if form.file is None:
-        raise BadRequest("the form has no 'file' part", code="file_missing")
+        raise FileMissing("the form has no 'file' part")
     received = form.file
     try:
         req = imports_service.request_from_form(form.fields, received.filename, primary_key)
@@ -103,7 +107,11 @@ class UrlImport(BaseModel):
         return ([self.url] if self.url else []) + list(self.urls or [])
 
 
-@router.post("/datasets/{dataset_id}/refs/{branch:path}/imports", status_code=202)
+@router.post(
+    "/datasets/{dataset_id}/refs/{branch:path}/imports",
+    response_model=ImportAccepted,
+    status_code=202,
+)
 def import_url(
     dataset_id: uuid.UUID, branch: str, body: UrlImport, user: User = Depends(current_user)
 ) -> JSONResponse:

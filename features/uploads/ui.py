@@ -16,13 +16,15 @@ from starlette.concurrency import run_in_threadpool
 
 from core.config import get_settings
 from core.db import read, transaction
-from core.errors import BadRequest, DsaError, NotFound
+from core.errors import DsaError
 from features.commits import service as commits_service
 from features.datasets import service as datasets_service
 from features.imports import service as imports_service
 from features.jobs import service as jobs_service
+from features.jobs.errors import JobNotFound
 from features.refs import service as refs_service
 from features.uploads import multipart
+from features.uploads.errors import BadFormOptions, FileMissing
 from features.web import service as web
 
 router = APIRouter(route_class=web.UiRoute, include_in_schema=False)
@@ -76,9 +78,8 @@ def options_from_form(fields: dict[str, str]) -> dict[str, Any]:
         except ValueError:
             extra = None
         if not isinstance(extra, dict):
-            raise BadRequest(
+            raise BadFormOptions(
                 "advanced options must be a JSON object",
-                code="invalid_request",
                 errors=[{"field": "options", "message": "must be a JSON object"}],
             )
         options.update(extra)
@@ -122,7 +123,7 @@ async def _upload(request: Request, dataset_id: uuid.UUID, wants_json: bool) -> 
         if not header_token:
             web.check_csrf(request, form.fields.get("csrf"))
         if received is None or not received.filename:
-            raise BadRequest("choose a file to upload", code="file_missing")
+            raise FileMissing("choose a file to upload")
         branch = form.fields.get("branch") or "main"
         fields = {k: v for k, v in form.fields.items() if k in ("mode", "message", "table") and v}
         options = options_from_form(form.fields)
@@ -164,7 +165,7 @@ def _job(request: Request, dataset_id: uuid.UUID, job_id: uuid.UUID) -> dict[str
         ds = datasets_service.require(conn, user, dataset_id, "read")
         row = jobs_service.get(conn, job_id)
         if row["dataset_id"] != dataset_id:
-            raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+            raise JobNotFound(f"job {job_id} does not exist")
         job = jobs_service.to_out(row)
         parent = None
         if job["state"] == "succeeded" and job["commit_id"]:

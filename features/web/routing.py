@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
-from core.errors import DsaError, Invalid, NotFound
+from core.errors import DsaError, InvalidRequest, NotFound
 from features.web.error_pages import error_page
 from features.web.sessions import SignInRequired
 from features.web.templating import redirect, url
@@ -58,7 +58,7 @@ def _invalid_request(request: Request, exc: RequestValidationError) -> DsaError:
     """A malformed id in the path (/datasets/nope) is no such page; anything
     else is the 422 the API would give."""
     if exc.errors() and all(e.get("loc", ("",))[0] == "path" for e in exc.errors()):
-        return NotFound(f"There is no page at {request.url.path}.", code="not_found")
+        return NotFound(f"There is no page at {request.url.path}.")
     fields = [
         {
             "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
@@ -67,7 +67,7 @@ def _invalid_request(request: Request, exc: RequestValidationError) -> DsaError:
         for e in exc.errors()
     ]
     names = ", ".join(f["field"] for f in fields)
-    return Invalid(f"the request is invalid: {names}", code="invalid_request", errors=fields)
+    return InvalidRequest(f"the request is invalid: {names}", errors=fields)
 
 
 def validated(model: type[M], data: dict[str, Any]) -> M:
@@ -80,9 +80,7 @@ def validated(model: type[M], data: dict[str, Any]) -> M:
             for e in exc.errors()
         ]
         names = ", ".join(f["field"] or "(form)" for f in fields)
-        raise Invalid(
-            f"the form is invalid: {names}", code="invalid_request", errors=fields
-        ) from None
+        raise InvalidRequest(f"the form is invalid: {names}", errors=fields) from None
 
 
 def split_list(text: str | None) -> list[str]:

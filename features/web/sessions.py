@@ -31,9 +31,10 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.config import get_settings
-from core.errors import DsaError, Forbidden, Unauthorized
+from core.errors import DsaError, Unauthorized
 from features.auth import service as auth_service
 from features.auth.service import User
+from features.web.errors import CsrfFailed
 
 COOKIE = "dsa_session"
 CSRF_HEADER = "x-csrf-token"
@@ -130,9 +131,8 @@ def check_csrf(request: Request, form_token: str | None) -> None:
     """403 unless the form field or the X-CSRF-Token header carries the session's token."""
     given = form_token or request.headers.get(CSRF_HEADER) or ""
     if not hmac.compare_digest(given.encode(), session(request).csrf.encode()):
-        raise Forbidden(
-            "the form's security token is missing or stale; reload the page and try again",
-            code="csrf_failed",
+        raise CsrfFailed(
+            "the form's security token is missing or stale; reload the page and try again"
         )
 
 
@@ -183,10 +183,7 @@ class SessionMiddleware:
             ):
                 await _problem(
                     send,
-                    Forbidden(
-                        "cookie-authenticated requests need the X-CSRF-Token header",
-                        code="csrf_failed",
-                    ),
+                    CsrfFailed("cookie-authenticated requests need the X-CSRF-Token header"),
                 )
                 return
             headers["authorization"] = f"Bearer {sess.token}"

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from core.models import ColumnOut
+
+
+class TableOut(BaseModel):
+    name: str
+    row_count: int
+    columns: list[ColumnOut]
+
+
+class TableList(BaseModel):
+    commit_id: str
+    items: list[TableOut]
+
+
+class PageColumn(BaseModel):
+    name: str
+    type: str
+
+
+class SortKey(BaseModel):
+    column: str
+    descending: bool
+
+
+class DataPage(BaseModel):
+    """A page of rows; values as in docs/api.md, "Values in JSON"."""
+
+    commit_id: str
+    table: str
+    columns: list[PageColumn]
+    rows: list[list[Any]]
+    offset: int
+    limit: int
+    total_rows: int = Field(description="rows of the table, or those passing the filter")
+    filter: str | None = Field(default=None, description="the filter as given; absent without")
+    sort: list[SortKey] | None = Field(default=None, description="absent without a sort")

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class JobProgress(BaseModel):
+    rows: int
+    bytes: int
+    total_bytes: int | None
+
+
+class JobLinks(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    self_: str = Field(alias="self")
+
+
+class JobOut(BaseModel):
+    """A job (``GET /api/v1/jobs/{job_id}``; also each event of its stream)."""
+
+    id: uuid.UUID
+    kind: str
+    state: JobState
+    dataset_id: uuid.UUID
+    ref: str = Field(description="the branch the job writes to")
+    progress: JobProgress
+    commit_id: str | None
+    error: dict[str, Any] | None = Field(description="the problem document of a failed job")
+    result: dict[str, Any] | None = Field(
+        description="a succeeded job's outcome: rows, table, table_rows, unchanged?, rebases?"
+    )
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    links: JobLinks
