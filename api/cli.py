@@ -17,8 +17,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import httpx
 
@@ -122,10 +124,6 @@ def _child(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    import psycopg
-
-    from core.embedded import start_postgres, start_redis
-
     if args.home:
         os.environ["DSA_HOME"] = str(Path(args.home).expanduser().resolve())
     get_settings.cache_clear()
@@ -146,21 +144,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
 
     children: list[subprocess.Popen[bytes]] = []
-    services = []
+    services: list[Any] = []
     try:
-        pg = start_postgres(home / "postgres", log_path=logs / "postgres.log")
-        services.append(pg)
-        with psycopg.connect(pg.url, autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'dsa'").fetchone():
-                conn.execute("CREATE DATABASE dsa")
-        db_url = pg.url.rsplit("/", 1)[0] + "/dsa"
-        rd = start_redis(home / "redis", log_path=logs / "redis.log")
-        services.append(rd)
-        os.environ["DSA_DATABASE_URL"] = db_url
-        os.environ["DSA_REDIS_URL"] = rd.url
-        os.environ.setdefault("DSA_STORAGE_URL", (home / "objects").as_uri())
-        get_settings.cache_clear()
-        _migrate_and_admin(db_url, print_password=True)
+        _start_services(home, services)
         env = dict(os.environ)
         children.append(
             _child(["worker", "--concurrency", str(args.workers)], env, logs / "worker.log")
@@ -170,17 +156,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             _child(["api", "--host", args.host, "--port", str(args.port)], env, logs / "api.log")
         )
         url = f"http://{args.host}:{args.port}"
-        deadline = time.monotonic() + 60
-        while not stopping:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or any(c.poll() is not None for c in children):
-                print(f"DSA did not become ready; see the logs in {logs}", file=sys.stderr)
-                return 1
-            time.sleep(0.2)
+        if not _wait_ready(url, children, lambda: stopping):
+            print(f"DSA did not become ready; see the logs in {logs}", file=sys.stderr)
+            return 1
         if not stopping:
             print(f"Admin login: {get_settings().admin_user}")
             print(f"DSA is running at {url}", flush=True)
@@ -194,17 +172,62 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("stopping DSA ...")
         return 0
     finally:
-        for c in reversed(children):
-            if c.poll() is None:
-                c.terminate()
-        for c in children:
-            try:
-                c.wait(20)
-            except subprocess.TimeoutExpired:
-                c.kill()
-                c.wait(5)
-        for s in reversed(services):
-            s.stop()
+        _stop_all(children, services)
+
+
+def _start_services(home: Path, services: list[Any]) -> None:
+    """Embedded PostgreSQL (with a ``dsa`` database) and Redis, migrated, with
+    the first admin; their URLs go into the environment the children get."""
+    import psycopg
+
+    from core.embedded import start_postgres, start_redis
+
+    logs = home / "logs"
+    pg = start_postgres(home / "postgres", log_path=logs / "postgres.log")
+    services.append(pg)
+    with psycopg.connect(pg.url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'dsa'").fetchone():
+            conn.execute("CREATE DATABASE dsa")
+    db_url = pg.url.rsplit("/", 1)[0] + "/dsa"
+    rd = start_redis(home / "redis", log_path=logs / "redis.log")
+    services.append(rd)
+    os.environ["DSA_DATABASE_URL"] = db_url
+    os.environ["DSA_REDIS_URL"] = rd.url
+    os.environ.setdefault("DSA_STORAGE_URL", (home / "objects").as_uri())
+    get_settings.cache_clear()
+    _migrate_and_admin(db_url, print_password=True)
+
+
+def _wait_ready(
+    url: str, children: list[subprocess.Popen[bytes]], stopping: Callable[[], bool]
+) -> bool:
+    """Whether the API answers ``/readyz`` within 60 s (or a stop was asked
+    for first); False when it does not, or a child died."""
+    deadline = time.monotonic() + 60
+    while not stopping():
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or any(c.poll() is not None for c in children):
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _stop_all(children: list[subprocess.Popen[bytes]], services: list[Any]) -> None:
+    for c in reversed(children):
+        if c.poll() is None:
+            c.terminate()
+    for c in children:
+        try:
+            c.wait(20)
+        except subprocess.TimeoutExpired:
+            c.kill()
+            c.wait(5)
+    for s in reversed(services):
+        s.stop()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -108,71 +108,22 @@ class CsvSource:
     def __iter__(self) -> Iterator[tuple[pa.RecordBatch, list[pa.Array | None]]]:
         dialect = self.dialect
         bad_row: dict[str, Any] = {}
-
-        def on_invalid(row: Any) -> str:
-            bad_row.update(
-                number=row.number,
-                text=row.text,
-                expected=row.expected_columns,
-                actual=row.actual_columns,
-            )
-            return "error"
-
-        encoding = dialect["encoding"]
-        read_opts = pacsv.ReadOptions(
-            block_size=BLOCK_BYTES,
-            autogenerate_column_names=True,
-            skip_rows=dialect["skip_rows"],
-            encoding="utf8" if encoding in ("utf-8", "utf8") else encoding,
-            use_threads=True,
-        )
-        aligned = dialect["delimiter"] == WHITESPACE
-        parse_opts = pacsv.ParseOptions(
-            delimiter="\t" if aligned else dialect["delimiter"],
-            quote_char=False if aligned else '"',
-            newlines_in_values=not aligned,
-            invalid_row_handler=on_invalid,
-        )
+        read_opts, parse_opts = _arrow_options(dialect, bad_row)
         compression = dialect["compression"]
         stream, consumed = open_table_bytes(self.path, dialect)
         counting = _CountingReader(stream, lambda: self.on_bytes(consumed()))
-        forced = self.options.get("column_types") or {}
         row_base = 0
         batches: Generator[pa.RecordBatch, None, None] | None = None
         try:
-            probe, _ = open_table_bytes(self.path, dialect)
-            with probe:  # the column count, from the first block
-                ncols = len(
-                    pacsv.open_csv(probe, read_options=read_opts, parse_options=parse_opts).schema
-                )
-            reader = pacsv.open_csv(
-                counting,
-                read_options=read_opts,
-                parse_options=parse_opts,
-                convert_options=pacsv.ConvertOptions(
-                    column_types={f"f{i}": pa.large_string() for i in range(ncols)},
-                    null_values=dialect["null_values"],
-                    strings_can_be_null=True,
-                    quoted_strings_can_be_null=False,
-                    check_utf8=True,
-                ),
-            )
+            reader = self._open(counting, read_opts, parse_opts)
             ahead = not self.header_only
             batches = _read_ahead(reader) if ahead else (b for b in reader)
             for batch in batches:
                 if self.inference is None:
-                    check_width(batch.num_columns, line=dialect["skip_rows"] + 1)
-                    if dialect["header"] is None:
-                        dialect["header"] = _has_header(batch)
+                    batch = self._start(batch)
                     if self.header_only:
                         return
-                    batch, self.names = _take_header(batch, dialect)
-                    check_forced_columns(forced, self.names)
-                    # the table's types apply to the same columns in the same order
-                    keep = self.preferred if list(self.preferred) == self.names else {}
-                    self.inference = TypeInference(
-                        self.names, forced=self.fixed or forced, preferred=keep
-                    )
+                assert self.inference is not None
                 if batch.num_rows == 0:
                     continue
                 batch = pa.RecordBatch.from_arrays(batch.columns, names=self.names)
@@ -196,8 +147,51 @@ class CsvSource:
             stream.close()
         if self.inference is None:
             raise ImportFailed("the file has no header row and no data", code="empty_file", line=1)
+        self._check_quotes(counting)
+
+    def _open(
+        self, counting: _CountingReader, read_opts: Any, parse_opts: Any
+    ) -> Iterator[pa.RecordBatch]:
+        """Arrow's streaming reader, every column as text."""
+        probe, _ = open_table_bytes(self.path, self.dialect)
+        with probe:  # the column count, from the first block
+            ncols = len(
+                pacsv.open_csv(probe, read_options=read_opts, parse_options=parse_opts).schema
+            )
+        return pacsv.open_csv(  # type: ignore[no-any-return]
+            counting,
+            read_options=read_opts,
+            parse_options=parse_opts,
+            convert_options=pacsv.ConvertOptions(
+                column_types={f"f{i}": pa.large_string() for i in range(ncols)},
+                null_values=self.dialect["null_values"],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+                check_utf8=True,
+            ),
+        )
+
+    def _start(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The first batch: decide the header, name the columns, start the
+        type inference; returns the batch without its header row."""
+        dialect = self.dialect
+        check_width(batch.num_columns, line=dialect["skip_rows"] + 1)
+        if dialect["header"] is None:
+            dialect["header"] = _has_header(batch)
+        if self.header_only:
+            return batch
+        forced = self.options.get("column_types") or {}
+        batch, self.names = _take_header(batch, dialect)
+        check_forced_columns(forced, self.names)
+        # the table's types apply to the same columns in the same order
+        keep = self.preferred if list(self.preferred) == self.names else {}
+        self.inference = TypeInference(self.names, forced=self.fixed or forced, preferred=keep)
+        return batch
+
+    def _check_quotes(self, counting: _CountingReader) -> None:
+        """An odd number of quotes: a quoted field never closed swallowed the rest."""
         if counting.quotes % 2:
-            line = _unterminated_quote(self.path, dialect)
+            line = _unterminated_quote(self.path, self.dialect)
             if line is not None:
                 raise ImportFailed(
                     f"the quoted field that starts on line {line} is never closed: "
@@ -205,6 +199,37 @@ class CsvSource:
                     code="unterminated_quote",
                     line=line,
                 )
+
+
+def _arrow_options(dialect: dict[str, Any], bad_row: dict[str, Any]) -> tuple[Any, Any]:
+    """Arrow's read and parse options for the dialect; a ragged row is
+    described into ``bad_row`` for the problem document."""
+
+    def on_invalid(row: Any) -> str:
+        bad_row.update(
+            number=row.number,
+            text=row.text,
+            expected=row.expected_columns,
+            actual=row.actual_columns,
+        )
+        return "error"
+
+    encoding = dialect["encoding"]
+    read_opts = pacsv.ReadOptions(
+        block_size=BLOCK_BYTES,
+        autogenerate_column_names=True,
+        skip_rows=dialect["skip_rows"],
+        encoding="utf8" if encoding in ("utf-8", "utf8") else encoding,
+        use_threads=True,
+    )
+    aligned = dialect["delimiter"] == WHITESPACE
+    parse_opts = pacsv.ParseOptions(
+        delimiter="\t" if aligned else dialect["delimiter"],
+        quote_char=False if aligned else '"',
+        newlines_in_values=not aligned,
+        invalid_row_handler=on_invalid,
+    )
+    return read_opts, parse_opts
 
 
 _DONE = object()

@@ -22,12 +22,10 @@ from core.storage import get_store
 from features.auth.service import User
 from features.imports import pipeline
 from features.imports.errors import QueueDown
-from features.imports.formats import SUPPORTED_EXTENSIONS
 from features.imports.models import (
     ImportRequest,
     ReceivedFile,
     UploadRef,
-    filename_for_url,
     from_form,
     from_url,
 )
@@ -35,10 +33,7 @@ from features.jobs import service as jobs_service
 from features.refs import service as refs_service
 
 __all__ = [
-    "SUPPORTED_EXTENSIONS",
     "ImportRequest",
-    "check_expected",
-    "filename_for_url",
     "request_from_form",
     "request_from_url",
     "run",
