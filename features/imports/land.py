@@ -62,17 +62,18 @@ def land(
         result["rebases"] = rebases
     done = {"rows": rows, "bytes_read": source["size"]}
 
-    def succeed(conn: psycopg.Connection[Any], commit_id: str) -> None:
+    def running(conn: psycopg.Connection[Any]) -> None:
         if not jobs_service.still_running(conn, job.id):
-            raise JobCancelled  # rolls the commit and the move back
+            raise JobCancelled  # nothing is recorded
+
+    def succeed(conn: psycopg.Connection[Any], commit_id: str) -> None:
         jobs_service.succeed(conn, job.id, commit_id=commit_id, result=result, **done)
 
     if tables == parent.tables:
         # nothing to commit; still, the file's table is what the branch holds
         # only if the branch is still where the import read it
         with db.transaction() as conn:
-            if not jobs_service.still_running(conn, job.id):
-                raise JobCancelled
+            running(conn)
             if refs_service.get_branch(conn, job.dataset_id, job.branch)["commit_id"] != head:
                 return False
             jobs_service.succeed(
@@ -88,6 +89,7 @@ def land(
             by=request.author,
             reason=f"import ({request.mode}) of {source['file_name']}"
             + (f", rebased {rebases}x" if rebases else ""),
+            before=running,
             then=succeed,
         )
     except RefConflict:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import structlog
+from pydantic import ValidationError
 
 from core import db, queue
 from core.config import get_settings
@@ -62,7 +63,16 @@ def run(job_id: uuid.UUID) -> None:
     if row is None:
         log.info("job already ended", job_id=str(job_id))
         return
-    job = ImportJob.from_row(row)
+    try:
+        job = ImportJob.from_row(row)
+    except ValidationError:  # params no version of this code wrote: fail, do not retry
+        log.exception("import params unreadable", job_id=str(job_id))
+        with db.transaction() as conn:
+            err = DsaError("the import failed because of an internal error; it has been logged")
+            jobs_service.fail(conn, job_id, err.to_problem(instance=f"/api/v1/jobs/{job_id}"))
+        if row.get("upload_id"):
+            get_store().delete(f"uploads/{row['upload_id'].hex}")
+        return
     work = get_settings().tmp_dir / f"job-{job_id}"
     again = False
     try:

@@ -97,15 +97,21 @@ def merge(
     expected_target: str | None = None,
     strategy: str = "fail",
 ) -> dict[str, Any]:
-    """Merge ref ``source`` into branch ``target`` of an authorised ``dataset``."""
+    """Merge ref ``source`` into branch ``target`` of an authorised ``dataset``.
+
+    ``source`` is resolved once: a merge built again after losing a race
+    merges the commit the request named, not where the ref went since."""
     _check_strategy(strategy)
+    with db.transaction() as conn:  # the target's checks first, as the errors always came
+        _branch_head(conn, dataset["id"], target, expected_target)
+        src = refs_service.resolve(conn, dataset["id"], source)
     for attempt in range(LAND_ATTEMPTS):
         try:
-            return _merge_once(dataset, source, target, by, message, expected_target, strategy)
+            return _merge_once(dataset, source, src, target, by, message, expected_target, strategy)
         except RefConflict:
-            # the target moved after it was read: the next attempt reads it
-            # again (and reports a stale expected_target as such)
-            if attempt + 1 == LAND_ATTEMPTS:
+            # the target moved after it was read: build again on its new head,
+            # unless the client named the head it expected
+            if expected_target is not None or attempt + 1 == LAND_ATTEMPTS:
                 raise
     raise AssertionError("unreachable")
 
@@ -113,6 +119,7 @@ def merge(
 def _merge_once(
     dataset: dict[str, Any],
     source: str,
+    src: str,
     target: str,
     by: str,
     message: str | None,
@@ -122,7 +129,6 @@ def _merge_once(
     dataset_id: uuid.UUID = dataset["id"]
     with db.transaction() as conn:
         head = _branch_head(conn, dataset_id, target, expected_target)
-        src = refs_service.resolve(conn, dataset_id, source)
         base = commits_service.merge_base(conn, dataset_id, head, src)
     if base == src:
         return {"commit_id": head, "fast_forward": False, "up_to_date": True}
@@ -190,11 +196,14 @@ def revert(
     first parent): a three-way merge of the parent into the branch, at the
     commit."""
     _check_strategy(strategy)
+    with db.transaction() as conn:
+        _branch_head(conn, dataset["id"], branch, expected)
+        target = refs_service.resolve(conn, dataset["id"], commit)
     for attempt in range(LAND_ATTEMPTS):
         try:
-            return _revert_once(dataset, branch, commit, by, message, expected, strategy)
+            return _revert_once(dataset, branch, target, by, message, expected, strategy)
         except RefConflict:
-            if attempt + 1 == LAND_ATTEMPTS:
+            if expected is not None or attempt + 1 == LAND_ATTEMPTS:
                 raise
     raise AssertionError("unreachable")
 
@@ -202,7 +211,7 @@ def revert(
 def _revert_once(
     dataset: dict[str, Any],
     branch: str,
-    commit: str,
+    target: str,
     by: str,
     message: str | None,
     expected: str | None,
@@ -211,7 +220,6 @@ def _revert_once(
     dataset_id: uuid.UUID = dataset["id"]
     with db.transaction() as conn:
         head = _branch_head(conn, dataset_id, branch, expected)
-        target = refs_service.resolve(conn, dataset_id, commit)
     store = get_store()
     undone = get_commit(store, target)
     if not undone.parents:

@@ -215,18 +215,22 @@ def land(
     commit: Commit,
     by: str,
     reason: str,
+    before: Callable[[psycopg.Connection[Any]], None] | None = None,
     then: Callable[[psycopg.Connection[Any], str], None] | None = None,
 ) -> str:
     """The one way a new commit reaches a branch (imports, merges, reverts):
-    in one short transaction, record ``commit`` (its object and its mirror),
-    move ``branch`` from the commit's first parent to it by compare-and-swap
-    with its reflog row (``by``, ``reason``), and run ``then(conn, commit_id)``
+    in one short transaction, run ``before(conn)`` (an import's check that
+    its job still runs), record ``commit`` (its object and its mirror), move
+    ``branch`` from the commit's first parent to it by compare-and-swap with
+    its reflog row (``by``, ``reason``), and run ``then(conn, commit_id)``
     (an import's job success); all of it or none. The commit's objects
     (schemas, manifests, chunks) are written before, outside any transaction.
 
     Raises ``RefConflict`` when the branch is no longer at the first parent;
     nothing is recorded then, and the caller may rebuild on the new head."""
     with db.transaction() as conn:
+        if before is not None:
+            before(conn)
         commit_id = commits_service.record(conn, dataset_id=dataset_id, commit=commit)
         cas_move(
             conn,

@@ -103,3 +103,22 @@ def test_a_merge_that_named_the_head_it_expected_is_refused_when_it_moved(
     assert _head(ctx, ds) != expected  # the other writer's commit stands; no merge landed
     log = c.get(f"/api/v1/datasets/{ds}/commits?ref=main", headers=h).json()["items"]
     assert not any(len(item["parents"]) == 2 for item in log)
+
+
+def test_a_revert_built_again_reverts_the_commit_it_was_asked_to(
+    ctx: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``commit: "main"`` names main's head when the request came; a revert
+    rebuilt after another writer moved main still reverts that commit."""
+    c, h = ctx["c"], ctx["h"]
+    ds = _diverged(ctx)
+    asked = _head(ctx, ds)  # main's last import: row 7 negated
+    moved = _race(
+        monkeypatch,
+        lambda: import_csv(c, h, ds, _edited(7, 11), filename="t.csv")["commit_id"],
+    )
+    r = c.post(
+        f"/api/v1/datasets/{ds}/reverts", json={"branch": "main", "commit": "main"}, headers=h
+    )
+    assert r.status_code == 201, r.text
+    assert moved and r.json()["reverted"] == asked and r.json()["reverted"] != moved[0]
