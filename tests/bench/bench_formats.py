@@ -12,7 +12,8 @@ byte of the upload to the job's ``finished_at``):
   each version is the previous one with 1 % of its rows updated (a value of
   ``name`` changed), 0.5 % deleted and 0.5 % new rows inserted, all at random
   positions (seeded). For each: the time end to end, and the bytes it added to
-  the object store (``objects/``, the upload itself excluded) against what the
+  the object store (``objects/``; the upload itself and the caches, read copies
+  and stored exports, excluded and reported apart) against what the
   store held after the first version; at the end, the store's total against
   the first version's bytes.
 
@@ -152,10 +153,20 @@ def page_latency(client: httpx.Client, ds: str, commit: str, rows: int) -> dict[
     return {"p50_ms": percentile(lat, 0.5), "p95_ms": percentile(lat, 0.95)}
 
 
+CACHES = ("uploads", "layouts", "exports")
+
+
 def store_bytes(home: Path) -> int:
-    """The object store's bytes, uploads awaiting import excluded."""
+    """The versioned objects' bytes: the object store without uploads awaiting
+    import and without its caches (read copies, ``layouts/``, decision 0016;
+    stored exports, ``exports/``), which are reported apart."""
     objects = home / "objects"
-    return dir_bytes(objects) - dir_bytes(objects / "uploads")
+    return dir_bytes(objects) - sum(dir_bytes(objects / sub) for sub in CACHES)
+
+
+def cache_bytes(home: Path) -> int:
+    """The read copies' bytes (a cache under ``DSA_LAYOUT_CACHE_BYTES``)."""
+    return dir_bytes(home / "objects" / "layouts")
 
 
 def timed(fn: Any) -> float:
@@ -241,6 +252,7 @@ def main() -> int:
                             "phases": got["phases"],
                             "parsed_rows": got["job"]["result"].get("parsed_rows"),
                             "line_index_bytes": dir_bytes(home / "cache" / "lines"),
+                            "read_copy_bytes": cache_bytes(home),
                             "added_bytes": store_bytes(home) - before,
                             "table_rows": got["job"]["result"].get("table_rows"),
                             "commit_id": got["job"]["commit_id"],
@@ -292,7 +304,8 @@ def main() -> int:
                 f"({100 * step['added_bytes'] / fb:4.2f} % of the first version); "
                 + ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in step["phases"].items())
                 + f"; rows parsed {step['parsed_rows']}, line index "
-                f"{step['line_index_bytes'] / 1e6:.1f} MB (a cache, not in the figure)"
+                f"{step['line_index_bytes'] / 1e6:.1f} MB, read copies "
+                f"{step.get('read_copy_bytes', 0) / 1e6:.1f} MB (caches, not in the figure)"
             )
         secs = [s["seconds"] for s in ru["versions"]]
         v2 = ru["versions"][0] if ru["versions"] else None
@@ -310,6 +323,12 @@ def main() -> int:
             f"{ru['ratio_total_to_first']:.3f}x the first version (target <= 1.25x after 10 "
             f"re-uploads: {'met' if ru['ratio_total_to_first'] <= 1.25 else 'NOT met'})"
         )
+        if ru["versions"]:
+            copies = ru["versions"][-1].get("read_copy_bytes", 0)
+            print(
+                f"read copies after the last version: {copies / 1e6:.1f} MB "
+                "(a cache under DSA_LAYOUT_CACHE_BYTES, decision 0016; not in the figure)"
+            )
         for label in ("pages_first_version", "pages_last_version"):
             if ru.get(label):
                 print(
