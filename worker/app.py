@@ -17,11 +17,12 @@ configure_logs(get_settings().log_level)
 
 import features.imports.tasks  # noqa: E402,F401  (registers imports.run)
 import features.jobs.tasks  # noqa: E402,F401  (registers jobs.reconcile, jobs.clean_tmp)
-import features.layouts.tasks  # noqa: E402,F401  (registers layouts.build)
+import features.layouts.tasks  # noqa: E402,F401  (registers layouts.build, .follow, .evict)
 
 celery_app.conf.beat_schedule = {
     "jobs.reconcile": {"task": "jobs.reconcile", "schedule": 30.0},
     "jobs.clean_tmp": {"task": "jobs.clean_tmp", "schedule": 3600.0},
+    "layouts.evict": {"task": "layouts.evict", "schedule": 3600.0},
 }
 
 

@@ -54,3 +54,18 @@ SELECT coalesce(sum(bytes), 0)::bigint AS total FROM layout WHERE state = 'ready
 SELECT manifest_id, row_count, object_prefix, part_rows, digest, bytes FROM layout
 WHERE state = 'ready' AND used_at < now() - make_interval(secs => %(grace_s)s)
 ORDER BY used_at, manifest_id;
+
+-- name: superseded
+-- Read copies of versions no ref points at any more (no branch or tag head
+-- has the manifest among its tables) and not read for grace_s seconds.
+SELECT l.manifest_id, l.row_count, l.object_prefix, l.part_rows, l.digest, l.bytes
+FROM layout l
+WHERE l.state = 'ready' AND l.used_at < now() - make_interval(secs => %(grace_s)s)
+  AND NOT EXISTS (
+      SELECT 1
+      FROM ref r
+      JOIN commit c ON c.dataset_id = r.dataset_id AND c.id = r.commit_id
+      CROSS JOIN LATERAL jsonb_each(c.tables) AS t(name, entry)
+      WHERE t.entry ->> 'manifest' = l.manifest_id
+  )
+ORDER BY l.used_at, l.manifest_id;

@@ -15,9 +15,13 @@ dropped (the copies themselves: ``core.layouts``; docs/decisions/0016).
   whole read, page or compare on, and only a large table's copy waits to
   be asked for (unless the setting is raised: a copy built unasked for a
   35M-row version costs a worker ~50 s after each re-upload).
-- **Bounded.** The copies take at most ``DSA_LAYOUT_CACHE_BYTES`` of the
-  object store (0: no copies). Past it, the least recently read copies not
-  read for ``EVICT_GRACE_S`` are deleted after each build. A copy that
+- **Bounded.** A copy of a version no ref points at any more (its branch
+  moved on, no tag holds it) is deleted once it has not been read for
+  ``EVICT_GRACE_S``, after each build and hourly (``sweep``): the copies
+  follow the branches' heads, not their history. And the copies take at
+  most ``DSA_LAYOUT_CACHE_BYTES`` of the object store (0: no copies). Past
+  it, the least recently read copies not read for ``EVICT_GRACE_S`` are
+  deleted after each build. A copy that
   would not fit in the whole budget is not built (estimated from the
   chunks' footers first): it would evict the rest, then be evicted, and
   be built again on the next read.
@@ -288,24 +292,35 @@ def build(manifest_id: str) -> int | None:
 
 
 def evict(budget: int) -> int:
-    """Delete the least recently read copies until they fit in ``budget``
-    bytes (copies read in the last ``EVICT_GRACE_S`` stay); how many went."""
+    """Delete the copies of versions no ref points at any more, then the
+    least recently read copies until they fit in ``budget`` bytes (copies
+    read in the last ``EVICT_GRACE_S`` stay either way); how many went."""
     store = get_store()
     gone = 0
     with db.transaction() as conn:
+        for row in conn.execute(Q.superseded, {"grace_s": EVICT_GRACE_S}).fetchall():
+            _delete(conn, store, _copy(row))
+            gone += 1
         row = conn.execute(Q.total_bytes).fetchone()
         total = int(row["total"]) if row else 0
-        if total <= budget:
-            return 0
-        for row in conn.execute(Q.least_used, {"grace_s": EVICT_GRACE_S}).fetchall():
-            if total <= budget:
-                break
-            _delete(conn, store, _copy(row))
-            total -= row["bytes"] or 0
-            gone += 1
+        if total > budget:
+            for row in conn.execute(Q.least_used, {"grace_s": EVICT_GRACE_S}).fetchall():
+                if total <= budget:
+                    break
+                _delete(conn, store, _copy(row))
+                total -= row["bytes"] or 0
+                gone += 1
     if gone:
         log.info("read copies evicted", count=gone, budget=budget)
     return gone
+
+
+def sweep() -> int:
+    """The periodic eviction (beat task ``layouts.evict``): a copy whose
+    version a branch has moved on from goes even when no build runs."""
+    if not enabled():
+        return 0
+    return evict(get_settings().layout_cache_bytes)
 
 
 def _delete(conn: psycopg.Connection[Any], store: ObjectStore, copy: copies.Copy) -> None:

@@ -518,3 +518,35 @@ def test_a_page_checks_only_the_parts_it_reads(versions: dict[str, Any]) -> None
     assert not copies.verify_parts(store, copy, [victim])
     assert not copies.verify(store, copy)
     _forget(_manifest_id(commit))
+
+
+def test_copies_of_versions_no_ref_holds_any_more_are_evicted(
+    client: Any, admin: dict[str, str], worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copies follow the heads: once the branch has moved on from a
+    version (and no tag holds it), its copy goes when unread for the grace
+    period, whatever the budget; the head's and a tagged version's stay."""
+    ds = make_dataset(client, admin)
+    rnd = random.Random(11)
+    df, commits = _first(), []
+    for v in range(4):
+        if v:
+            df = _edit(df, rnd, v)
+        job = import_csv(client, admin, ds["id"], df.write_csv().encode(), filename="t.csv")
+        assert job["state"] == "succeeded", job
+        commits.append(job["commit_id"])
+    for commit in commits[1:]:
+        _wait_built(_manifest_id(commit))  # small: each built when main moved to it
+    r = client.post(
+        f"/api/v1/datasets/{ds['id']}/tags",
+        json={"name": "kept", "from": commits[2]},
+        headers=admin,
+    )
+    assert r.status_code == 201, r.text
+    monkeypatch.setattr(layouts_service, "EVICT_GRACE_S", 0)
+    monkeypatch.setattr(get_settings(), "layout_cache_bytes", 1 << 40)  # the budget is no reason
+    assert layouts_service.sweep() >= 1
+    assert _row(_manifest_id(commits[1])) is None  # main moved on; nothing holds it
+    for held in commits[2:]:  # the tag's, and main's head
+        row = _row(_manifest_id(held))
+        assert row is not None and row["state"] == "ready"
