@@ -33,6 +33,7 @@ from features.layouts import service as layouts_service
 from features.refs import service as refs_service
 
 log = structlog.get_logger(__name__)
+FIRST_PAGE = 100  # the page a summary's client reads next (the routes' default limit)
 MAX_LIMIT = 1000
 REMOVE, ADD, MODIFY = 0, 1, 2
 _OPS = {REMOVE: "remove", ADD: "add", MODIFY: "modify"}
@@ -227,7 +228,10 @@ def compare(
         td = diff_table(base, head, pk)
         _diffs.put(cache_key, td)
     total = len(td.op)
-    bpos, hpos = td.base_pos[offset : offset + limit], td.head_pos[offset : offset + limit]
+    # a summary (limit=0) readies the read copies its first page will use:
+    # the page a client asks for next finds them checked and remembered
+    window = limit or FIRST_PAGE
+    bpos, hpos = td.base_pos[offset : offset + window], td.head_pos[offset : offset + window]
     _read_from_copies(conn, store, (base, bpos[bpos >= 0]), (head, hpos[hpos >= 0]))
     changes = _changes(base, head, td, offset, limit)
     return {

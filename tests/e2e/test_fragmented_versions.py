@@ -550,3 +550,23 @@ def test_copies_of_versions_no_ref_holds_any_more_are_evicted(
     for held in commits[2:]:  # the tag's, and main's head
         row = _row(_manifest_id(held))
         assert row is not None and row["state"] == "ready"
+
+
+def test_a_compare_summary_readies_the_copies_its_first_page_reads(
+    client: Any, admin: dict[str, str], versions: dict[str, Any]
+) -> None:
+    """A summary (``limit=0``) looks up and checks the read copy its first
+    page will read from, so the page a client asks for next finds it
+    remembered, without a query or a footer read of its own."""
+    from features.compare import service as compare_service
+
+    ds, (_, _, base, head) = versions["ds"], versions["commits"]
+    for commit in (base, head):
+        _built(ds, commit)
+    base_manifest = _manifest_id(base)
+    layouts_service._seen.pop(base_manifest)
+    compare_service._diffs.clear()
+    url = f"/api/v1/datasets/{ds['id']}/compare/{base}...{head}"
+    r = client.get(url, params={"limit": 0}, headers=admin)
+    assert r.status_code == 200 and r.json()["changes"] == [], r.text
+    assert layouts_service._seen.get(base_manifest) is not None  # ready for the page
