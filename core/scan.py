@@ -30,10 +30,9 @@ and memory grow with the rows read, not with the pieces: a window decodes at
 most ``MAX_WINDOW_GROUPS`` row groups (a window whose pieces would need more,
 rows gathered from all over its chunks, is cut shorter), and holds only them.
 
-Measured on the 1M-row × 12-column bench table (2 vCPUs; docs/benchmarks.md,
-"Fragmented versions"): the whole table read in ~0.27 s as imported (8
-pieces) and ~0.57 s after ten re-uploads (294,000 pieces in 18 chunks), where
-reading it piece by piece took minutes.
+The figures (the bench table as imported, and after ten re-uploads: 294,000
+pieces in 18 chunks, where reading piece by piece took minutes) are in
+docs/benchmarks.md, "Fragmented versions".
 """
 
 from __future__ import annotations

@@ -18,8 +18,7 @@ A query (filter and/or sort over one table version) is answered in two steps:
    page of them is found by binary search over the pieces' counts and
    listed from only the pieces it covers. A 1M-row table's query costs
    ~1 MB instead of 8 bytes a match, and no 1M-long index is built on the
-   first page (measured on the benchmark VM: the positions of a 900,000-row
-   match took ~40 ms after decoding; now ~10 ms). A sort gathers its
+   first page (figures in docs/benchmarks.md, "Reads"). A sort gathers its
    columns at the matching positions and orders them stably, so rows with
    equal sort keys stay in table order: the tie-break is the table position
    and pages never overlap or skip a row.
