@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     redis_url: str | None = None
     storage_url: str | None = None
+    s3_endpoint_url: str | None = None
 
     jwt_secret: str | None = None
     jwt_ttl_seconds: int = 12 * 3600

@@ -133,3 +133,9 @@ class UnknownType(Invalid):
 
 class DatabaseNotConfigured(Unavailable):
     default_code = "database_not_configured"
+
+
+class ObjectStoreUnavailable(Unavailable):
+    """The object store did not answer (unreachable, denied, no such bucket)."""
+
+    default_code = "object_store_unavailable"

@@ -119,19 +119,32 @@ class LocalStore:
             raise Unavailable(f"object store at {self.root} is not writable: {exc}") from exc
 
 
-def store_from_url(url: str) -> ObjectStore:
+def store_from_url(url: str, *, s3_endpoint_url: str | None = None) -> ObjectStore:
+    """``file:///path`` (a directory) or ``s3://bucket/prefix`` (``core.s3``;
+    ``s3_endpoint_url`` for an S3-compatible server)."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         return LocalStore(Path(unquote(parsed.path)))
-    raise ValueError(f"unsupported storage URL scheme {parsed.scheme!r} (file:// is supported)")
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ValueError(
+                f"an s3:// storage URL names a bucket: s3://bucket/prefix, not {url!r}"
+            )
+        from core.s3 import S3Store
+
+        return S3Store(parsed.netloc, unquote(parsed.path), endpoint_url=s3_endpoint_url)
+    raise ValueError(
+        f"unsupported storage URL scheme {parsed.scheme!r} (file:// and s3:// are supported)"
+    )
 
 
 @lru_cache(maxsize=4)
-def _store(url: str) -> ObjectStore:
-    return store_from_url(url)
+def _store(url: str, s3_endpoint_url: str | None) -> ObjectStore:
+    return store_from_url(url, s3_endpoint_url=s3_endpoint_url)
 
 
 def get_store() -> ObjectStore:
     from core.config import get_settings
 
-    return _store(get_settings().effective_storage_url)
+    settings = get_settings()
+    return _store(settings.effective_storage_url, settings.s3_endpoint_url)

@@ -1,0 +1,150 @@
+"""The object store protocol, against both backends: a directory
+(``file://``) and an S3-protocol server (``s3://``, moto in server mode on
+127.0.0.1, started here: a real HTTP server speaking S3, no in-process
+mocking of the client). Issue 13, decision 0020."""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from core.errors import ObjectNotFound, Unavailable
+from core.storage import ObjectStore, store_from_url
+
+SECRET = "not-a-real-secret-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    saved = {
+        k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
+    }
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="dsa-test", AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION="us-east-1"
+    )
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _bucket(endpoint: str) -> str:
+    import urllib.request
+
+    name = f"dsa-{uuid.uuid4().hex[:12]}"
+    req = urllib.request.Request(f"{endpoint}/{name}", method="PUT")
+    with urllib.request.urlopen(req) as resp:
+        assert resp.status == 200
+    return name
+
+
+@pytest.fixture(params=["file", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    if request.param == "file":
+        return store_from_url((tmp_path / "objects").as_uri())
+    endpoint = request.getfixturevalue("s3_endpoint")
+    return store_from_url(f"s3://{_bucket(endpoint)}/some/prefix", s3_endpoint_url=endpoint)
+
+
+def test_objects_round_trip(store: ObjectStore, tmp_path: Path) -> None:
+    store.put("manifests/" + "ab" * 32, b"hello")
+    assert store.get("manifests/" + "ab" * 32) == b"hello"
+    assert store.exists("manifests/" + "ab" * 32)
+    src = tmp_path / "upload.bin"
+    src.write_bytes(b"x" * 3_000_000)
+    store.put_file("uploads/" + "cd" * 16, src, move=True)
+    assert not src.exists()  # moved
+    with store.open("uploads/" + "cd" * 16) as f:
+        assert f.read(3) == b"xxx"
+    with store.local_path("uploads/" + "cd" * 16) as path:
+        assert path.stat().st_size == 3_000_000
+    store.delete("uploads/" + "cd" * 16)
+    store.delete("uploads/" + "cd" * 16)  # already gone: fine
+    assert not store.exists("uploads/" + "cd" * 16)
+
+
+def test_parquet_is_read_by_ranges(store: ObjectStore) -> None:
+    """Arrow reads a footer and one row group without the whole object."""
+    table = pa.table({"a": list(range(100_000)), "b": [str(i) for i in range(100_000)]})
+    buf = io.BytesIO()
+    pq.write_table(table, buf, row_group_size=10_000)
+    store.put("chunks/" + "ef" * 32, buf.getvalue())
+    with store.open_arrow("chunks/" + "ef" * 32) as f:
+        pf = pq.ParquetFile(f)
+        assert pf.metadata.num_row_groups == 10
+        assert pf.read_row_group(7).column("a")[0].as_py() == 70_000
+
+
+def test_a_missing_object_is_not_found(store: ObjectStore) -> None:
+    key = "chunks/" + "00" * 32
+    assert not store.exists(key)
+    for read in (store.get, store.open, store.open_arrow):
+        with pytest.raises(ObjectNotFound):
+            read(key)
+    with pytest.raises(ObjectNotFound), store.local_path(key):
+        pass
+
+
+@pytest.mark.parametrize("key", ["", "chunks", "/chunks/x", "chunks/../../etc", "../x/y"])
+def test_keys_outside_the_store_are_refused(store: ObjectStore, key: str) -> None:
+    with pytest.raises(ValueError):
+        store.put(key, b"x")
+    with pytest.raises(ValueError):
+        store.get(key)
+
+
+def test_a_usable_store_passes_its_check(store: ObjectStore) -> None:
+    store.check()
+
+
+def test_a_bucket_that_does_not_exist_is_unavailable_and_says_which(s3_endpoint: str) -> None:
+    store = store_from_url("s3://no-such-bucket-here/p", s3_endpoint_url=s3_endpoint)
+    with pytest.raises(Unavailable) as exc:
+        store.check()
+    assert "no-such-bucket-here" in exc.value.detail and "DSA_STORAGE_URL" in exc.value.detail
+    with pytest.raises((Unavailable, ObjectNotFound)) as read:  # S3 says 404 for both
+        store.get("chunks/" + "11" * 32)
+    for err in (exc.value, read.value):
+        assert SECRET not in str(err.to_problem()) and "dsa-test" not in str(err.to_problem())
+
+
+def test_an_s3_url_needs_a_bucket() -> None:
+    with pytest.raises(ValueError):
+        store_from_url("s3:///prefix")
+
+
+def test_a_forked_child_reads_the_store_its_parent_used(store: ObjectStore, tmp_path: Path) -> None:
+    """Imports run in a forked child (core/isolation.py) of a process that
+    has used the store: the child's reads must work (obstore's did not:
+    decision 0020)."""
+    from core.isolation import run_isolated
+
+    key = "manifests/" + "12" * 32
+    store.put(key, b"parent wrote this")
+    assert store.get(key) == b"parent wrote this"  # the parent's client is in use
+    out = tmp_path / "child.txt"
+
+    def child() -> None:
+        out.write_bytes(store.get(key))
+        store.put("manifests/" + "34" * 32, b"child wrote this")
+
+    assert run_isolated(child, memory_bytes=0, cpu_s=20) == 0
+    assert out.read_bytes() == b"parent wrote this"
+    assert store.get("manifests/" + "34" * 32) == b"child wrote this"
