@@ -76,9 +76,27 @@ def _no_huge_pages() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_THP_DISABLE, 1, 0, 0, 0)
 
 
+def _object_store_usable() -> bool:
+    """Whether the object store answers a write; says why not on stderr (a
+    bucket that does not exist or denies access, a directory not writable).
+    The API and the workers refuse to start without one."""
+    from core.errors import DsaError
+    from core.storage import get_store
+
+    try:
+        get_store().check()
+    except (DsaError, ValueError) as err:
+        detail = err.detail if isinstance(err, DsaError) else str(err)
+        print(f"dsa: DSA_STORAGE_URL: the object store is not usable: {detail}", file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    if not _object_store_usable():
+        return 2
     _no_huge_pages()
     uvicorn.run(
         "api.main:app",
@@ -94,6 +112,8 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from worker.app import celery_app
 
+    if not _object_store_usable():
+        return 2
     argv = ["worker", "--loglevel", get_settings().log_level, "-Q", "dsa", "--without-gossip"]
     argv += ["--without-mingle", "--concurrency", str(args.concurrency)]
     celery_app.worker_main(argv)
@@ -147,6 +167,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     services: list[Any] = []
     try:
         _start_services(home, services)
+        if not _object_store_usable():
+            return 2
         env = dict(os.environ)
         children.append(
             _child(["worker", "--concurrency", str(args.workers)], env, logs / "worker.log")

@@ -165,3 +165,25 @@ def test_a_dataset_lives_in_the_bucket(s3_api: dict[str, Any]) -> None:
     kinds = {k.split("/")[1] for k in keys}
     assert {"chunks", "manifests", "schemas", "commits"} <= kinds
     assert not any((s3_api["home"] / "objects").rglob("*.*"))  # nothing stored locally
+
+
+@pytest.mark.parametrize("command", [["api", "--port", "1"], ["worker"]])
+def test_processes_refuse_to_start_on_a_bucket_they_cannot_use(
+    s3_api: dict[str, Any], stack: dict[str, str], command: list[str]
+) -> None:
+    env = {
+        **os.environ,
+        **stack,
+        "DSA_STORAGE_URL": "s3://no-such-bucket-for-dsa/p",
+        "DSA_S3_ENDPOINT_URL": s3_api["endpoint"],
+        "AWS_ACCESS_KEY_ID": "dsa-test",
+        "AWS_SECRET_ACCESS_KEY": "dsa-test-secret-never-printed",
+        "AWS_REGION": "us-east-1",
+    }
+    out = subprocess.run(
+        [*_python(), "-m", "api.cli", *command], env=env, capture_output=True, timeout=60
+    )
+    err = out.stderr.decode(errors="replace")
+    assert out.returncode == 2, err
+    assert "DSA_STORAGE_URL" in err and "no-such-bucket-for-dsa" in err
+    assert "dsa-test-secret-never-printed" not in err + out.stdout.decode(errors="replace")
