@@ -27,9 +27,10 @@ number formats: the full import still pairs those rows by row hash), a line
 whose value no longer fits its column's type, any parse error (the full
 import reports it with its place), or a manifest too fragmented to keep.
 
-The index is a cache, outside the versioned object store: one file per
-(dataset, branch, table) under ``<DSA home>/cache/lines``, 16 bytes a row,
-replaced by each import that lands there. Losing it only costs speed.
+The index is a cache beside the versioned objects: one object per
+(dataset, branch, table) under ``lines/`` in the object store, 16 bytes a
+row, replaced by each import that lands there, so any worker of any node
+takes the fast path. Losing it only costs speed.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import json
 import mmap
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -51,8 +53,9 @@ import polars as pl
 import pyarrow as pa
 
 from core.config import get_settings
+from core.errors import DsaError
 from core.objects import Manifest, Schema, TableEntry
-from core.storage import ObjectStore
+from core.storage import ObjectStore, get_store
 from features.imports import _records  # type: ignore[attr-defined]  # C extension
 from features.imports.chunking import ChunkWriter, assemble, columns_of
 from features.imports.compression import open_decoded
@@ -325,38 +328,48 @@ def _parse_changed(
     return ids, src.nullable()
 
 
-# -- the index on disk -------------------------------------------------------
+# -- the index in the object store ---------------------------------------------
 
 
-def _path(dataset_id: Any, branch: str, table: str) -> Path:
-    key = blake3.blake3(f"{dataset_id}\0{branch}\0{table}".encode()).hexdigest()[:40]
-    return get_settings().home / "cache" / "lines" / key
+def _key(dataset_id: Any, branch: str, table: str) -> str:
+    name = blake3.blake3(f"{dataset_id}\0{branch}\0{table}".encode()).hexdigest()[:40]
+    return f"lines/{name}"
 
 
 def load(dataset_id: Any, branch: str, table: str, entry: TableEntry) -> LineIndex | None:
-    """The index of ``table`` on the branch, if it describes ``entry``."""
+    """The index of ``table`` on the branch, if it describes ``entry``
+    (missing, damaged, stale or unreachable: None, and the import reads in full)."""
     try:
-        with open(_path(dataset_id, branch, table), "rb") as f:
-            if f.read(len(MAGIC)) != MAGIC:
-                return None
-            head = json.loads(f.readline())
-            if (head["schema"], head["manifest"]) != (entry.schema, entry.manifest):
-                return None
-            hashes = f.read()
-    except (OSError, ValueError, KeyError):
+        raw = get_store().get(_key(dataset_id, branch, table))
+    except DsaError:
         return None
-    if len(hashes) != 16 * entry.row_count:
+    if not raw.startswith(MAGIC):
         return None
-    return LineIndex((head["schema"], head["manifest"]), head["fingerprint"], hashes)
+    end = raw.find(b"\n", len(MAGIC))
+    try:
+        head = json.loads(raw[len(MAGIC) : end])
+        table_of = (head["schema"], head["manifest"])
+        fingerprint = head["fingerprint"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    hashes = raw[end + 1 :]
+    if end < 0 or table_of != (entry.schema, entry.manifest) or len(hashes) != 16 * entry.row_count:
+        return None
+    return LineIndex(table_of, fingerprint, hashes)
 
 
 def save(dataset_id: Any, branch: str, table: str, index: LineIndex) -> None:
-    """Replace the branch's index of ``table`` (written whole, then renamed)."""
-    path = _path(dataset_id, branch, table)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Replace the branch's index of ``table`` in the object store (written
+    whole: any worker of any node finds it; a put is atomic)."""
     head = {"schema": index.table[0], "manifest": index.table[1], "fingerprint": index.fingerprint}
-    with open(tmp, "wb") as f:
-        f.write(MAGIC + json.dumps(head, sort_keys=True).encode() + b"\n")
-        f.write(index.hashes)
-    os.replace(tmp, path)
+    tmp_dir = get_settings().tmp_dir
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="lines-", dir=tmp_dir)
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(MAGIC + json.dumps(head, sort_keys=True).encode() + b"\n")
+            f.write(index.hashes)
+        get_store().put_file(_key(dataset_id, branch, table), path, move=True)
+    finally:
+        path.unlink(missing_ok=True)

@@ -185,7 +185,7 @@ def _save_line_indexes(job: ImportJob, built: dict[str, TableBuild]) -> None:
     land is never used (``lines.load`` checks the manifest)."""
     for name, table in built.items():
         if table.index is not None:
-            with contextlib.suppress(OSError):  # a cache: losing it costs speed
+            with contextlib.suppress(OSError, DsaError):  # a cache: losing it costs speed
                 lines.save(job.dataset_id, job.branch, name, table.index)
 
 

@@ -153,13 +153,14 @@ def page_latency(client: httpx.Client, ds: str, commit: str, rows: int) -> dict[
     return {"p50_ms": percentile(lat, 0.5), "p95_ms": percentile(lat, 0.95)}
 
 
-CACHES = ("uploads", "layouts", "exports")
+CACHES = ("uploads", "layouts", "exports", "lines")
 
 
 def store_bytes(home: Path) -> int:
     """The versioned objects' bytes: the object store without uploads awaiting
     import and without its caches (read copies, ``layouts/``, decision 0016;
-    stored exports, ``exports/``), which are reported apart."""
+    stored exports, ``exports/``; line indexes, ``lines/``), which are
+    reported apart."""
     objects = home / "objects"
     return dir_bytes(objects) - sum(dir_bytes(objects / sub) for sub in CACHES)
 
@@ -251,7 +252,7 @@ def main() -> int:
                             "seconds": got["seconds"],
                             "phases": got["phases"],
                             "parsed_rows": got["job"]["result"].get("parsed_rows"),
-                            "line_index_bytes": dir_bytes(home / "cache" / "lines"),
+                            "line_index_bytes": dir_bytes(home / "objects" / "lines"),
                             "read_copy_bytes": cache_bytes(home),
                             "added_bytes": store_bytes(home) - before,
                             "table_rows": got["job"]["result"].get("table_rows"),

@@ -43,7 +43,7 @@ def both_ways(
         first = import_csv(http, auth, ds, v1, filename=filename)
         assert first["state"] == "succeeded", first.get("error")
         if not by_lines:
-            shutil.rmtree(home / "cache" / "lines", ignore_errors=True)
+            shutil.rmtree(home / "objects" / "lines", ignore_errors=True)
         job = import_csv(http, auth, ds, v2, filename=filename)
         assert job["state"] == "succeeded", job.get("error")
         job["dataset"] = ds

@@ -163,7 +163,7 @@ def test_a_dataset_lives_in_the_bucket(s3_api: dict[str, Any]) -> None:
     keys = _bucket_keys(s3_api["endpoint"], s3_api["bucket"])
     assert all(k.startswith("deployment-1/") for k in keys)
     kinds = {k.split("/")[1] for k in keys}
-    assert {"chunks", "manifests", "schemas", "commits"} <= kinds
+    assert {"chunks", "manifests", "schemas", "commits", "lines"} <= kinds  # lines: the index
     assert not any((s3_api["home"] / "objects").rglob("*.*"))  # nothing stored locally
 
 
