@@ -1,15 +1,20 @@
 """The whole stack on an S3 bucket (issue 13, decision 0020): a real API and
-a real worker process with ``DSA_STORAGE_URL=s3://…`` against an
+real worker processes with ``DSA_STORAGE_URL=s3://…`` against an
 S3-protocol server on 127.0.0.1 (moto in server mode, started here), their
 own database and Redis database: a first import, a re-upload through the
 line path, pages, a compare, every export format and a ranged Parquet
-read, with every object in the bucket and none in the home directory."""
+read, with every object in the bucket and none in the home directory; and
+nodes that share nothing but PostgreSQL, Redis and the bucket (each worker
+its own ``DSA_HOME``): one takes the line path on another's index, and one
+finishes the import of another killed mid-way, with exactly one commit."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -62,7 +67,7 @@ def s3_api(stack: dict[str, str]) -> Iterator[dict[str, Any]]:
         [*_python(), "-m", "api.cli", "migrate"], env={**os.environ, **env}, capture_output=True
     )
     assert migrate.returncode == 0, migrate.stderr.decode(errors="replace")
-    worker = _spawn(["worker", "--concurrency", "1"], env, home / "worker.log")
+    workers = [_start_worker(env, home)]
     api_port = free_port()
     api = _spawn(["api", "--host", "127.0.0.1", "--port", str(api_port)], env, home / "api.log")
     url = f"http://127.0.0.1:{api_port}"
@@ -83,16 +88,37 @@ def s3_api(stack: dict[str, str]) -> Iterator[dict[str, Any]]:
                 "/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
             ).json()["access_token"]
             client.headers["Authorization"] = f"Bearer {token}"
-            yield {"client": client, "home": home, "endpoint": endpoint, "bucket": bucket}
+            yield {
+                "client": client,
+                "home": home,
+                "tmp": tmp,
+                "env": env,
+                "workers": workers,
+                "endpoint": endpoint,
+                "bucket": bucket,
+            }
     finally:
         _stop(api)
-        _stop(worker)
+        for w in workers:
+            _stop(w)
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db_name))
             )
+
+
+def _start_worker(env: dict[str, str], home: Path) -> subprocess.Popen[bytes]:
+    """A worker node: its own DSA_HOME (scratch, no objects), ready to take tasks."""
+    home.mkdir(parents=True, exist_ok=True)
+    log = home / "worker.log"
+    proc = _spawn(["worker", "--concurrency", "1"], {**env, "DSA_HOME": str(home)}, log)
+    deadline = time.monotonic() + 60
+    while b" ready." not in (log.read_bytes() if log.exists() else b""):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+    return proc
 
 
 def _python() -> list[str]:
@@ -187,3 +213,59 @@ def test_processes_refuse_to_start_on_a_bucket_they_cannot_use(
     assert out.returncode == 2, err
     assert "DSA_STORAGE_URL" in err and "no-such-bucket-for-dsa" in err
     assert "dsa-test-secret-never-printed" not in err + out.stdout.decode(errors="replace")
+
+
+def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    """The node goes away: the worker and its pool and import processes."""
+    import psutil
+
+    for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            os.kill(p.pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+def test_nodes_share_nothing_but_the_database_the_broker_and_the_bucket(
+    s3_api: dict[str, Any],
+) -> None:
+    client, env, workers = s3_api["client"], s3_api["env"], s3_api["workers"]
+    ds = client.post("/api/v1/datasets", json={"name": f"nodes-{uuid.uuid4().hex[:8]}"}).json()[
+        "id"
+    ]
+    first = pl.DataFrame({"id": range(300_000), "v": [i % 1000 for i in range(300_000)]})
+    v1 = _import(client, ds, first)  # on the first node
+    _stop(workers.pop())
+    workers.append(_start_worker(env, s3_api["tmp"] / "node-b"))
+    edited = first.with_columns(
+        pl.when(pl.col("id") % 1000 == 0).then(-1).otherwise(pl.col("v")).alias("v")
+    )
+    v2 = _import(client, ds, edited)  # another node, its own empty home
+    assert v2["result"].get("parsed_rows") == 300  # by lines, on the first node's index
+
+    # the node running an import goes away; another finishes it
+    again = edited.with_columns((pl.col("v") + 1).alias("v"))
+    r = client.post(
+        f"/api/v1/datasets/{ds}/refs/main/uploads", files={"file": ("t.csv", again.write_csv())}
+    )
+    job_url = r.json()["links"]["job"]
+    deadline = time.monotonic() + 60
+    while (job := client.get(job_url).json())["state"] != "running":
+        assert job["state"] == "queued" and time.monotonic() < deadline, job
+        time.sleep(0.02)
+    _kill_tree(workers.pop())
+    workers.append(_start_worker(env, s3_api["tmp"] / "node-c"))
+    reconcile = (
+        "from features.jobs import service; import sys; "
+        "sys.exit(0 if service.reconcile(stale_after_s=0.5) else 3)"
+    )
+    deadline = time.monotonic() + 60
+    while client.get(job_url).json()["state"] == "running":
+        subprocess.run([*_python(), "-c", reconcile], env={**os.environ, **env}, check=False)
+        assert time.monotonic() < deadline, "the job was never finished"
+        time.sleep(1)
+    job = client.get(job_url).json()
+    assert job["state"] == "succeeded", job
+    history = client.get(f"/api/v1/datasets/{ds}/commits").json()["items"]
+    assert [c["id"] for c in history[:3]] == [job["commit_id"], v2["commit_id"], v1["commit_id"]]
+    page = client.get(f"/api/v1/datasets/{ds}/refs/main/data", params={"limit": 2}).json()
+    assert page["rows"] == [[0, 0], [1, 2]]  # -1 + 1, 1 + 1
