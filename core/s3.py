@@ -36,7 +36,8 @@ from core.errors import ObjectNotFound, ObjectStoreUnavailable
 
 log = structlog.get_logger(__name__)
 READ_AHEAD = 1 << 20  # a ranged GET fetches at least this much (footers, row groups)
-PART_BYTES = 64 * 1024**2  # files larger than this are uploaded in parts
+PART_BYTES = 16 * 1024**2  # files larger than 4 parts are moved in parts of this size,
+TRANSFER_THREADS = 4  # this many at a time: at most 64 MiB of buffers per transfer
 _MISSING = ("404", "NoSuchKey", "NotFound")
 
 
@@ -52,6 +53,18 @@ def check_key(key: str) -> str:
 def _missing(exc: Exception) -> bool:
     code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
     return code in _MISSING
+
+
+def _transfer() -> Any:
+    """Bounded multipart transfers (boto3's default holds up to 10 parts)."""
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(
+        multipart_threshold=4 * PART_BYTES,
+        multipart_chunksize=PART_BYTES,
+        max_concurrency=TRANSFER_THREADS,
+        io_chunksize=1024**2,
+    )
 
 
 class _Reader(io.RawIOBase):
@@ -162,12 +175,13 @@ class S3Store:
             raise self._fail("write", key, exc) from None
 
     def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
-        from boto3.s3.transfer import TransferConfig
-
         name = self._key(key)
-        config = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES)
         try:
-            self._client.upload_file(str(path), self.bucket, name, Config=config)
+            if Path(path).stat().st_size <= 4 * PART_BYTES:  # one PUT, streamed from the file
+                with open(path, "rb") as body:
+                    self._client.put_object(Bucket=self.bucket, Key=name, Body=body)
+            else:
+                self._client.upload_file(str(path), self.bucket, name, Config=_transfer())
         except Exception as exc:
             raise self._fail("write", key, exc) from None
         if move:
@@ -224,7 +238,7 @@ class S3Store:
         path = Path(tmp)
         try:
             try:
-                self._client.download_file(self.bucket, name, str(path))
+                self._client.download_file(self.bucket, name, str(path), Config=_transfer())
             except Exception as exc:
                 raise self._fail("read", key, exc) from None
             yield path

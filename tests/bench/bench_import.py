@@ -20,6 +20,7 @@ dir removed unless ``--keep``. This is a script, not part of the package.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import json
 import os
@@ -372,6 +373,68 @@ def start_py_spy(out: str, pid: int) -> subprocess.Popen[bytes] | None:
 # --------------------------------------------------------------------------- main
 
 
+class S3Server:
+    """moto's S3 server in its own process on 127.0.0.1, with one bucket."""
+
+    BUCKET = "dsa-bench"
+    PREFIX = "bench"
+
+    def __init__(self, proc: subprocess.Popen[bytes], endpoint: str) -> None:
+        self.proc, self.endpoint = proc, endpoint
+        self.env = {
+            "DSA_STORAGE_URL": f"s3://{self.BUCKET}/{self.PREFIX}",
+            "DSA_S3_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench-secret",
+            "AWS_REGION": "us-east-1",
+        }
+
+    @classmethod
+    def start(cls, tmp: Path) -> S3Server:
+        port = free_port()
+        log = open(tmp / "moto.log", "ab")  # noqa: SIM115 - the server keeps it
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("moto_server")),
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.put(f"{endpoint}/{cls.BUCKET}", timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        atexit.register(proc.terminate)
+        return cls(proc, endpoint)
+
+    def bytes_under(self, kind: str) -> int:
+        import boto3
+        from botocore.config import Config
+
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench-secret",
+            config=Config(s3={"addressing_style": "path"}),
+        )
+        pages = s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.BUCKET, Prefix=f"{self.PREFIX}/{kind}"
+        )
+        return sum(o["Size"] for page in pages for o in page.get("Contents", []))
+
+
 def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> bool:
     rows = args.rows
     csv = tmp / "bench.csv"
@@ -399,7 +462,9 @@ def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> bool:
 
     home = tmp / "home"
     port = free_port()
-    stack = Stack(home, port)
+    s3 = S3Server.start(tmp) if args.storage == "s3" else None
+    res["storage_backend"] = args.storage
+    stack = Stack(home, port, extra_env=s3.env if s3 else None)
     res["home"] = str(home)
     try:
         stack.wait_ready(120)
@@ -510,7 +575,7 @@ def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> bool:
             return False
 
         # ---- storage
-        chunks = dir_bytes(home / "objects" / "chunks")
+        chunks = s3.bytes_under("chunks/") if s3 else dir_bytes(home / "objects" / "chunks")
         res["storage"] = {
             "chunks_bytes": chunks,
             "objects_bytes": dir_bytes(home / "objects"),
@@ -674,6 +739,12 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (CSV, DSA home, logs)")
     ap.add_argument("--timeout", type=float, default=1800, help="give up on the job after N s")
     ap.add_argument("--py-spy", metavar="OUT", help="profile the worker tree into OUT (.svg)")
+    ap.add_argument(
+        "--storage",
+        choices=["file", "s3"],
+        default="file",
+        help="s3: the stack's objects in a bucket of a local S3 server (moto, its own process)",
+    )
     args = ap.parse_args()
 
     res: dict[str, Any] = {
