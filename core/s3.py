@@ -237,8 +237,11 @@ class S3Store:
         os.close(fd)
         path = Path(tmp)
         try:
-            try:
-                self._client.download_file(self.bucket, name, str(path), Config=_transfer())
+            try:  # one stream, 1 MiB at a time: memory stays flat whatever the size
+                body = self._client.get_object(Bucket=self.bucket, Key=name)["Body"]
+                with open(path, "wb") as out:
+                    for part in body.iter_chunks(READ_AHEAD):
+                        out.write(part)
             except Exception as exc:
                 raise self._fail("read", key, exc) from None
             yield path
