@@ -36,6 +36,7 @@ from core.errors import ObjectNotFound, ObjectStoreUnavailable
 
 log = structlog.get_logger(__name__)
 READ_AHEAD = 1 << 20  # a ranged GET fetches at least this much (footers, row groups)
+MAX_READ_AHEAD = 16 << 20  # and, while reads follow each other, up to this much
 PART_BYTES = 16 * 1024**2  # files larger than 4 parts are moved in parts of this size,
 TRANSFER_THREADS = 4  # this many at a time: at most 64 MiB of buffers per transfer
 _MISSING = ("404", "NoSuchKey", "NotFound")
@@ -68,13 +69,19 @@ def _transfer() -> Any:
 
 
 class _Reader(io.RawIOBase):
-    """An object as a seekable binary file whose reads are ranged GETs,
-    buffered ``READ_AHEAD`` at a time (for ``open`` and Arrow)."""
+    """An object as a seekable binary file whose reads are ranged GETs.
+
+    A GET fetches at least ``READ_AHEAD``; while reads follow each other
+    (a whole file streamed, a Parquet row group's column chunks) each next
+    GET fetches twice as much, up to ``MAX_READ_AHEAD``, so a stream costs
+    a few large GETs rather than one per megabyte; a jump (a footer, another
+    row group) starts again small."""
 
     def __init__(self, store: S3Store, key: str, size: int) -> None:
         self._store, self._key, self._size = store, key, size
         self._pos = 0
         self._buf, self._buf_at = b"", 0
+        self._window = READ_AHEAD
 
     def readable(self) -> bool:
         return True
@@ -99,7 +106,9 @@ class _Reader(io.RawIOBase):
             return 0
         at = self._pos - self._buf_at
         if not (at >= 0 and at + want <= len(self._buf)):
-            end = min(self._size, self._pos + max(want, READ_AHEAD))
+            following = self._buf and self._pos == self._buf_at + len(self._buf)
+            self._window = min(MAX_READ_AHEAD, 2 * self._window) if following else READ_AHEAD
+            end = min(self._size, self._pos + max(want, self._window))
             self._buf = self._store._range(self._key, self._pos, end)  # noqa: SLF001
             self._buf_at, at = self._pos, 0
         memoryview(b)[:want] = self._buf[at : at + want]
@@ -109,6 +118,8 @@ class _Reader(io.RawIOBase):
 
 class S3Store:
     """A bucket (and a prefix in it) of S3 or an S3-compatible server."""
+
+    remote = True
 
     def __init__(
         self,

@@ -25,6 +25,8 @@ from core.errors import ObjectNotFound, Unavailable
 
 
 class ObjectStore(Protocol):
+    remote: bool  # reads cross a network (coalesce them) rather than map a local file
+
     def put(self, key: str, data: bytes) -> None: ...
     def put_file(self, key: str, path: Path, *, move: bool = False) -> None: ...
     def get(self, key: str) -> bytes: ...
@@ -39,6 +41,8 @@ class ObjectStore(Protocol):
 
 class LocalStore:
     """A directory on a local or shared file system."""
+
+    remote = False
 
     def __init__(self, root: Path) -> None:
         self.root = root
