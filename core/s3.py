@@ -21,6 +21,7 @@ anything else the store answers (unreachable, denied, no such bucket) is
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
@@ -116,6 +117,68 @@ class _Reader(io.RawIOBase):
         return want
 
 
+class _Writer:
+    """An object streamed to S3: invisible until ``commit`` completes it."""
+
+    def __init__(self, store: S3Store, name: str, key: str) -> None:
+        self.store, self.name, self.key = store, name, key
+        self.buf = bytearray()
+        self.upload_id: str | None = None
+        self.parts: list[dict[str, Any]] = []
+
+    def _send_part(self, data: bytes) -> None:
+        client = self.store._client  # noqa: SLF001
+        if self.upload_id is None:
+            got = client.create_multipart_upload(Bucket=self.store.bucket, Key=self.name)
+            self.upload_id = got["UploadId"]
+        number = len(self.parts) + 1
+        part = client.upload_part(
+            Bucket=self.store.bucket,
+            Key=self.name,
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=data,
+        )
+        self.parts.append({"ETag": part["ETag"], "PartNumber": number})
+
+    def write(self, data: bytes) -> None:
+        self.buf += data
+        try:
+            while len(self.buf) >= PART_BYTES:
+                self._send_part(bytes(self.buf[:PART_BYTES]))
+                del self.buf[:PART_BYTES]
+        except Exception as exc:
+            raise self.store._fail("write", self.key, exc) from None  # noqa: SLF001
+
+    def commit(self) -> None:
+        client = self.store._client  # noqa: SLF001
+        try:
+            if self.upload_id is None:
+                client.put_object(Bucket=self.store.bucket, Key=self.name, Body=bytes(self.buf))
+            else:
+                if self.buf:
+                    self._send_part(bytes(self.buf))
+                client.complete_multipart_upload(
+                    Bucket=self.store.bucket,
+                    Key=self.name,
+                    UploadId=self.upload_id,
+                    MultipartUpload={"Parts": self.parts},
+                )
+        except Exception as exc:
+            self.abort()
+            raise self.store._fail("write", self.key, exc) from None  # noqa: SLF001
+        self.buf = bytearray()
+
+    def abort(self) -> None:
+        self.buf = bytearray()
+        if self.upload_id is not None:
+            with contextlib.suppress(Exception):
+                self.store._client.abort_multipart_upload(  # noqa: SLF001
+                    Bucket=self.store.bucket, Key=self.name, UploadId=self.upload_id
+                )
+            self.upload_id = None
+
+
 class S3Store:
     """A bucket (and a prefix in it) of S3 or an S3-compatible server."""
 
@@ -184,6 +247,11 @@ class S3Store:
             self._client.put_object(Bucket=self.bucket, Key=name, Body=data)
         except Exception as exc:
             raise self._fail("write", key, exc) from None
+
+    def open_writer(self, key: str) -> _Writer:
+        """A streamed upload: parts of ``PART_BYTES`` go up as they fill
+        (S3's multipart upload), a small object in one PUT on commit."""
+        return _Writer(self, self._key(key), key)
 
     def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
         name = self._key(key)

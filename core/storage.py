@@ -24,9 +24,18 @@ import pyarrow as pa
 from core.errors import ObjectNotFound, Unavailable
 
 
+class ObjectWriter(Protocol):
+    """An object written as a stream: absent until ``commit``, never after ``abort``."""
+
+    def write(self, data: bytes) -> None: ...
+    def commit(self) -> None: ...
+    def abort(self) -> None: ...
+
+
 class ObjectStore(Protocol):
     remote: bool  # reads cross a network (coalesce them) rather than map a local file
 
+    def open_writer(self, key: str) -> ObjectWriter: ...
     def put(self, key: str, data: bytes) -> None: ...
     def put_file(self, key: str, path: Path, *, move: bool = False) -> None: ...
     def get(self, key: str) -> bytes: ...
@@ -82,6 +91,10 @@ class LocalStore:
             shutil.copyfile(path, tmp)
         os.replace(tmp, dest)
 
+    def open_writer(self, key: str) -> ObjectWriter:
+        """A temporary file beside the object, renamed into place on commit."""
+        return _LocalWriter(self._path(key), self._tmp_for(self._path(key)))
+
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
@@ -121,6 +134,23 @@ class LocalStore:
             probe.unlink()
         except OSError as exc:
             raise Unavailable(f"object store at {self.root} is not writable: {exc}") from exc
+
+
+class _LocalWriter:
+    def __init__(self, dest: Path, tmp: Path) -> None:
+        self.dest, self.tmp = dest, tmp
+        self.file = open(tmp, "wb")  # noqa: SIM115 - closed by commit or abort
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+
+    def commit(self) -> None:
+        self.file.close()
+        os.replace(self.tmp, self.dest)
+
+    def abort(self) -> None:
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
 
 
 def store_from_url(url: str, *, s3_endpoint_url: str | None = None) -> ObjectStore:

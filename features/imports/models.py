@@ -36,12 +36,14 @@ _COMMIT_ID = re.compile(r"[0-9a-f]{64}")
 
 @dataclass(frozen=True)
 class ReceivedFile:
-    """An uploaded file on local disk, hashed as it arrived."""
+    """An uploaded file, hashed as it arrived: already in the object store at
+    ``key`` (streamed there by the upload route), or on local disk at ``path``."""
 
-    path: Path
+    path: Path | None
     filename: str
     size: int
     blake3: str
+    key: str | None = None
 
 
 class UploadRef(BaseModel):

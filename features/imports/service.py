@@ -34,6 +34,8 @@ from features.refs import service as refs_service
 
 __all__ = [
     "ImportRequest",
+    "discard_upload",
+    "upload_key",
     "request_from_form",
     "request_from_url",
     "run",
@@ -57,12 +59,19 @@ def submit_upload(
     branch: str,
     received: ReceivedFile,
     request: ImportRequest,
+    upload_id: uuid.UUID | None = None,
 ) -> dict[str, Any]:
-    """Store the upload, record it and its job; the import is enqueued after commit."""
+    """Record the upload and its job; the import is enqueued after commit.
+    The file is in the object store already (``upload_key(upload_id)``, where
+    the route streamed it) or is moved there from ``received.path``."""
     check_expected(conn, dataset_id, branch, request)
-    upload_id = uuid.uuid4()
-    key = f"uploads/{upload_id.hex}"
-    get_store().put_file(key, received.path, move=True)
+    upload_id = upload_id or uuid.uuid4()
+    key = upload_key(upload_id)
+    if received.key is None:
+        assert received.path is not None
+        get_store().put_file(key, received.path, move=True)
+    elif received.key != key:
+        raise ValueError(f"the upload is at {received.key}, not at {key}")
     conn.execute(
         Q.insert_upload,
         {
@@ -94,6 +103,17 @@ def submit_upload(
         "upload_id": upload_id,
         "links": {"job": f"/api/v1/jobs/{job['id']}"},
     }
+
+
+def upload_key(upload_id: uuid.UUID) -> str:
+    """Where an upload's file is kept in the object store until its import ends."""
+    return f"uploads/{upload_id.hex}"
+
+
+def discard_upload(key: str) -> None:
+    """Delete an upload the route received but did not submit (refused)."""
+    if key:
+        get_store().delete(key)
 
 
 def submit_url(

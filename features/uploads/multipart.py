@@ -1,9 +1,11 @@
-"""Streaming multipart/form-data: the file part goes straight to disk.
+"""Streaming multipart/form-data: the file part goes straight to the object store.
 
 Starlette's form parser spools files to the system temp directory and only
 then lets us look at them; here the bytes of the ``file`` part are written to
-the DSA home's ``tmp/`` as they arrive, hashed with BLAKE3 on the way, and the
-size limit stops the request the moment it is crossed.
+the object store as they arrive (a file beside the objects, or an S3
+multipart upload: ``ObjectStore.open_writer``), hashed with BLAKE3 on the
+way, and the size limit stops the request the moment it is crossed. The
+object appears only when the whole body was read.
 
 File bytes are gathered into blocks of ``FLUSH_BYTES`` and each block is
 written and hashed on a worker thread while the next one is received, so the
@@ -14,17 +16,16 @@ updates on the loop took half of the request's time).
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import blake3
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
+from core.storage import ObjectStore, ObjectWriter
 from features.imports.models import ReceivedFile
 from features.uploads.errors import (
     BadMultipart,
@@ -49,10 +50,11 @@ class _TooLarge(Exception):
 
 
 class _Receiver:
-    """Parser callbacks: fields into memory, the one file part into a temp file."""
+    """Parser callbacks: fields into memory, the one file part streamed into
+    the object store at ``key`` (committed only once the body is complete)."""
 
-    def __init__(self, tmp_dir: Path, max_file_bytes: int) -> None:
-        self.tmp_dir = tmp_dir
+    def __init__(self, store: ObjectStore, key: str, max_file_bytes: int) -> None:
+        self.store, self.key = store, key
         self.max_file_bytes = max_file_bytes
         self.form = ParsedForm()
         self.headers: dict[bytes, bytes] = {}
@@ -62,8 +64,7 @@ class _Receiver:
         self.filename: str | None = None  # of the part being parsed
         self.file_name = "upload"  # of the file part
         self.value = bytearray()
-        self.path: Path | None = None
-        self.fh: IO[bytes] | None = None
+        self.writer: ObjectWriter | None = None
         self.hasher = blake3.blake3()
         self.size = 0
         self.pending = bytearray()  # file bytes not yet written
@@ -95,12 +96,11 @@ class _Receiver:
         _, disp = parse_options_header(self.headers.get(b"content-disposition", b""))
         self.name = disp.get(b"name", b"").decode("utf-8", "replace")
         if b"filename" in disp and self.name == "file":
-            if self.path is not None:
+            if self.writer is not None:
                 raise MultipleFiles("send exactly one 'file' part")
             self.filename = Path(disp[b"filename"].decode("utf-8", "replace")).name
             self.file_name = self.filename or "upload"
-            self.path = self.tmp_dir / f"upload-{uuid.uuid4().hex}"
-            self.fh = open(self.path, "wb")  # noqa: SIM115 - closed by close()
+            self.writer = self.store.open_writer(self.key)
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.filename is not None:
@@ -126,27 +126,38 @@ class _Receiver:
         return block
 
     def write(self, block: bytes) -> None:
-        """Runs on a worker thread: one block to disk and into the hash."""
-        assert self.fh is not None
-        self.fh.write(block)
+        """Runs on a worker thread: one block into the store and the hash."""
+        assert self.writer is not None
+        self.writer.write(block)
         self.hasher.update(block)
 
     def close(self, ok: bool) -> None:
-        if self.fh is not None and not self.fh.closed:
-            self.fh.close()
-        if not ok and self.path is not None:
-            self.path.unlink(missing_ok=True)
+        """Runs on a worker thread: the object committed, or dropped."""
+        if self.writer is None:
+            return
+        if ok and self.done_file:
+            self.writer.commit()
+        else:
+            self.writer.abort()
 
 
 async def receive(
-    stream: AsyncIterator[bytes], content_type: str, *, tmp_dir: Path, max_file_bytes: int
+    stream: AsyncIterator[bytes],
+    content_type: str,
+    *,
+    store: ObjectStore,
+    key: str,
+    max_file_bytes: int,
 ) -> ParsedForm:
+    """The form's fields, and its file streamed into ``store`` at ``key``
+    while it arrives (hashed on the way; the size limit stops the request
+    the moment it is crossed). The object exists only when the whole body
+    was read: the caller deletes it if it then refuses the upload."""
     ctype, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
         raise NotMultipart("send the file as multipart/form-data with a 'file' part")
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    rx = _Receiver(tmp_dir, max_file_bytes)
+    rx = _Receiver(store, key, max_file_bytes)
     parser = MultipartParser(boundary, rx.callbacks())  # type: ignore[arg-type]
     writing: asyncio.Future[None] | None = None
     ok = False
@@ -173,12 +184,13 @@ async def receive(
     finally:
         if writing is not None and not writing.done():
             await asyncio.wait([writing])
-        rx.close(ok)
-    if rx.path is not None and rx.done_file:
+        await run_in_threadpool(rx.close, ok)
+    if rx.writer is not None and rx.done_file:
         rx.form.file = ReceivedFile(
-            path=rx.path,
+            path=None,
             filename=rx.file_name,
             size=rx.size,
             blake3=rx.hasher.hexdigest(),
+            key=key,
         )
     return rx.form

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from core.config import get_settings
 from core.db import transaction
+from core.storage import get_store
 from features.auth.service import User, current_user
 from features.datasets import service as datasets_service
 from features.imports import service as imports_service
@@ -39,7 +39,7 @@ def _check(user: User, dataset_id: uuid.UUID, branch: str) -> list[str] | None:
 async def upload(
     dataset_id: uuid.UUID, branch: str, request: Request, user: User = Depends(current_user)
 ) -> JSONResponse:
-    """Stream a file into temporary storage and queue its import (nothing is parsed here)."""
+    """Stream a file into the object store and queue its import (nothing is parsed here)."""
     settings = get_settings()
     primary_key = await run_in_threadpool(_check, user, dataset_id, branch)
     declared = request.headers.get("content-length")
@@ -48,15 +48,18 @@ async def upload(
             f"the upload is larger than the limit of {settings.max_upload_bytes} bytes",
             limit=settings.max_upload_bytes,
         )
+    upload_id = uuid.uuid4()
     form = await multipart.receive(
         request.stream(),
         request.headers.get("content-type", ""),
-        tmp_dir=settings.tmp_dir,
+        store=get_store(),
+        key=imports_service.upload_key(upload_id),
         max_file_bytes=settings.max_upload_bytes,
     )
     if form.file is None:
         raise FileMissing("the form has no 'file' part")
     received = form.file
+    accepted = False
     try:
         req = imports_service.request_from_form(form.fields, received.filename, primary_key)
 
@@ -69,11 +72,14 @@ async def upload(
                     branch=branch,
                     received=received,
                     request=req,
+                    upload_id=upload_id,
                 )
 
         body = await run_in_threadpool(_accept)
+        accepted = True
     finally:
-        Path(received.path).unlink(missing_ok=True)
+        if not accepted:  # refused: the file received goes
+            await run_in_threadpool(imports_service.discard_upload, received.key or "")
     return JSONResponse(
         {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in body.items()},
         status_code=202,

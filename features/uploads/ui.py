@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -17,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from core.config import get_settings
 from core.db import read, transaction
 from core.errors import DsaError
+from core.storage import get_store
 from features.commits import service as commits_service
 from features.datasets import service as datasets_service
 from features.imports import service as imports_service
@@ -112,13 +112,16 @@ async def _upload(request: Request, dataset_id: uuid.UUID, wants_json: bool) -> 
         return ds["primary_key"]  # type: ignore[no-any-return]
 
     primary_key = await run_in_threadpool(_check)
+    upload_id = uuid.uuid4()
     form = await multipart.receive(
         request.stream(),
         request.headers.get("content-type", ""),
-        tmp_dir=settings.tmp_dir,
+        store=get_store(),
+        key=imports_service.upload_key(upload_id),
         max_file_bytes=settings.max_upload_bytes,
     )
     received = form.file
+    accepted = False
     try:
         if not header_token:
             web.check_csrf(request, form.fields.get("csrf"))
@@ -140,12 +143,14 @@ async def _upload(request: Request, dataset_id: uuid.UUID, wants_json: bool) -> 
                     branch=branch,
                     received=received,
                     request=req,
+                    upload_id=upload_id,
                 )
 
         body = await run_in_threadpool(_accept)
+        accepted = True
     finally:
-        if received is not None:
-            Path(received.path).unlink(missing_ok=True)
+        if received is not None and not accepted:  # refused: the file received goes
+            await run_in_threadpool(imports_service.discard_upload, received.key or "")
     page = f"/datasets/{dataset_id}/jobs/{body['job_id']}"
     if wants_json:
         return JSONResponse(

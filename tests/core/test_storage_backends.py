@@ -148,3 +148,20 @@ def test_a_forked_child_reads_the_store_its_parent_used(store: ObjectStore, tmp_
     assert run_isolated(child, memory_bytes=0, cpu_s=20) == 0
     assert out.read_bytes() == b"parent wrote this"
     assert store.get("manifests/" + "34" * 32) == b"child wrote this"
+
+
+@pytest.mark.parametrize("size", [10, 40 * 1024**2])  # one PUT; parts (16 MiB) then complete
+def test_a_streamed_object_appears_whole_on_commit_and_never_on_abort(
+    store: ObjectStore, size: int
+) -> None:
+    data = os.urandom(size)
+    writer = store.open_writer("uploads/" + "56" * 16)
+    for i in range(0, size, 3_000_000):
+        writer.write(data[i : i + 3_000_000])
+    assert not store.exists("uploads/" + "56" * 16)  # nothing visible before commit
+    writer.commit()
+    assert store.get("uploads/" + "56" * 16) == data
+    aborted = store.open_writer("uploads/" + "78" * 16)
+    aborted.write(data)
+    aborted.abort()
+    assert not store.exists("uploads/" + "78" * 16)

@@ -190,7 +190,17 @@ def test_unknown_things_are_404_problems(http: httpx.Client, auth: dict[str, str
         assert body["status"] == 404 and body["title"] and body["detail"] and body["type"]
 
 
-def test_upload_limits_and_formats(http: httpx.Client, auth: dict[str, str]) -> None:
+def test_upload_limits_and_formats(
+    http: httpx.Client, auth: dict[str, str], stack: dict[str, str]
+) -> None:
+    """Refused uploads answer 413/415/422/404 and leave nothing in the store:
+    the file streams into it while it arrives (issue 13) and goes again."""
+    uploads = Path(stack["DSA_HOME"]) / "objects" / "uploads"
+
+    def kept() -> set[Path]:
+        return {p for p in uploads.rglob("*") if p.is_file()} if uploads.exists() else set()
+
+    before = kept()
     ds = make_dataset(http, auth)["id"]
     r = upload(http, auth, ds, b"x" * (21 * 1024 * 1024))
     assert r.status_code == 413 and r.json()["code"] == "upload_too_large"
@@ -201,6 +211,7 @@ def test_upload_limits_and_formats(http: httpx.Client, auth: dict[str, str]) -> 
     assert r.json()["errors"][0]["field"] == "mode"
     r = upload(http, auth, ds, b"a\n1\n", branch="nope")
     assert r.status_code == 404
+    assert kept() <= before  # nothing refused was kept (uploads of running jobs may go)
 
 
 def test_a_late_value_widens_the_type_of_the_whole_column(
