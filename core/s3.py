@@ -26,6 +26,7 @@ import io
 import os
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -118,28 +119,39 @@ class _Reader(io.RawIOBase):
 
 
 class _Writer:
-    """An object streamed to S3: invisible until ``commit`` completes it."""
+    """An object streamed to S3: invisible until ``commit`` completes it.
+    Parts go up on ``TRANSFER_THREADS`` threads while the next ones are
+    written (at most that many parts in memory), as ``upload_file`` does."""
 
     def __init__(self, store: S3Store, name: str, key: str) -> None:
         self.store, self.name, self.key = store, name, key
         self.buf = bytearray()
         self.upload_id: str | None = None
-        self.parts: list[dict[str, Any]] = []
+        self.sent: list[Future[dict[str, Any]]] = []
+        self._pool: ThreadPoolExecutor | None = None
 
-    def _send_part(self, data: bytes) -> None:
-        client = self.store._client  # noqa: SLF001
-        if self.upload_id is None:
-            got = client.create_multipart_upload(Bucket=self.store.bucket, Key=self.name)
-            self.upload_id = got["UploadId"]
-        number = len(self.parts) + 1
-        part = client.upload_part(
+    def _part(self, number: int, data: bytes) -> dict[str, Any]:
+        got = self.store._client.upload_part(  # noqa: SLF001
             Bucket=self.store.bucket,
             Key=self.name,
             UploadId=self.upload_id,
             PartNumber=number,
             Body=data,
         )
-        self.parts.append({"ETag": part["ETag"], "PartNumber": number})
+        return {"ETag": got["ETag"], "PartNumber": number}
+
+    def _send_part(self, data: bytes) -> None:
+        if self.upload_id is None:
+            got = self.store._client.create_multipart_upload(  # noqa: SLF001
+                Bucket=self.store.bucket, Key=self.name
+            )
+            self.upload_id = got["UploadId"]
+            self._pool = ThreadPoolExecutor(TRANSFER_THREADS, thread_name_prefix="s3-part")
+        assert self._pool is not None
+        running = [f for f in self.sent if not f.done()]
+        if len(running) >= TRANSFER_THREADS:
+            running[0].result()  # back-pressure: bounded memory
+        self.sent.append(self._pool.submit(self._part, len(self.sent) + 1, data))
 
     def write(self, data: bytes) -> None:
         self.buf += data
@@ -148,6 +160,7 @@ class _Writer:
                 self._send_part(bytes(self.buf[:PART_BYTES]))
                 del self.buf[:PART_BYTES]
         except Exception as exc:
+            self.abort()
             raise self.store._fail("write", self.key, exc) from None  # noqa: SLF001
 
     def commit(self) -> None:
@@ -158,25 +171,34 @@ class _Writer:
             else:
                 if self.buf:
                     self._send_part(bytes(self.buf))
+                parts = [f.result() for f in self.sent]
                 client.complete_multipart_upload(
                     Bucket=self.store.bucket,
                     Key=self.name,
                     UploadId=self.upload_id,
-                    MultipartUpload={"Parts": self.parts},
+                    MultipartUpload={"Parts": parts},
                 )
         except Exception as exc:
             self.abort()
             raise self.store._fail("write", self.key, exc) from None  # noqa: SLF001
+        finally:
+            self._close_pool()
         self.buf = bytearray()
 
     def abort(self) -> None:
         self.buf = bytearray()
+        self._close_pool()
         if self.upload_id is not None:
             with contextlib.suppress(Exception):
                 self.store._client.abort_multipart_upload(  # noqa: SLF001
                     Bucket=self.store.bucket, Key=self.name, UploadId=self.upload_id
                 )
             self.upload_id = None
+
+    def _close_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 class S3Store:
