@@ -276,14 +276,31 @@ def test_nodes_share_nothing_but_the_database_the_broker_and_the_bucket(
 def test_a_bucket_that_stops_answering_gets_clear_503s_and_the_api_stays_up(
     s3_api: dict[str, Any],
 ) -> None:
-    """Runs last: it stops the S3 server. A read that needs an object gets a
-    503 problem naming the object store (never a 500 or a trace), an upload
-    is refused with nothing recorded, and the API keeps answering."""
+    """Runs last: it stops the S3 server. An import under way fails with the
+    object store's problem and commits nothing; a read that needs an object
+    gets a 503 problem naming the object store (never a 500 or a trace); an
+    upload is refused with nothing recorded; the API keeps answering."""
     client = s3_api["client"]
     ds = client.post("/api/v1/datasets", json={"name": f"down-{uuid.uuid4().hex[:8]}"}).json()["id"]
     job = _import(client, ds, pl.DataFrame({"id": range(100), "v": range(100)}))
     before = client.get(f"/api/v1/datasets/{ds}/commits").json()["total"]
+    big = pl.DataFrame({"id": range(600_000), "v": [i % 997 for i in range(600_000)]})
+    r = client.post(
+        f"/api/v1/datasets/{ds}/refs/main/uploads", files={"file": ("t.csv", big.write_csv())}
+    )
+    job_url = r.json()["links"]["job"]
+    deadline = time.monotonic() + 60
+    while (running := client.get(job_url).json())["state"] != "running":
+        assert running["state"] == "queued" and time.monotonic() < deadline, running
+        time.sleep(0.02)
     s3_api["server"].stop()
+    deadline = time.monotonic() + 120
+    while (failed := client.get(job_url).json())["state"] == "running":
+        assert time.monotonic() < deadline, "the import never gave up"
+        time.sleep(0.2)
+    assert failed["state"] == "failed", failed
+    assert failed["error"]["code"] == "object_store_unavailable", failed["error"]
+    assert "Traceback" not in str(failed["error"])
 
     page = client.get(f"/api/v1/datasets/{ds}/refs/{job['commit_id']}/data")
     assert page.status_code == 503, page.text
