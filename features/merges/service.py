@@ -34,6 +34,7 @@ target in between, the merge is built again on the new head (up to
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,6 +84,19 @@ def _branch_head(
     return head
 
 
+def _until_landed(build: Callable[[], dict[str, Any]], expected: str | None) -> dict[str, Any]:
+    """``build()`` (which lands), again while the branch moved before it could
+    land (up to ``LAND_ATTEMPTS`` times), unless the client named the head it
+    expected: then the ``RefConflict`` is the answer."""
+    for attempt in range(LAND_ATTEMPTS):
+        try:
+            return build()
+        except RefConflict:
+            if expected is not None or attempt + 1 == LAND_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _primary_key(dataset: dict[str, Any]) -> list[str] | None:
     return list(dataset["primary_key"]) if dataset.get("primary_key") else None
 
@@ -105,15 +119,10 @@ def merge(
     with db.transaction() as conn:  # the target's checks first, as the errors always came
         _branch_head(conn, dataset["id"], target, expected_target)
         src = refs_service.resolve(conn, dataset["id"], source)
-    for attempt in range(LAND_ATTEMPTS):
-        try:
-            return _merge_once(dataset, source, src, target, by, message, expected_target, strategy)
-        except RefConflict:
-            # the target moved after it was read: build again on its new head,
-            # unless the client named the head it expected
-            if expected_target is not None or attempt + 1 == LAND_ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
+    return _until_landed(
+        lambda: _merge_once(dataset, source, src, target, by, message, expected_target, strategy),
+        expected_target,
+    )
 
 
 def _merge_once(
@@ -199,13 +208,9 @@ def revert(
     with db.transaction() as conn:
         _branch_head(conn, dataset["id"], branch, expected)
         target = refs_service.resolve(conn, dataset["id"], commit)
-    for attempt in range(LAND_ATTEMPTS):
-        try:
-            return _revert_once(dataset, branch, target, by, message, expected, strategy)
-        except RefConflict:
-            if expected is not None or attempt + 1 == LAND_ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
+    return _until_landed(
+        lambda: _revert_once(dataset, branch, target, by, message, expected, strategy), expected
+    )
 
 
 def _revert_once(
