@@ -159,18 +159,23 @@ def api_url(stack: dict[str, str], worker: Worker) -> Iterator[str]:
     log = Path(stack["DSA_HOME"]) / "api.log"
     proc = _spawn(["api", "--host", "127.0.0.1", "--port", str(port)], stack, log)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    wait_api_ready(url, proc, log)
+    yield url
+    _stop(proc)
+
+
+def wait_api_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    """Until the API process at ``url`` answers ``/readyz`` with 200; its log if it never does."""
+    deadline = time.monotonic() + timeout
     while True:
         try:
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
+                return
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"api did not start:\n{log.read_text(errors='replace')}")
         time.sleep(0.2)
-    yield url
-    _stop(proc)
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import ADMIN_PASSWORD, _spawn, _stop, _with_db
+from tests.conftest import ADMIN_PASSWORD, _spawn, _stop, _with_db, wait_api_ready
 
 
 @pytest.fixture(scope="module")
@@ -72,17 +72,7 @@ def s3_api(stack: dict[str, str]) -> Iterator[dict[str, Any]]:
     api = _spawn(["api", "--host", "127.0.0.1", "--port", str(api_port)], env, home / "api.log")
     url = f"http://127.0.0.1:{api_port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert api.poll() is None and time.monotonic() < deadline, (
-                home / "api.log"
-            ).read_text()
-            time.sleep(0.2)
+        wait_api_ready(url, api, home / "api.log")
         with httpx.Client(base_url=url, timeout=60) as client:
             token = client.post(
                 "/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
