@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     storage_url: str | None = None
     s3_endpoint_url: str | None = None
+    cache_dir: Path | None = None
+    cache_bytes: int = 2 * 1024**3
+    s3_public_endpoint_url: str | None = None
 
     jwt_secret: str | None = None
     jwt_ttl_seconds: int = 12 * 3600
@@ -53,11 +56,18 @@ class Settings(BaseSettings):
     layout_eager_bytes: int = 256 * 1024**2
     export_link_key: str | None = None
     export_link_max_seconds: int = 7 * 86_400
+    export_redirect: bool = False
+    export_redirect_seconds: int = 300
     log_level: str = "INFO"
 
     @property
     def tmp_dir(self) -> Path:
         return self.home / "tmp"
+
+    @property
+    def effective_cache_dir(self) -> Path:
+        """Where a node keeps what it read from a remote object store."""
+        return self.cache_dir or self.home / "cache"
 
     @property
     def effective_storage_url(self) -> str:

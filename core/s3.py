@@ -34,6 +34,7 @@ from typing import Any, BinaryIO, cast
 import pyarrow as pa
 import structlog
 
+from core.cache import NodeCache, cacheable
 from core.errors import ObjectNotFound, ObjectStoreUnavailable
 
 log = structlog.get_logger(__name__)
@@ -111,7 +112,7 @@ class _Reader(io.RawIOBase):
             following = self._buf and self._pos == self._buf_at + len(self._buf)
             self._window = min(MAX_READ_AHEAD, 2 * self._window) if following else READ_AHEAD
             end = min(self._size, self._pos + max(want, self._window))
-            self._buf = self._store._range(self._key, self._pos, end)  # noqa: SLF001
+            self._buf = self._store._read(self._key, self._pos, end, self._size)  # noqa: SLF001
             self._buf_at, at = self._pos, 0
         memoryview(b)[:want] = self._buf[at : at + want]
         self._pos += want
@@ -213,8 +214,12 @@ class S3Store:
         *,
         endpoint_url: str | None = None,
         region: str | None = None,
+        cache: NodeCache | None = None,
+        public_endpoint_url: str | None = None,
     ) -> None:
         self.bucket = bucket
+        self.cache = cache
+        self.public_endpoint_url = public_endpoint_url
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url
         self.region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
@@ -225,19 +230,43 @@ class S3Store:
     def _client(self) -> Any:
         """This process's client: a forked child makes its own."""
         if self._client_pid != os.getpid():
-            import boto3
-            from botocore.config import Config
-
-            config = Config(
-                s3={"addressing_style": "path"} if self.endpoint_url else {},
-                retries={"max_attempts": 3, "mode": "standard"},
-                max_pool_connections=32,
-            )
-            self._client_obj = boto3.session.Session().client(
-                "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config
-            )
+            self._client_obj = self._new_client(self.endpoint_url)
             self._client_pid = os.getpid()
         return self._client_obj
+
+    def _new_client(self, endpoint_url: str | None) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            s3={"addressing_style": "path"} if endpoint_url else {},
+            retries={"max_attempts": 3, "mode": "standard"},
+            max_pool_connections=32,
+            signature_version="s3v4",
+        )
+        return boto3.session.Session().client(
+            "s3", endpoint_url=endpoint_url, region_name=self.region, config=config
+        )
+
+    def presign(self, key: str, *, seconds: int, filename: str, media_type: str) -> str | None:
+        """A URL that GETs ``key`` without credentials for ``seconds``, the
+        download named ``filename``; signed for the public endpoint when the
+        servers reach the bucket by another name than clients do. Signing is
+        local: no request is made."""
+        from urllib.parse import quote
+
+        signer = (
+            self._new_client(self.public_endpoint_url) if self.public_endpoint_url else self._client
+        )
+        ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_")
+        disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
+        params = {
+            "Bucket": self.bucket,
+            "Key": self._key(key),
+            "ResponseContentDisposition": disposition,
+            "ResponseContentType": media_type,
+        }
+        return str(signer.generate_presigned_url("get_object", Params=params, ExpiresIn=seconds))
 
     def _key(self, key: str) -> str:
         check_key(key)
@@ -253,6 +282,13 @@ class S3Store:
             f"the object store (bucket {self.bucket!r}) did not answer a {what} of {key}; "
             "try again shortly"
         )
+
+    def _read(self, key: str, start: int, end: int, size: int) -> bytes:
+        """Bytes ``start``..``end`` of ``key``: through the node's cache
+        when the object is immutable, else one ranged GET."""
+        if self.cache is not None and cacheable(key):
+            return self.cache.read(key, start, end, size, lambda a, b: self._range(key, a, b))
+        return self._range(key, start, end)
 
     def _range(self, key: str, start: int, end: int) -> bytes:
         try:
@@ -289,18 +325,30 @@ class S3Store:
             Path(path).unlink(missing_ok=True)
 
     def get(self, key: str) -> bytes:
+        if self.cache is not None and cacheable(key):
+            return self.cache.whole(key, lambda: self._get(key))
+        return self._get(key)
+
+    def _get(self, key: str) -> bytes:
         name = self._key(key)
         try:
             return bytes(self._client.get_object(Bucket=self.bucket, Key=name)["Body"].read())
         except Exception as exc:
             raise self._fail("read", key, exc) from None
 
-    def _size(self, key: str) -> int:
+    def _size(self, key: str, *, cached: bool = True) -> int:
+        """The object's size: a HEAD, or the node's cache for an immutable object."""
+        cache = self.cache if cached and cacheable(key) else None
+        if cache is not None and (size := cache.size(key)) is not None:
+            return size
         name = self._key(key)
         try:
-            return int(self._client.head_object(Bucket=self.bucket, Key=name)["ContentLength"])
+            size = int(self._client.head_object(Bucket=self.bucket, Key=name)["ContentLength"])
         except Exception as exc:
             raise self._fail("lookup", key, exc) from None
+        if cache is not None:
+            cache.put_size(key, size)
+        return size
 
     def open(self, key: str) -> BinaryIO:
         """A seekable reader whose reads are ranged GETs."""
@@ -312,7 +360,7 @@ class S3Store:
 
     def exists(self, key: str) -> bool:
         try:
-            self._size(key)
+            self._size(key, cached=False)
         except ObjectNotFound:
             return False
         return True

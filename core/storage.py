@@ -46,6 +46,7 @@ class ObjectStore(Protocol):
     @contextmanager
     def local_path(self, key: str) -> Iterator[Path]: ...
     def check(self) -> None: ...
+    def presign(self, key: str, *, seconds: int, filename: str, media_type: str) -> str | None: ...
 
 
 class LocalStore:
@@ -127,6 +128,10 @@ class LocalStore:
             raise ObjectNotFound(f"object {key} is missing")
         yield path
 
+    def presign(self, key: str, *, seconds: int, filename: str, media_type: str) -> str | None:
+        """None: a directory has no URLs of its own (the API serves its files)."""
+        return None
+
     def check(self) -> None:
         probe = self.root / ".readyz"
         try:
@@ -153,9 +158,18 @@ class _LocalWriter:
         self.tmp.unlink(missing_ok=True)
 
 
-def store_from_url(url: str, *, s3_endpoint_url: str | None = None) -> ObjectStore:
+def store_from_url(
+    url: str,
+    *,
+    s3_endpoint_url: str | None = None,
+    cache_dir: Path | None = None,
+    cache_bytes: int = 0,
+    s3_public_endpoint_url: str | None = None,
+) -> ObjectStore:
     """``file:///path`` (a directory) or ``s3://bucket/prefix`` (``core.s3``;
-    ``s3_endpoint_url`` for an S3-compatible server)."""
+    ``s3_endpoint_url`` for an S3-compatible server; ``cache_dir`` and
+    ``cache_bytes`` for the node's cache of what it reads, ``core.cache``:
+    a local store needs none)."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         return LocalStore(Path(unquote(parsed.path)))
@@ -164,21 +178,31 @@ def store_from_url(url: str, *, s3_endpoint_url: str | None = None) -> ObjectSto
             raise ValueError(
                 f"an s3:// storage URL names a bucket: s3://bucket/prefix, not {url!r}"
             )
+        from core.cache import NodeCache
         from core.s3 import S3Store
 
-        return S3Store(parsed.netloc, unquote(parsed.path), endpoint_url=s3_endpoint_url)
+        cache = NodeCache(cache_dir, cache_bytes) if cache_dir and cache_bytes > 0 else None
+        return S3Store(
+            parsed.netloc,
+            unquote(parsed.path),
+            endpoint_url=s3_endpoint_url,
+            cache=cache,
+            public_endpoint_url=s3_public_endpoint_url,
+        )
     raise ValueError(
         f"unsupported storage URL scheme {parsed.scheme!r} (file:// and s3:// are supported)"
     )
 
 
 @lru_cache(maxsize=4)
-def _store(url: str, s3_endpoint_url: str | None) -> ObjectStore:
-    return store_from_url(url, s3_endpoint_url=s3_endpoint_url)
+def _store(url: str, s3_endpoint_url: str | None, cache_dir: Path, cache_bytes: int) -> ObjectStore:
+    return store_from_url(
+        url, s3_endpoint_url=s3_endpoint_url, cache_dir=cache_dir, cache_bytes=cache_bytes
+    )
 
 
 def get_store() -> ObjectStore:
     from core.config import get_settings
 
-    settings = get_settings()
-    return _store(settings.effective_storage_url, settings.s3_endpoint_url)
+    s = get_settings()
+    return _store(s.effective_storage_url, s.s3_endpoint_url, s.effective_cache_dir, s.cache_bytes)

@@ -146,6 +146,12 @@ def export(
         return StreamingResponse(
             service.stream_and_store(ex), media_type=ex.media_type, headers=headers
         )
+    if not head and (location := service.redirect_url(ex)):
+        # the bucket serves the stored file (and its ranges) itself
+        return Response(
+            status_code=307,
+            headers={"Location": location, "Cache-Control": "private, no-store", "ETag": ex.etag},
+        )
     try:
         rng = _byte_range(wanted, size)
     except RangeNotSatisfiable as err:

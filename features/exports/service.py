@@ -39,6 +39,7 @@ import psycopg
 import pyarrow as pa
 
 from core.config import get_settings
+from core.errors import ObjectNotFound
 from core.objects import get_commit, get_schema
 from core.schema import arrow_schema
 from core.storage import ObjectStore, get_store
@@ -218,11 +219,26 @@ def stream(export: Export) -> Iterator[bytes]:
 
 def materialised_size(export: Export) -> int | None:
     """The stored Parquet export's size, or None when not stored yet."""
-    store = get_store()
-    if not store.exists(export.materialised_key):
+    try:
+        with get_store().open(export.materialised_key) as f:
+            return f.seek(0, 2)
+    except ObjectNotFound:
         return None
-    with store.open(export.materialised_key) as f:
-        return f.seek(0, 2)
+
+
+def redirect_url(export: Export) -> str | None:
+    """A short-lived URL of the bucket that serves the stored Parquet export
+    itself (``DSA_EXPORT_REDIRECT``, an ``s3://`` store), or None: the API
+    serves it. The caller has checked the reader may read it."""
+    settings = get_settings()
+    if not settings.export_redirect:
+        return None
+    return get_store().presign(
+        export.materialised_key,
+        seconds=settings.export_redirect_seconds,
+        filename=export.filename,
+        media_type=export.media_type,
+    )
 
 
 def _tmp_path() -> Path:

@@ -183,6 +183,11 @@ def test_a_dataset_lives_in_the_bucket(s3_api: dict[str, Any]) -> None:
     kinds = {k.split("/")[1] for k in keys}
     assert {"chunks", "manifests", "schemas", "commits", "lines"} <= kinds  # lines: the index
     assert not any((s3_api["home"] / "objects").rglob("*.*"))  # nothing stored locally
+    # what the nodes read of the bucket, they keep in their cache (DSA_CACHE_DIR)
+    cached = {
+        p.name.rsplit(".", 1)[1] for p in (s3_api["home"] / "cache").rglob("*") if p.is_file()
+    }
+    assert {"size", "all", "0"} <= cached
 
 
 @pytest.mark.parametrize("command", [["api", "--port", "1"], ["worker"]])
@@ -261,6 +266,57 @@ def test_nodes_share_nothing_but_the_database_the_broker_and_the_bucket(
     assert [c["id"] for c in history[:3]] == [job["commit_id"], v2["commit_id"], v1["commit_id"]]
     page = client.get(f"/api/v1/datasets/{ds}/refs/main/data", params={"limit": 2}).json()
     assert page["rows"] == [[0, 0], [1, 2]]  # -1 + 1, 1 + 1
+
+
+def test_stored_parquet_exports_may_be_served_by_the_bucket(s3_api: dict[str, Any]) -> None:
+    """``DSA_EXPORT_REDIRECT=true``: a GET of a stored Parquet export, once
+    the reader is authorised, is redirected to a short-lived presigned URL
+    of the bucket, which serves the file and its ranges itself."""
+    from core.embedded import free_port
+
+    client, env = s3_api["client"], s3_api["env"]
+    ds = client.post("/api/v1/datasets", json={"name": f"redir-{uuid.uuid4().hex[:8]}"}).json()
+    frame = pl.DataFrame({"id": range(20_000), "v": [f"v{i}" for i in range(20_000)]})
+    _import(client, ds["id"], frame)
+    port = free_port()
+    home = s3_api["tmp"] / "api-redirect"
+    home.mkdir()
+    api = _spawn(
+        ["api", "--host", "127.0.0.1", "--port", str(port)],
+        {**env, "DSA_HOME": str(home), "DSA_EXPORT_REDIRECT": "true"},
+        home / "api.log",
+    )
+    url = f"http://127.0.0.1:{port}"
+    path = f"/api/v1/datasets/{ds['id']}/refs/main/export?format=parquet"
+    try:
+        wait_api_ready(url, api, home / "api.log")
+        with httpx.Client(base_url=url, timeout=60, headers=client.headers) as c:
+            first = c.get(path)  # not stored yet: streamed (and stored) by the API
+            assert first.status_code == 200
+            again = c.get(path)
+            assert (
+                again.status_code == 307 and again.headers["cache-control"] == "private, no-store"
+            )
+            location = again.headers["location"]
+            assert location.startswith(s3_api["endpoint"]) and "X-Amz-Signature=" in location
+            assert "dsa-test-secret" not in location
+            served = httpx.get(location)  # no credentials of DSA's or the bucket's
+            assert served.content == first.content
+            assert ".parquet" in served.headers["content-disposition"]
+            ranged = c.get(path, headers={"Range": "bytes=0-3"}, follow_redirects=True)
+            assert ranged.status_code == 206 and ranged.content == b"PAR1"
+            head = c.head(path)  # sizes for readers: still the API's answer
+            assert head.status_code == 200 and int(head.headers["content-length"]) == len(
+                first.content
+            )
+            anonymous = httpx.get(url + path)  # a private dataset: no URL for strangers
+            assert anonymous.status_code in (401, 404) and "location" not in anonymous.headers
+            link = c.post(
+                f"/api/v1/datasets/{ds['id']}/refs/main/export-links", json={"format": "parquet"}
+            ).json()["url"]
+            assert pl.scan_parquet(link).collect().equals(frame)  # polars follows it
+    finally:
+        _stop(api)
 
 
 def test_a_bucket_that_stops_answering_gets_clear_503s_and_the_api_stays_up(
