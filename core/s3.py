@@ -25,6 +25,7 @@ import contextlib
 import io
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ import structlog
 
 from core.cache import NodeCache, cacheable
 from core.errors import ObjectNotFound, ObjectStoreUnavailable
+from core.storage import StoredObject
 
 log = structlog.get_logger(__name__)
 READ_AHEAD = 1 << 20  # a ranged GET fetches at least this much (footers, row groups)
@@ -396,6 +398,42 @@ class S3Store:
             yield path
         finally:
             path.unlink(missing_ok=True)
+
+    def list(self, kind: str) -> Iterator[StoredObject]:
+        """The objects of one kind (``uploads``): their keys, sizes and times."""
+        base = self._key(f"{kind.strip('/')}/x")[:-1]
+        cut = len(self.prefix) + 1 if self.prefix else 0
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=base
+            )
+            for page in pages:
+                for o in page.get("Contents", []):
+                    yield StoredObject(o["Key"][cut:], o["Size"], o["LastModified"].timestamp())
+        except ObjectStoreUnavailable:
+            raise
+        except Exception as exc:
+            raise self._fail("listing", kind, exc) from None
+
+    def clean_partial(self, kind: str, older_than_s: float) -> int:
+        """Abort the multipart uploads of one kind that never completed (an
+        API killed while a request streamed in) started over ``older_than_s`` ago."""
+        base = self._key(f"{kind.strip('/')}/x")[:-1]
+        cutoff, removed = time.time() - older_than_s, 0
+        try:
+            pages = self._client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=base
+            )
+            for page in pages:
+                for up in page.get("Uploads", []):
+                    if up["Initiated"].timestamp() < cutoff:
+                        self._client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"]
+                        )
+                        removed += 1
+        except Exception as exc:
+            raise self._fail("cleaning", kind, exc) from None
+        return removed
 
     def check(self) -> None:
         """Write and delete a probe object: the bucket exists and the

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -22,6 +24,13 @@ from urllib.parse import unquote, urlparse
 import pyarrow as pa
 
 from core.errors import ObjectNotFound, Unavailable
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    modified: float  # seconds since the epoch
 
 
 class ObjectWriter(Protocol):
@@ -47,6 +56,8 @@ class ObjectStore(Protocol):
     def local_path(self, key: str) -> Iterator[Path]: ...
     def check(self) -> None: ...
     def presign(self, key: str, *, seconds: int, filename: str, media_type: str) -> str | None: ...
+    def list(self, kind: str) -> Iterator[StoredObject]: ...
+    def clean_partial(self, kind: str, older_than_s: float) -> int: ...
 
 
 class LocalStore:
@@ -131,6 +142,32 @@ class LocalStore:
     def presign(self, key: str, *, seconds: int, filename: str, media_type: str) -> str | None:
         """None: a directory has no URLs of its own (the API serves its files)."""
         return None
+
+    def _files(self, kind: str) -> Iterator[tuple[str, os.stat_result, Path]]:
+        top = self.root / kind.strip("/")
+        for dirpath, _, names in os.walk(top):
+            for name in names:
+                path = Path(dirpath) / name
+                try:
+                    yield name, path.stat(), path
+                except FileNotFoundError:
+                    continue
+
+    def list(self, kind: str) -> Iterator[StoredObject]:
+        """The objects of one kind (``uploads``): their keys, sizes and times."""
+        for name, st, _ in self._files(kind):
+            if not name.startswith("."):
+                yield StoredObject(f"{kind.strip('/')}/{name}", st.st_size, st.st_mtime)
+
+    def clean_partial(self, kind: str, older_than_s: float) -> int:
+        """Delete the temporary files of writes of one kind that never
+        completed (a process killed mid-write) older than ``older_than_s``."""
+        cutoff, removed = time.time() - older_than_s, 0
+        for name, st, path in self._files(kind):
+            if name.startswith(".") and name.endswith(".tmp") and st.st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     def check(self) -> None:
         probe = self.root / ".readyz"

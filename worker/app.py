@@ -22,6 +22,7 @@ import features.layouts.tasks  # noqa: E402,F401  (registers layouts.build, .fol
 celery_app.conf.beat_schedule = {
     "jobs.reconcile": {"task": "jobs.reconcile", "schedule": 30.0},
     "jobs.clean_tmp": {"task": "jobs.clean_tmp", "schedule": 3600.0},
+    "imports.clean_uploads": {"task": "imports.clean_uploads", "schedule": 3600.0},
     "layouts.evict": {"task": "layouts.evict", "schedule": 3600.0},
 }
 

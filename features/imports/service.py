@@ -110,6 +110,29 @@ def upload_key(upload_id: uuid.UUID) -> str:
     return f"uploads/{upload_id.hex}"
 
 
+def clean_uploads(older_than_s: float) -> int:
+    """Delete stored uploads no import will read (their job ended without
+    deleting them, or none was ever made: a request refused or an API
+    killed) once older than ``older_than_s``, and abort uploads that never
+    finished streaming in; how many went. An upload a queued or running
+    job still needs is kept, however old."""
+    import time
+
+    store = get_store()
+    cutoff = time.time() - older_than_s
+    old = [o.key for o in store.list("uploads") if o.modified < cutoff]
+    removed = store.clean_partial("uploads", older_than_s)
+    if not old:
+        return removed
+    with db.read() as conn:
+        needed = {r["object_key"] for r in conn.execute(Q.uploads_in_use, {"keys": old})}
+    for key in old:
+        if key not in needed:
+            store.delete(key)
+            removed += 1
+    return removed
+
+
 def discard_upload(key: str) -> None:
     """Delete an upload the route received but did not submit (refused)."""
     if key:
