@@ -394,8 +394,8 @@ class S3Server:
     BUCKET = "dsa-bench"
     PREFIX = "bench"
 
-    def __init__(self, proc: subprocess.Popen[bytes], endpoint: str) -> None:
-        self.proc, self.endpoint = proc, endpoint
+    def __init__(self, proc: subprocess.Popen[bytes], endpoint: str, log: Path) -> None:
+        self.proc, self.endpoint, self.log = proc, endpoint, log
         self.env = {
             "DSA_STORAGE_URL": f"s3://{self.BUCKET}/{self.PREFIX}",
             "DSA_S3_ENDPOINT_URL": endpoint,
@@ -407,7 +407,7 @@ class S3Server:
     @classmethod
     def start(cls, tmp: Path) -> S3Server:
         port = free_port()
-        log = open(tmp / "moto.log", "ab")  # noqa: SIM115 - the server keeps it
+        log = open(tmp / "moto.log", "ab")  # noqa: SIM115 - the server keeps it; its access log
         proc = subprocess.Popen(
             [
                 str(Path(sys.executable).with_name("moto_server")),
@@ -430,7 +430,7 @@ class S3Server:
                     raise
                 time.sleep(0.2)
         atexit.register(proc.terminate)
-        return cls(proc, endpoint)
+        return cls(proc, endpoint, tmp / "moto.log")
 
     def bytes_under(self, kind: str) -> int:
         import boto3
