@@ -214,6 +214,8 @@ def _start_services(home: Path, services: list[Any]) -> None:
     rd = start_redis(home / "redis", log_path=logs / "redis.log")
     services.append(rd)
     os.environ["DSA_DATABASE_URL"] = db_url
+    # the embedded server has no replica: a read URL left in the environment names another one
+    os.environ.pop("DSA_DATABASE_READ_URL", None)
     os.environ["DSA_REDIS_URL"] = rd.url
     os.environ.setdefault("DSA_STORAGE_URL", (home / "objects").as_uri())
     get_settings.cache_clear()

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=_default_home)
     database_url: str | None = None
+    database_read_url: str | None = None
     redis_url: str | None = None
     storage_url: str | None = None
     s3_endpoint_url: str | None = None

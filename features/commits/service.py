@@ -123,17 +123,26 @@ def _insert_links(
 
 
 def get(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, commit_id: str) -> dict[str, Any]:
-    row = conn.execute(Q.get_commit, {"dataset_id": dataset_id, "id": commit_id}).fetchone()
-    if row is None:
-        raise CommitNotFound(f"commit {commit_id} does not exist")
-    return row
+    """The commit's row (from the read replica when there is one, see ``core.db``)."""
+
+    def one(c: psycopg.Connection[Any]) -> dict[str, Any]:
+        row = c.execute(Q.get_commit, {"dataset_id": dataset_id, "id": commit_id}).fetchone()
+        if row is None:
+            raise CommitNotFound(f"commit {commit_id} does not exist")
+        return row
+
+    return db.read_immutable(conn, one)
 
 
 _known: LRU[tuple[uuid.UUID, str], bool] = LRU(max_items=100_000)
 
 
 def exists(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, commit_id: str) -> bool:
-    """Whether the dataset has this commit; remembered, since commits never go away."""
+    """Whether the dataset has this commit; remembered, since commits never go away.
+
+    Part of ref resolution, so read on the caller's connection (the primary),
+    as is ``ids_by_prefix``: on a replica, an absent row cannot be told from
+    one not replayed yet."""
     key = (dataset_id, commit_id)
     if _known.get(key):
         return True
@@ -167,6 +176,14 @@ def _graph(conn: psycopg.Connection[Any], dataset_id: uuid.UUID) -> graph.Graph:
     return graph.Graph.from_rows(conn.execute(Q.links, {"dataset_id": dataset_id}))
 
 
+# Reads of the graph may go to the read replica (``db.read_immutable``): when
+# a commit's row is there, so are its ancestors' and every link between them,
+# since a commit is recorded only after its parents and with its own links in
+# one transaction, and the replica replays transactions in commit order. So a
+# read that finds its starting commits answers exactly as the primary would,
+# and one that does not raises CommitNotFound and runs again on the primary.
+
+
 def history(
     conn: psycopg.Connection[Any],
     dataset_id: uuid.UUID,
@@ -181,6 +198,21 @@ def history(
     First-parent (default): the chain of first parents down to the root.
     ``all_parents``: every ancestor through all parents, in topological order
     (a commit before its parents: by generation, ties by time, then id)."""
+    return db.read_immutable(
+        conn,
+        lambda c: _history(c, dataset_id, head, offset, limit, all_parents=all_parents),
+    )
+
+
+def _history(
+    conn: psycopg.Connection[Any],
+    dataset_id: uuid.UUID,
+    head: str,
+    offset: int,
+    limit: int,
+    *,
+    all_parents: bool,
+) -> tuple[list[dict[str, Any]], int]:
     h = _points(conn, dataset_id, [head])[head]
     start = _point(h)
     if all_parents:
@@ -259,6 +291,10 @@ def merge_base(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, a: str, b: 
     from. When there are several (criss-cross merges), the one with the
     highest generation is chosen, then the newest, then the smallest id: the
     same answer every time, for either order of ``a`` and ``b``."""
+    return db.read_immutable(conn, lambda c: _merge_base(c, dataset_id, a, b))
+
+
+def _merge_base(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, a: str, b: str) -> str | None:
     if a == b:
         _points(conn, dataset_id, [a])
         return a
@@ -283,6 +319,10 @@ def merge_base(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, a: str, b: 
 
 def is_ancestor(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, a: str, b: str) -> bool:
     """Whether commit ``a`` is ``b`` or one of its ancestors (ids)."""
+    return db.read_immutable(conn, lambda c: _is_ancestor(c, dataset_id, a, b))
+
+
+def _is_ancestor(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, a: str, b: str) -> bool:
     found = _points(conn, dataset_id, [a, b])
     pa, pb = _point(found[a]), _point(found[b])
     if pa.generation > pb.generation:
