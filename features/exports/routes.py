@@ -134,6 +134,13 @@ def export(
             return r
         return StreamingResponse(service.stream(ex), media_type=ex.media_type, headers=headers)
 
+    return _parquet(request, ex, headers)
+
+
+def _parquet(request: Request, ex: Export, headers: dict[str, str]) -> Response:
+    """A Parquet export: stored once, then served whole or by range (by the
+    API, or by the bucket after a redirect)."""
+    head = request.method == "HEAD"
     headers["Accept-Ranges"] = "bytes"
     size = service.materialised_size(ex)
     wanted = request.headers.get("range")
