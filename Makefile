@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) tests/bench/bench_reads.py
 	$(PY) tests/bench/bench_exports.py
 	$(PY) tests/bench/bench_versions.py
+	$(PY) tests/bench/bench_s3.py
 
 # the browser test again, writing its screenshots to docs/screenshots/
 screenshots: $(STAMP) browser

@@ -167,6 +167,35 @@ def run_backend(
     return out
 
 
+def bucket_floor(s3: S3Server, csv: Path, tmp: Path) -> dict[str, float]:
+    """What the bucket itself costs, same run: the CSV PUT (as the API streams
+    an upload) and GET back (as a worker fetches it), by boto3 with DSA's
+    transfer settings, in MB/s."""
+    import boto3
+    from botocore.config import Config
+
+    from core.s3 import _transfer
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench-secret",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    mb = csv.stat().st_size / 1e6
+    t = time.perf_counter()
+    client.upload_file(str(csv), S3Server.BUCKET, "floor/bench.csv", Config=_transfer())
+    put = time.perf_counter() - t
+    t = time.perf_counter()
+    client.download_file(S3Server.BUCKET, "floor/bench.csv", str(tmp / "floor.csv"))
+    get = time.perf_counter() - t
+    client.delete_object(Bucket=S3Server.BUCKET, Key="floor/bench.csv")
+    (tmp / "floor.csv").unlink()
+    return {"put_s": put, "get_s": get, "put_mb_s": mb / put, "get_mb_s": mb / get}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -190,6 +219,9 @@ def main() -> int:
             s3 = S3Server.start(tmp) if name == "s3" else None
             env = {**s3.env, "DSA_EXPORT_REDIRECT": "true"} if s3 else {}
             backend = Backend(name, tmp, env)
+            if s3:
+                res["bucket_floor"] = bucket_floor(s3, csv, tmp)
+                print(f"bucket floor: {json.dumps(res['bucket_floor'])}")
             try:
                 res[name] = run_backend(backend, csv, edited, args.rows, s3)
             finally:
@@ -217,6 +249,12 @@ def report(res: dict[str, Any]) -> None:
         fv, sv = (f or {}).get(key), (s or {}).get(key)
         ratio = f"×{sv / fv:.2f}" if fv and sv else ""
         print(f"  {label:34} file {fv or 0:8.2f}   s3 {sv or 0:8.2f}  {ratio}")
+    if "bucket_floor" in res:
+        bf = res["bucket_floor"]
+        print(
+            f"  the bucket alone: PUT of the CSV {bf['put_s']:.2f} s ({bf['put_mb_s']:.0f} MB/s), "
+            f"GET {bf['get_s']:.2f} s ({bf['get_mb_s']:.0f} MB/s)"
+        )
     for mode in ("pages_cold", "pages_disk_warm", "pages_warm"):
         fv, sv = (f or {}).get(mode, {}), (s or {}).get(mode, {})
         print(
