@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -388,6 +389,13 @@ class S3Store:
         os.close(fd)
         path = Path(tmp)
         try:
+            if self.cache is not None and cacheable(key):
+                # through the node's cache: a chunk an export reads whole
+                # (polars scans files) comes from disk the next time
+                with self.open(key) as src, open(path, "wb") as out:
+                    shutil.copyfileobj(src, out, MAX_READ_AHEAD)
+                yield path
+                return
             try:  # one stream, 1 MiB at a time: memory stays flat whatever the size
                 body = self._client.get_object(Bucket=self.bucket, Key=name)["Body"]
                 with open(path, "wb") as out:

@@ -58,12 +58,16 @@ def test_immutable_objects_are_read_again_from_the_node(s3_endpoint: str, tmp_pa
     assert cached.get("uploads/" + "ef" * 16) == b"an upload"
     held = sorted(p.name.split(".")[-1] for p in (tmp_path / "cache").rglob("*") if p.is_file())
     assert "size" in held and "all" in held and len(held) < len(data) // BLOCK + 2
+    with cached.local_path(CHUNK) as path:  # a whole file, for polars: every block now
+        assert path.read_bytes() == data
 
     # gone from the bucket: what the node read is still served, verified
     for key in (CHUNK, "manifests/" + "cd" * 32, "uploads/" + "ef" * 16):
         plain.delete(key)
     assert _row_group(cached, CHUNK, 13) == list(range(260_000, 280_000))
     assert cached.get("manifests/" + "cd" * 32) == b"a manifest"
+    with cached.local_path(CHUNK) as path:  # a whole file for polars: from the node too
+        assert path.read_bytes() == data
     with pytest.raises(ObjectNotFound):  # uploads change hands: never cached
         cached.get("uploads/" + "ef" * 16)
     assert not cached.exists(CHUNK)  # existence is always the bucket's answer
