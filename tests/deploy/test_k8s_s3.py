@@ -49,6 +49,11 @@ def test_nodes_share_no_volume_only_the_bucket(rendered: list[dict[str, Any]]) -
         pod = _one(rendered, "Deployment", name)["spec"]["template"]["spec"]
         assert [v for v in pod["volumes"] if "persistentVolumeClaim" in v] == []
         assert pod["volumes"][0]["name"] == "data" and "emptyDir" in pod["volumes"][0]
+        # the node cache lives in that emptyDir, with room left for imports' work
+        limit = pod["volumes"][0]["emptyDir"]["sizeLimit"]
+        assert (
+            limit.endswith("Gi") and int(config["DSA_CACHE_BYTES"]) <= int(limit[:-2]) * 2**30 // 4
+        )
     for name in ("dsa-api", "dsa-worker", "dsa-beat"):
         container = _one(rendered, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
         assert {"secretRef": {"name": "dsa-s3"}} in container["envFrom"]
