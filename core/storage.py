@@ -195,6 +195,85 @@ class _LocalWriter:
         self.tmp.unlink(missing_ok=True)
 
 
+# Keys ending so hold their object's bytes zstd-compressed (uploads on a
+# remote store: a CSV crosses the network and sits in the bucket at ~1/3 of
+# its size); ``writer``, ``put_local`` and ``fetched`` compress and
+# decompress them, and are the identity for other keys.
+COMPRESSED = ".zst"
+_COPY = 1 << 20
+
+
+class _Zstd:
+    """An ``ObjectWriter`` that compresses on the way (zstd level 1)."""
+
+    def __init__(self, inner: ObjectWriter) -> None:
+        import zstandard
+
+        self.inner = inner
+        self.z = zstandard.ZstdCompressor(level=1).compressobj()
+
+    def write(self, data: bytes) -> None:
+        out = self.z.compress(data)
+        if out:
+            self.inner.write(out)
+
+    def commit(self) -> None:
+        self.inner.write(self.z.flush())
+        self.inner.commit()
+
+    def abort(self) -> None:
+        self.inner.abort()
+
+
+def writer(store: ObjectStore, key: str) -> ObjectWriter:
+    """A streamed write of ``key``, compressed when the key says so."""
+    w = store.open_writer(key)
+    return _Zstd(w) if key.endswith(COMPRESSED) else w
+
+
+def put_local(store: ObjectStore, key: str, path: Path) -> None:
+    """Move the file at ``path`` into ``key``, compressed when the key says so."""
+    if not key.endswith(COMPRESSED):
+        store.put_file(key, path, move=True)
+        return
+    w = writer(store, key)
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(_COPY):
+                w.write(block)
+    except BaseException:
+        w.abort()
+        raise
+    w.commit()
+    path.unlink(missing_ok=True)
+
+
+@contextmanager
+def fetched(store: ObjectStore, key: str, *, max_bytes: int, work: Path) -> Iterator[Path]:
+    """The object ``key`` as a local file (decompressed into ``work`` when the
+    key says so, at most ``max_bytes``: a damaged object cannot fill the disk)."""
+    with store.local_path(key) as path:
+        if not key.endswith(COMPRESSED):
+            yield path
+            return
+        import zstandard
+
+        work.mkdir(parents=True, exist_ok=True)
+        out = work / f"fetched-{uuid.uuid4().hex}"
+        try:
+            with open(path, "rb") as src, open(out, "wb") as dst:
+                reader = zstandard.ZstdDecompressor().stream_reader(src)
+                total = 0
+                while block := reader.read(_COPY):
+                    total += len(block)
+                    if total > max_bytes:
+                        raise ValueError(f"object {key} holds more than {max_bytes} bytes")
+                    dst.write(block)
+            yield out
+        finally:
+            out.unlink(missing_ok=True)
+
+
 def store_from_url(
     url: str,
     *,

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from core.config import get_settings
-from core.storage import ObjectStore
+from core.storage import ObjectStore, fetched
 from features.imports.archives import extract
 from features.imports.csv_reader import CsvSource
 from features.imports.errors import ImportFailed
@@ -59,7 +59,7 @@ def source_file(
         if upload is None or not store.exists(upload.object_key):
             raise ImportFailed("the uploaded file is gone", code="upload_missing")
         info = {"file_name": upload.filename, "size": upload.size, "blake3": upload.blake3}
-        with store.local_path(upload.object_key) as path:
+        with fetched(store, upload.object_key, max_bytes=upload.size, work=work) as path:
             yield path, info
         return
     settings = get_settings()

@@ -39,7 +39,7 @@ from core.config import get_settings
 from core.errors import DsaError
 from core.isolation import killed_from_outside, out_of_cpu, run_isolated, signal_name
 from core.objects import Commit, get_commit
-from core.storage import get_store
+from core.storage import COMPRESSED, get_store
 from features.imports import lines
 from features.imports.acquire import TableInput, source_file, tables_of
 from features.imports.build import TableBuild, build_table
@@ -71,7 +71,7 @@ def run(job_id: uuid.UUID) -> None:
             err = DsaError("the import failed because of an internal error; it has been logged")
             jobs_service.fail(conn, job_id, err.to_problem(instance=f"/api/v1/jobs/{job_id}"))
         if row.get("upload_id"):
-            get_store().delete(f"uploads/{row['upload_id'].hex}")
+            _drop_upload_of(row["upload_id"])
         return
     work = get_settings().tmp_dir / f"job-{job_id}"
     again = False
@@ -142,8 +142,17 @@ def _child_failed(job: ImportJob, status: int) -> None:
 
 
 def drop_upload(job: ImportJob) -> None:
-    if job.upload_id:
-        get_store().delete(f"uploads/{job.upload_id.hex}")
+    upload = job.request.upload
+    if upload is not None:
+        get_store().delete(upload.object_key)
+    elif job.upload_id:
+        _drop_upload_of(job.upload_id)
+
+
+def _drop_upload_of(upload_id: uuid.UUID) -> None:
+    """Delete an upload known only by its id: stored as it came or compressed."""
+    for suffix in ("", COMPRESSED):
+        get_store().delete(f"uploads/{upload_id.hex}{suffix}")
 
 
 def import_file(job: ImportJob, work: Path) -> None:

@@ -25,6 +25,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
+from core import storage
 from core.storage import ObjectStore, ObjectWriter
 from features.imports.models import ReceivedFile
 from features.uploads.errors import (
@@ -100,7 +101,7 @@ class _Receiver:
                 raise MultipleFiles("send exactly one 'file' part")
             self.filename = Path(disp[b"filename"].decode("utf-8", "replace")).name
             self.file_name = self.filename or "upload"
-            self.writer = self.store.open_writer(self.key)
+            self.writer = storage.writer(self.store, self.key)  # compressed for .zst keys
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.filename is not None:

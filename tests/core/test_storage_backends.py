@@ -186,3 +186,32 @@ def test_objects_are_listed_and_unfinished_writes_cleaned(store: ObjectStore) ->
     assert [o.key for o in store.list("uploads")] == ["uploads/" + "9a" * 16]
     with contextlib.suppress(Exception):
         unfinished.abort()
+
+
+def test_compressed_keys_round_trip(store: ObjectStore, tmp_path: Path) -> None:
+    """Uploads on a remote store are kept zstd-compressed (``….zst`` keys):
+    written compressed, streamed or moved in, fetched back as they came."""
+    from core.storage import COMPRESSED, fetched, put_local, writer
+
+    data = b"id,name\n" + b"".join(b"%d,row %d\n" % (i, i) for i in range(200_000))
+    key = "uploads/" + "5e" * 16 + COMPRESSED
+    w = writer(store, key)
+    for i in range(0, len(data), 100_000):
+        w.write(data[i : i + 100_000])
+    w.commit()
+    assert len(store.get(key)) < len(data) // 3  # stored compressed
+    with fetched(store, key, max_bytes=len(data), work=tmp_path / "w") as path:
+        assert path.read_bytes() == data
+    assert not list((tmp_path / "w").iterdir())  # the decompressed copy goes afterwards
+    with pytest.raises(ValueError), fetched(store, key, max_bytes=1000, work=tmp_path / "w"):
+        pass  # more than the upload's size: refused, not written out
+    src = tmp_path / "moved.csv"
+    src.write_bytes(data)
+    put_local(store, "uploads/" + "5f" * 16 + COMPRESSED, src)
+    assert not src.exists()
+    plain = tmp_path / "plain.csv"
+    plain.write_bytes(data)
+    put_local(store, "uploads/" + "60" * 16, plain)
+    for k in ("uploads/" + "5f" * 16 + COMPRESSED, "uploads/" + "60" * 16):
+        with fetched(store, k, max_bytes=len(data), work=tmp_path / "w") as path:
+            assert path.read_bytes() == data

@@ -182,6 +182,7 @@ def test_a_dataset_lives_in_the_bucket(s3_api: dict[str, Any]) -> None:
     assert all(k.startswith("deployment-1/") for k in keys)
     kinds = {k.split("/")[1] for k in keys}
     assert {"chunks", "manifests", "schemas", "commits", "lines"} <= kinds  # lines: the index
+    assert not any("/uploads/" in k for k in keys)  # each import deleted its upload
     assert not any((s3_api["home"] / "objects").rglob("*.*"))  # nothing stored locally
     # what the nodes read of the bucket, they keep in their cache (DSA_CACHE_DIR)
     cached = {
