@@ -4,6 +4,7 @@
   migrations, a Celery worker, the API); Ctrl-C or SIGTERM stops all of it.
 - ``dsa migrate`` / ``dsa api`` / ``dsa worker`` / ``dsa beat``: the pieces
   of a distributed deployment, configured by ``DSA_*`` environment variables.
+- ``dsa fsck``: checks an installation's stored data (``features.integrity``).
 """
 
 from __future__ import annotations
@@ -254,6 +255,81 @@ def _stop_all(children: list[subprocess.Popen[bytes]], services: list[Any]) -> N
         s.stop()
 
 
+@contextlib.contextmanager
+def _installation(home_arg: str | None) -> Any:
+    """Point the settings at the installation a maintenance command acts on:
+    ``--home`` (or, with no ``DSA_DATABASE_URL``, the default home) is an
+    embedded one, whose PostgreSQL is used if ``dsa up`` runs on it, else
+    started for the command; otherwise the distributed settings."""
+    if home_arg is None and get_settings().database_url:
+        yield
+        return
+    from core.embedded import start_postgres
+
+    home = Path(home_arg).expanduser().resolve() if home_arg else get_settings().home.resolve()
+    if not (home / "postgres").is_dir():
+        from core.errors import DatabaseNotConfigured
+
+        raise DatabaseNotConfigured(f"{home} is not a DSA home (no postgres/ in it)")
+    os.environ["DSA_HOME"] = str(home)
+    os.environ.setdefault("DSA_STORAGE_URL", (home / "objects").as_uri())
+    os.environ.pop("DSA_DATABASE_READ_URL", None)
+    service = None
+    port = _running_port(home / "postgres")
+    if port is None:
+        (home / "logs").mkdir(exist_ok=True)
+        service = start_postgres(home / "postgres", log_path=home / "logs" / "postgres.log")
+        url = service.url
+    else:
+        url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    os.environ["DSA_DATABASE_URL"] = url.rsplit("/", 1)[0] + "/dsa"
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        from core import db
+
+        db.close_pool()
+        if service is not None:
+            service.stop()
+
+
+def _running_port(data_dir: Path) -> int | None:
+    """The port of the PostgreSQL running on ``data_dir`` (its postmaster.pid), if any."""
+    try:
+        lines = (data_dir / "postmaster.pid").read_text().splitlines()
+        os.kill(int(lines[0]), 0)
+        return int(lines[3])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cmd_fsck(args: argparse.Namespace) -> int:
+    import json
+
+    from features.integrity import service
+
+    def emit(p: service.Problem) -> None:
+        if args.json:
+            print(json.dumps(p.to_json()), flush=True)
+        else:
+            where = " ".join(x for x in (p.dataset, p.ref and f"@{p.ref}", p.key) if x)
+            print(f"{p.kind}: {where}: {p.detail}", flush=True)
+
+    with _installation(args.home):
+        report = service.fsck(deep=args.deep, dataset=args.dataset, emit=emit)
+    if args.json:
+        print(json.dumps({"summary": report.summary()}))
+    else:
+        mb = report.bytes_read / 1e6
+        print(
+            f"{report.objects_checked} objects checked ({mb:.1f} MB read in "
+            f"{report.seconds:.1f} s{', deep' if args.deep else ''}): "
+            + (f"{report.problems} problems" if report.problems else "no problems")
+        )
+    return 1 if report.problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dsa", description="DSA: a Git-like versioned dataset store")
     sub = p.add_subparsers(dest="command", required=True)
@@ -280,6 +356,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     beat = sub.add_parser("beat", help="run the Celery beat scheduler (exactly one)")
     beat.set_defaults(func=cmd_beat)
+
+    fsck = sub.add_parser("fsck", help="check that what is stored is whole (exit 1 if not)")
+    fsck.add_argument("--home", help="an embedded home (default: DSA_DATABASE_URL's installation)")
+    fsck.add_argument("--deep", action="store_true", help="also re-hash every row of every chunk")
+    fsck.add_argument("--dataset", help="only this dataset (name or id)")
+    fsck.add_argument(
+        "--json", action="store_true", help="one JSON object a problem, then a summary"
+    )
+    fsck.set_defaults(func=cmd_fsck)
     return p
 
 

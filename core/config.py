@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     export_link_max_seconds: int = 7 * 86_400
     export_redirect: bool = False
     export_redirect_seconds: int = 300
+    fsck_bytes_per_s: int = 256 * 1024**2
     log_level: str = "INFO"
 
     @property

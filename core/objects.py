@@ -430,15 +430,18 @@ def _decode(raw: bytes) -> Any:
     return json.loads(raw)
 
 
+def decode_object(raw: bytes, cls: Any) -> Any:
+    """A stored schema, manifest or commit from its bytes (compressed or not)."""
+    if raw[:4] == _MANIFEST_MAGIC[:4] and cls is Manifest:
+        return _decode_manifest(raw)
+    return cls.from_json(_decode(raw))
+
+
 def _load(store: ObjectStore, kind: str, oid: str, cls: Any) -> Any:
     key = _key(kind, oid)
     obj = _cache.get(key)
     if obj is None:
-        raw = store.get(key)
-        if raw[:4] == _MANIFEST_MAGIC[:4] and cls is Manifest:
-            obj = _decode_manifest(raw)
-        else:
-            obj = cls.from_json(_decode(raw))
+        obj = decode_object(store.get(key), cls)
         if cls is not Schema:
             # stored under its id, written once: no need to re-encode the
             # object to know it (for a manifest of 40,000 pieces, ~30 ms)
