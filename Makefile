@@ -44,6 +44,8 @@ bench: $(STAMP)
 	$(PY) tests/bench/bench_exports.py
 	$(PY) tests/bench/bench_versions.py
 	$(PY) tests/bench/bench_s3.py
+	$(PY) tests/bench/bench_scaleout.py
+	$(PY) tests/bench/bench_scaleout.py --storage s3
 
 # the browser test again, writing its screenshots to docs/screenshots/
 screenshots: $(STAMP) browser

@@ -161,7 +161,13 @@ def free_port() -> int:
 
 
 class Stack:
-    def __init__(self, home: Path, port: int, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        port: int,
+        extra_env: dict[str, str] | None = None,
+        up_args: list[str] | None = None,
+    ) -> None:
         self.home = home
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -175,7 +181,11 @@ class Stack:
         )
         env.update(extra_env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "up", "--home", str(home), "--port", str(port)],
+            [
+                sys.executable,
+                *("-m", "api.cli", "up", "--home", str(home), "--port", str(port)),
+                *(up_args or []),  # e.g. ["--workers", "2"]
+            ],
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
@@ -394,8 +404,11 @@ class S3Server:
     BUCKET = "dsa-bench"
     PREFIX = "bench"
 
-    def __init__(self, proc: subprocess.Popen[bytes], endpoint: str, log: Path) -> None:
-        self.proc, self.endpoint, self.log = proc, endpoint, log
+    def __init__(
+        self, proc: subprocess.Popen[bytes], endpoint: str, log_path: Path | None = None
+    ) -> None:
+        self.proc, self.endpoint = proc, endpoint
+        self.log_path = log_path  # moto's access log: one line a request
         self.env = {
             "DSA_STORAGE_URL": f"s3://{self.BUCKET}/{self.PREFIX}",
             "DSA_S3_ENDPOINT_URL": endpoint,
@@ -431,6 +444,15 @@ class S3Server:
                 time.sleep(0.2)
         atexit.register(proc.terminate)
         return cls(proc, endpoint, tmp / "moto.log")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
 
     def bytes_under(self, kind: str) -> int:
         import boto3

@@ -143,7 +143,7 @@ def run_backend(
         f"/api/v1/datasets/{ds}/refs/{v1}/export-links", json={"format": "parquet"}
     ).json()["url"]
     client.head(link).raise_for_status()  # stored once (the first request builds it)
-    log = s3.log if s3 else None
+    log = s3.log_path if s3 else None
     scans: dict[str, Any] = {}
     for what, query in {
         "whole": lambda: pl.scan_parquet(link).collect(),
