@@ -63,8 +63,8 @@ def land(
     done = {"rows": rows, "bytes_read": source["size"]}
 
     def running(conn: psycopg.Connection[Any]) -> None:
-        if not jobs_service.still_running(conn, job.id):
-            raise JobCancelled  # nothing is recorded
+        if not jobs_service.still_running(conn, job.id, job.attempts):
+            raise JobCancelled  # cancelled, or claimed again meanwhile: nothing is recorded
 
     def succeed(conn: psycopg.Connection[Any], commit_id: str) -> None:
         jobs_service.succeed(conn, job.id, commit_id=commit_id, result=result, **done)

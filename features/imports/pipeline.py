@@ -69,11 +69,13 @@ def run(job_id: uuid.UUID) -> None:
         log.exception("import params unreadable", job_id=str(job_id))
         with db.transaction() as conn:
             err = DsaError("the import failed because of an internal error; it has been logged")
-            jobs_service.fail(conn, job_id, err.to_problem(instance=f"/api/v1/jobs/{job_id}"))
+            problem = err.to_problem(instance=f"/api/v1/jobs/{job_id}")
+            jobs_service.fail(conn, job_id, problem, attempt=row["attempts"])
         if row.get("upload_id"):
             _drop_upload_of(row["upload_id"])
         return
-    work = get_settings().tmp_dir / f"job-{job_id}"
+    # a directory per attempt: a superseded runner still alive never shares files
+    work = get_settings().tmp_dir / f"job-{job_id}-{job.attempts}"
     again = False
     try:
         work.mkdir(parents=True, exist_ok=True)
@@ -93,8 +95,10 @@ def run(job_id: uuid.UUID) -> None:
         if status:
             _child_failed(job, status)
     finally:
-        if not again:
-            drop_upload(job)  # the upload goes with the job's end, not before
+        # the upload goes with the job's end, not before: not when the job
+        # runs again, nor when a later claim runs it now
+        if not again and not jobs_service.superseded(job.id, job.attempts):
+            drop_upload(job)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -121,7 +125,7 @@ def run_claimed(job: ImportJob, work: Path) -> None:
 
 def _fail(job: ImportJob, err: DsaError) -> None:
     with db.transaction() as conn:
-        jobs_service.fail(conn, job.id, err.to_problem(instance=job.instance))
+        jobs_service.fail(conn, job.id, err.to_problem(instance=job.instance), attempt=job.attempts)
 
 
 def _child_failed(job: ImportJob, status: int) -> None:
@@ -165,7 +169,7 @@ def import_file(job: ImportJob, work: Path) -> None:
     head = _head(job)
     if expected is not None and expected != head:
         raise branch_moved(job.branch, expected, head, mode=request.mode, stale=True)
-    ctx = BuildContext(store, work, request, Progress(job.id))
+    ctx = BuildContext(store, work, request, Progress(job.id, job.attempts))
     with source_file(store, request, job.id, work, ctx.progress) as (path, source):
         try:
             found = tables_of(path, request, work)

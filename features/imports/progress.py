@@ -13,10 +13,12 @@ PROGRESS_EVERY_S = 0.5
 
 class Progress:
     """Rows and bytes read so far, written to the job at most every
-    ``PROGRESS_EVERY_S``; a job cancelled meanwhile makes ``check`` raise."""
+    ``PROGRESS_EVERY_S``; a job cancelled meanwhile, or claimed again by
+    another runner, makes ``check`` raise."""
 
-    def __init__(self, job_id: uuid.UUID) -> None:
+    def __init__(self, job_id: uuid.UUID, attempt: int | None = None) -> None:
         self.job_id = job_id
+        self.attempt = attempt  # this runner's claim: a later one supersedes it
         self.rows = 0
         self.bytes = 0
         self._last = 0.0
@@ -30,7 +32,9 @@ class Progress:
         now = time.monotonic()
         if now - self._last >= PROGRESS_EVERY_S:
             self._last = now
-            if not jobs_service.report_progress(self.job_id, rows=self.rows, bytes_read=self.bytes):
+            if not jobs_service.report_progress(
+                self.job_id, rows=self.rows, bytes_read=self.bytes, attempt=self.attempt
+            ):
                 self.cancelled = True  # may run on Arrow's reader thread: raise in check()
 
     def check(self) -> None:

@@ -15,8 +15,10 @@ WHERE id = %(id)s AND state IN ('queued', 'running')
 RETURNING *;
 
 -- name: progress
+-- A runner's heartbeat: only the latest claim's (a superseded runner stops).
 UPDATE job SET rows = %(rows)s, bytes = %(bytes)s, heartbeat_at = now()
 WHERE id = %(id)s AND state = 'running'
+  AND (%(attempt)s::int IS NULL OR attempts = %(attempt)s)
 RETURNING state;
 
 -- name: succeed
@@ -27,7 +29,8 @@ WHERE id = %(id)s AND state = 'running';
 
 -- name: fail
 UPDATE job SET state = 'failed', error = %(error)s, finished_at = now()
-WHERE id = %(id)s AND state IN ('queued', 'running');
+WHERE id = %(id)s AND state IN ('queued', 'running')
+  AND (%(attempt)s::int IS NULL OR attempts = %(attempt)s);
 
 -- name: cancel
 -- Stop a job that has not ended; its worker notices at its next progress report.
@@ -37,7 +40,7 @@ RETURNING *;
 
 -- name: lock_state
 -- The job's state, locked until the end of the transaction (the final commit of an import).
-SELECT state FROM job WHERE id = %(id)s FOR UPDATE;
+SELECT state, attempts FROM job WHERE id = %(id)s FOR UPDATE;
 
 -- name: stale
 -- Jobs whose worker went quiet (running, no heartbeat for a while) or whose

@@ -58,15 +58,33 @@ def get(conn: psycopg.Connection[Any], job_id: uuid.UUID) -> dict[str, Any]:
 
 
 def claim(conn: psycopg.Connection[Any], job_id: uuid.UUID) -> dict[str, Any] | None:
-    """Mark the job running; None when it has already ended (a duplicate delivery)."""
+    """Mark the job running as a new attempt (its ``attempts``); None when it
+    has already ended. A job still running is claimed too: its task came
+    again because its worker died (Celery redelivers at once) or because the
+    reconciler sent it again while its first message waited. Either way the
+    latest claim is the job's runner: an earlier one still alive finds, at
+    its next heartbeat or when it lands, that it was superseded, and stops
+    without touching the job (``attempt`` below)."""
     return conn.execute(Q.claim, {"id": job_id}).fetchone()
 
 
-def report_progress(job_id: uuid.UUID, *, rows: int, bytes_read: int) -> bool:
-    """Record progress in its own short transaction; False if the job stopped running."""
+def report_progress(
+    job_id: uuid.UUID, *, rows: int, bytes_read: int, attempt: int | None = None
+) -> bool:
+    """Record progress in its own short transaction; False if the job stopped
+    running, or (``attempt``) a later claim superseded this runner."""
+    params = {"id": job_id, "rows": rows, "bytes": bytes_read, "attempt": attempt}
     with db.transaction() as conn:
-        row = conn.execute(Q.progress, {"id": job_id, "rows": rows, "bytes": bytes_read}).fetchone()
+        row = conn.execute(Q.progress, params).fetchone()
     return row is not None
+
+
+def superseded(job_id: uuid.UUID, attempt: int) -> bool:
+    """Whether a later claim of the job runs it now (this runner must leave
+    its upload and its state alone)."""
+    with db.read() as conn:
+        row = conn.execute(Q.get_job, {"id": job_id}).fetchone()
+    return row is not None and row["state"] in ("queued", "running") and row["attempts"] != attempt
 
 
 def set_total_bytes(job_id: uuid.UUID, total: int) -> None:
@@ -103,14 +121,25 @@ def cancel(conn: psycopg.Connection[Any], job_id: uuid.UUID) -> dict[str, Any]:
     return row
 
 
-def still_running(conn: psycopg.Connection[Any], job_id: uuid.UUID) -> bool:
-    """Lock the job row and tell whether it is still running (not cancelled)."""
+def still_running(
+    conn: psycopg.Connection[Any], job_id: uuid.UUID, attempt: int | None = None
+) -> bool:
+    """Lock the job row and tell whether it is still running (not cancelled),
+    and (``attempt``) by this runner, not a later claim."""
     row = conn.execute(Q.lock_state, {"id": job_id}).fetchone()
-    return row is not None and row["state"] == "running"
+    if row is None or row["state"] != "running":
+        return False
+    return attempt is None or row["attempts"] == attempt
 
 
-def fail(conn: psycopg.Connection[Any], job_id: uuid.UUID, problem: dict[str, Any]) -> None:
-    conn.execute(Q.fail, {"id": job_id, "error": Jsonb(problem)})
+def fail(
+    conn: psycopg.Connection[Any],
+    job_id: uuid.UUID,
+    problem: dict[str, Any],
+    attempt: int | None = None,
+) -> None:
+    """End the job as failed, unless it ended, or (``attempt``) a later claim runs it."""
+    conn.execute(Q.fail, {"id": job_id, "error": Jsonb(problem), "attempt": attempt})
 
 
 # The task that runs each kind of job (jobs cannot import the features that own them).
