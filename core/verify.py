@@ -82,7 +82,7 @@ def check_chunk(store: ObjectStore, cid: str, columns: list[Column] | None) -> C
             names = [c.name for c in columns] if columns else []
             for i in range(pf.metadata.num_row_groups):
                 group = pf.read_row_group(i, columns=[*names, ROW_HASH_COLUMN])
-                size += group.nbytes
+                size += _stored_bytes(pf.metadata.row_group(i), [*names, ROW_HASH_COLUMN])
                 stored = _hash_bytes(group.column(ROW_HASH_COLUMN))
                 hashes += stored
                 if columns and row_hashes(group.select(names), columns) != stored:
@@ -108,3 +108,13 @@ def _hash_bytes(col: pa.ChunkedArray) -> bytes:
     buf = arr.buffers()[1]
     assert buf is not None
     return buf.to_pybytes()[arr.offset * ROW_HASH_BYTES : (arr.offset + len(arr)) * ROW_HASH_BYTES]
+
+
+def _stored_bytes(group: pq.RowGroupMetaData, names: list[str]) -> int:
+    """What reading these columns of a row group reads of the file (compressed)."""
+    wanted = set(names)
+    return sum(
+        group.column(j).total_compressed_size
+        for j in range(group.num_columns)
+        if group.column(j).path_in_schema in wanted
+    )
