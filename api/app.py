@@ -29,6 +29,7 @@ from features.datasets.routes import router as datasets_router
 from features.datasets.ui import router as datasets_ui
 from features.exports.routes import router as exports_router
 from features.health.routes import router as health_router
+from features.integrity.routes import router as integrity_router
 from features.jobs.routes import router as jobs_router
 from features.merges.routes import router as merges_router
 from features.merges.ui import router as merges_ui
@@ -95,6 +96,7 @@ def create_app() -> FastAPI:
         compare_router,
         merges_router,
         exports_router,
+        integrity_router,
     ):
         app.include_router(router)
     # the web UI: pages at / (the shell's router first), static files (htmx, CSS, JS) at /static

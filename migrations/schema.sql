@@ -90,8 +90,8 @@ TABLE dataset_permission
 TABLE job
   id uuid NOT NULL
   kind text NOT NULL
-  dataset_id uuid NOT NULL
-  ref_name text NOT NULL
+  dataset_id uuid
+  ref_name text
   upload_id uuid
   state text NOT NULL DEFAULT 'queued'::text
   params jsonb NOT NULL DEFAULT '{}'::jsonb

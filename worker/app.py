@@ -16,6 +16,7 @@ configure()
 configure_logs(get_settings().log_level)
 
 import features.imports.tasks  # noqa: E402,F401  (registers imports.run)
+import features.integrity.tasks  # noqa: E402,F401  (registers integrity.fsck)
 import features.jobs.tasks  # noqa: E402,F401  (registers jobs.reconcile, jobs.clean_tmp)
 import features.layouts.tasks  # noqa: E402,F401  (registers layouts.build, .follow, .evict)
 

@@ -20,15 +20,21 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import psycopg
+import structlog
 
-from core import db
+from core import db, queue
 from core.config import get_settings
 from core.objects import Commit, Manifest, Schema
 from core.storage import ObjectStore, get_store
 from core.verify import Checked, check_chunk, check_object
+from features.auth.service import User
 from features.datasets.errors import DatasetNotFound
+from features.jobs import service as jobs_service
 
 Q = db.Queries(__file__)
+log = structlog.get_logger(__name__)
+MAX_REPORTED = 1000  # problems a job's result lists (the summary counts them all)
 
 
 @dataclass(frozen=True)
@@ -251,4 +257,74 @@ def _chunks(run: _Run) -> None:
                     key=f"manifests/{need.manifest}",
                     dataset=need.dataset,
                 )
+            )
+
+
+# --------------------------------------------------------------------------- as a job
+
+
+def dataset_id(conn: psycopg.Connection[Any], dataset: str) -> Any:
+    """The id of the dataset named (or with the id) ``dataset``, or DatasetNotFound."""
+    rows = conn.execute(Q.datasets, {"dataset": dataset}).fetchall()
+    if not rows:
+        raise DatasetNotFound(f"no dataset is named or has the id {dataset!r}")
+    return rows[0]["id"]
+
+
+def submit(
+    conn: psycopg.Connection[Any], user: User, *, deep: bool, dataset: str | None, dataset_id: Any
+) -> Any:
+    """Record an fsck job (of one dataset, or of the installation: no dataset)
+    and send its task once the row is committed."""
+    job = jobs_service.create(
+        conn,
+        kind="fsck",
+        dataset_id=dataset_id,
+        ref_name=None,
+        upload_id=None,
+        params={"deep": deep, "dataset": dataset},
+        total_bytes=None,
+        created_by=user.id,
+    )
+    db.after_commit(conn, lambda: queue.enqueue("integrity.fsck", str(job["id"])))
+    return job["id"]
+
+
+def run_job(job_id: Any) -> None:
+    """The worker's side: claim the job, check, and end it with the report
+    (``summary``, the first ``MAX_REPORTED`` problems, ``truncated``)."""
+    with db.transaction() as conn:
+        row = jobs_service.claim(conn, job_id)
+    if row is None:
+        return
+    params = row["params"] or {}
+    found: list[dict[str, Any]] = []
+
+    def emit(p: Problem) -> None:
+        if len(found) < MAX_REPORTED:
+            found.append(p.to_json())
+
+    try:
+        report = fsck(deep=bool(params.get("deep")), dataset=params.get("dataset"), emit=emit)
+    except Exception as exc:  # the job says so; the worker goes on
+        log.exception("fsck failed", job_id=str(job_id))
+        from core.errors import DsaError
+
+        err = exc if isinstance(exc, DsaError) else DsaError("the check failed; it has been logged")
+        with db.transaction() as conn:
+            jobs_service.fail(
+                conn, job_id, err.to_problem(f"/api/v1/jobs/{job_id}"), row["attempts"]
+            )
+        return
+    result = {
+        "summary": report.summary(),
+        "problems": found,
+        "truncated": report.problems > len(found),
+        "bytes_read": report.bytes_read,
+        "seconds": round(report.seconds, 3),
+    }
+    with db.transaction() as conn:
+        if jobs_service.still_running(conn, job_id, row["attempts"]):
+            jobs_service.succeed(
+                conn, job_id, commit_id=None, rows=0, bytes_read=report.bytes_read, result=result
             )

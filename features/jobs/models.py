@@ -26,8 +26,10 @@ class JobOut(BaseModel):
     id: uuid.UUID
     kind: str
     state: JobState
-    dataset_id: uuid.UUID
-    ref: str = Field(description="the branch the job writes to")
+    dataset_id: uuid.UUID | None = Field(
+        description="the dataset; null for a job of the whole installation (fsck)"
+    )
+    ref: str | None = Field(description="the branch the job writes to (null when none)")
     progress: JobProgress
     commit_id: str | None
     error: dict[str, Any] | None = Field(description="the problem document of a failed job")

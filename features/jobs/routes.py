@@ -28,6 +28,10 @@ ENDED = ("succeeded", "failed", "cancelled")
 def _visible_job(user: User, job_id: uuid.UUID, role: str = "read") -> dict[str, Any]:
     with read() as conn:
         row = service.get(conn, job_id)
+        if row["dataset_id"] is None:  # a job of the whole installation: administrators'
+            if not user.is_admin:
+                raise JobNotFound(f"job {job_id} does not exist")
+            return row
         try:
             datasets_service.require(conn, user, row["dataset_id"], role)
         except DatasetNotFound:  # a job of a dataset the caller cannot see does not exist for it

@@ -26,8 +26,8 @@ def create(
     conn: psycopg.Connection[Any],
     *,
     kind: str,
-    dataset_id: uuid.UUID,
-    ref_name: str,
+    dataset_id: uuid.UUID | None,  # None: a job of the whole installation (fsck)
+    ref_name: str | None,
     upload_id: uuid.UUID | None,
     params: dict[str, Any],
     total_bytes: int | None,
@@ -96,7 +96,7 @@ def succeed(
     conn: psycopg.Connection[Any],
     job_id: uuid.UUID,
     *,
-    commit_id: str,
+    commit_id: str | None,
     rows: int,
     bytes_read: int,
     result: dict[str, Any],
@@ -143,7 +143,7 @@ def fail(
 
 
 # The task that runs each kind of job (jobs cannot import the features that own them).
-TASKS = {"import": "imports.run"}
+TASKS = {"import": "imports.run", "fsck": "integrity.fsck"}
 MAX_ATTEMPTS = 5
 
 

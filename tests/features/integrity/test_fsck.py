@@ -149,3 +149,35 @@ def test_the_command_exits_1_and_prints_json_lines(
         [*cmd[:-1], "no-such-dataset"], env=env, cwd=ROOT, capture_output=True, text=True
     )
     assert unknown.returncode == 2 and "no-such-dataset" in unknown.stderr
+
+
+def test_an_administrator_checks_as_a_job(
+    client: Any, admin: dict[str, str], worker: Any, dataset: dict[str, Any]
+) -> None:
+    """``POST /api/v1/admin/fsck`` → 202 and a job of the installation (or of
+    one dataset) whose result is the report; administrators only, and only
+    they see such a job."""
+    from tests.conftest import make_user, wait_job
+
+    r = client.post("/api/v1/admin/fsck", json={"deep": True}, headers=admin)
+    assert r.status_code == 202, r.text
+    assert r.headers["location"] == f"/api/v1/jobs/{r.json()['job_id']}"
+    job = wait_job(client, admin, r.json()["job_id"])
+    assert job["state"] == "succeeded", job
+    assert job["kind"] == "fsck" and job["dataset_id"] is None and job["ref"] is None
+    assert job["result"]["summary"]["problems"] == 0 and job["result"]["problems"] == []
+    assert job["result"]["summary"]["objects_checked"] > 0
+
+    manifest = get_commit(get_store(), dataset["commits"][0]).tables["data"].manifest
+    with _damaged(f"manifests/{manifest}", lambda p: p.unlink()):
+        r = client.post("/api/v1/admin/fsck", json={"dataset": dataset["name"]}, headers=admin)
+        job = wait_job(client, admin, r.json()["job_id"])
+    assert job["dataset_id"] == dataset["id"]
+    assert job["result"]["summary"]["problems"] == 1
+    assert job["result"]["problems"][0]["key"] == f"manifests/{manifest}"
+
+    user = make_user(client, admin)
+    assert client.post("/api/v1/admin/fsck", json={}, headers=user).status_code == 403
+    assert client.get(f"/api/v1/jobs/{job['id']}", headers=user).status_code == 404
+    unknown = client.post("/api/v1/admin/fsck", json={"dataset": "no-such"}, headers=admin)
+    assert unknown.status_code == 404 and unknown.json()["code"] == "dataset_not_found"
