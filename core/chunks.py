@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.config import get_settings
+from core.errors import StoredObjectError
 from core.hashing import ROW_HASH_BYTES, chunk_id, row_hashes
 from core.lru import LRU
 from core.schema import Column, arrow_schema
@@ -136,8 +137,14 @@ def footer(store: ObjectStore, key: str, *, keep: bool = True) -> pq.FileMetaDat
     is false (its shape is kept either way)."""
     meta = _footers.get(key)
     if meta is None:
-        with store.open_arrow(key) as file:
-            meta = pq.ParquetFile(file, pre_buffer=False).metadata
+        try:
+            with store.open_arrow(key) as file:
+                meta = pq.ParquetFile(file, pre_buffer=False).metadata
+        except (OSError, pa.ArrowException) as exc:
+            raise StoredObjectError(
+                f"object {key} cannot be read ({type(exc).__name__}); it may be damaged: "
+                "run dsa fsck"
+            ) from exc
         if keep:
             _footers.put(key, meta)
         if _shapes.get(key) is None:
@@ -175,9 +182,15 @@ def opened(store: ObjectStore, key: str) -> Iterator[pq.ParquetFile]:
     (S3) pre-buffering coalesces a read's column chunks into few ranged GETs
     (a 1M-row Parquet export made ~1,300 GETs without it). A ``ParquetFile``
     is not safe to share between threads: each read has its own."""
-    meta = footer(store, key)
-    with store.open_arrow(key) as file:
-        yield pq.ParquetFile(file, metadata=meta, pre_buffer=store.remote)
+    try:
+        meta = footer(store, key)
+        with store.open_arrow(key) as file:
+            yield pq.ParquetFile(file, metadata=meta, pre_buffer=store.remote)
+    except (OSError, pa.ArrowException) as exc:
+        forget(key)  # a footer kept from before the damage is not trusted either
+        raise StoredObjectError(
+            f"object {key} cannot be read ({type(exc).__name__}); it may be damaged: run dsa fsck"
+        ) from exc
 
 
 def forget(key: str) -> None:

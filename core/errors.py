@@ -119,8 +119,19 @@ class InvalidRequest(Invalid):
     default_code = "invalid_request"
 
 
-class ObjectNotFound(NotFound):
-    """An object missing from the object store."""
+class StoredObjectError(DsaError):
+    """An object the metadata refers to is damaged (unreadable): the server's
+    fault, never the caller's, so a 500-class problem naming the object,
+    logged, rather than an answer read from what is left."""
+
+    status = 500
+    title = "Stored data is damaged"
+    default_code = "object_damaged"
+
+
+class ObjectNotFound(StoredObjectError):
+    """An object missing from the object store (a 500 too: every read goes
+    through metadata that names it, so its absence is damage)."""
 
     default_code = "object_not_found"
 

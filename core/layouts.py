@@ -48,7 +48,7 @@ from core.chunks import (
     row_group_starts,
 )
 from core.config import get_settings
-from core.errors import NotFound
+from core.errors import StoredObjectError
 from core.lru import LRU
 from core.objects import Manifest, Schema
 from core.scan import Rebatch, Scan
@@ -224,7 +224,7 @@ def verify(store: ObjectStore, copy: Copy) -> bool:
             if got is None:
                 return False
             rows += got
-    except (OSError, pa.ArrowException, NotFound):
+    except (OSError, pa.ArrowException, StoredObjectError):
         return False
     ok = rows == copy.rows
     if ok:
@@ -266,7 +266,7 @@ def verify_parts(store: ObjectStore, copy: Copy, parts: Iterable[int]) -> bool:
             if _part_rows(store, copy, i) != (last if i == len(keys) - 1 else copy.part_rows):
                 return False
             _verified.put(keys[i], True)
-    except (OSError, pa.ArrowException, NotFound):
+    except (OSError, pa.ArrowException, StoredObjectError):
         return False
     return True
 
@@ -292,7 +292,7 @@ def verify_rows(store: ObjectStore, copy: Copy) -> bool:
             with opened(store, key) as pf:
                 _update(digest, pf.read(columns=[ROW_HASH_COLUMN]).column(0))
         ok = str(digest.hexdigest()) == copy.digest
-    except (OSError, pa.ArrowException, NotFound):
+    except (OSError, pa.ArrowException, StoredObjectError):
         ok = False
     if not ok:
         _verified.pop(copy.prefix)  # not whole after all: check it again before a read

@@ -19,7 +19,7 @@ import structlog
 
 from core.chunks import chunk_key
 from core.config import get_settings
-from core.errors import ObjectNotFound
+from core.errors import StoredObjectError
 from core.layouts import Copy
 from core.lru import LRU
 from core.objects import Commit, Manifest, Schema, TableEntry, get_commit, get_manifest, get_schema
@@ -321,7 +321,7 @@ def _json_rows(side: TableVersion, positions: np.ndarray) -> list[dict[str, Any]
     names = side.schema.names
     try:
         table = side.rows.read(positions, names)
-    except (ObjectNotFound, OSError, pa.ArrowException):
+    except (StoredObjectError, OSError, pa.ArrowException):
         if side.copy is None:
             raise
         # a part of the read copy went missing or bad after it was checked:

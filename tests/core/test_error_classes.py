@@ -21,6 +21,7 @@ from core.errors import (
     Forbidden,
     Invalid,
     NotFound,
+    StoredObjectError,
     TooLarge,
     Unauthorized,
     Unavailable,
@@ -39,6 +40,7 @@ CATEGORIES = {
     TooLarge,
     UnsupportedMedia,
     Unavailable,
+    StoredObjectError,  # 500s that name the stored object that is damaged or missing
 }
 
 

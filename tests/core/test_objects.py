@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from core.errors import NotFound
+from core.errors import ObjectNotFound
 from core.objects import Manifest, Piece, get_manifest, put_object
 from core.storage import LocalStore, store_from_url
 
@@ -33,7 +33,7 @@ def test_local_store_fans_out_and_writes_atomically(tmp_path: Path) -> None:
     assert store.get(key) == b"hello" and store.exists(key)
     assert not list(tmp_path.rglob("*.tmp"))
     store.delete(key)
-    with pytest.raises(NotFound):
+    with pytest.raises(ObjectNotFound):
         store.get(key)
     with pytest.raises(ValueError):
         store.put("../escape", b"x")

@@ -181,3 +181,36 @@ def test_an_administrator_checks_as_a_job(
     assert client.get(f"/api/v1/jobs/{job['id']}", headers=user).status_code == 404
     unknown = client.post("/api/v1/admin/fsck", json={"dataset": "no-such"}, headers=admin)
     assert unknown.status_code == 404 and unknown.json()["code"] == "dataset_not_found"
+
+
+def test_a_read_that_meets_a_damaged_or_missing_chunk_fails_naming_it(
+    client: Any, admin: dict[str, str], dataset: dict[str, Any]
+) -> None:
+    """Never an answer read from what is left: a 500-class problem naming the
+    object (the API logs it), no stack trace, and the same page answers again
+    once the object is whole."""
+    from core import chunks
+
+    commit = dataset["commits"][0]  # a fresh import: read from its chunks, not a read copy
+    manifest = get_manifest(get_store(), get_commit(get_store(), commit).tables["data"].manifest)
+    cid = manifest.slices(2000, 1)[0][0]
+    page = f"/api/v1/datasets/{dataset['id']}/refs/{commit}/data?offset=2000&limit=3"
+
+    def cut(p: Path) -> None:
+        p.write_bytes(p.read_bytes()[: p.stat().st_size // 3])
+
+    for change, code in ((cut, "object_damaged"), (lambda p: p.unlink(), "object_not_found")):
+        chunks.forget(chunk_key(cid))
+        with _damaged(chunk_key(cid), change):
+            r = client.get(page, headers=admin)
+        assert r.status_code == 500, r.text
+        problem = r.json()
+        assert problem["code"] == code and chunk_key(cid) in problem["detail"]
+        assert "Traceback" not in r.text
+    chunks.forget(chunk_key(cid))
+    again = client.get(page, headers=admin)
+    assert again.status_code == 200 and [row[0] for row in again.json()["rows"]] == [
+        2000,
+        2001,
+        2002,
+    ]
