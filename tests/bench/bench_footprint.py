@@ -63,17 +63,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.bench_formats import edit  # noqa: E402
 from tests.bench.bench_import import (  # noqa: E402
-    RESULTS_DIR,
     S3Server,
     Stack,
     free_port,
     generate_csv,
+    login,
     machine,
+    write_results,
 )
 from tests.bench.bench_scaleout import (  # noqa: E402
     BENCH_APP,
     Monitor,
-    login,
     other_database,
     stack_env,
 )
@@ -592,10 +592,7 @@ def main() -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     res["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report(res)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"footprint-{args.storage}-{datetime.now():%Y%m%d-%H%M%S}.json"
-    out.write_text(json.dumps(res, indent=2, default=str) + "\n")
-    print(f"results: {out}")
+    write_results(f"footprint-{args.storage}", res)
     return 0
 
 

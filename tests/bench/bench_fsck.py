@@ -14,7 +14,6 @@ report of objects checked and bytes read.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import re
@@ -31,8 +30,14 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.bench_formats import edit, upload  # noqa: E402
-from tests.bench.bench_import import RESULTS_DIR, Stack, free_port, generate_csv, machine  # noqa: E402
-from tests.bench.bench_s3 import _login  # noqa: E402
+from tests.bench.bench_import import (  # noqa: E402
+    Stack,
+    free_port,
+    generate_csv,
+    login,
+    machine,
+    write_results,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,7 +86,7 @@ def main() -> int:
         stack = Stack(home, free_port())
         try:
             stack.wait_ready(120)
-            client = _login(stack)
+            client = login(stack)
             ds = client.post("/api/v1/datasets", json={"name": "fsck"}).json()["id"]
             for path in [csv, *versions]:
                 upload(client, ds, path, "bench.csv")
@@ -100,10 +105,7 @@ def main() -> int:
     print(f"\n{args.rows:,} rows, {args.versions} re-uploads; load {res['load_before'][0]:.2f}")
     for name, r in runs.items():
         print(f"  {name:28} exit {r['exit']}  {r['seconds']:.2f} s end to end  {r['line']}")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"fsck-{datetime.now():%Y%m%d-%H%M%S}.json"
-    path.write_text(json.dumps(res, indent=2, default=str))
-    print(f"results: {path}")
+    write_results("fsck", res)
     return 0 if all(r["exit"] == 0 for r in runs.values()) else 1
 
 

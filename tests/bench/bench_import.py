@@ -248,6 +248,27 @@ class Stack:
             self.proc.wait(10)
 
 
+def login(stack: Stack) -> httpx.Client:
+    """An httpx client of the stack, signed in as the bench's admin."""
+    client = httpx.Client(
+        base_url=stack.url,
+        timeout=httpx.Timeout(600, connect=10),
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+    )
+    r = client.post("/api/v1/auth/login", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD})
+    client.headers["Authorization"] = f"Bearer {r.raise_for_status().json()['access_token']}"
+    return client
+
+
+def write_results(name: str, res: dict[str, Any]) -> Path:
+    """Write a bench's results as ``tests/bench/results/<name>-<time>.json``."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = RESULTS_DIR / f"{name}-{datetime.now():%Y%m%d-%H%M%S}.json"
+    out.write_text(json.dumps(res, indent=2, default=str) + "\n")
+    print(f"results: {out}")
+    return out
+
+
 def _rss_anon(pid: int) -> int:
     """The anonymous part of a process's RSS, in bytes (Linux)."""
     with open(f"/proc/{pid}/status") as f:

@@ -43,23 +43,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.bench_formats import edit, upload  # noqa: E402
 from tests.bench.bench_import import (  # noqa: E402
-    ADMIN_PASSWORD,
-    ADMIN_USER,
-    RESULTS_DIR,
     S3Server,
     Stack,
     free_port,
     generate_csv,
+    login,
     machine,
     percentile,
+    write_results,
 )
-
-
-def _login(stack: Stack) -> httpx.Client:
-    client = httpx.Client(base_url=stack.url, timeout=httpx.Timeout(600, connect=10))
-    r = client.post("/api/v1/auth/login", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD})
-    client.headers["Authorization"] = f"Bearer {r.raise_for_status().json()['access_token']}"
-    return client
 
 
 def _pages(client: httpx.Client, ds: str, commit: str, offsets: list[int]) -> dict[str, float]:
@@ -94,7 +86,7 @@ class Backend:
             shutil.rmtree(self.home / "cache", ignore_errors=True)
         self.stack = Stack(self.home, self.port, extra_env=self.env)
         self.stack.wait_ready(120)
-        return _login(self.stack)
+        return login(self.stack)
 
     def stop(self) -> None:
         if self.stack is not None:
@@ -235,10 +227,7 @@ def main() -> int:
                     s3.proc.terminate()
     res["load_after"] = os.getloadavg()
     report(res)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"s3-{datetime.now():%Y%m%d-%H%M%S}.json"
-    path.write_text(json.dumps(res, indent=2, default=str))
-    print(f"results: {path}")
+    write_results("s3", res)
     return 0
 
 

@@ -53,15 +53,14 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.bench_import import (  # noqa: E402
-    ADMIN_PASSWORD,
-    ADMIN_USER,
-    RESULTS_DIR,
     S3Server,
     Stack,
     free_port,
     generate_csv,
+    login,
     machine,
     tail,
+    write_results,
 )
 
 # --------------------------------------------------------------------------- the stack's processes
@@ -253,17 +252,6 @@ class Monitor(threading.Thread):
 
 
 # --------------------------------------------------------------------------- the run
-
-
-def login(stack: Stack) -> httpx.Client:
-    client = httpx.Client(
-        base_url=stack.url,
-        timeout=httpx.Timeout(600, connect=10),
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
-    )
-    r = client.post("/api/v1/auth/login", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD})
-    client.headers["Authorization"] = f"Bearer {r.raise_for_status().json()['access_token']}"
-    return client
 
 
 def post_upload(client: httpx.Client, ds: str, path: Path) -> dict[str, Any]:
@@ -515,10 +503,7 @@ def main() -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     res["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report(res)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"scaleout-{args.storage}-{datetime.now():%Y%m%d-%H%M%S}.json"
-    out.write_text(json.dumps(res, indent=2, default=str) + "\n")
-    print(f"results: {out}")
+    write_results(f"scaleout-{args.storage}", res)
     return 0
 
 

@@ -30,8 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.bench_import import Stack, free_port, generate_csv  # noqa: E402
-from tests.bench.bench_scaleout import attempts, login, roles, stack_env  # noqa: E402
+from tests.bench.bench_import import Stack, free_port, generate_csv, login  # noqa: E402
+from tests.bench.bench_scaleout import attempts, roles, stack_env  # noqa: E402
 
 
 def main() -> int:
