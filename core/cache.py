@@ -137,6 +137,8 @@ class NodeCache:
         for run in _runs(missing):
             lo, hi = run[0] * BLOCK, min(size, (run[-1] + 1) * BLOCK)
             data = fetch(lo, hi)
+            if len(data) != hi - lo:  # a short answer is never kept (nor used)
+                raise OSError(f"{key}: {len(data)} bytes came for {hi - lo} asked")
             for b in run:
                 block = data[(b - run[0]) * BLOCK : (b - run[0] + 1) * BLOCK]
                 blocks[b] = block

@@ -226,8 +226,9 @@ class S3Store:
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url
         self.region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        self._client_pid = -1
+        self._client_pid = self._signer_pid = -1
         self._client_obj: Any = None
+        self._signer_obj: Any = None
 
     @property
     def _client(self) -> Any:
@@ -258,9 +259,12 @@ class S3Store:
         local: no request is made."""
         from urllib.parse import quote
 
-        signer = (
-            self._new_client(self.public_endpoint_url) if self.public_endpoint_url else self._client
-        )
+        signer = self._client
+        if self.public_endpoint_url:  # one signing client a process, as for requests
+            if self._signer_pid != os.getpid():
+                self._signer_obj = self._new_client(self.public_endpoint_url)
+                self._signer_pid = os.getpid()
+            signer = self._signer_obj
         ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_")
         disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
         params = {

@@ -254,27 +254,28 @@ def put_local(store: ObjectStore, key: str, path: Path) -> None:
 @contextmanager
 def fetched(store: ObjectStore, key: str, *, max_bytes: int, work: Path) -> Iterator[Path]:
     """The object ``key`` as a local file (decompressed into ``work`` when the
-    key says so, at most ``max_bytes``: a damaged object cannot fill the disk)."""
-    with store.local_path(key) as path:
-        if not key.endswith(COMPRESSED):
+    key says so, at most ``max_bytes``: a damaged object cannot fill the
+    disk; the compressed download is gone before the caller reads)."""
+    if not key.endswith(COMPRESSED):
+        with store.local_path(key) as path:
             yield path
-            return
-        import zstandard
+        return
+    import zstandard
 
-        work.mkdir(parents=True, exist_ok=True)
-        out = work / f"fetched-{uuid.uuid4().hex}"
-        try:
-            with open(path, "rb") as src, open(out, "wb") as dst:
-                reader = zstandard.ZstdDecompressor().stream_reader(src)
-                total = 0
-                while block := reader.read(_COPY):
-                    total += len(block)
-                    if total > max_bytes:
-                        raise ValueError(f"object {key} holds more than {max_bytes} bytes")
-                    dst.write(block)
-            yield out
-        finally:
-            out.unlink(missing_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / f"fetched-{uuid.uuid4().hex}"
+    try:
+        with store.local_path(key) as path, open(path, "rb") as src, open(out, "wb") as dst:
+            reader = zstandard.ZstdDecompressor().stream_reader(src)
+            total = 0
+            while block := reader.read(_COPY):
+                total += len(block)
+                if total > max_bytes:
+                    raise ValueError(f"object {key} holds more than {max_bytes} bytes")
+                dst.write(block)
+        yield out
+    finally:
+        out.unlink(missing_ok=True)
 
 
 def store_from_url(
@@ -314,14 +315,37 @@ def store_from_url(
 
 
 @lru_cache(maxsize=4)
-def _store(url: str, s3_endpoint_url: str | None, cache_dir: Path, cache_bytes: int) -> ObjectStore:
+def _store(
+    url: str, endpoint: str | None, cache: tuple[Path, int], public: str | None
+) -> ObjectStore:
     return store_from_url(
-        url, s3_endpoint_url=s3_endpoint_url, cache_dir=cache_dir, cache_bytes=cache_bytes
+        url,
+        s3_endpoint_url=endpoint,
+        cache_dir=cache[0],
+        cache_bytes=cache[1],
+        s3_public_endpoint_url=public,
     )
+
+
+def uncached(store: ObjectStore) -> ObjectStore:
+    """The same store without the node's cache (a check must read what the
+    bucket holds, not what this node kept of it)."""
+    from core.s3 import S3Store
+
+    if isinstance(store, S3Store) and store.cache is not None:
+        return S3Store(
+            store.bucket,
+            store.prefix,
+            endpoint_url=store.endpoint_url,
+            region=store.region,
+            public_endpoint_url=store.public_endpoint_url,
+        )
+    return store
 
 
 def get_store() -> ObjectStore:
     from core.config import get_settings
 
     s = get_settings()
-    return _store(s.effective_storage_url, s.s3_endpoint_url, s.effective_cache_dir, s.cache_bytes)
+    cache = (s.effective_cache_dir, s.cache_bytes)
+    return _store(s.effective_storage_url, s.s3_endpoint_url, cache, s.s3_public_endpoint_url)

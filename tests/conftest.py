@@ -63,6 +63,9 @@ def stack() -> Iterator[dict[str, str]]:
         "DSA_ADMIN_USER": "admin",
         "DSA_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "DSA_CHUNK_ROWS": "1000",
+        # a job whose runner died is taken over once its heartbeat is this old
+        # (production: 60 s); the crash tests kill runners
+        "DSA_JOB_STALE_AFTER_S": "2",
         "DSA_ROW_GROUP_ROWS": "128",
         "DSA_MAX_UPLOAD_BYTES": str(20 * 1024 * 1024),
         # the test file server is on 127.0.0.1; tests/features/imports/test_fetch.py

@@ -37,6 +37,7 @@ from typing import Any
 
 import psycopg
 import pyarrow as pa
+import structlog
 
 from core.config import get_settings
 from core.errors import ObjectNotFound
@@ -74,6 +75,9 @@ from features.refs import service as refs_service
 
 __all__ = ["EXPORT_VERSION", "Export", "Options", "default_compression", "prepare", "stream"]
 _READ_CHUNK = 1024 * 1024
+
+
+log = structlog.get_logger(__name__)
 
 
 def prepare(
@@ -233,12 +237,16 @@ def redirect_url(export: Export) -> str | None:
     settings = get_settings()
     if not settings.export_redirect:
         return None
-    return get_store().presign(
-        export.materialised_key,
-        seconds=settings.export_redirect_seconds,
-        filename=export.filename,
-        media_type=export.media_type,
-    )
+    try:
+        return get_store().presign(
+            export.materialised_key,
+            seconds=settings.export_redirect_seconds,
+            filename=export.filename,
+            media_type=export.media_type,
+        )
+    except Exception:  # no credentials to sign with, say: the API serves it
+        log.warning("could not presign a stored export", key=export.materialised_key)
+        return None
 
 
 def _tmp_path() -> Path:

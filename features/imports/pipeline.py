@@ -57,12 +57,16 @@ REBASE_ATTEMPTS = 32
 REBASE_BACKOFF_S = 0.02
 
 
-def run(job_id: uuid.UUID) -> None:
+def run(job_id: uuid.UUID) -> bool:
+    """Run the job; False when another runner is at work on it (the caller
+    tries again later: that runner may be dead and its heartbeat not yet stale)."""
     with db.transaction() as conn:
         row = jobs_service.claim(conn, job_id)
+        if row is None:
+            at_work = jobs_service.busy(conn, job_id)
     if row is None:
-        log.info("job already ended", job_id=str(job_id))
-        return
+        log.info("job running elsewhere" if at_work else "job already ended", job_id=str(job_id))
+        return not at_work
     try:
         job = ImportJob.from_row(row)
     except ValidationError:  # params no version of this code wrote: fail, do not retry
@@ -73,7 +77,7 @@ def run(job_id: uuid.UUID) -> None:
             jobs_service.fail(conn, job_id, problem, attempt=row["attempts"])
         if row.get("upload_id"):
             _drop_upload_of(row["upload_id"])
-        return
+        return True
     # a directory per attempt: a superseded runner still alive never shares files
     work = get_settings().tmp_dir / f"job-{job_id}-{job.attempts}"
     again = False
@@ -89,17 +93,22 @@ def run(job_id: uuid.UUID) -> None:
             # SIGKILL comes from outside (an operator, the OOM killer): like a lost
             # worker, the job runs again; a file that kills every attempt fails
             log.warning("import child killed; the job runs again", job_id=str(job_id))
+            jobs_service.requeue(job.id, job.attempts)  # claimable at once, not when stale
             queue.enqueue("imports.run", str(job_id))
             again = True
-            return
+            return True
         if status:
             _child_failed(job, status)
     finally:
-        # the upload goes with the job's end, not before: not when the job
-        # runs again, nor when a later claim runs it now
-        if not again and not jobs_service.superseded(job.id, job.attempts):
-            drop_upload(job)
+        # the upload goes with the job's end, not before (not when the job
+        # runs again, by this worker or after it)
+        try:
+            if not again and jobs_service.ended(job.id):
+                drop_upload(job)
+        except Exception:  # the upload then waits for imports.clean_uploads
+            log.exception("could not tell whether the job ended", job_id=str(job_id))
         shutil.rmtree(work, ignore_errors=True)
+    return True
 
 
 def run_claimed(job: ImportJob, work: Path) -> None:

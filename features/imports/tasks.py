@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import structlog
 
@@ -13,9 +14,19 @@ from features.imports import service
 log = structlog.get_logger(__name__)
 
 
-@celery_app.task(name="imports.run", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def run(job_id: str) -> None:
-    service.run(uuid.UUID(job_id))
+@celery_app.task(
+    name="imports.run",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    max_retries=None,
+)
+def run(self: Any, job_id: str) -> None:
+    if not service.run(uuid.UUID(job_id)):
+        # another runner has the job, by its heartbeat: look again once that
+        # would have gone stale (its worker died), until the job ends
+        raise self.retry(countdown=get_settings().job_stale_after_s)
 
 
 @celery_app.task(name="imports.clean_uploads", ignore_result=True)

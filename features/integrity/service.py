@@ -26,7 +26,7 @@ import structlog
 from core import db, queue
 from core.config import get_settings
 from core.objects import Commit, Manifest, Schema
-from core.storage import ObjectStore, get_store
+from core.storage import ObjectStore, get_store, uncached
 from core.verify import Checked, check_chunk, check_object
 from features.auth.service import User
 from features.datasets.errors import DatasetNotFound
@@ -80,6 +80,7 @@ class _Run:
     chunks: dict[str, _Chunk] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     rate: int = 0
+    alive: Callable[[Report], None] | None = None
 
     def problem(self, p: Problem) -> None:
         self.report.problems += 1
@@ -88,6 +89,8 @@ class _Run:
     def read(self, n: int) -> None:
         """Count ``n`` bytes read; sleep while reading faster than the rate."""
         self.report.bytes_read += n
+        if self.alive is not None:
+            self.alive(self.report)
         if self.rate > 0:
             ahead = self.report.bytes_read / self.rate - (time.monotonic() - self.started)
             if ahead > 0:
@@ -119,10 +122,18 @@ class _Run:
 
 
 def fsck(
-    *, deep: bool = False, dataset: str | None = None, emit: Callable[[Problem], None]
+    *,
+    deep: bool = False,
+    dataset: str | None = None,
+    emit: Callable[[Problem], None],
+    alive: Callable[[Report], None] | None = None,
 ) -> Report:
-    """Check the stored data (see the module docstring); problems to ``emit``."""
-    run = _Run(get_store(), deep, emit, rate=get_settings().fsck_bytes_per_s)
+    """Check the stored data (see the module docstring); problems to
+    ``emit``; ``alive`` is told how far it got after each object (a job's
+    heartbeat; it may raise to stop the check). The store is read without
+    the node's cache: what the bucket holds, not what this node kept."""
+    run = _Run(uncached(get_store()), deep, emit, rate=get_settings().fsck_bytes_per_s)
+    run.alive = alive
     with db.read() as conn:
         datasets = conn.execute(Q.datasets, {"dataset": dataset}).fetchall()
         if dataset is not None and not datasets:
@@ -224,6 +235,11 @@ def _manifest(run: _Run, name: str, table: str, rows: int, schema: str, manifest
         run.problem(
             Problem("bad_manifest", f"{int(bad.sum())} pieces have no rows", key=key, dataset=name)
         )
+    if len(cols.chunk) and (cols.chunk.min() < 0 or cols.chunk.max() >= len(cols.chunks)):
+        run.problem(
+            Problem("bad_manifest", "pieces name chunks it does not list", key=key, dataset=name)
+        )
+        return
     reach = np.zeros(len(cols.chunks), dtype=np.int64)  # the last row each chunk must hold
     np.maximum.at(reach, cols.chunk, ends)
     for cid, end in zip(cols.chunks, reach.tolist(), strict=True):
@@ -261,6 +277,10 @@ def _chunks(run: _Run) -> None:
 
 
 # --------------------------------------------------------------------------- as a job
+
+
+class _Stopped(Exception):
+    """The job was cancelled, or another runner took it over."""
 
 
 def dataset_id(conn: psycopg.Connection[Any], dataset: str) -> Any:
@@ -304,8 +324,25 @@ def run_job(job_id: Any) -> None:
         if len(found) < MAX_REPORTED:
             found.append(p.to_json())
 
+    beat = {"at": 0.0}
+
+    def alive(report: Report) -> None:  # the job's heartbeat; a cancel stops the check
+        if time.monotonic() - beat["at"] >= 0.5:
+            beat["at"] = time.monotonic()
+            if not jobs_service.report_progress(
+                job_id,
+                rows=report.objects_checked,
+                bytes_read=report.bytes_read,
+                attempt=row["attempts"],
+            ):
+                raise _Stopped
+
     try:
-        report = fsck(deep=bool(params.get("deep")), dataset=params.get("dataset"), emit=emit)
+        report = fsck(
+            deep=bool(params.get("deep")), dataset=params.get("dataset"), emit=emit, alive=alive
+        )
+    except _Stopped:
+        return
     except Exception as exc:  # the job says so; the worker goes on
         log.exception("fsck failed", job_id=str(job_id))
         from core.errors import DsaError

@@ -8,10 +8,13 @@ RETURNING *;
 SELECT * FROM job WHERE id = %(id)s;
 
 -- name: claim
--- Start (or restart after a redelivery) a job that has not ended.
+-- Start a queued job, or restart one whose runner went quiet (no heartbeat
+-- for stale_s: its worker died); never take a job from a runner at work.
 UPDATE job SET state = 'running', started_at = COALESCE(started_at, now()),
        attempts = attempts + 1, heartbeat_at = now(), rows = 0, bytes = 0
-WHERE id = %(id)s AND state IN ('queued', 'running')
+WHERE id = %(id)s
+  AND (state = 'queued'
+       OR (state = 'running' AND heartbeat_at < now() - make_interval(secs => %(stale_s)s)))
 RETURNING *;
 
 -- name: progress
@@ -57,3 +60,7 @@ UPDATE job SET heartbeat_at = now() WHERE id = %(id)s;
 
 -- name: set_total
 UPDATE job SET total_bytes = %(total)s WHERE id = %(id)s;
+
+-- name: requeue
+UPDATE job SET state = 'queued'
+WHERE id = %(id)s AND state = 'running' AND attempts = %(attempt)s;

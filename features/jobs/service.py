@@ -17,6 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from core import db
+from core.config import get_settings
 from features.jobs.errors import JobEnded, JobNotFound, WorkerLost
 
 Q = db.Queries(__file__)
@@ -59,13 +60,23 @@ def get(conn: psycopg.Connection[Any], job_id: uuid.UUID) -> dict[str, Any]:
 
 def claim(conn: psycopg.Connection[Any], job_id: uuid.UUID) -> dict[str, Any] | None:
     """Mark the job running as a new attempt (its ``attempts``); None when it
-    has already ended. A job still running is claimed too: its task came
-    again because its worker died (Celery redelivers at once) or because the
-    reconciler sent it again while its first message waited. Either way the
-    latest claim is the job's runner: an earlier one still alive finds, at
-    its next heartbeat or when it lands, that it was superseded, and stops
-    without touching the job (``attempt`` below)."""
-    return conn.execute(Q.claim, {"id": job_id}).fetchone()
+    has ended, or when another runner is at work on it (a heartbeat within
+    ``DSA_JOB_STALE_AFTER_S``: ``busy`` tells the two apart). A task comes
+    again because its worker died (Celery redelivers at once, while the dead
+    runner's heartbeat is still fresh: the task retries once it is stale) or
+    because the reconciler sent a queued job again while its first message
+    waited; a duplicate never takes a job from a runner at work. Should one
+    be superseded anyway (its heartbeat late past the threshold), it finds
+    so at its next heartbeat or when it lands, and stops without touching
+    the job (``attempt`` below)."""
+    stale_s = get_settings().job_stale_after_s
+    return conn.execute(Q.claim, {"id": job_id, "stale_s": stale_s}).fetchone()
+
+
+def busy(conn: psycopg.Connection[Any], job_id: uuid.UUID) -> bool:
+    """Whether the job is running (after a ``claim`` refused it: by another runner)."""
+    row = conn.execute(Q.get_job, {"id": job_id}).fetchone()
+    return row is not None and row["state"] == "running"
 
 
 def report_progress(
@@ -79,12 +90,19 @@ def report_progress(
     return row is not None
 
 
-def superseded(job_id: uuid.UUID, attempt: int) -> bool:
-    """Whether a later claim of the job runs it now (this runner must leave
-    its upload and its state alone)."""
+def ended(job_id: uuid.UUID) -> bool:
+    """Whether the job has ended (succeeded, failed, cancelled): its inputs may go."""
     with db.read() as conn:
         row = conn.execute(Q.get_job, {"id": job_id}).fetchone()
-    return row is not None and row["state"] in ("queued", "running") and row["attempts"] != attempt
+    return row is None or row["state"] not in ("queued", "running")
+
+
+def requeue(job_id: uuid.UUID, attempt: int) -> None:
+    """Put a job back in the queue's hands (its runner's process was killed):
+    the next delivery claims it at once, without waiting for the heartbeat
+    to go stale."""
+    with db.transaction() as conn:
+        conn.execute(Q.requeue, {"id": job_id, "attempt": attempt})
 
 
 def set_total_bytes(job_id: uuid.UUID, total: int) -> None:

@@ -215,3 +215,19 @@ def test_compressed_keys_round_trip(store: ObjectStore, tmp_path: Path) -> None:
     for k in ("uploads/" + "5f" * 16 + COMPRESSED, "uploads/" + "60" * 16):
         with fetched(store, k, max_bytes=len(data), work=tmp_path / "w") as path:
             assert path.read_bytes() == data
+
+
+def test_presigned_urls_name_the_endpoint_clients_reach(s3_endpoint: str) -> None:
+    """Servers may reach the bucket by an inside name (Compose's minio:9000);
+    ``DSA_S3_PUBLIC_ENDPOINT_URL`` signs export redirects for the outside one."""
+    url = f"s3://{_bucket(s3_endpoint)}/p"
+    inside = store_from_url(url, s3_endpoint_url=s3_endpoint)
+    outside = store_from_url(
+        url, s3_endpoint_url=s3_endpoint, s3_public_endpoint_url="http://files.example.org:9000"
+    )
+    args = {"seconds": 60, "filename": "t.parquet", "media_type": "application/vnd.apache.parquet"}
+    assert str(inside.presign("exports/" + "ab" * 32, **args)).startswith(s3_endpoint)
+    signed = outside.presign("exports/" + "ab" * 32, **args)
+    assert signed is not None and signed.startswith("http://files.example.org:9000/")
+    assert SECRET not in signed
+    assert store_from_url("file:///tmp/x").presign("exports/x", **args) is None
