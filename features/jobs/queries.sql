@@ -55,8 +55,12 @@ ORDER BY created_at
 FOR UPDATE SKIP LOCKED;
 
 -- name: lease
--- Mark a stale job as handled now, so the next reconciler run leaves it alone for a while.
-UPDATE job SET heartbeat_at = now() WHERE id = %(id)s;
+-- Mark a stale job as handled now, so the next reconciler run leaves it alone
+-- for a while; a running one goes back to queued (its runner is presumed
+-- gone), so the task sent again claims it at once.
+UPDATE job SET heartbeat_at = now(),
+       state = CASE WHEN state = 'running' THEN 'queued' ELSE state END
+WHERE id = %(id)s;
 
 -- name: set_total
 UPDATE job SET total_bytes = %(total)s WHERE id = %(id)s;
