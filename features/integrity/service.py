@@ -311,12 +311,38 @@ def submit(
 
 
 def run_job(job_id: Any) -> None:
-    """The worker's side: claim the job, check, and end it with the report
-    (``summary``, the first ``MAX_REPORTED`` problems, ``truncated``)."""
+    """The worker's side: claim the job and check in a child process, as an
+    import does (decision 0007: the Celery process stays as it was, and the
+    check is held to the import's memory and CPU limits); a child that dies
+    fails the job."""
+    from core.isolation import run_isolated
+
     with db.transaction() as conn:
         row = jobs_service.claim(conn, job_id)
     if row is None:
         return
+    settings = get_settings()
+    status = run_isolated(
+        lambda: _check(job_id, row),
+        memory_bytes=settings.import_memory_limit_bytes,
+        cpu_s=settings.import_cpu_limit_s,
+    )
+    if status:
+        from core.errors import DsaError
+
+        err = DsaError(
+            "the check stopped unexpectedly (out of memory or time?); it has been logged"
+        )
+        log.error("fsck child failed", job_id=str(job_id), status=status)
+        with db.transaction() as conn:
+            jobs_service.fail(
+                conn, job_id, err.to_problem(f"/api/v1/jobs/{job_id}"), row["attempts"]
+            )
+
+
+def _check(job_id: Any, row: dict[str, Any]) -> None:
+    """In the child: check, and end the job with the report (``summary``, the
+    first ``MAX_REPORTED`` problems, ``truncated``)."""
     params = row["params"] or {}
     found: list[dict[str, Any]] = []
 
