@@ -95,3 +95,8 @@ ORDER BY page.generation, page.created_at, page.id DESC;
 SELECT c.id FROM unnest(%(chains)s::bigint[], %(pos)s::integer[]) AS p (chain, pos)
 JOIN commit c ON c.dataset_id = %(dataset_id)s AND c.chain = p.chain AND c.chain_pos = p.pos
 ORDER BY c.generation DESC, c.created_at DESC, c.id;
+
+-- name: every_commit
+-- every commit row of a dataset, parents first (a check of what is stored)
+SELECT id, parents, tables, row_count FROM commit WHERE dataset_id = %(dataset_id)s
+ORDER BY generation, id

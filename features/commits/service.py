@@ -283,6 +283,12 @@ def _graph_page(
     return rows, total
 
 
+def every(conn: psycopg.Connection[Any], dataset_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Every commit row of the dataset (id, parents, tables, row_count),
+    parents before children: what a check of the stored data walks."""
+    return conn.execute(Q.every_commit, {"dataset_id": dataset_id}).fetchall()
+
+
 def merge_base(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, a: str, b: str) -> str | None:
     """The best common ancestor of commits ``a`` and ``b`` (ids), or None if
     they share no history.

@@ -52,3 +52,9 @@ DELETE FROM dataset_permission WHERE dataset_id = %(id)s AND user_id = %(user_id
 
 -- name: count_admins
 SELECT count(*) AS n FROM dataset_permission WHERE dataset_id = %(id)s AND role = 'admin';
+
+-- name: every_dataset
+-- every dataset a check of the installation covers (soft-deleted ones too: their objects are kept until purged)
+SELECT id, name, deleted_at FROM dataset
+WHERE %(dataset)s::text IS NULL OR name = %(dataset)s OR id::text = %(dataset)s
+ORDER BY name, id

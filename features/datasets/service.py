@@ -147,6 +147,12 @@ def _like(q: str | None) -> str | None:
     return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def every(conn: psycopg.Connection[Any], dataset: str | None = None) -> list[dict[str, Any]]:
+    """Every dataset (id, name, deleted_at), soft-deleted ones too, or the one
+    named or with the id ``dataset``: what a check of the installation covers."""
+    return conn.execute(Q.every_dataset, {"dataset": dataset}).fetchall()
+
+
 def update_dataset(
     conn: psycopg.Connection[Any], dataset_id: uuid.UUID, changes: dict[str, Any]
 ) -> dict[str, Any]:

@@ -29,10 +29,12 @@ from core.objects import Commit, Manifest, Schema
 from core.storage import ObjectStore, get_store, uncached
 from core.verify import Checked, check_chunk, check_object
 from features.auth.service import User
+from features.commits import service as commits_service
+from features.datasets import service as datasets_service
 from features.datasets.errors import DatasetNotFound
 from features.jobs import service as jobs_service
+from features.refs import service as refs_service
 
-Q = db.Queries(__file__)
 log = structlog.get_logger(__name__)
 MAX_REPORTED = 1000  # problems a job's result lists (the summary counts them all)
 
@@ -135,12 +137,12 @@ def fsck(
     run = _Run(uncached(get_store()), deep, emit, rate=get_settings().fsck_bytes_per_s)
     run.alive = alive
     with db.read() as conn:
-        datasets = conn.execute(Q.datasets, {"dataset": dataset}).fetchall()
+        datasets = datasets_service.every(conn, dataset)
         if dataset is not None and not datasets:
             raise DatasetNotFound(f"no dataset is named or has the id {dataset!r}")
         for ds in datasets:
-            refs = conn.execute(Q.refs, {"dataset_id": ds["id"]}).fetchall()
-            commits = conn.execute(Q.commits, {"dataset_id": ds["id"]}).fetchall()
+            refs = refs_service.list_refs(conn, ds["id"])
+            commits = commits_service.every(conn, ds["id"])
             _dataset(run, ds["name"], refs, commits)
     _chunks(run)
     run.report.seconds = time.monotonic() - run.started
@@ -285,7 +287,7 @@ class _Stopped(Exception):
 
 def dataset_id(conn: psycopg.Connection[Any], dataset: str) -> Any:
     """The id of the dataset named (or with the id) ``dataset``, or DatasetNotFound."""
-    rows = conn.execute(Q.datasets, {"dataset": dataset}).fetchall()
+    rows = datasets_service.every(conn, dataset)
     if not rows:
         raise DatasetNotFound(f"no dataset is named or has the id {dataset!r}")
     return rows[0]["id"]
