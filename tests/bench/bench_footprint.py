@@ -57,11 +57,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.bench_formats import edit  # noqa: E402
+from tests.bench.bench_formats import write_versions  # noqa: E402
 from tests.bench.bench_import import (  # noqa: E402
     S3Server,
     Stack,
@@ -121,17 +120,7 @@ def inventory(stack_home: Path, s3: S3Server | None) -> dict[str, dict[str, int]
     """Objects in the store by kind: count and bytes (temporary files aside)."""
     out: dict[str, dict[str, int]] = {}
     if s3 is not None:
-        import boto3
-        from botocore.config import Config
-
-        client = boto3.client(
-            "s3",
-            endpoint_url=s3.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench-secret",
-            config=Config(s3={"addressing_style": "path"}),
-        )
+        client = s3.client()
         pages = client.get_paginator("list_objects_v2").paginate(
             Bucket=S3Server.BUCKET, Prefix=f"{S3Server.PREFIX}/"
         )
@@ -446,14 +435,7 @@ def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
     csv = tmp / "v1.csv"
     text = generate_csv(csv, args.rows)
     del text
-    text = pl.read_csv(csv, infer_schema=False)
-    rnd, next_id = random.Random(11), args.rows
-    versions = []
-    for v in range(args.versions):
-        text, next_id = edit(text, rnd, next_id)
-        versions.append(tmp / f"v{v + 2}.csv")
-        text.write_csv(versions[-1])
-    del text
+    versions = write_versions(csv, args.rows, args.versions, tmp, first=2)
     s3 = S3Server.start(tmp) if args.storage == "s3" else None
     stack = Stack(tmp / "home", free_port(), extra_env=s3.env if s3 else None)
     try:

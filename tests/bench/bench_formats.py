@@ -138,6 +138,19 @@ def edit(df: pl.DataFrame, rnd: random.Random, next_id: int) -> tuple[pl.DataFra
     return pl.concat([df, new]).sort("ord").drop("ord"), next_id + k
 
 
+def write_versions(csv: Path, rows: int, count: int, out: Path, *, first: int = 1) -> list[Path]:
+    """``count`` successive re-uploads of the CSV (``edit``, seeded), written
+    as ``out/v<first>.csv``, ``v<first + 1>.csv``…"""
+    text = pl.read_csv(csv, infer_schema=False)
+    rnd, next_id = random.Random(11), rows
+    paths = []
+    for v in range(count):
+        text, next_id = edit(text, rnd, next_id)
+        paths.append(out / f"v{v + first}.csv")
+        text.write_csv(paths[-1])
+    return paths
+
+
 def page_latency(client: httpx.Client, ds: str, commit: str, rows: int) -> dict[str, float]:
     """p50/p95 ms of 100 random pages of 100 rows (cold: first read of each)."""
     url = f"/api/v1/datasets/{ds}/refs/{commit}/data"
@@ -199,13 +212,7 @@ def main() -> int:
             print(f"xlsx written in {time.perf_counter() - t:.0f} s (cached: {xlsx})")
         versions: list[Path] = []
         if "reupload" in only:
-            text = pl.read_csv(csv, infer_schema=False)
-            rnd, next_id = random.Random(11), args.rows
-            for v in range(args.versions):
-                text, next_id = edit(text, rnd, next_id)
-                versions.append(tmp / f"v{v + 1}.csv")
-                text.write_csv(versions[-1])
-            del text
+            versions = write_versions(csv, args.rows, args.versions, tmp)
         del df
         # floors, same run
         floors: dict[str, float] = {}

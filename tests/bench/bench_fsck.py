@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import re
 import subprocess
 import sys
@@ -25,11 +24,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.bench_formats import edit, upload  # noqa: E402
+from tests.bench.bench_formats import upload, write_versions  # noqa: E402
 from tests.bench.bench_import import (  # noqa: E402
     Stack,
     free_port,
@@ -74,14 +71,7 @@ def main() -> int:
         tmp = Path(d)
         csv = tmp / "bench.csv"
         generate_csv(csv, args.rows)
-        text = pl.read_csv(csv, infer_schema=False)
-        rnd, next_id = random.Random(11), args.rows
-        versions = []
-        for v in range(args.versions):
-            text, next_id = edit(text, rnd, next_id)
-            versions.append(tmp / f"v{v + 1}.csv")
-            text.write_csv(versions[-1])
-        del text
+        versions = write_versions(csv, args.rows, args.versions, tmp)
         home = tmp / "home"
         stack = Stack(home, free_port())
         try:

@@ -475,11 +475,12 @@ class S3Server:
                 self.proc.kill()
                 self.proc.wait(5)
 
-    def bytes_under(self, kind: str) -> int:
+    def client(self) -> Any:
+        """A boto3 client of this server, with the bench's credentials."""
         import boto3
         from botocore.config import Config
 
-        s3 = boto3.client(
+        return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
             region_name="us-east-1",
@@ -487,8 +488,12 @@ class S3Server:
             aws_secret_access_key="bench-secret",
             config=Config(s3={"addressing_style": "path"}),
         )
-        pages = s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.BUCKET, Prefix=f"{self.PREFIX}/{kind}"
+
+    def bytes_under(self, kind: str) -> int:
+        pages = (
+            self.client()
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=self.BUCKET, Prefix=f"{self.PREFIX}/{kind}")
         )
         return sum(o["Size"] for page in pages for o in page.get("Contents", []))
 

@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.bench_formats import edit, upload  # noqa: E402
+from tests.bench.bench_formats import upload, write_versions  # noqa: E402
 from tests.bench.bench_import import (  # noqa: E402
     S3Server,
     Stack,
@@ -163,19 +163,9 @@ def bucket_floor(s3: S3Server, csv: Path, tmp: Path) -> dict[str, float]:
     """What the bucket itself costs, same run: the CSV PUT in 16 MiB parts (as
     the API streams an upload) and GET back in one stream (as a worker fetches
     it), in MB/s."""
-    import boto3
-    from botocore.config import Config
-
     from core.s3 import _transfer
 
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench-secret",
-        config=Config(s3={"addressing_style": "path"}),
-    )
+    client = s3.client()
     mb = csv.stat().st_size / 1e6
     t = time.perf_counter()
     client.upload_file(str(csv), S3Server.BUCKET, "floor/bench.csv", Config=_transfer())
@@ -207,11 +197,7 @@ def main() -> int:
         tmp = Path(d)
         csv = tmp / "bench.csv"
         generate_csv(csv, args.rows)
-        text = pl.read_csv(csv, infer_schema=False)
-        text, _ = edit(text, random.Random(11), args.rows)
-        edited = tmp / "v1.csv"
-        text.write_csv(edited)
-        del text
+        (edited,) = write_versions(csv, args.rows, 1, tmp)
         for name in args.backends.split(","):
             s3 = S3Server.start(tmp) if name == "s3" else None
             env = {**s3.env, "DSA_EXPORT_REDIRECT": "true"} if s3 else {}

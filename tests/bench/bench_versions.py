@@ -77,7 +77,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.bench_exports import export_once  # noqa: E402
-from tests.bench.bench_formats import edit, upload  # noqa: E402
+from tests.bench.bench_formats import upload, write_versions  # noqa: E402
 from tests.bench.bench_import import (  # noqa: E402
     ADMIN_PASSWORD,
     ADMIN_USER,
@@ -497,14 +497,7 @@ def main() -> int:
         del df
         secs = _timed(lambda: pl.read_parquet(tmp / "bench.parquet").write_csv(tmp / "floor.csv"))
         res["floor"] = {"seconds": secs, "mb_s": (tmp / "floor.csv").stat().st_size / secs / 1e6}
-        text = pl.read_csv(csv, infer_schema=False)
-        rnd, next_id = random.Random(11), args.rows
-        paths = []
-        for v in range(args.versions):
-            text, next_id = edit(text, rnd, next_id)
-            paths.append(tmp / f"v{v + 1}.csv")
-            text.write_csv(paths[-1])
-        del text
+        paths = write_versions(csv, args.rows, args.versions, tmp)
         info: dict[str, Any] = {}
         home = tmp / "home"
         stack = Stack(home, free_port())
