@@ -5,6 +5,7 @@
 - ``dsa migrate`` / ``dsa api`` / ``dsa worker`` / ``dsa beat``: the pieces
   of a distributed deployment, configured by ``DSA_*`` environment variables.
 - ``dsa fsck``: checks an installation's stored data (``features.integrity``).
+- ``dsa gc``: deletes what nothing references, after a grace period (same).
 """
 
 from __future__ import annotations
@@ -330,6 +331,46 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     return 1 if report.problems else 0
 
 
+def duration(value: str) -> float:
+    """An argument in seconds, or with a unit (10m, 24h, 7d)."""
+    from core.config import parse_duration
+
+    return parse_duration(value)
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    import json
+
+    from features.integrity import service
+
+    with _installation(args.home):
+        report = service.gc(grace_s=args.grace, dry_run=args.dry_run, force=args.force)
+    if args.json:
+        doc = report.to_json()
+        summary = doc.pop("summary")
+        print(json.dumps(doc))
+        print(json.dumps({"summary": summary}))
+        return 0
+    verb = "would delete" if args.dry_run else "deleted"
+    for kind, n in sorted(report.by_kind.items()):
+        print(
+            f"{kind:10} {verb} {n['deleted']} ({n['deleted_bytes'] / 1e6:.1f} MB), "
+            f"kept {n['kept']} ({n['kept_bytes'] / 1e6:.1f} MB)"
+        )
+    if not args.dry_run:
+        print(
+            f"pruned {report.pruned_commits} unreachable commits, expired "
+            f"{report.expired_reflog} reflog entries, purged {report.purged_datasets} "
+            f"deleted datasets, evicted {report.evicted_exports} stored exports"
+        )
+    print(
+        f"{verb} {report.deleted_objects} objects ({report.freed_bytes / 1e6:.1f} MB), kept "
+        f"{report.kept_objects}, in {report.seconds:.1f} s (objects written since "
+        f"{report.cutoff} were kept)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dsa", description="DSA: a Git-like versioned dataset store")
     sub = p.add_subparsers(dest="command", required=True)
@@ -365,6 +406,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="one JSON object a problem, then a summary"
     )
     fsck.set_defaults(func=cmd_fsck)
+
+    gc = sub.add_parser("gc", help="delete what nothing references (after a grace period)")
+    gc.add_argument("--home", help="an embedded home (default: DSA_DATABASE_URL's installation)")
+    gc.add_argument(
+        "--grace",
+        type=duration,
+        help="keep unreferenced objects younger than this (seconds, or 10m, 24h, 7d; "
+        "default DSA_GC_GRACE, 24h)",
+    )
+    gc.add_argument("--force", action="store_true", help="allow a grace under 10 minutes")
+    gc.add_argument("--dry-run", action="store_true", help="report what would go; change nothing")
+    gc.add_argument("--json", action="store_true", help="the report, then a summary line")
+    gc.set_defaults(func=cmd_gc)
     return p
 
 

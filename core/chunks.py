@@ -31,7 +31,7 @@ from core.errors import StoredObjectError
 from core.hashing import ROW_HASH_BYTES, chunk_id, row_hashes
 from core.lru import LRU
 from core.schema import Column, arrow_schema
-from core.storage import ObjectStore
+from core.storage import ObjectStore, needs_write
 
 ROW_HASH_COLUMN = "_row_hash"
 
@@ -80,7 +80,7 @@ def write_chunk(
         hashes = row_hashes(table, columns)
     cid = chunk_id(hashes)
     key = chunk_key(cid)
-    if not store.exists(key):
+    if needs_write(store, key):
         hash_arr = pa.FixedSizeBinaryArray.from_buffers(
             pa.binary(ROW_HASH_BYTES), table.num_rows, [None, pa.py_buffer(hashes)]
         )

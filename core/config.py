@@ -7,13 +7,32 @@ Every setting has the prefix ``DSA_`` and is listed in docs/configuration.md
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 import platformdirs
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds, or a number with a unit: ``90s``, ``10m``, ``24h``, ``7d``, ``2w``."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw]?)", str(value).strip().lower())
+    if m is None:
+        raise ValueError(
+            f"{value!r} is not a duration: seconds, or a number with s, m, h, d or w (7d)"
+        )
+    return float(m[1]) * _UNITS[m[2]]
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 def _default_home() -> Path:
@@ -60,6 +79,11 @@ class Settings(BaseSettings):
     export_redirect: bool = False
     export_redirect_seconds: int = 300
     fsck_bytes_per_s: int = 256 * 1024**2
+    gc_grace: Duration = 24 * 3600.0
+    gc_interval: Duration = 0.0
+    reflog_retention: Duration = 30 * 86_400.0
+    deleted_retention: Duration = 7 * 86_400.0
+    export_cache_bytes: int = 20 * 1024**3
     log_level: str = "INFO"
 
     @property

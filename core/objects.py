@@ -36,7 +36,7 @@ from core import _pieces
 from core.hashing import canonical_json, json_object_id, object_id
 from core.lru import LRU
 from core.schema import Column
-from core.storage import ObjectStore
+from core.storage import ObjectStore, needs_write
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,7 +415,7 @@ def put_object(store: ObjectStore, kind: str, obj: Schema | Manifest | Commit) -
     data = obj.canonical if isinstance(obj, Manifest) else canonical_json(obj.to_json())
     oid = object_id(kind, data)
     key = _key(kind, oid)
-    if not store.exists(key):
+    if needs_write(store, key):
         if len(data) > COMPRESS_OVER:
             compact = _encode_manifest(obj) if isinstance(obj, Manifest) else None
             data = compact or zstandard.ZstdCompressor(level=3).compress(data)

@@ -372,6 +372,17 @@ class S3Store:
             return False
         return True
 
+    def stat(self, key: str) -> StoredObject | None:
+        """The object's size and time of writing (a HEAD); None when there is none."""
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            err = self._fail("lookup", key, exc)
+            if isinstance(err, ObjectNotFound):
+                return None
+            raise err from None
+        return StoredObject(key, int(head["ContentLength"]), head["LastModified"].timestamp())
+
     def delete(self, key: str) -> None:
         name = self._key(key)
         try:

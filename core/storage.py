@@ -51,6 +51,7 @@ class ObjectStore(Protocol):
     def open(self, key: str) -> BinaryIO: ...
     def open_arrow(self, key: str) -> pa.NativeFile: ...
     def exists(self, key: str) -> bool: ...
+    def stat(self, key: str) -> StoredObject | None: ...
     def delete(self, key: str) -> None: ...
     @contextmanager
     def local_path(self, key: str) -> Iterator[Path]: ...
@@ -129,6 +130,14 @@ class LocalStore:
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
 
+    def stat(self, key: str) -> StoredObject | None:
+        """The object's size and time of writing; None when there is none."""
+        try:
+            st = self._path(key).stat()
+        except FileNotFoundError:
+            return None
+        return StoredObject(key, st.st_size, st.st_mtime)
+
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
@@ -153,11 +162,21 @@ class LocalStore:
                 except FileNotFoundError:
                     continue
 
+    def _key_of(self, kind: str, path: Path) -> str:
+        """The key a file under ``kind`` stores (``_path`` backwards)."""
+        kind = kind.strip("/")
+        rel = path.relative_to(self.root / kind).parts
+        name = rel[-1]
+        if len(rel) == 3 and self._path(f"{kind}/{name}") == path:
+            return f"{kind}/{name}"  # fanned out by hash prefix
+        return f"{kind}/{'/'.join(rel)}"
+
     def list(self, kind: str) -> Iterator[StoredObject]:
-        """The objects of one kind (``uploads``): their keys, sizes and times."""
-        for name, st, _ in self._files(kind):
+        """The objects of one kind (``uploads``, ``layouts``): their keys,
+        sizes and times of writing."""
+        for name, st, path in self._files(kind):
             if not name.startswith("."):
-                yield StoredObject(f"{kind.strip('/')}/{name}", st.st_size, st.st_mtime)
+                yield StoredObject(self._key_of(kind, path), st.st_size, st.st_mtime)
 
     def clean_partial(self, kind: str, older_than_s: float) -> int:
         """Delete the temporary files of writes of one kind that never
@@ -325,6 +344,22 @@ def _store(
         cache_bytes=cache[1],
         s3_public_endpoint_url=public,
     )
+
+
+# A writer that finds the object it would write already stored writes it
+# again when that copy is older than this: garbage collection deletes only
+# objects unreferenced *and* written before its cutoff (at least 10 minutes
+# ago outside tests), so an object a running writer relies on is never one
+# it may delete (features/integrity/gc.py, docs/decisions/0024).
+REFRESH_AFTER_S = 300.0
+
+
+def needs_write(store: ObjectStore, key: str) -> bool:
+    """Whether a writer of the content-addressed ``key`` must store it: it is
+    missing, or written over ``REFRESH_AFTER_S`` ago (refreshed so that a
+    concurrent garbage collection cannot take it from under the writer)."""
+    st = store.stat(key)
+    return st is None or st.modified < time.time() - REFRESH_AFTER_S
 
 
 def uncached(store: ObjectStore) -> ObjectStore:

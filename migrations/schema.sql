@@ -173,6 +173,17 @@ TABLE schema_migration
   CONSTRAINT schema_migration_pkey PRIMARY KEY (version)
   CREATE UNIQUE INDEX schema_migration_pkey ON public.schema_migration USING btree (version)
 
+TABLE stored_export
+  key text NOT NULL
+  dataset_id uuid NOT NULL
+  commit_id text NOT NULL
+  bytes bigint NOT NULL
+  created_at timestamp with time zone NOT NULL DEFAULT now()
+  used_at timestamp with time zone NOT NULL DEFAULT now()
+  CONSTRAINT stored_export_pkey PRIMARY KEY (key)
+  CREATE UNIQUE INDEX stored_export_pkey ON public.stored_export USING btree (key)
+  CREATE INDEX stored_export_used_idx ON public.stored_export USING btree (used_at)
+
 TABLE upload
   id uuid NOT NULL
   dataset_id uuid NOT NULL
@@ -186,3 +197,10 @@ TABLE upload
   CONSTRAINT upload_dataset_id_fkey FOREIGN KEY (dataset_id) REFERENCES dataset(id) ON DELETE CASCADE
   CONSTRAINT upload_pkey PRIMARY KEY (id)
   CREATE UNIQUE INDEX upload_pkey ON public.upload USING btree (id)
+
+TABLE write_hold
+  id uuid NOT NULL
+  what text NOT NULL
+  started_at timestamp with time zone NOT NULL DEFAULT clock_timestamp()
+  CONSTRAINT write_hold_pkey PRIMARY KEY (id)
+  CREATE UNIQUE INDEX write_hold_pkey ON public.write_hold USING btree (id)

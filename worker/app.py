@@ -16,7 +16,7 @@ configure()
 configure_logs(get_settings().log_level)
 
 import features.imports.tasks  # noqa: E402,F401  (registers imports.run)
-import features.integrity.tasks  # noqa: E402,F401  (registers integrity.fsck)
+import features.integrity.tasks  # noqa: E402,F401  (registers integrity.fsck, .gc, .periodic_gc)
 import features.jobs.tasks  # noqa: E402,F401  (registers jobs.reconcile, jobs.clean_tmp)
 import features.layouts.tasks  # noqa: E402,F401  (registers layouts.build, .follow, .evict)
 
@@ -26,6 +26,11 @@ celery_app.conf.beat_schedule = {
     "imports.clean_uploads": {"task": "imports.clean_uploads", "schedule": 3600.0},
     "layouts.evict": {"task": "layouts.evict", "schedule": 3600.0},
 }
+if get_settings().gc_interval > 0:  # off by default
+    celery_app.conf.beat_schedule["integrity.periodic_gc"] = {
+        "task": "integrity.periodic_gc",
+        "schedule": get_settings().gc_interval,
+    }
 
 
 @worker_process_init.connect

@@ -100,3 +100,7 @@ ORDER BY c.generation DESC, c.created_at DESC, c.id;
 -- every commit row of a dataset, parents first (a check of what is stored)
 SELECT id, parents, tables, row_count FROM commit WHERE dataset_id = %(dataset_id)s
 ORDER BY generation, id
+
+-- name: prune
+-- Unreachable commits go (their links with them); a ref still at one makes it fail.
+DELETE FROM commit WHERE dataset_id = %(dataset_id)s AND id = ANY (%(ids)s);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -134,21 +135,25 @@ def get(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, commit_id: str) ->
     return db.read_immutable(conn, one)
 
 
-_known: LRU[tuple[uuid.UUID, str], bool] = LRU(max_items=100_000)
+_known: LRU[tuple[uuid.UUID, str], float] = LRU(max_items=100_000)
+KNOWN_FOR_S = 300.0  # garbage collection may prune a commit unreachable for long
 
 
 def exists(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, commit_id: str) -> bool:
-    """Whether the dataset has this commit; remembered, since commits never go away.
+    """Whether the dataset has this commit; remembered for ``KNOWN_FOR_S``
+    (a commit goes only when garbage collection prunes it, unreachable for
+    the reflog's retention window).
 
     Part of ref resolution, so read on the caller's connection (the primary),
     as is ``ids_by_prefix``: on a replica, an absent row cannot be told from
     one not replayed yet."""
     key = (dataset_id, commit_id)
-    if _known.get(key):
+    seen = _known.get(key)
+    if seen is not None and time.monotonic() - seen < KNOWN_FOR_S:
         return True
     found = conn.execute(Q.depth_of, {"dataset_id": dataset_id, "id": commit_id}).fetchone()
     if found is not None:
-        _known.put(key, True)
+        _known.put(key, time.monotonic())
     return found is not None
 
 
@@ -337,3 +342,15 @@ def _is_ancestor(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, a: str, b
         return pa.pos <= pb.pos
     got = _graph(conn, dataset_id).reach(pb).get(pa.chain)
     return got is not None and got.pos >= pa.pos
+
+
+def prune(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, ids: list[str]) -> int:
+    """Delete commits no ref, reflog entry or commit reaches any more (garbage
+    collection); how many went. A ref moved onto one meanwhile makes it fail
+    (a foreign key): nothing is deleted then."""
+    if not ids:
+        return 0
+    n = conn.execute(Q.prune, {"dataset_id": dataset_id, "ids": ids}).rowcount
+    for cid in ids:
+        _known.pop((dataset_id, cid))
+    return n

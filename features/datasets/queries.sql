@@ -58,3 +58,15 @@ SELECT count(*) AS n FROM dataset_permission WHERE dataset_id = %(id)s AND role 
 SELECT id, name, deleted_at FROM dataset
 WHERE %(dataset)s::text IS NULL OR name = %(dataset)s OR id::text = %(dataset)s
 ORDER BY name, id
+
+-- name: restore
+-- A soft-deleted dataset made live again (its name must be free).
+UPDATE dataset SET deleted_at = NULL, updated_at = now()
+WHERE id = %(id)s AND deleted_at IS NOT NULL
+RETURNING id, name, description, primary_key, visibility, default_branch, created_at, updated_at;
+
+-- name: purge_deleted
+-- Datasets soft-deleted longer ago than the retention go for good (their
+-- commits, refs, reflog, jobs, uploads and permissions with them).
+DELETE FROM dataset WHERE deleted_at < now() - make_interval(secs => %(older_than_s)s)
+RETURNING id, name;

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from core.db import transaction
 from core.models import Links
-from features.auth.service import User, current_user, optional_user
+from features.auth.service import User, current_user, optional_user, require_admin
 from features.datasets import service
 from features.datasets.models import (
     DatasetCreate,
@@ -72,6 +72,16 @@ def delete(dataset_id: uuid.UUID, user: User = Depends(current_user)) -> Respons
         service.require(conn, user, dataset_id, "admin")
         service.delete_dataset(conn, dataset_id)
     return Response(status_code=204)
+
+
+@router.post("/datasets/{dataset_id}/restore", response_model=DatasetOut)
+def restore(dataset_id: uuid.UUID, user: User = Depends(current_user)) -> DatasetOut:
+    """Bring back a deleted dataset (installation admins) until garbage
+    collection purges it, ``DSA_DELETED_RETENTION`` after its deletion."""
+    require_admin(user)
+    with transaction() as conn:
+        row = service.restore_dataset(conn, dataset_id)
+    return DatasetOut(**row)
 
 
 @router.get("/datasets/{dataset_id}/permissions", response_model=PermissionList)

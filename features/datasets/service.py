@@ -181,6 +181,28 @@ def delete_dataset(conn: psycopg.Connection[Any], dataset_id: uuid.UUID) -> None
     conn.execute(Q.soft_delete, {"id": dataset_id})
 
 
+def restore_dataset(conn: psycopg.Connection[Any], dataset_id: uuid.UUID) -> dict[str, Any]:
+    """Undo a soft delete (an installation admin's, checked by the caller)
+    until garbage collection purges the dataset (``DSA_DELETED_RETENTION``);
+    409 when a live dataset took its name meanwhile."""
+    try:
+        with conn.transaction():
+            row = conn.execute(Q.restore, {"id": dataset_id}).fetchone()
+    except psycopg.errors.UniqueViolation:
+        raise DatasetExists(
+            "a live dataset has this dataset's name; rename that one first"
+        ) from None
+    if row is None:
+        raise DatasetNotFound(f"no deleted dataset has the id {dataset_id}")
+    return _dataset(row)
+
+
+def purge_deleted(conn: psycopg.Connection[Any], older_than_s: float) -> list[dict[str, Any]]:
+    """Delete for good the datasets soft-deleted over ``older_than_s`` ago
+    (garbage collection then reclaims their objects); which went."""
+    return conn.execute(Q.purge_deleted, {"older_than_s": older_than_s}).fetchall()
+
+
 def list_permissions(conn: psycopg.Connection[Any], dataset_id: uuid.UUID) -> list[dict[str, Any]]:
     """The roles on a dataset the caller may read (checked by ``require``)."""
     return conn.execute(Q.list_permissions, {"id": dataset_id}).fetchall()

@@ -30,6 +30,7 @@ the footer and the row groups a query needs, not the file.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,8 +40,10 @@ import psycopg
 import pyarrow as pa
 import structlog
 
+from core import db
 from core.config import get_settings
 from core.errors import ObjectNotFound
+from core.lru import LRU
 from core.objects import get_commit, get_schema
 from core.schema import arrow_schema
 from core.storage import ObjectStore, get_store
@@ -78,6 +81,7 @@ _READ_CHUNK = 1024 * 1024
 
 
 log = structlog.get_logger(__name__)
+Q = db.Queries(__file__)
 
 
 def prepare(
@@ -222,12 +226,45 @@ def stream(export: Export) -> Iterator[bytes]:
 
 
 def materialised_size(export: Export) -> int | None:
-    """The stored Parquet export's size, or None when not stored yet."""
+    """The stored Parquet export's size, or None when not stored yet (its
+    use is noted, at most once a minute a process: garbage collection keeps
+    the most recently used within ``DSA_EXPORT_CACHE_BYTES``)."""
     try:
         with get_store().open(export.materialised_key) as f:
-            return f.seek(0, 2)
+            size = f.seek(0, 2)
     except ObjectNotFound:
         return None
+    _touch(export.materialised_key)
+    return size
+
+
+_touched: LRU[str, float] = LRU(max_items=10_000)
+TOUCH_EVERY_S = 60.0
+
+
+def _touch(key: str) -> None:
+    last = _touched.get(key)
+    now = time.monotonic()
+    if last is not None and now - last < TOUCH_EVERY_S:
+        return
+    _touched.put(key, now)
+    try:
+        with db.read() as conn:
+            conn.execute(Q.touch_stored, {"key": key})
+    except Exception:  # a read never fails for want of bookkeeping
+        log.warning("could not note a stored export's use", key=key, exc_info=True)
+
+
+def stored_exports(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """Every stored Parquet export (key, dataset_id, commit_id, bytes,
+    used_at), least recently used first: what garbage collection weighs."""
+    return conn.execute(Q.stored).fetchall()
+
+
+def forget_stored(conn: psycopg.Connection[Any], key: str) -> None:
+    """Drop a stored export's record (garbage collection deletes its object)."""
+    conn.execute(Q.forget_stored, {"key": key})
+    _touched.pop(key)
 
 
 def redirect_url(export: Export) -> str | None:
@@ -264,6 +301,16 @@ def stream_and_store(export: Export) -> Iterator[bytes]:
             for part in stream(export):
                 f.write(part)
                 yield part
+        with db.transaction() as conn:  # recorded before it is stored
+            conn.execute(
+                Q.record_stored,
+                {
+                    "key": export.materialised_key,
+                    "dataset_id": export.dataset["id"],
+                    "commit_id": export.commit_id,
+                    "bytes": tmp.stat().st_size,
+                },
+            )
         get_store().put_file(export.materialised_key, tmp, move=True)
     finally:
         tmp.unlink(missing_ok=True)

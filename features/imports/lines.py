@@ -331,7 +331,7 @@ def _parse_changed(
 # -- the index in the object store ---------------------------------------------
 
 
-def _key(dataset_id: Any, branch: str, table: str) -> str:
+def index_key(dataset_id: Any, branch: str, table: str) -> str:
     name = blake3.blake3(f"{dataset_id}\0{branch}\0{table}".encode()).hexdigest()[:40]
     return f"lines/{name}"
 
@@ -340,7 +340,7 @@ def load(dataset_id: Any, branch: str, table: str, entry: TableEntry) -> LineInd
     """The index of ``table`` on the branch, if it describes ``entry``
     (missing, damaged, stale or unreachable: None, and the import reads in full)."""
     try:
-        raw = get_store().get(_key(dataset_id, branch, table))
+        raw = get_store().get(index_key(dataset_id, branch, table))
     except DsaError:
         return None
     if not raw.startswith(MAGIC):
@@ -370,6 +370,6 @@ def save(dataset_id: Any, branch: str, table: str, index: LineIndex) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(MAGIC + json.dumps(head, sort_keys=True).encode() + b"\n")
             f.write(index.hashes)
-        get_store().put_file(_key(dataset_id, branch, table), path, move=True)
+        get_store().put_file(index_key(dataset_id, branch, table), path, move=True)
     finally:
         path.unlink(missing_ok=True)

@@ -113,6 +113,14 @@ def upload_key(upload_id: uuid.UUID) -> str:
     return f"uploads/{upload_id.hex}" + (COMPRESSED if get_store().remote else "")
 
 
+def line_index_key(dataset_id: Any, branch: str, table: str) -> str:
+    """The object holding a branch's line index of ``table`` (garbage
+    collection keeps those of branches and tables that exist)."""
+    from features.imports import lines
+
+    return lines.index_key(dataset_id, branch, table)
+
+
 def clean_uploads(older_than_s: float) -> int:
     """Delete stored uploads no import will read (their job ended without
     deleting them, or none was ever made: a request refused or an API

@@ -68,3 +68,12 @@ UPDATE job SET total_bytes = %(total)s WHERE id = %(id)s;
 -- name: requeue
 UPDATE job SET state = 'queued'
 WHERE id = %(id)s AND state = 'running' AND attempts = %(attempt)s;
+
+-- name: oldest_writer
+-- When the oldest queued or running job that writes objects was created
+-- (garbage collection keeps what was written since: its partial outputs).
+SELECT min(created_at) AS at FROM job
+WHERE state IN ('queued', 'running') AND kind <> ALL (%(readers)s::text[]);
+
+-- name: active_of_kind
+SELECT EXISTS (SELECT 1 FROM job WHERE kind = %(kind)s AND state IN ('queued', 'running')) AS yes;

@@ -161,7 +161,8 @@ def fail(
 
 
 # The task that runs each kind of job (jobs cannot import the features that own them).
-TASKS = {"import": "imports.run", "fsck": "integrity.fsck"}
+TASKS = {"import": "imports.run", "fsck": "integrity.fsck", "gc": "integrity.gc"}
+READERS = ("fsck", "gc")  # kinds of job that write no objects
 MAX_ATTEMPTS = 5
 
 
@@ -239,3 +240,17 @@ def to_out(row: dict[str, Any]) -> dict[str, Any]:
         "links": {"self": f"/api/v1/jobs/{row['id']}"},
     }
     return out
+
+
+def oldest_writer(conn: psycopg.Connection[Any]) -> Any:
+    """When the oldest queued or running job that may write objects (an
+    import) was created, or None: garbage collection keeps every object
+    written since, however unreferenced (a job's partial outputs)."""
+    row = conn.execute(Q.oldest_writer, {"readers": list(READERS)}).fetchone()
+    return row["at"] if row else None
+
+
+def any_active(conn: psycopg.Connection[Any], kind: str) -> bool:
+    """Whether a job of ``kind`` is queued or running."""
+    row = conn.execute(Q.active_of_kind, {"kind": kind}).fetchone()
+    return bool(row and row["yes"])

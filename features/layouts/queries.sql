@@ -69,3 +69,7 @@ WHERE l.state = 'ready' AND l.used_at < now() - make_interval(secs => %(grace_s)
       WHERE t.entry ->> 'manifest' = l.manifest_id
   )
 ORDER BY l.used_at, l.manifest_id;
+
+-- name: in_use
+-- Every recorded copy (built or being built): what garbage collection keeps.
+SELECT manifest_id, state, object_prefix FROM layout;

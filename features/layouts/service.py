@@ -328,3 +328,16 @@ def _delete(conn: psycopg.Connection[Any], store: ObjectStore, copy: copies.Copy
     _seen.pop(copy.manifest_id)
     conn.execute(Q.forget, {"manifest_id": copy.manifest_id})
     copies.delete(store, copy)
+
+
+def in_use(conn: psycopg.Connection[Any]) -> tuple[set[str], set[str]]:
+    """What of ``layouts/`` garbage collection keeps: the prefixes of the
+    copies recorded, and the manifests whose copy is being built (any
+    prefix of theirs: a build names its prefix only when done)."""
+    prefixes, building = set(), set()
+    for row in conn.execute(Q.in_use):
+        if row["object_prefix"]:
+            prefixes.add(row["object_prefix"])
+        if row["state"] == "building":
+            building.add(row["manifest_id"])
+    return prefixes, building

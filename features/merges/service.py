@@ -42,6 +42,7 @@ import psycopg
 
 from core import db
 from core.errors import Conflict
+from core.holds import holding
 from core.objects import Commit, commit_time, get_commit
 from core.storage import get_store
 from features.commits import service as commits_service
@@ -119,10 +120,13 @@ def merge(
     with db.transaction() as conn:  # the target's checks first, as the errors always came
         _branch_head(conn, dataset["id"], target, expected_target)
         src = refs_service.resolve(conn, dataset["id"], source)
-    return _until_landed(
-        lambda: _merge_once(dataset, source, src, target, by, message, expected_target, strategy),
-        expected_target,
-    )
+    with holding("merge"):  # objects written before the commit that names them
+        return _until_landed(
+            lambda: _merge_once(
+                dataset, source, src, target, by, message, expected_target, strategy
+            ),
+            expected_target,
+        )
 
 
 def _merge_once(
@@ -208,9 +212,11 @@ def revert(
     with db.transaction() as conn:
         _branch_head(conn, dataset["id"], branch, expected)
         target = refs_service.resolve(conn, dataset["id"], commit)
-    return _until_landed(
-        lambda: _revert_once(dataset, branch, target, by, message, expected, strategy), expected
-    )
+    with holding("revert"):
+        return _until_landed(
+            lambda: _revert_once(dataset, branch, target, by, message, expected, strategy),
+            expected,
+        )
 
 
 def _revert_once(

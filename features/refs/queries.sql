@@ -73,3 +73,13 @@ ORDER BY id DESC OFFSET %(offset)s LIMIT %(limit)s;
 
 -- name: ref_log_count
 SELECT count(*) AS n FROM ref_log WHERE dataset_id = %(dataset_id)s AND ref_name = %(name)s;
+
+-- name: retained_commits
+-- The commits the reflog of a dataset names since a time (garbage collection keeps them).
+SELECT DISTINCT c AS id FROM ref_log,
+    LATERAL unnest(ARRAY[old_commit_id, new_commit_id]) AS c
+WHERE dataset_id = %(dataset_id)s AND created_at >= %(since)s AND c IS NOT NULL;
+
+-- name: expire_log
+-- Reflog entries older than the retention window go.
+DELETE FROM ref_log WHERE created_at < %(before)s;

@@ -403,3 +403,15 @@ def resolve_range(
             if n == len(splits) - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def retained_commits(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, since: Any) -> set[str]:
+    """The commits the dataset's reflog names (before or after a change)
+    since ``since``: inside the retention window, they are kept."""
+    rows = conn.execute(Q.retained_commits, {"dataset_id": dataset_id, "since": since})
+    return {r["id"] for r in rows}
+
+
+def expire_log(conn: psycopg.Connection[Any], before: Any) -> int:
+    """Delete the reflog entries older than ``before``; how many went."""
+    return conn.execute(Q.expire_log, {"before": before}).rowcount

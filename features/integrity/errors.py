@@ -1,0 +1,17 @@
+"""Integrity's problem codes (see core/errors.py for the tree and the rules)."""
+
+from __future__ import annotations
+
+from core.errors import Conflict, Invalid
+
+
+class GraceTooShort(Invalid):
+    """A gc grace period under the floor without ``force`` (or negative)."""
+
+    default_code = "grace_too_short"
+
+
+class GcBusy(Conflict):
+    """A gc while another gc or an fsck runs, or an fsck while a gc runs."""
+
+    default_code = "gc_busy"
