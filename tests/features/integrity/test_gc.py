@@ -208,9 +208,11 @@ def test_a_short_grace_needs_force_and_two_sweeps_never_run_at_once(
             timeout=120,
         )
         assert cli.returncode == 2 and "is running" in cli.stderr, cli.stderr
-    with service.locked(exclusive=False, what="a test"):  # an fsck running
-        with pytest.raises(GcBusy, match="fsck or another gc"):
-            service.gc(grace_s=3600)
+    with (
+        service.locked(exclusive=False, what="a test"),  # an fsck running
+        pytest.raises(GcBusy, match="fsck or another gc"),
+    ):
+        service.gc(grace_s=3600)
 
 
 def test_the_command_and_the_job(
