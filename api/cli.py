@@ -262,7 +262,10 @@ def _installation(home_arg: str | None) -> Any:
     ``--home`` (or, with no ``DSA_DATABASE_URL``, the default home) is an
     embedded one, whose PostgreSQL is used if ``dsa up`` runs on it, else
     started for the command; otherwise the distributed settings."""
+    from core.logs import configure as configure_logs
+
     if home_arg is None and get_settings().database_url:
+        configure_logs(get_settings().log_level)  # to stderr: stdout is the report
         yield
         return
     from core.embedded import start_postgres
@@ -285,6 +288,7 @@ def _installation(home_arg: str | None) -> Any:
         url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     os.environ["DSA_DATABASE_URL"] = url.rsplit("/", 1)[0] + "/dsa"
     get_settings.cache_clear()
+    configure_logs(get_settings().log_level)  # to stderr: stdout is the report
     try:
         yield
     finally:

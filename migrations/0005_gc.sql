@@ -25,3 +25,16 @@ CREATE TABLE stored_export (
     CONSTRAINT stored_export_pkey PRIMARY KEY (key)
 );
 CREATE INDEX stored_export_used_idx ON stored_export (used_at);
+
+-- What each dataset's commits reference (commit, schema, manifest and chunk
+-- objects) and their sizes: storage accounting (GET /api/v1/datasets/{id}
+-- "storage"). Rows are added after each commit lands; gc makes them exact
+-- (removes what it pruned, adds what is missing).
+CREATE TABLE dataset_object (
+    dataset_id uuid NOT NULL REFERENCES dataset (id) ON DELETE CASCADE,
+    key        text NOT NULL,
+    bytes      bigint NOT NULL,
+    added_at   timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT dataset_object_pkey PRIMARY KEY (dataset_id, key)
+);
+CREATE INDEX dataset_object_key_idx ON dataset_object (key);

@@ -104,3 +104,26 @@ ORDER BY generation, id
 -- name: prune
 -- Unreachable commits go (their links with them); a ref still at one makes it fail.
 DELETE FROM commit WHERE dataset_id = %(dataset_id)s AND id = ANY (%(ids)s);
+
+-- name: recorded_objects
+-- Which of these objects the dataset's storage accounting has already.
+SELECT key FROM dataset_object WHERE dataset_id = %(dataset_id)s AND key = ANY (%(keys)s);
+
+-- name: add_objects
+INSERT INTO dataset_object (dataset_id, key, bytes)
+SELECT %(dataset_id)s, k, b FROM unnest(%(keys)s::text[], %(bytes)s::bigint[]) AS t (k, b)
+ON CONFLICT ON CONSTRAINT dataset_object_pkey DO UPDATE SET bytes = EXCLUDED.bytes;
+
+-- name: drop_objects_but
+-- gc: the dataset's objects are exactly these now (rows added since gc
+-- read the dataset's commits stay: commits that landed meanwhile).
+DELETE FROM dataset_object
+WHERE dataset_id = %(dataset_id)s AND NOT (key = ANY (%(keys)s)) AND added_at < %(before)s;
+
+-- name: storage
+-- The bytes a dataset's commits reference, and those no other dataset does.
+SELECT coalesce(sum(o.bytes), 0) AS bytes,
+       coalesce(sum(o.bytes) FILTER (WHERE NOT EXISTS (
+           SELECT 1 FROM dataset_object x WHERE x.key = o.key AND x.dataset_id <> o.dataset_id
+       )), 0) AS unique_bytes
+FROM dataset_object o WHERE o.dataset_id = %(dataset_id)s;

@@ -8,16 +8,18 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+import structlog
 from psycopg.types.json import Jsonb
 
 from core import db
 from core.lru import LRU
-from core.objects import Commit, commit_time, put_object
+from core.objects import Commit, commit_time, get_manifest, put_object
 from core.storage import get_store
 from features.commits import graph
 from features.commits.errors import CommitNotFound
 
 Q = db.Queries(__file__)
+log = structlog.get_logger(__name__)
 ROOT_MESSAGE = "Create dataset"
 
 
@@ -42,6 +44,7 @@ def record(conn: psycopg.Connection[Any], *, dataset_id: uuid.UUID, commit: Comm
     put_object(get_store(), "commit", commit)
     if _recorded(conn, dataset_id, commit.id):
         return commit.id
+    db.after_commit(conn, lambda: account(dataset_id, commit))
     parents = list(commit.parents)
     found = {
         r["id"]: r
@@ -354,3 +357,71 @@ def prune(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, ids: list[str]) 
     for cid in ids:
         _known.pop((dataset_id, cid))
     return n
+
+
+# --------------------------------------------------------------------------- storage accounting
+
+
+def commit_objects(commit: Commit, commit_id: str) -> list[str]:
+    """The keys of the objects a commit references: itself, its tables'
+    schemas and manifests, and the chunks the manifests name."""
+    store = get_store()
+    keys = [f"commits/{commit_id}"]
+    for entry in commit.tables.values():
+        keys += [f"schemas/{entry.schema}", f"manifests/{entry.manifest}"]
+        keys += [f"chunks/{c}" for c in get_manifest(store, entry.manifest).columns.chunks]
+    return keys
+
+
+def account(dataset_id: uuid.UUID, commit: Commit) -> None:
+    """Add what a new commit references to its dataset's storage accounting
+    (after it landed; best effort: gc makes the figures exact)."""
+    try:
+        keys = commit_objects(commit, commit.id)
+        with db.read() as conn:
+            have = {
+                r["key"]
+                for r in conn.execute(Q.recorded_objects, {"dataset_id": dataset_id, "keys": keys})
+            }
+            new = [k for k in dict.fromkeys(keys) if k not in have]
+            stats = [(k, st.size) for k in new if (st := get_store().stat(k)) is not None]
+            if stats:
+                conn.execute(
+                    Q.add_objects,
+                    {
+                        "dataset_id": dataset_id,
+                        "keys": [k for k, _ in stats],
+                        "bytes": [b for _, b in stats],
+                    },
+                )
+    except Exception:  # never fails what landed
+        log.warning("storage accounting failed", dataset_id=str(dataset_id), exc_info=True)
+
+
+def set_objects(
+    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, sizes: dict[str, int], before: Any
+) -> None:
+    """gc's exact accounting: the dataset references exactly these objects
+    (and whatever commits that landed since ``before`` added)."""
+    conn.execute(
+        Q.drop_objects_but, {"dataset_id": dataset_id, "keys": list(sizes), "before": before}
+    )
+    if sizes:
+        conn.execute(
+            Q.add_objects,
+            {"dataset_id": dataset_id, "keys": list(sizes), "bytes": list(sizes.values())},
+        )
+
+
+def storage(conn: psycopg.Connection[Any], dataset_id: uuid.UUID) -> dict[str, int]:
+    """``{bytes, unique_bytes}``: what the dataset's commits reference, and
+    what of it no other dataset does."""
+    row = conn.execute(Q.storage, {"dataset_id": dataset_id}).fetchone()
+    return (
+        {"bytes": int(row["bytes"]), "unique_bytes": int(row["unique_bytes"])}
+        if row
+        else {
+            "bytes": 0,
+            "unique_bytes": 0,
+        }
+    )

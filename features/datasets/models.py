@@ -28,6 +28,11 @@ class DatasetPatch(BaseModel):
     visibility: Visibility | None = None
 
 
+class Storage(BaseModel):
+    bytes: int = Field(description="stored bytes the dataset's commits reference")
+    unique_bytes: int = Field(description="of those, the bytes no other dataset references")
+
+
 class DatasetOut(BaseModel):
     id: uuid.UUID
     name: str
@@ -37,6 +42,9 @@ class DatasetOut(BaseModel):
     default_branch: str
     created_at: datetime
     updated_at: datetime
+    storage: Storage | None = Field(
+        None, description="only in GET /api/v1/datasets/{dataset_id}: the bytes its commits use"
+    )
 
 
 class DatasetList(BaseModel):

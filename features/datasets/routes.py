@@ -16,6 +16,7 @@ from features.datasets.models import (
     PermissionIn,
     PermissionList,
     PermissionOut,
+    Storage,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["datasets"])
@@ -53,7 +54,8 @@ def list_(
 @router.get("/datasets/{dataset_id}", response_model=DatasetOut)
 def get(dataset_id: uuid.UUID, user: User | None = Depends(optional_user)) -> DatasetOut:
     with transaction() as conn:
-        return DatasetOut(**service.require(conn, user, dataset_id, "read"))
+        ds = service.require(conn, user, dataset_id, "read")
+        return DatasetOut(**ds, storage=Storage(**service.storage(conn, dataset_id)))
 
 
 @router.patch("/datasets/{dataset_id}", response_model=DatasetOut)

@@ -181,6 +181,13 @@ def delete_dataset(conn: psycopg.Connection[Any], dataset_id: uuid.UUID) -> None
     conn.execute(Q.soft_delete, {"id": dataset_id})
 
 
+def storage(conn: psycopg.Connection[Any], dataset_id: uuid.UUID) -> dict[str, int]:
+    """``{bytes, unique_bytes}``: the stored bytes the dataset's commits
+    reference, and those no other dataset does (counted as commits land,
+    made exact by each gc)."""
+    return commits_service.storage(conn, dataset_id)
+
+
 def restore_dataset(conn: psycopg.Connection[Any], dataset_id: uuid.UUID) -> dict[str, Any]:
     """Undo a soft delete (an installation admin's, checked by the caller)
     until garbage collection purges the dataset (``DSA_DELETED_RETENTION``);

@@ -108,6 +108,7 @@ def _settings(
     with read() as conn:
         ds = service.require(conn, user, dataset_id, "read")
         perms = service.list_permissions(conn, dataset_id)
+        storage = service.storage(conn, dataset_id)
         is_admin = user.is_admin or any(
             p["username"] == user.username and p["role"] == "admin" for p in perms
         )
@@ -119,6 +120,7 @@ def _settings(
         dataset=ds,
         tab="settings",
         permissions=perms,
+        storage=storage,
         can_admin=is_admin,
         error=error.to_problem() if error else None,
         delete_error=delete_error.to_problem() if delete_error else None,

@@ -160,6 +160,10 @@ class _Run:
     alive: Callable[[GcReport], None]
     marked: set[str] = field(default_factory=set)
     evicted: set[str] = field(default_factory=set)  # counted already (a dry run's)
+    sizes: dict[str, int] = field(default_factory=dict)  # objects kept, by key
+    # storage accounting: each dataset's commit keys and manifests
+    owned: dict[Any, tuple[set[str], set[str], datetime]] = field(default_factory=dict)
+    manifest_chunks: dict[str, tuple[str, ...]] = field(default_factory=dict)
     layout_building: set[str] = field(default_factory=set)
 
     def run(self, grace: float) -> None:
@@ -176,6 +180,7 @@ class _Run:
         self._exports(live, settings.export_cache_bytes)
         self._sweep(cutoff.timestamp())
         if not self.dry_run:
+            self._account()
             self.report.uploads_removed = imports_service.clean_uploads(settings.tmp_retention_s)
 
     # -- the database ------------------------------------------------------------
@@ -215,18 +220,22 @@ class _Run:
             datasets = datasets_service.every(conn)
         for ds in datasets:
             with db.transaction() as conn:
+                read_at = conn.execute("SELECT now() AS at").fetchone()["at"]  # type: ignore[index]
                 kept, unreachable = self._reachable(conn, ds, reflog_since)
                 if unreachable and not self.dry_run:
                     self.report.pruned_commits += self._prune(conn, ds, unreachable)
                 refs = refs_service.list_refs(conn, ds["id"])
             tables_of = {}
+            own_keys, own_manifests, _ = self.owned.setdefault(ds["id"], (set(), set(), read_at))
             for c in kept:
                 live.add((ds["id"], c["id"]))
-                self.marked.add(f"commits/{c['id']}")
+                own_keys.add(f"commits/{c['id']}")
                 tables_of[c["id"]] = c["tables"] or {}
                 for t in (c["tables"] or {}).values():
-                    self.marked.add(f"schemas/{t['schema']}")
-                    manifests.add(t["manifest"])
+                    own_keys.add(f"schemas/{t['schema']}")
+                    own_manifests.add(t["manifest"])
+            self.marked |= own_keys
+            manifests |= own_manifests
             for ref in refs:
                 if ref["kind"] == "branch":
                     for table in tables_of.get(ref["commit_id"], {}):
@@ -238,7 +247,8 @@ class _Run:
                 chunks = get_manifest(self.store, mid).columns.chunks
             except DsaError:
                 continue  # missing or damaged: fsck's to report; its chunks stay unmarked
-            self.marked.update(f"chunks/{c}" for c in chunks)
+            self.manifest_chunks[mid] = tuple(f"chunks/{c}" for c in chunks)
+            self.marked.update(self.manifest_chunks[mid])
             self.alive(self.report)
         with db.read() as conn:
             prefixes, self.layout_building = layouts_service.in_use(conn)
@@ -292,6 +302,7 @@ class _Run:
                     continue
                 if self._kept(obj.key) or obj.modified >= cutoff:
                     self._count(kind, "kept", obj.size)
+                    self.sizes[obj.key] = obj.size
                     continue
                 if not self.dry_run:
                     again = self.store.stat(obj.key)  # a writer may have refreshed it
@@ -305,6 +316,21 @@ class _Run:
                 self.report.partial_writes_removed += self.store.clean_partial(
                     kind, max(time.time() - cutoff, 0.0)
                 )
+
+    def _account(self) -> None:
+        """Each dataset's storage accounting, exact: the objects its kept
+        commits reference, with their sizes as listed."""
+        for ds_id, (keys, manifests, read_at) in self.owned.items():
+            mine = set(keys)
+            for mid in manifests:
+                mine.add(f"manifests/{mid}")
+                mine.update(self.manifest_chunks.get(mid, ()))
+            sizes = {k: self.sizes[k] for k in mine if k in self.sizes}
+            try:
+                with db.transaction() as conn:
+                    commits_service.set_objects(conn, ds_id, sizes, read_at)
+            except psycopg.errors.ForeignKeyViolation:
+                continue  # the dataset was purged meanwhile
 
     def _delete(self, key: str, kind: str, size: int) -> None:
         if not self.dry_run:

@@ -75,6 +75,16 @@ def number(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def size(value: int) -> str:
+    """Bytes for people: 0 B, 812 B, 4.2 kB, 57.3 MB, 1.2 GB (powers of 1000)."""
+    n = float(value)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{int(n)} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
 def cell_html(value: Any) -> str:
     """One value in a grid, as HTML: null shown as such, empty strings visible.
     The features' fast grid renderers draw every cell with it."""
@@ -110,7 +120,9 @@ def _env() -> jinja2.Environment:
         lstrip_blocks=True,
         undefined=jinja2.Undefined,
     )
-    env.filters.update(short=short, when=when, iso=iso, number=number, cell=cell, q=quote)
+    env.filters.update(
+        short=short, when=when, iso=iso, number=number, size=size, cell=cell, q=quote
+    )
     env.globals.update(url=url, static_version=_static_version(), htmx=HTMX)
     return env
 

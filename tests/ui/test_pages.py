@@ -130,6 +130,8 @@ def test_an_admin_deletes_a_dataset_from_its_settings(browser_client: TestClient
     ds = _create(c, token, name)
     settings = c.get(f"/datasets/{ds}/settings").text
     assert 'id="delete-form"' in settings and 'for="d-confirm"' in settings
+    # what it stores (its empty root commit), and what of it no other dataset shares
+    assert 'data-testid="storage-bytes">' in settings and " B</strong>" in settings
     assert 'name="csrf"' in settings.split('id="delete-form"')[1].split("</form>")[0]
     # a reader sees no delete form and cannot delete
     with TestClient(app, raise_server_exceptions=False) as other:
