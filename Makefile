@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) tests/bench/bench_versions.py
 	$(PY) tests/bench/bench_s3.py
 	$(PY) tests/bench/bench_fsck.py
+	$(PY) tests/bench/bench_gc.py
 	$(PY) tests/bench/bench_scaleout.py
 	$(PY) tests/bench/bench_scaleout.py --storage s3
 

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core import failpoints
 from core.config import get_settings
 from core.errors import StoredObjectError
 from core.hashing import ROW_HASH_BYTES, chunk_id, row_hashes
@@ -94,6 +95,7 @@ def write_chunk(
             store.put_file(key, tmp, move=True)
         finally:
             tmp.unlink(missing_ok=True)
+        failpoints.hit("chunk_written")
     return cid, table.num_rows
 
 

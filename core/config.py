@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     reflog_retention: Duration = 30 * 86_400.0
     deleted_retention: Duration = 7 * 86_400.0
     export_cache_bytes: int = 20 * 1024**3
+    failpoints: str = ""
     log_level: str = "INFO"
 
     @property

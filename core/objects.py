@@ -32,7 +32,7 @@ import numpy as np
 import orjson
 import zstandard
 
-from core import _pieces
+from core import _pieces, failpoints
 from core.hashing import canonical_json, json_object_id, object_id
 from core.lru import LRU
 from core.schema import Column
@@ -420,6 +420,8 @@ def put_object(store: ObjectStore, kind: str, obj: Schema | Manifest | Commit) -
             compact = _encode_manifest(obj) if isinstance(obj, Manifest) else None
             data = compact or zstandard.ZstdCompressor(level=3).compress(data)
         store.put(key, data)
+        if kind == "manifest":
+            failpoints.hit("manifest_written")
     _cache.put(key, obj)
     return oid
 

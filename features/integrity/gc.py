@@ -43,7 +43,7 @@ from typing import Any
 import psycopg
 import structlog
 
-from core import db, holds
+from core import db, failpoints, holds
 from core.config import get_settings
 from core.errors import DsaError
 from core.objects import get_manifest
@@ -178,6 +178,7 @@ class _Run:
             self._database(settings.deleted_retention, reflog_since)
         live = self._mark(reflog_since)
         self._exports(live, settings.export_cache_bytes)
+        failpoints.hit("gc_marked")
         self._sweep(cutoff.timestamp())
         if not self.dry_run:
             self._account()
@@ -310,6 +311,7 @@ class _Run:
                         self._count(kind, "kept", obj.size)
                         continue
                 self._delete(obj.key, kind, obj.size)
+                failpoints.hit("gc_sweeping")
                 if self.report.deleted_objects % 1000 == 0:
                     self.alive(self.report)
             if not self.dry_run:

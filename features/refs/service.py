@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from core import db
+from core import db, failpoints
 from core.errors import InvalidRequest, NotFound
 from core.objects import Commit
 from features.commits import service as commits_service
@@ -232,6 +232,7 @@ def land(
         if before is not None:
             before(conn)
         commit_id = commits_service.record(conn, dataset_id=dataset_id, commit=commit)
+        failpoints.hit("commit_recorded")
         cas_move(
             conn,
             dataset_id=dataset_id,
@@ -241,8 +242,11 @@ def land(
             by=by,
             reason=reason,
         )
+        failpoints.hit("ref_moved")
         if then is not None:
             then(conn, commit_id)
+        failpoints.hit("job_marked")
+    failpoints.hit("landed")
     return commit_id
 
 
