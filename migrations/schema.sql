@@ -76,6 +76,16 @@ TABLE dataset
   CREATE UNIQUE INDEX dataset_name_key ON public.dataset USING btree (name) WHERE (deleted_at IS NULL)
   CREATE UNIQUE INDEX dataset_pkey ON public.dataset USING btree (id)
 
+TABLE dataset_object
+  dataset_id uuid NOT NULL
+  key text NOT NULL
+  bytes bigint NOT NULL
+  added_at timestamp with time zone NOT NULL DEFAULT now()
+  CONSTRAINT dataset_object_dataset_id_fkey FOREIGN KEY (dataset_id) REFERENCES dataset(id) ON DELETE CASCADE
+  CONSTRAINT dataset_object_pkey PRIMARY KEY (dataset_id, key)
+  CREATE INDEX dataset_object_key_idx ON public.dataset_object USING btree (key)
+  CREATE UNIQUE INDEX dataset_object_pkey ON public.dataset_object USING btree (dataset_id, key)
+
 TABLE dataset_permission
   dataset_id uuid NOT NULL
   user_id uuid NOT NULL
