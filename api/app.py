@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import gc
+import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
 from core import chunks, db, queue
 from core.config import get_settings
 from core.logs import configure as configure_logs
+from core.metrics import REQUEST_SECONDS
 from features.auth.routes import router as auth_router
 from features.auth.ui import router as auth_ui
 from features.commits.routes import router as commits_router
@@ -40,9 +43,8 @@ from features.uploads.ui import router as uploads_ui
 from features.web import service as web_service
 from features.web.ui import router as web_ui
 
-REQUEST_SECONDS = Histogram(
-    "dsa_http_request_seconds", "HTTP request latency", ["method", "route", "status"]
-)
+access_log = structlog.get_logger("dsa.access")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 @asynccontextmanager
@@ -116,13 +118,26 @@ def create_app() -> FastAPI:
     web_service.templates()  # every template compiled now, not on a visitor's request
 
     app.add_middleware(web_service.SessionMiddleware)
-    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(ObserveMiddleware)
     gc.collect()  # start-up's garbage, collected now rather than in a pause on a visitor's request
     return app
 
 
-class MetricsMiddleware:
-    """Request latency by route template (plain ASGI: BaseHTTPMiddleware costs ~1 ms)."""
+def request_id(scope: Scope) -> str:
+    """The caller's ``X-Request-ID`` when it is a sane token, else a new one."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if _REQUEST_ID.fullmatch(text):
+                return text
+    return uuid.uuid4().hex
+
+
+class ObserveMiddleware:
+    """Per request: its id (``X-Request-ID``, taken or made, echoed, bound to
+    every log line it causes and carried into the tasks it sends), latency
+    by route template, and one access-log line. Plain ASGI:
+    BaseHTTPMiddleware costs ~1 ms."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -132,18 +147,38 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500
+        status, sent = 500, 0
+        rid = request_id(scope)
+        structlog.contextvars.bind_contextvars(request_id=rid)
 
         async def _send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
             await send(message)
 
         try:
             await self.app(scope, receive, _send)
         finally:
-            route = scope.get("route")
-            REQUEST_SECONDS.labels(
-                scope["method"], getattr(route, "path", "unmatched"), str(status)
-            ).observe(time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", "unmatched")
+            REQUEST_SECONDS.labels(scope["method"], route, str(status)).observe(seconds)
+            session = scope.get("dsa_session")
+            signed_in = getattr(session, "user", None)
+            user = scope.get("state", {}).get("user_id") or (
+                str(signed_in.id) if signed_in is not None else None
+            )
+            access_log.info(
+                "request",
+                method=scope["method"],
+                route=route,
+                path=scope["path"],
+                status=status,
+                ms=round(seconds * 1000, 2),
+                bytes=sent,
+                user_id=user,
+            )
+            structlog.contextvars.unbind_contextvars("request_id")

@@ -16,6 +16,7 @@ import contextlib
 import ctypes
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -155,6 +156,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     for sub in ("objects", "postgres", "tmp", "logs", "redis"):
         (home / sub).mkdir(parents=True, exist_ok=True)
     logs = home / "logs"
+    # the API's and the worker's processes write their metrics here, and the
+    # API's /metrics serves them merged (a fresh directory each start)
+    metrics_dir = home / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     print(f"DSA home: {home}")
 
     stopping = False

@@ -30,6 +30,8 @@ from pathlib import Path
 import blake3
 import structlog
 
+from core import metrics
+
 log = structlog.get_logger(__name__)
 
 BLOCK = 1 << 20
@@ -111,10 +113,12 @@ class NodeCache:
         got = self._load(path)
         if got is None:
             self.misses += 1
+            metrics.CACHE_READS.labels("miss").inc()
             got = fetch()
             self._save(path, got)
         else:
             self.hits += 1
+            metrics.CACHE_READS.labels("hit").inc()
         return got
 
     def read(
@@ -134,6 +138,8 @@ class NodeCache:
                 blocks[b] = got
         self.hits += last + 1 - first - len(missing)
         self.misses += len(missing)
+        metrics.CACHE_READS.labels("hit").inc(last + 1 - first - len(missing))
+        metrics.CACHE_READS.labels("miss").inc(len(missing))
         for run in _runs(missing):
             lo, hi = run[0] * BLOCK, min(size, (run[-1] + 1) * BLOCK)
             data = fetch(lo, hi)

@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     deleted_retention: Duration = 7 * 86_400.0
     export_cache_bytes: int = 20 * 1024**3
     failpoints: str = ""
+    worker_metrics_port: int | None = None
     log_level: str = "INFO"
 
     @property

@@ -7,6 +7,7 @@ imports the task modules and runs the worker.
 
 from __future__ import annotations
 
+import structlog
 from celery import Celery
 
 from core.config import get_settings
@@ -41,4 +42,9 @@ def configure() -> Celery:
 
 
 def enqueue(name: str, *args: str) -> None:
-    configure().send_task(name, args=list(args))
+    """Send task ``name``; the request id the sender's logs carry goes along
+    (the worker binds it to the task's log lines: one import can be followed
+    from its upload request through the worker)."""
+    rid = structlog.contextvars.get_contextvars().get("request_id")
+    headers = {"dsa_request_id": rid} if rid else None
+    configure().send_task(name, args=list(args), headers=headers)

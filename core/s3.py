@@ -36,6 +36,7 @@ from typing import Any, BinaryIO, cast
 import pyarrow as pa
 import structlog
 
+from core import metrics
 from core.cache import NodeCache, cacheable
 from core.errors import ObjectNotFound, ObjectStoreUnavailable
 from core.storage import StoredObject
@@ -60,6 +61,17 @@ def check_key(key: str) -> str:
 def _missing(exc: Exception) -> bool:
     code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
     return code in _MISSING
+
+
+def _started(context: dict[str, Any], **_: Any) -> None:
+    context["dsa_started"] = time.perf_counter()
+
+
+def _answered(context: dict[str, Any], model: Any, **_: Any) -> None:
+    """Each S3 request's latency, by operation (boto3's event hooks)."""
+    started = context.get("dsa_started")
+    if started is not None:
+        metrics.STORE_SECONDS.labels(model.name).observe(time.perf_counter() - started)
 
 
 def _transfer() -> Any:
@@ -248,9 +260,12 @@ class S3Store:
             max_pool_connections=32,
             signature_version="s3v4",
         )
-        return boto3.session.Session().client(
+        client = boto3.session.Session().client(
             "s3", endpoint_url=endpoint_url, region_name=self.region, config=config
         )
+        client.meta.events.register("before-call.s3.*", _started)
+        client.meta.events.register("after-call.s3.*", _answered)
+        return client
 
     def presign(self, key: str, *, seconds: int, filename: str, media_type: str) -> str | None:
         """A URL that GETs ``key`` without credentials for ``seconds``, the
@@ -282,6 +297,7 @@ class S3Store:
     def _fail(self, what: str, key: str, exc: Exception) -> Exception:
         if _missing(exc):
             return ObjectNotFound(f"object {key} is missing")
+        metrics.STORE_ERRORS.labels(what).inc()
         log.warning(
             "object store error", bucket=self.bucket, op=what, key=key, error=type(exc).__name__
         )

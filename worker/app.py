@@ -5,7 +5,10 @@ Beat schedules live here; the periodic functions live in their features.
 
 from __future__ import annotations
 
-from celery.signals import worker_process_init
+from typing import Any
+
+import structlog
+from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
 
 from core import db
 from core.config import get_settings
@@ -40,3 +43,35 @@ def _fresh_pool(**_: object) -> None:
 
 
 app = celery_app
+
+
+@task_prerun.connect
+def _bind_request(task: Any = None, task_id: str | None = None, **_: object) -> None:
+    """Every log line of a task carries the request id that sent it (and the
+    task's name and id); forked import children inherit them."""
+    request = getattr(task, "request", None)
+    rid = getattr(request, "dsa_request_id", None) or (
+        (getattr(request, "headers", None) or {}).get("dsa_request_id")
+    )
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(
+        task=getattr(task, "name", None), task_id=task_id, **({"request_id": rid} if rid else {})
+    )
+
+
+@task_postrun.connect
+def _unbind_request(**_: object) -> None:
+    structlog.contextvars.clear_contextvars()
+
+
+@worker_init.connect
+def _serve_metrics(**_: object) -> None:
+    """The pool's metrics on ``DSA_WORKER_METRICS_PORT`` (when set), merged
+    across its processes when ``PROMETHEUS_MULTIPROC_DIR`` is set."""
+    port = get_settings().worker_metrics_port
+    if port:
+        from prometheus_client import start_http_server
+
+        from core.metrics import registry
+
+        start_http_server(port, registry=registry())

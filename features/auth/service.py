@@ -153,7 +153,9 @@ def optional_user(request: Request) -> User | None:
         return None
     if scheme.lower() != "bearer" or not token:
         raise BadToken("use 'Authorization: Bearer <token>'")
-    return user_from_bearer(token.strip())
+    user = user_from_bearer(token.strip())
+    request.state.user_id = str(user.id)  # for the access log
+    return user
 
 
 def current_user(request: Request) -> User:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from features.health import service
@@ -30,4 +30,6 @@ async def readyz() -> JSONResponse:
 
 @router.get("/metrics")
 def metrics() -> PlainTextResponse:
-    return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus text: this node's processes, and the installation's jobs
+    and queue (docs/operations.md, "Metrics")."""
+    return PlainTextResponse(service.metrics().decode(), media_type=CONTENT_TYPE_LATEST)

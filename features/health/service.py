@@ -35,3 +35,10 @@ def readiness() -> tuple[bool, dict[str, Any]]:
     except Exception as exc:  # noqa: BLE001
         checks["objects"] = f"error: {exc.__class__.__name__}"
     return all(v == "ok" for v in checks.values()), checks
+
+
+def metrics() -> bytes:
+    """The Prometheus text of this node's processes and the installation."""
+    from core.metrics import collect
+
+    return collect()

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from core import db
+from core import db, metrics
 from core.config import get_settings
 from core.objects import Commit, Manifest, Schema
 from core.storage import ObjectStore, get_store, uncached
@@ -144,6 +144,8 @@ def fsck(
             _dataset(run, ds["name"], refs, commits)
         _chunks(run)
     run.report.seconds = time.monotonic() - run.started
+    if dataset is None:  # a check of the whole installation
+        metrics.FSCK_PROBLEMS.set(run.report.problems)
     return run.report
 
 

@@ -43,7 +43,7 @@ from typing import Any
 import psycopg
 import structlog
 
-from core import db, failpoints, holds
+from core import db, failpoints, holds, metrics
 from core.config import get_settings
 from core.errors import DsaError
 from core.objects import get_manifest
@@ -148,6 +148,10 @@ def gc(
     with locked(exclusive=True, what="gc"):
         _Run(get_store(), report, dry_run, alive or (lambda r: None)).run(grace)
     report.seconds = time.monotonic() - started
+    metrics.GC_RUNS.labels(str(dry_run).lower()).inc()
+    if not dry_run:
+        metrics.GC_FREED.inc(report.freed_bytes)
+        metrics.GC_DELETED.inc(report.deleted_objects)
     log.info("gc done", **report.to_json())
     return report
 

@@ -28,12 +28,14 @@ RETURNING state;
 UPDATE job SET state = 'succeeded', commit_id = %(commit_id)s, rows = %(rows)s,
        bytes = %(bytes)s, finished_at = now(), heartbeat_at = now(),
        params = params || %(result)s
-WHERE id = %(id)s AND state = 'running';
+WHERE id = %(id)s AND state = 'running'
+RETURNING kind, extract(epoch FROM finished_at - started_at) AS seconds;
 
 -- name: fail
 UPDATE job SET state = 'failed', error = %(error)s, finished_at = now()
 WHERE id = %(id)s AND state IN ('queued', 'running')
-  AND (%(attempt)s::int IS NULL OR attempts = %(attempt)s);
+  AND (%(attempt)s::int IS NULL OR attempts = %(attempt)s)
+RETURNING kind, extract(epoch FROM finished_at - coalesce(started_at, created_at)) AS seconds;
 
 -- name: cancel
 -- Stop a job that has not ended; its worker notices at its next progress report.

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from core import db
+from core import db, metrics
 from core.config import get_settings
 from features.jobs.errors import JobEnded, JobNotFound, WorkerLost
 
@@ -119,7 +119,7 @@ def succeed(
     bytes_read: int,
     result: dict[str, Any],
 ) -> None:
-    conn.execute(
+    row = conn.execute(
         Q.succeed,
         {
             "id": job_id,
@@ -128,7 +128,12 @@ def succeed(
             "bytes": bytes_read,
             "result": Jsonb({"result": result}),
         },
-    )
+    ).fetchone()
+    if row is not None:
+        _ended(row, "succeeded")
+        if row["kind"] == "import":
+            metrics.IMPORT_ROWS.inc(rows)
+            metrics.IMPORT_BYTES.inc(bytes_read)
 
 
 def cancel(conn: psycopg.Connection[Any], job_id: uuid.UUID) -> dict[str, Any]:
@@ -157,7 +162,16 @@ def fail(
     attempt: int | None = None,
 ) -> None:
     """End the job as failed, unless it ended, or (``attempt``) a later claim runs it."""
-    conn.execute(Q.fail, {"id": job_id, "error": Jsonb(problem), "attempt": attempt})
+    row = conn.execute(
+        Q.fail, {"id": job_id, "error": Jsonb(problem), "attempt": attempt}
+    ).fetchone()
+    if row is not None:
+        _ended(row, "failed")
+
+
+def _ended(row: dict[str, Any], state: str) -> None:
+    metrics.JOBS_FINISHED.labels(row["kind"], state).inc()
+    metrics.JOB_SECONDS.labels(row["kind"], state).observe(float(row["seconds"] or 0))
 
 
 # The task that runs each kind of job (jobs cannot import the features that own them).

@@ -72,8 +72,9 @@ def test_up_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
         r = c.post(
             f"/api/v1/datasets/{ds['id']}/refs/main/uploads",
             files={"file": ("k.csv", b"a,b\n1,x\n2,y\n")},
-            headers=h,
+            headers={**h, "X-Request-ID": "up-test-upload-1"},
         )
+        assert r.headers["x-request-id"] == "up-test-upload-1"
         job = r.json()["job_id"]
         for _ in range(200):
             state = c.get(f"/api/v1/jobs/{job}", headers=h).json()["state"]
@@ -81,6 +82,16 @@ def test_up_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
                 break
             time.sleep(0.1)
         assert state == "succeeded"
+        # the worker's counters, merged by the API's /metrics (PROMETHEUS_MULTIPROC_DIR)
+        metrics = c.get("/metrics").text
+        assert 'dsa_jobs_finished_total{kind="import",state="succeeded"} 1.0' in metrics
+        assert "dsa_import_rows_total 2.0" in metrics
+        assert "dsa_http_request_seconds_bucket" in metrics and "dsa_queue_length" in metrics
+    # the upload's request id, followed into the worker's log of the import
+    worker_log = (home / "logs" / "worker.log").read_text()
+    assert any(
+        "up-test-upload-1" in line and "import done" in line for line in worker_log.splitlines()
+    ), worker_log[-3000:]
     _stop(proc, signal.SIGINT)
 
     proc, _ = _start(home, port)
