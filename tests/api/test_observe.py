@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,13 @@ import httpx
 
 from features.integrity import service as integrity
 from tests.conftest import login, make_dataset, upload, wait_job
+
+
+def _eventually(look: Any, timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (got := look()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return got
 
 
 def _access_lines(err: str) -> list[dict[str, Any]]:
@@ -43,8 +51,14 @@ def test_a_request_id_is_taken_or_made_echoed_and_logged(
         != "x" * 129
     )
     home = Path(stack["DSA_HOME"])
-    lines = _access_lines((home / "api.log").read_text())
-    mine = [x for x in lines if x.get("request_id") == "trace-42.a:b"]
+    # the line is written once the answer has gone: wait for it
+    mine = _eventually(
+        lambda: [
+            x
+            for x in _access_lines((home / "api.log").read_text())
+            if x.get("request_id") == "trace-42.a:b"
+        ]
+    )
     assert len(mine) == 1, lines
     line = mine[0]
     me = client.get("/api/v1/users/me", headers=admin).json()
@@ -56,8 +70,14 @@ def test_a_request_id_is_taken_or_made_echoed_and_logged(
     r = upload(client, {**admin, "X-Request-ID": rid}, ds["id"], b"a,b\n1,x\n")
     assert r.status_code == 202 and r.headers["x-request-id"] == rid
     assert wait_job(client, admin, r.json()["job_id"])["state"] == "succeeded"
-    worker_lines = [x for x in (home / "worker.log").read_text().splitlines() if rid in x]
-    assert any("import done" in x for x in worker_lines), worker_lines
+    done = _eventually(
+        lambda: [
+            x
+            for x in (home / "worker.log").read_text().splitlines()
+            if rid in x and "import done" in x
+        ]
+    )
+    assert done
 
 
 def test_metrics_name_what_an_operator_alerts_on(client: Any, admin: dict[str, str]) -> None:

@@ -6,9 +6,11 @@ re-uploads each changing 1 % of its rows), then 10,000 orphan objects
 written straight into the store (chunks, manifests and stored exports of
 1–64 KiB, dated two days back: what failed imports and forgotten exports
 leave). Then, against the running stack: ``dsa gc --dry-run``, ``dsa gc``
-(the default grace, 24 h), a second ``dsa gc`` with nothing left to do, and
-``dsa fsck --deep`` to show nothing live went. Each timed end to end
-(process start included).
+(the default grace, 24 h), a second ``dsa gc`` with nothing left to do,
+``dsa fsck --deep`` to show nothing live went, ``dsa backup`` of what is
+left (and again: only new objects are copied) and ``dsa restore`` of it into
+a new home. Each timed end to end (process start included; the restore
+starts and stops its own embedded PostgreSQL).
 
     .venv/bin/python tests/bench/bench_gc.py [--commits 100] [--orphans 10000]
 """
@@ -56,6 +58,9 @@ def cli(home: Path, *args: str) -> dict[str, Any]:
             out["summary"] = json.loads(lines[-1]).get("summary")
         except ValueError:
             pass
+    if args[0] in ("backup", "restore") and lines:
+        doc = json.loads(lines[-1])
+        out["summary"] = {k: doc[k] for k in ("objects", "objects_copied", "bytes_copied")}
     return out
 
 
@@ -114,7 +119,12 @@ def main() -> int:
                 "gc": cli(home, "gc", "--json"),
                 "gc again (nothing to do)": cli(home, "gc", "--json"),
                 "fsck --deep": cli(home, "fsck", "--deep"),
+                "backup": cli(home, "backup", str(tmp / "backup"), "--json"),
+                "backup again": cli(home, "backup", str(tmp / "backup"), "--json"),
             }
+            runs["restore (new home)"] = cli(
+                tmp / "restored", "restore", str(tmp / "backup"), "--json"
+            )
             res["load_after"] = os.getloadavg()
         finally:
             stack.stop()
