@@ -59,7 +59,7 @@ def test_a_request_id_is_taken_or_made_echoed_and_logged(
             if x.get("request_id") == "trace-42.a:b"
         ]
     )
-    assert len(mine) == 1, lines
+    assert len(mine) == 1, mine
     line = mine[0]
     me = client.get("/api/v1/users/me", headers=admin).json()
     assert line["method"] == "GET" and line["status"] == 200
