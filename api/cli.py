@@ -394,32 +394,36 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    import json
-
     from features.integrity import backup
 
     with _installation(args.home):
         s = backup.backup(Path(args.dir).expanduser().resolve())
+    rows = sum(s.tables.values())
+    return _copied(
+        args,
+        s,
+        "missing or damaged and were not copied",
+        f"backed up {rows} rows of {len(s.tables)} tables and {s.objects} objects into "
+        f"{args.dir} ({s.objects_copied} copied, {s.bytes_copied / 1e6:.1f} MB; the rest "
+        f"were there from an earlier backup) in {s.seconds:.1f} s",
+    )
+
+
+def _copied(args: argparse.Namespace, s: Any, missing: str, line: str) -> int:
+    """A backup's or restore's report; exit 1 when objects were missing."""
+    import json
+
     if s.missing:
         print(
-            f"dsa backup: {len(s.missing)} referenced objects are missing or damaged and were "
-            f"not copied (run dsa fsck), e.g. {', '.join(s.missing[:3])}",
+            f"dsa {args.command}: {len(s.missing)} referenced objects are {missing} "
+            f"(run dsa fsck), e.g. {', '.join(s.missing[:3])}",
             file=sys.stderr,
         )
-    if args.json:
-        print(json.dumps(s.to_json()))
-    else:
-        rows = sum(s.tables.values())
-        print(
-            f"backed up {rows} rows of {len(s.tables)} tables and {s.objects} objects into "
-            f"{args.dir} ({s.objects_copied} copied, {s.bytes_copied / 1e6:.1f} MB; the rest "
-            f"were there from an earlier backup) in {s.seconds:.1f} s"
-        )
+    print(json.dumps(s.to_json()) if args.json else line)
     return 1 if s.missing else 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    import json
 
     from core.db import database_url
     from core.migrate import migrate
@@ -430,22 +434,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
     with _installation(args.home, create=True):
         migrate(database_url())
         s = backup.restore(source)
-    if s.missing:
-        print(
-            f"dsa restore: {len(s.missing)} referenced objects are not in the backup "
-            f"(run dsa fsck), e.g. {', '.join(s.missing[:3])}",
-            file=sys.stderr,
-        )
-    if args.json:
-        print(json.dumps(s.to_json()))
-    else:
-        rows = sum(s.tables.values())
-        print(
-            f"restored {rows} rows of {len(s.tables)} tables and {s.objects} objects "
-            f"({s.bytes_copied / 1e6:.1f} MB copied) in {s.seconds:.1f} s; sign in with the "
-            "backup's users"
-        )
-    return 1 if s.missing else 0
+    rows = sum(s.tables.values())
+    return _copied(
+        args,
+        s,
+        "not in the backup",
+        f"restored {rows} rows of {len(s.tables)} tables and {s.objects} objects "
+        f"({s.bytes_copied / 1e6:.1f} MB copied) in {s.seconds:.1f} s; sign in with the "
+        "backup's users",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -269,3 +269,14 @@ def import_csv(
     r = upload(c, headers, dataset_id, content, **kw)
     assert r.status_code == 202, r.text
     return wait_job(c, headers, r.json()["job_id"])
+
+
+def resend_quiet_job(job_id: str, timeout: float = 30) -> None:
+    """Run the reconciler (beat's every 30 s) until it sends the job, whose
+    worker died, again."""
+    from features.jobs import service as jobs_service
+
+    deadline = time.monotonic() + timeout
+    while job_id not in {str(j) for j in jobs_service.reconcile(stale_after_s=1.0)}:
+        assert time.monotonic() < deadline, "the reconciler never sent the job again"
+        time.sleep(0.5)

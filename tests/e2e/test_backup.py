@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import pytest
 
 from core.embedded import free_port
 from tests.conftest import ADMIN_PASSWORD, ROOT, import_csv, make_dataset
+from tests.e2e.test_up import _start as start_up
 
 ROWS = 1500
 
@@ -41,29 +41,6 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=300,
     )
-
-
-def _up(home: Path, port: int) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DSA_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "up", "--home", str(home), "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    deadline, lines = time.monotonic() + 120, []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("DSA is running at"):
-            return proc
-    proc.kill()
-    raise AssertionError("dsa up did not start:\n" + "".join(lines))
 
 
 def _views(http: httpx.Client, auth: dict[str, str], ds: dict[str, Any]) -> dict[str, Any]:
@@ -135,7 +112,7 @@ def test_a_live_installation_backed_up_and_restored_elsewhere_answers_the_same(
     assert nothing.returncode == 2 and "no readable backup" in nothing.stderr
 
     port = free_port()
-    proc = _up(home, port)
+    proc, _ = start_up(home, port)  # its admin is the backup's, as restored
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as other:
             token = other.post(
