@@ -52,6 +52,22 @@ def filename_of(url: str) -> str:
     return name or "download"
 
 
+# IPv6 ranges that carry an IPv4 address to wherever a translator or relay
+# sends it (so possibly a private one), which ``is_global`` calls global:
+# NAT64 (RFC 6052, RFC 8215), 6to4 (RFC 3056), IPv4-compatible (RFC 4291,
+# deprecated). Refused whatever the embedded address (issue 15).
+_TRANSLATED = tuple(
+    ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "::/96")
+)
+
+
+def public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether a URL import (or later a webhook) may connect to ``ip``."""
+    if ip.version == 6 and any(ip in net for net in _TRANSLATED):
+        return False
+    return ip.is_global
+
+
 def check_address(host: str, port: int, *, allow_private: bool) -> str:
     """The first address ``host`` resolves to, once every address passed the rule."""
     try:
@@ -61,7 +77,7 @@ def check_address(host: str, port: int, *, allow_private: bool) -> str:
     addresses = [str(info[4][0]) for info in infos]
     for addr in addresses:
         ip = ipaddress.ip_address(addr.split("%")[0])
-        if not allow_private and not ip.is_global:
+        if not allow_private and not public(ip):
             raise ImportFailed(
                 f"{host} resolves to {addr}, an address of a private or local network; "
                 "URL imports only read public addresses",

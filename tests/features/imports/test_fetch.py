@@ -25,6 +25,15 @@ from features.imports.fetch import check_address, fetch
         "fe80::1",
         "fc00::1",
         "0.0.0.0",
+        # IPv6 forms that carry an IPv4 address, which Python's is_global
+        # calls global (issue 15, "SSRF residue")
+        "64:ff9b::7f00:1",  # NAT64 (RFC 6052) of 127.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "64:ff9b:1::a00:1",  # local-use NAT64 (RFC 8215)
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2002:808:808::1",  # 6to4, even of a public address: a relay decides where it goes
+        "::127.0.0.1",  # IPv4-compatible (deprecated)
+        "::8.8.8.8",
     ],  # fmt: skip
 )
 def test_private_and_local_addresses_are_refused(host: str) -> None:
