@@ -21,7 +21,7 @@ from features.imports.archives import extract
 from features.imports.csv_reader import CsvSource
 from features.imports.errors import ImportFailed
 from features.imports.excel_reader import ExcelSource, check_expansion, sheet_names
-from features.imports.fetch import fetch
+from features.imports.fetch import fetch, redact, url_digest
 from features.imports.formats import table_name_from_file, table_name_from_sheet
 from features.imports.models import ImportRequest
 from features.imports.parquet_reader import ParquetSource
@@ -79,7 +79,8 @@ def source_file(
         "size": got.size,
         "blake3": got.blake3,
         "sha256": got.sha256,
-        "url": got.url,
+        "url": redact(got.url),
+        "url_digest": url_digest(got.url),
     }
     yield got.path, info
 

@@ -47,6 +47,26 @@ class Fetched:
     sha256: str
 
 
+def redact(url: str) -> str:
+    """The URL as readers of the dataset may see it: no user name or
+    password, and no query string (pre-signed URLs carry their credential
+    there), nor fragment. ``url_digest`` tells runs of different URLs apart."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", "")) + (
+        "?<redacted>" if parts.query else ""
+    )
+
+
+def url_digest(url: str) -> str:
+    """A digest of the whole URL (query string and all), to tell runs apart."""
+    return blake3.blake3(url.encode()).hexdigest()[:32]
+
+
 def filename_of(url: str) -> str:
     name = PurePosixPath(unquote(urlsplit(url).path)).name
     return name or "download"
@@ -78,12 +98,11 @@ def check_address(host: str, port: int, *, allow_private: bool) -> str:
     for addr in addresses:
         ip = ipaddress.ip_address(addr.split("%")[0])
         if not allow_private and not public(ip):
-            raise ImportFailed(
-                f"{host} resolves to {addr}, an address of a private or local network; "
+            raise ImportFailed(  # the address itself is the network's own: not told
+                f"{host} resolves to an address of a private or local network; "
                 "URL imports only read public addresses",
                 code="address_not_allowed",
                 host=host,
-                address=addr,
             )
     return addresses[0]
 
@@ -110,12 +129,12 @@ def fetch(
             try:
                 got = _download(url, dest, max_bytes, allow_private, timeout_s, on_bytes)
             except _Retryable as exc:
-                errors.append(f"{url}: {exc}")
+                errors.append(f"{redact(url)}: {exc}")
                 if attempt + 1 < attempts:
                     time.sleep(min(0.25 * 2**attempt, 8.0))
                 continue
             except UrlNotUsable as exc:
-                errors.append(f"{url}: {exc.detail}")
+                errors.append(f"{redact(url)}: {exc.detail}")
                 break  # next mirror
             _verify(got, checksum)
             return got
@@ -157,19 +176,19 @@ def _download(
                     if resp.status_code in (301, 302, 303, 307, 308):
                         location = resp.headers.get("location")
                         if not location:
-                            raise UrlRefused(f"{current} redirects nowhere")
+                            raise UrlRefused(f"{redact(current)} redirects nowhere")
                         current = urljoin(current, location)
                         continue
                     if resp.status_code >= 500:
                         raise _Retryable(f"HTTP {resp.status_code}")
                     if resp.status_code == 404:
-                        raise UrlNotFound(f"{current} was not found (404)")
+                        raise UrlNotFound(f"{redact(current)} was not found (404)")
                     if resp.status_code >= 400:
-                        raise UrlRefused(f"{current} answered HTTP {resp.status_code}")
+                        raise UrlRefused(f"{redact(current)} answered HTTP {resp.status_code}")
                     return _save(resp, current, dest, max_bytes, on_bytes)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 raise _Retryable(f"{type(exc).__name__}: {exc}") from None
-    raise UrlRefused(f"{url} redirects more than {MAX_REDIRECTS} times")
+    raise UrlRefused(f"{redact(url)} redirects more than {MAX_REDIRECTS} times")
 
 
 def _save(
@@ -178,7 +197,7 @@ def _save(
     declared = resp.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise ImportFailed(
-            f"{url} is {declared} bytes, over the limit of {max_bytes}",
+            f"{redact(url)} is {declared} bytes, over the limit of {max_bytes}",
             code="too_large",
             limit=max_bytes,
         )
@@ -189,7 +208,7 @@ def _save(
             size += len(block)
             if size > max_bytes:
                 raise ImportFailed(
-                    f"{url} is larger than the limit of {max_bytes} bytes",
+                    f"{redact(url)} is larger than the limit of {max_bytes} bytes",
                     code="too_large",
                     limit=max_bytes,
                 )
@@ -208,7 +227,7 @@ def _verify(got: Fetched, checksum: str | None) -> None:
     if have != want.lower():
         raise ImportFailed(
             f"the checksum does not match: expected {algo}:{want.lower()}, "
-            f"the download from {got.url} has {algo}:{have}",
+            f"the download from {redact(got.url)} has {algo}:{have}",
             code="checksum_mismatch",
             expected=f"{algo}:{want.lower()}",
             actual=f"{algo}:{have}",

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from core.errors import InvalidRequest
 from features.imports.errors import UnsupportedFormat
-from features.imports.fetch import filename_of
+from features.imports.fetch import filename_of, redact
 from features.imports.formats import (
     SUPPORTED_EXTENSIONS,
     detect_format,
@@ -139,7 +139,7 @@ def from_url(
         primary_key=primary_key,
         mode=mode or "replace",
         table=table or None,
-        message=message if message is not None else f"Import {urls[0]}",
+        message=message if message is not None else f"Import {redact(urls[0])}",
         expected=expected_commit_id or None,
         options=options or {},
     )

@@ -22,7 +22,7 @@ class _Files(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         self.hits[self.path] = self.hits.get(self.path, 0) + 1
-        if self.path == "/data.csv":
+        if self.path == "/data.csv" or self.path.startswith("/signed.csv?"):
             self._send(200, CSV)
         elif self.path == "/flaky.csv" and self.hits[self.path] <= 2:
             self._send(503, b"busy")
@@ -76,6 +76,31 @@ def test_import_from_a_url_with_its_checksum(
     assert src["sha256"] == hashlib.sha256(CSV).hexdigest()
     assert detail["message"] == f"Import {files}/data.csv"
     assert detail["tables"][0]["name"] == "data"
+
+
+def test_secrets_in_the_url_are_never_shown(
+    http: httpx.Client, auth: dict[str, str], files: str
+) -> None:
+    """A pre-signed query string and user:password in the URL stay out of the
+    commit message, provenance and errors, which every reader of the
+    dataset sees (issue 15, "Secrets in URLs"); a digest tells runs apart."""
+    ds = make_dataset(http, auth)["id"]
+    host = files.removeprefix("http://")
+    url = f"http://alice:s3cret@{host}/signed.csv?X-Amz-Signature=deadbeef&X-Amz-Credential=AK"
+    job = _import(http, auth, ds, url=url)
+    assert job["state"] == "succeeded", job
+    detail = http.get(f"/api/v1/datasets/{ds}/commits/{job['commit_id']}", headers=auth)
+    assert (
+        "s3cret" not in detail.text and "deadbeef" not in detail.text and "alice" not in detail.text
+    )
+    src = detail.json()["provenance"]["source"]
+    assert src["url"] == f"http://{host}/signed.csv?<redacted>"
+    assert detail.json()["message"] == f"Import http://{host}/signed.csv?<redacted>"
+    assert len(src["url_digest"]) == 32
+    failed = _import(http, auth, ds, url=f"http://bob:pw@{host}/gone.csv?token=topsecret")
+    assert failed["state"] == "failed"
+    text = str(failed["error"])
+    assert "topsecret" not in text and "bob" not in text and "/gone.csv?<redacted>" in text
 
 
 def test_mirrors_redirects_and_retries(
