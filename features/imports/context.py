@@ -29,6 +29,7 @@ class ImportJob:
     attempts: int
     upload_id: uuid.UUID | None
     request: ImportRequest
+    created_by: uuid.UUID | None = None  # the author, whose rights are checked as it lands
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ImportJob:
@@ -40,6 +41,7 @@ class ImportJob:
             attempts=row["attempts"],
             upload_id=row.get("upload_id"),
             request=ImportRequest.model_validate(row["params"]),
+            created_by=row.get("created_by"),
         )
 
     @property

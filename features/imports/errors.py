@@ -25,13 +25,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.errors import Invalid, Unavailable, UnsupportedMedia
+from core.errors import Forbidden, Invalid, Unavailable, UnsupportedMedia
 
 
 class ImportFailed(Invalid):
     """The file cannot be imported; the problem says why and where."""
 
     default_code = "invalid_file"
+
+
+class NoLongerAllowed(Forbidden):
+    """The job's author lost write access to the dataset (or it was deleted)
+    while the job waited or ran: it does not land."""
+
+    default_code = "no_longer_allowed"
 
 
 class InvalidEncoding(ImportFailed):

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 
 from core import db
+from core.errors import DsaError
 from core.objects import (
     Commit,
     Manifest,
@@ -28,9 +29,11 @@ from core.objects import (
 )
 from core.schema import Column
 from core.storage import ObjectStore
+from features.auth import service as auth_service
+from features.datasets import service as datasets_service
 from features.imports.build import TableBuild
 from features.imports.context import ImportJob
-from features.imports.errors import JobCancelled
+from features.imports.errors import JobCancelled, NoLongerAllowed
 from features.jobs import service as jobs_service
 from features.refs import service as refs_service
 from features.refs.errors import RefConflict
@@ -65,6 +68,7 @@ def land(
     def running(conn: psycopg.Connection[Any]) -> None:
         if not jobs_service.still_running(conn, job.id, job.attempts):
             raise JobCancelled  # cancelled, or claimed again meanwhile: nothing is recorded
+        _author_may_write(conn, job)
 
     def succeed(conn: psycopg.Connection[Any], commit_id: str) -> None:
         jobs_service.succeed(conn, job.id, commit_id=commit_id, result=result, **done)
@@ -95,6 +99,19 @@ def land(
     except RefConflict:
         return False  # the transaction rolled back: no commit row, no ref move
     return True
+
+
+def _author_may_write(conn: psycopg.Connection[Any], job: ImportJob) -> None:
+    """The job's author still holds write on a live dataset, checked in the
+    landing transaction: a job that waited in the queue while its author's
+    role was revoked, or the dataset deleted, does not land."""
+    user = auth_service.user_by_id(conn, job.created_by) if job.created_by else None
+    try:
+        datasets_service.require(conn, user, job.dataset_id, "write")
+    except DsaError as exc:
+        raise NoLongerAllowed(
+            f"the import did not land: its author can no longer write to the dataset ({exc.detail})"
+        ) from None
 
 
 def _commit(
