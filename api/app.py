@@ -44,6 +44,16 @@ from features.web import service as web_service
 from features.web.ui import router as web_ui
 
 access_log = structlog.get_logger("dsa.access")
+# on every answer (issue 15, "Security headers"): no MIME sniffing, no
+# framing by other sites, no full URL (export links carry signatures) in the
+# Referer sent elsewhere; and over https, HSTS
+_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+)
+_HTTPS_HEADERS = (*_HEADERS, (b"strict-transport-security", b"max-age=31536000"))
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -155,7 +165,11 @@ class ObserveMiddleware:
             nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", rid.encode()),
+                    *(_HTTPS_HEADERS if scope.get("scheme") == "https" else _HEADERS),
+                ]
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
             await send(message)

@@ -108,7 +108,11 @@ def cmd_api(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=get_settings().log_level.lower(),
-        access_log=False,
+        access_log=False,  # ours: one JSON line a request (api/app.py)
+        # X-Forwarded-Proto/-For are believed only from these (an ingress):
+        # the scheme decides cookies' Secure, HSTS and the links handed out
+        proxy_headers=True,
+        forwarded_allow_ips=get_settings().trusted_proxies,
     )
     return 0
 

@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     export_cache_bytes: int = 20 * 1024**3
     failpoints: str = ""
     worker_metrics_port: int | None = None
+    trusted_proxies: str = "127.0.0.1"
+    cookie_secure: bool | None = None
     log_level: str = "INFO"
 
     @property

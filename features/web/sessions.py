@@ -124,7 +124,11 @@ def sign_out(request: Request, response: Response) -> None:
 
 
 def _secure(scope: Scope) -> bool:
-    return scope.get("scheme") == "https"
+    """Cookies carry ``Secure`` when ``DSA_COOKIE_SECURE`` says so, or (unset)
+    when the request came over https: directly, or through a proxy in
+    ``DSA_TRUSTED_PROXIES`` that said so (``X-Forwarded-Proto``)."""
+    forced = get_settings().cookie_secure
+    return forced if forced is not None else scope.get("scheme") == "https"
 
 
 def check_csrf(request: Request, form_token: str | None) -> None:

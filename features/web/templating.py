@@ -158,11 +158,8 @@ def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLRe
     return HTMLResponse(
         html,
         status_code=status,
-        headers={
-            "Cache-Control": "no-store",
-            "X-Frame-Options": "DENY",
-            "Referrer-Policy": "same-origin",
-        },
+        # X-Frame-Options, Referrer-Policy and the rest: on every answer (api/app.py)
+        headers={"Cache-Control": "no-store"},
     )
 
 

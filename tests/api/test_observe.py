@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from features.integrity import service as integrity
 from tests.conftest import login, make_dataset, upload, wait_job
@@ -44,6 +45,11 @@ def test_a_request_id_is_taken_or_made_echoed_and_logged(
         f"/api/v1/datasets/{ds['id']}", headers={**admin, "X-Request-ID": "trace-42.a:b"}
     )
     assert r.status_code == 200 and r.headers["x-request-id"] == "trace-42.a:b"
+    # a trusted proxy (DSA_TRUSTED_PROXIES, 127.0.0.1 by default) that says
+    # it took the request over https: the API answers as over https
+    proxied = client.get("/healthz", headers={"X-Forwarded-Proto": "https"})
+    assert "strict-transport-security" in proxied.headers
+    assert "strict-transport-security" not in client.get("/healthz").headers
     made = client.get("/healthz", headers={"X-Request-ID": "no spaces allowed"})
     assert re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])
     assert (
@@ -96,3 +102,42 @@ def test_metrics_name_what_an_operator_alerts_on(client: Any, admin: dict[str, s
     ):
         assert f"# TYPE {name} " in text or f"\n{name}" in text, name
     assert 'dsa_gc_runs_total{dry_run="true"}' in text
+
+
+def test_every_answer_carries_the_security_headers_and_https_adds_hsts(app: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, raise_server_exceptions=False) as plain:
+        for path in ("/healthz", "/signin", "/api/v1/nope"):
+            h = plain.get(path).headers
+            assert h["x-content-type-options"] == "nosniff", path
+            assert h["x-frame-options"] == "DENY" and h["referrer-policy"] == "same-origin"
+            assert "frame-ancestors 'none'" in h["content-security-policy"]
+            assert "strict-transport-security" not in h
+    with TestClient(app, base_url="https://dsa.example") as tls:
+        r = tls.get("/healthz")
+        assert r.headers["strict-transport-security"].startswith("max-age=")
+
+
+def test_cookies_are_secure_over_https_and_when_the_setting_says_so(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind an ingress that terminates TLS the app sees http unless the
+    proxy is trusted (DSA_TRUSTED_PROXIES); DSA_COOKIE_SECURE forces it."""
+    from fastapi.testclient import TestClient
+
+    from core.config import get_settings
+
+    def cookie(base: str) -> str:
+        with TestClient(app, base_url=base) as c:
+            return c.get("/signin").headers.get("set-cookie", "")
+
+    assert "Secure" in cookie("https://dsa.example")
+    assert "Secure" not in cookie("http://dsa.example")
+    monkeypatch.setenv("DSA_COOKIE_SECURE", "true")
+    get_settings.cache_clear()
+    try:
+        assert "Secure" in cookie("http://dsa.example")
+    finally:
+        monkeypatch.delenv("DSA_COOKIE_SECURE")
+        get_settings.cache_clear()
