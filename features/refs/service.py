@@ -44,6 +44,7 @@ from features.refs.errors import (
 
 Q = db.Queries(__file__)
 _HEX = re.compile(r"^[0-9a-f]{7,64}$")
+MAX_RANGE_CHARS = 2 * 256 + 3  # two ref spellings and "..."
 _REF_NAME = re.compile(r"^(?!.*\.\.)(?!/)(?!.*/$)[A-Za-z0-9._/-]{1,200}$")
 
 
@@ -390,16 +391,19 @@ def resolve_range(
     """The commit ids of ``a...b`` (each side any ref spelling).
 
     Ref names never hold ``..``; only a name that starts or ends with ``.``
-    makes more than one split possible, and the first split whose sides both
-    resolve wins."""
+    makes more than one split possible (three at most), and the first split
+    whose sides both resolve wins. A longer spec, or one with more splits,
+    names no two refs: refused before any lookup (each split costs two)."""
+    if len(spec) > MAX_RANGE_CHARS:
+        raise InvalidRange(f"a range is at most {MAX_RANGE_CHARS} characters: two refs as a...b")
     splits = []
     i = spec.find("...")
     while i >= 0:
         if i and spec[i + 3 :]:
             splits.append((spec[:i], spec[i + 3 :]))
         i = spec.find("...", i + 1)
-    if not splits:
-        raise InvalidRange(f"expected two refs as a...b, not {spec!r}")
+    if not splits or len(splits) > 3:
+        raise InvalidRange(f"expected two refs as a...b, not {spec[:80]!r}")
     for n, (a, b) in enumerate(splits):
         try:
             return resolve(conn, dataset_id, a), resolve(conn, dataset_id, b)

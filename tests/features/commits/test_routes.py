@@ -95,6 +95,10 @@ def test_merge_base(client: Any, admin: dict[str, str]) -> None:
 
     problem("main..dev", 400, "invalid_range")
     problem("main...", 400, "invalid_range")
+    # a spec no two refs could spell is refused before any lookup: a run of
+    # dots made a query per split (two refs per split; issue 15), a 400 now
+    problem("main" + "." * 4000 + "dev", 400, "invalid_range")
+    problem("main....." + "x" * 600, 400, "invalid_range")
     problem("main...nope", 404, "ref_not_found")
     problem(f"main...{'0' * 64}", 404, "ref_not_found")
     other = make_user(client, admin)
