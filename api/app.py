@@ -165,10 +165,16 @@ class ObserveMiddleware:
             nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
+                headers = list(message.get("headers", []))
+                own_csp = any(k.lower() == b"content-security-policy" for k, _ in headers)
                 message["headers"] = [
-                    *message.get("headers", []),
+                    *headers,
                     (b"x-request-id", rid.encode()),
-                    *(_HTTPS_HEADERS if scope.get("scheme") == "https" else _HEADERS),
+                    *(
+                        h
+                        for h in (_HTTPS_HEADERS if scope.get("scheme") == "https" else _HEADERS)
+                        if not (own_csp and h[0] == b"content-security-policy")
+                    ),
                 ]
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))

@@ -141,3 +141,24 @@ def test_cookies_are_secure_over_https_and_when_the_setting_says_so(
     finally:
         monkeypatch.delenv("DSA_COOKIE_SECURE")
         get_settings.cache_clear()
+
+
+def test_pages_allow_no_inline_script_and_the_templates_have_none(app: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from tests.conftest import ROOT
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        page = c.get("/signin")
+        policies = page.headers.get_list("content-security-policy")
+        assert len(policies) == 1 and "script-src 'self';" in policies[0]
+        assert "frame-ancestors 'none'" in policies[0]
+        docs = c.get("/docs")  # FastAPI's viewer (its scripts come from a CDN) keeps working
+        assert docs.status_code == 200
+        assert docs.headers["content-security-policy"] == "frame-ancestors 'none'"
+    handler = re.compile(r"\son[a-z]+\s*=", re.IGNORECASE)
+    inline_script = re.compile(r"<script(?![^>]*\ssrc=)[^>]*>", re.IGNORECASE)
+    for path in (ROOT / "features").glob("*/templates/**/*.html"):
+        text = path.read_text()
+        assert not handler.search(text), f"{path}: an inline event handler"
+        assert not inline_script.search(text), f"{path}: an inline script"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import ADMIN_PASSWORD
 
@@ -91,7 +92,7 @@ def _sign_in_with_keyboard(page: Any) -> None:
     page.wait_for_url(re.compile(r"/signin"))
     # the username field has focus (autofocus: wait for it, a loaded machine
     # may type before the page has applied it); the rest is Tab and Enter
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'username'")
+    expect(page.locator("#username")).to_be_focused()
     page.keyboard.type("admin")
     page.keyboard.press("Tab")
     page.keyboard.type(ADMIN_PASSWORD)
@@ -120,10 +121,17 @@ def _upload(page: Any, tmp: Path, name: str, content: bytes, message: str) -> st
 def test_the_issue_flow_in_chromium(browser: Any, api_url: str, shots: Path) -> None:
     ctx = _context(browser, api_url)
     page = ctx.new_page()
+    # the pages' Content-Security-Policy (no inline script): nothing it blocks
+    blocked: list[str] = []
+    page.on(
+        "console",
+        lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     tmp = Path(tempfile.mkdtemp(prefix="dsa-ui-"))
     try:
         _flow(page, tmp, shots)
         _phone_and_dark(browser, api_url, shots, page.url)
+        assert blocked == [], blocked
     finally:
         ctx.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -154,13 +162,13 @@ def _flow(page: Any, tmp: Path, shots: Path) -> None:
     assert page.locator("#rowcount").inner_text().startswith(f"{ROWS:,} rows")
     assert page.locator("#grid tbody tr").count() == 100
     page.get_by_role("link", name="Next ›").first.click()
-    page.wait_for_function("document.querySelector('#rowcount').innerText.includes('101–200')")
+    expect(page.locator("#rowcount")).to_contain_text("101–200")
     assert page.locator("#grid tbody tr").first.locator("td").nth(2).inner_text() == "item101"
     page.keyboard.press("n")  # the keyboard shortcut for the next page
-    page.wait_for_function("document.querySelector('#rowcount').innerText.includes('201–300')")
+    expect(page.locator("#rowcount")).to_contain_text("201–300")
     page.get_by_label("Jump to row").first.fill("1234")
     page.get_by_label("Jump to row").first.press("Enter")
-    page.wait_for_function("document.querySelector('#rowcount').innerText.includes('1,234–')")
+    expect(page.locator("#rowcount")).to_contain_text("1,234–")
     first = page.locator("#grid tbody tr").first.locator("td")
     assert first.nth(0).inner_text() == "1,234" and first.nth(2).inner_text() == "item1234"
     # column selection and the filter box
@@ -168,7 +176,7 @@ def _flow(page: Any, tmp: Path, shots: Path) -> None:
     page.locator('input[name="col"][value="name"]').uncheck()
     page.get_by_label("Filter").fill("qty >= 14900")
     page.get_by_role("button", name="Apply").click()
-    page.wait_for_function("document.querySelector('#rowcount').innerText.includes('matching')")
+    expect(page.locator("#rowcount")).to_contain_text("matching")
     assert page.locator("#rowcount").inner_text().startswith("11 matching rows")
     headers = page.locator("#grid thead th").all_inner_texts()
     assert [h.split("\n")[0] for h in headers] == ["#", "id", "qty"]
@@ -291,6 +299,9 @@ def _phone_and_dark(browser: Any, api_url: str, shots: Path, last_url: str) -> N
     dataset_url = page.url
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(dataset_url + "/history")
+    # a control that submits its form when changed (data-autosubmit, app.js)
+    page.get_by_label("First parents only").check()
+    page.wait_for_url(re.compile(r"first_parent=true"))
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the history page scrolls sideways at phone width ({width}px)"
     page.screenshot(path=shots / "history-phone.png", full_page=True)

@@ -124,6 +124,18 @@
     });
   }
 
+  // No inline handlers (the pages' Content-Security-Policy allows no inline
+  // script): a form with data-confirm asks first; a control with
+  // data-autosubmit submits its form when changed. Delegated, so what htmx
+  // swaps in behaves the same.
+  document.addEventListener("submit", (e) => {
+    const message = e.target.dataset && e.target.dataset.confirm;
+    if (message && !window.confirm(message)) e.preventDefault();
+  }, true);
+  document.addEventListener("change", (e) => {
+    if (e.target.matches && e.target.matches("[data-autosubmit]") && e.target.form) e.target.form.requestSubmit();
+  });
+
   document.addEventListener("DOMContentLoaded", () => {
     document.querySelectorAll("button[data-copy]").forEach(enhanceCopy);
     document.querySelectorAll("[data-select-on-focus]").forEach((el) => el.addEventListener("focus", () => el.select()));
