@@ -7,14 +7,12 @@ Celery pool) ``PROMETHEUS_MULTIPROC_DIR`` names a directory they all write
 to, and ``collect()`` merges them; the API serves them at ``/metrics`` and
 a worker at ``DSA_WORKER_METRICS_PORT`` when set. Gauges of the whole
 installation (jobs by state, queue length) are read from PostgreSQL and
-Redis when scraped, so every scrape of any API process agrees.
+Redis when scraped (``features.health``), so every API process agrees.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -24,7 +22,6 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 REQUEST_SECONDS = Histogram(
@@ -61,42 +58,6 @@ CACHE_READS = Counter(
 )
 
 
-class _Installation(Collector):
-    """Jobs by kind and state and the task queue's length, read at scrape time."""
-
-    def collect(self) -> Iterator[Any]:
-        from core import db
-        from core.config import get_settings
-
-        jobs = GaugeMetricFamily(
-            "dsa_jobs", "queued and running jobs, by kind and state", labels=["kind", "state"]
-        )
-        try:
-            with db.read() as conn:
-                for row in conn.execute(
-                    "SELECT kind, state, count(*) AS n FROM job "
-                    "WHERE state IN ('queued', 'running') GROUP BY kind, state"
-                ):
-                    jobs.add_metric([row["kind"], row["state"]], row["n"])
-        except Exception:  # a scrape never fails for want of the database
-            pass
-        yield jobs
-        queue = GaugeMetricFamily("dsa_queue_length", "task messages waiting in the broker")
-        url = get_settings().redis_url
-        if url:
-            try:
-                import redis
-
-                client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-                try:
-                    queue.add_metric([], client.llen("dsa"))
-                finally:
-                    client.close()
-            except Exception:
-                pass
-        yield queue
-
-
 def registry() -> CollectorRegistry:
     """This process's metrics, or with ``PROMETHEUS_MULTIPROC_DIR`` those of
     every process of the node that writes there."""
@@ -109,9 +70,11 @@ def registry() -> CollectorRegistry:
     return REGISTRY
 
 
-def collect() -> bytes:
-    """The Prometheus text of this node's processes and the installation."""
+def collect(*installation: Collector) -> bytes:
+    """The Prometheus text of this node's processes, and of ``installation``
+    (collectors read at scrape time: the health feature's jobs and queue)."""
     out = generate_latest(registry())
     extra = CollectorRegistry()
-    extra.register(_Installation())
+    for collector in installation:
+        extra.register(collector)
     return out + generate_latest(extra)

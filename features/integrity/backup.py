@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from core import db
 from core.errors import Conflict, DsaError, ObjectNotFound, StoredObjectError
@@ -49,6 +48,7 @@ from core.migrate import migration_files
 from core.objects import get_manifest
 from core.storage import LocalStore, ObjectStore, get_store
 from features.integrity.gc import locked
+from features.jobs import service as jobs_service
 
 FORMAT = 1
 # copied, parents before children (restore loads them in this order)
@@ -272,11 +272,7 @@ def restore(source: Path) -> Summary:
             "code": "interrupted_by_restore",
             "detail": "the job was running when the backup was taken; run it again",
         }
-        conn.execute(
-            "UPDATE job SET state = 'failed', finished_at = now(), error = %s "
-            "WHERE state IN ('queued', 'running')",
-            (Jsonb(problem),),
-        )
+        jobs_service.fail_unfinished(conn, problem)
         backup_store = LocalStore(source / "objects")
         _copy_objects(referenced(conn, backup_store, s.missing), backup_store, store, s)
     s.seconds = time.monotonic() - started

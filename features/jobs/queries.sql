@@ -79,3 +79,12 @@ WHERE state IN ('queued', 'running') AND kind <> ALL (%(readers)s::text[]);
 
 -- name: active_of_kind
 SELECT EXISTS (SELECT 1 FROM job WHERE kind = %(kind)s AND state IN ('queued', 'running')) AS yes;
+
+-- name: active_counts
+SELECT kind, state, count(*) AS n FROM job
+WHERE state IN ('queued', 'running') GROUP BY kind, state;
+
+-- name: fail_unfinished
+-- After a restore: jobs that were queued or running when the backup was taken.
+UPDATE job SET state = 'failed', finished_at = now(), error = %(error)s
+WHERE state IN ('queued', 'running');

@@ -268,3 +268,14 @@ def any_active(conn: psycopg.Connection[Any], kind: str) -> bool:
     """Whether a job of ``kind`` is queued or running."""
     row = conn.execute(Q.active_of_kind, {"kind": kind}).fetchone()
     return bool(row and row["yes"])
+
+
+def active_counts(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """Queued and running jobs by kind and state (``kind``, ``state``, ``n``)."""
+    return conn.execute(Q.active_counts).fetchall()
+
+
+def fail_unfinished(conn: psycopg.Connection[Any], problem: dict[str, Any]) -> int:
+    """Fail every queued or running job with ``problem`` (after a restore:
+    their uploads were not in the backup); how many."""
+    return conn.execute(Q.fail_unfinished, {"error": Jsonb(problem)}).rowcount

@@ -45,6 +45,18 @@ def _old_object(key: str, data: bytes, age_s: float) -> None:
     os.utime(store._path(key), (when, when))  # noqa: SLF001
 
 
+def _dsa(stack: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The command, against the session's installation."""
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        env={**os.environ, **stack},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def _exists(key: str) -> bool:
     return get_store().exists(key)
 
@@ -198,15 +210,7 @@ def test_a_short_grace_needs_force_and_two_sweeps_never_run_at_once(
             service.gc(grace_s=3600)
         with pytest.raises(GcBusy):
             service.fsck(emit=lambda p: None)
-        env = {**os.environ, **stack}
-        cli = subprocess.run(
-            [sys.executable, "-m", "api.cli", "gc", "--grace", "2h"],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        cli = _dsa(stack, "gc", "--grace", "2h")
         assert cli.returncode == 2 and "is running" in cli.stderr, cli.stderr
     with (
         service.locked(exclusive=False, what="a test"),  # an fsck running
@@ -218,26 +222,11 @@ def test_a_short_grace_needs_force_and_two_sweeps_never_run_at_once(
 def test_the_command_and_the_job(
     client: Any, admin: dict[str, str], worker: Any, stack: dict[str, str]
 ) -> None:
-    env = {**os.environ, **stack}
-    dry = subprocess.run(
-        [sys.executable, "-m", "api.cli", "gc", "--dry-run", "--json", "--grace", "1h"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    dry = _dsa(stack, "gc", "--dry-run", "--json", "--grace", "1h")
     assert dry.returncode == 0, dry.stderr
     last = json.loads(dry.stdout.splitlines()[-1])
     assert set(last["summary"]) == {"deleted_objects", "freed_bytes", "kept_objects"}
-    bad = subprocess.run(
-        [sys.executable, "-m", "api.cli", "gc", "--grace", "soon"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    bad = _dsa(stack, "gc", "--grace", "soon")
     assert bad.returncode == 2 and "invalid duration" in bad.stderr
 
     r = client.post(
