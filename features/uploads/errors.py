@@ -21,6 +21,12 @@ class FieldTooLong(BadRequest):
     default_code = "field_too_long"
 
 
+class TooManyFields(BadRequest):
+    """A form with too many parts, or too much besides its file."""
+
+    default_code = "too_many_fields"
+
+
 class NotMultipart(BadRequest):
     default_code = "not_multipart"
 

@@ -33,10 +33,16 @@ from features.uploads.errors import (
     FieldTooLong,
     MultipleFiles,
     NotMultipart,
+    TooManyFields,
     UploadTooLarge,
 )
 
 MAX_FIELD_BYTES = 1024 * 1024
+# what a form may hold besides its file (issue 15): the fields' values are
+# kept in memory until the body ends (a part's headers are bounded by
+# python-multipart itself)
+MAX_PARTS = 32
+MAX_FIELDS_BYTES = 2 * 1024 * 1024  # of all fields' values together
 FLUSH_BYTES = 4 * 1024 * 1024
 
 
@@ -70,6 +76,8 @@ class _Receiver:
         self.size = 0
         self.pending = bytearray()  # file bytes not yet written
         self.done_file = False
+        self.parts = 0
+        self.field_bytes = 0  # of every field so far
 
     def callbacks(self) -> dict[str, object]:
         return {
@@ -83,6 +91,9 @@ class _Receiver:
         }
 
     def on_part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise TooManyFields(f"a form has at most {MAX_PARTS} parts")
         self.headers = {}
         self.name = ""
         self.filename = None
@@ -112,6 +123,9 @@ class _Receiver:
         else:
             if len(self.value) + end - start > MAX_FIELD_BYTES:
                 raise FieldTooLong(f"form field {self.name!r} is too long")
+            self.field_bytes += end - start
+            if self.field_bytes > MAX_FIELDS_BYTES:
+                raise TooManyFields(f"the form's fields are over {MAX_FIELDS_BYTES} bytes in all")
             self.value += data[start:end]
 
     def on_part_end(self) -> None:

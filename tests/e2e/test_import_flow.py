@@ -527,3 +527,41 @@ def test_a_zip_bomb_stops_at_the_limit(http: httpx.Client, auth: dict[str, str])
     ds = make_dataset(http, auth)["id"]
     job = import_csv(http, auth, ds, buf.getvalue(), filename="bomb.zip")
     assert job["state"] == "failed" and job["error"]["code"] == "too_large"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        # a thousand small fields: each part was kept in memory until the end
+        "".join(
+            f'--B\r\nContent-Disposition: form-data; name="f{i}"\r\n\r\nv\r\n' for i in range(1000)
+        ),
+        # fields within their own limit (1 MiB) but 3 MiB together
+        "".join(
+            f'--B\r\nContent-Disposition: form-data; name="g{i}"\r\n\r\n{"z" * 1_000_000}\r\n'
+            for i in range(3)
+        ),
+    ],
+    ids=["many-parts", "big-fields"],
+)
+def test_a_form_holds_a_bounded_amount_besides_its_file(
+    http: httpx.Client, auth: dict[str, str], extra: str
+) -> None:
+    """Issue 15, "Uploads": before, all of these were read into memory and
+    the upload accepted (202)."""
+    ds = make_dataset(http, auth)["id"]
+    body = (
+        extra
+        + '--B\r\nContent-Disposition: form-data; name="file"; filename="t.csv"\r\n\r\n'
+        + "a,b\r\n1,2\r\n"
+        + "--B--\r\n"
+    ).encode()
+    r = http.post(
+        f"/api/v1/datasets/{ds}/refs/main/uploads",
+        content=body,
+        headers={**auth, "Content-Type": "multipart/form-data; boundary=B"},
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "too_many_fields"
+    commits = http.get(f"/api/v1/datasets/{ds}/commits", headers=auth).json()["items"]
+    assert len(commits) == 1  # nothing imported
