@@ -43,10 +43,11 @@ from typing import Any
 import psycopg
 
 from core import db
-from core.errors import Conflict, DsaError, ObjectNotFound, StoredObjectError
+from core.errors import ObjectNotFound, StoredObjectError
 from core.migrate import migration_files
 from core.objects import get_manifest
 from core.storage import LocalStore, ObjectStore, get_store
+from features.integrity.errors import BackupError, TargetNotEmpty
 from features.integrity.gc import locked
 from features.jobs import service as jobs_service
 
@@ -68,18 +69,6 @@ TABLES = (
 # not copied: the target's own (schema_migration), caches whose objects are
 # not copied (layout, stored_export), what only running writers hold (write_hold)
 SKIPPED = ("schema_migration", "layout", "stored_export", "write_hold")
-
-
-class BackupError(DsaError):
-    """A backup directory that cannot be read or restored."""
-
-    status = 422
-    title = "Backup cannot be restored"
-    default_code = "backup_invalid"
-
-
-class TargetNotEmpty(Conflict):
-    default_code = "restore_target_not_empty"
 
 
 @dataclass

@@ -15,3 +15,15 @@ class GcBusy(Conflict):
     """A gc while another gc or an fsck runs, or an fsck while a gc runs."""
 
     default_code = "gc_busy"
+
+
+class BackupError(Invalid):
+    """A backup directory that cannot be read or restored (``dsa restore``)."""
+
+    default_code = "backup_invalid"
+
+
+class TargetNotEmpty(Conflict):
+    """A restore into an installation that holds datasets."""
+
+    default_code = "restore_target_not_empty"
