@@ -15,10 +15,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
+from api.ratelimits import RateLimitMiddleware
 from core import chunks, db, queue
 from core.config import get_settings
 from core.logs import configure as configure_logs
 from core.metrics import REQUEST_SECONDS
+from features.auth.accounts_ui import router as accounts_ui
 from features.auth.routes import router as auth_router
 from features.auth.ui import router as auth_ui
 from features.commits.routes import router as commits_router
@@ -122,12 +124,14 @@ def create_app() -> FastAPI:
         merges_ui,
         uploads_ui,
         auth_ui,
+        accounts_ui,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=web_service.STATIC_DIR), name="static")
     web_service.templates()  # every template compiled now, not on a visitor's request
 
     app.add_middleware(web_service.SessionMiddleware)
+    app.add_middleware(RateLimitMiddleware)
     app.add_middleware(ObserveMiddleware)
     gc.collect()  # start-up's garbage, collected now rather than in a pause on a visitor's request
     return app
@@ -187,7 +191,7 @@ class ObserveMiddleware:
             route = getattr(scope.get("route"), "path", "unmatched")
             REQUEST_SECONDS.labels(scope["method"], route, str(status)).observe(seconds)
             session = scope.get("dsa_session")
-            signed_in = getattr(session, "user", None)
+            signed_in = getattr(session, "known_user", None)
             user = scope.get("state", {}).get("user_id") or (
                 str(signed_in.id) if signed_in is not None else None
             )

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from core.config import get_settings
+from core.config import get_settings, is_placeholder
 
 
 def _migrate_and_admin(url: str, *, print_password: bool) -> None:
@@ -45,16 +45,33 @@ def _migrate_and_admin(url: str, *, print_password: bool) -> None:
             return
         password = secrets.token_urlsafe(12)
         generated = True
+    elif is_placeholder(password):
+        raise SystemExit("dsa: DSA_ADMIN_PASSWORD is still the example's placeholder; set your own")
     with db.transaction() as conn:
-        created = auth_service.ensure_admin(conn, username=s.admin_user, password=password)
+        created = auth_service.ensure_admin(
+            conn, username=s.admin_user, password=password, generated=generated
+        )
     if created and generated:
         path = s.home / "admin-password"
-        path.write_text(password + "\n")
-        path.chmod(0o600)
+        _write_private(path, password + "\n")
         print(f"Created admin user {s.admin_user!r} with password: {password}")
         print(f"(kept in {path}; change it or delete that file)")
     elif created:
         print(f"Created admin user {s.admin_user!r} (password from DSA_ADMIN_PASSWORD)")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read, from the first byte:
+    created 0600 (never world-readable for a moment, as a chmod after
+    writing would leave it), an existing file's mode fixed before writing,
+    and a symlink in its place refused."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -96,10 +113,25 @@ def _object_store_usable() -> bool:
     return True
 
 
+def _secret_usable() -> bool:
+    """Whether ``DSA_JWT_SECRET`` can sign sessions and derive the other keys
+    (not unset, not an example's placeholder, not short); says why not. The
+    API, the workers and beat refuse to start without one (``dsa up`` hands
+    its children the key it generated in the home)."""
+    problem = get_settings().secret_problem()
+    if problem:
+        print(f"dsa: {problem}", file=sys.stderr)
+        print(
+            "dsa: generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'",
+            file=sys.stderr,
+        )
+    return problem is None
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    if not _object_store_usable():
+    if not _secret_usable() or not _object_store_usable():
         return 2
     _no_huge_pages()
     uvicorn.run(
@@ -120,7 +152,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from worker.app import celery_app
 
-    if not _object_store_usable():
+    if not _secret_usable() or not _object_store_usable():
         return 2
     argv = ["worker", "--loglevel", get_settings().log_level, "-Q", "dsa", "--without-gossip"]
     argv += ["--without-mingle", "--concurrency", str(args.concurrency)]
@@ -131,6 +163,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_beat(args: argparse.Namespace) -> int:
     from worker.app import celery_app
 
+    if not _secret_usable():
+        return 2
     schedule = get_settings().home / "celerybeat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
     celery_app.start(["beat", "--loglevel", get_settings().log_level, "-s", str(schedule)])
@@ -184,6 +218,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         if not _object_store_usable():
             return 2
         env = dict(os.environ)
+        # the children are the distributed processes: they share the key generated in the home
+        env.setdefault("DSA_JWT_SECRET", get_settings().effective_jwt_secret())
         children.append(
             _child(["worker", "--concurrency", str(args.workers)], env, logs / "worker.log")
         )

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import DsaError, InvalidRequest, NotFound
+from core.errors import DsaError, InvalidRequest, NotFound, TooManyRequests
 from features.web import service as web
 
 log = structlog.get_logger(__name__)
@@ -51,6 +51,8 @@ def _http_error(exc: StarletteHTTPException) -> DsaError:
 def problem_response(err: DsaError, request: Request | None = None) -> JSONResponse:
     body = err.to_problem(instance=str(request.url.path) if request else None)
     headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+    if isinstance(err, TooManyRequests):
+        headers = {"Retry-After": str(err.retry_after)}
     return JSONResponse(body, status_code=err.status, media_type=PROBLEM, headers=headers)
 
 

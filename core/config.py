@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import platformdirs
+from blake3 import blake3
 from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -33,6 +34,25 @@ def parse_duration(value: object) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _rate_rule(value: object) -> str:
+    """A rate limit as the ``limits`` library writes it (``300/minute``,
+    ``10/15 minutes``), or "" for none."""
+    text = str(value).strip()
+    if text:
+        from limits import parse
+
+        try:
+            parse(text)
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not a rate limit: write it as 300/minute or 10/15 minutes"
+            ) from None
+    return text
+
+
+RateRule = Annotated[str, BeforeValidator(_rate_rule)]
 
 
 def _default_home() -> Path:
@@ -88,6 +108,14 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = None
     trusted_proxies: str = "127.0.0.1"
     cookie_secure: bool | None = None
+    max_concurrent_hashes: int = Field(default=2, ge=1)
+    # rate limits (core/ratelimit.py): "<count>/<period>" as `limits` reads them; "" turns one off
+    rate_limit_anonymous: RateRule = "600/minute"
+    rate_limit_user: RateRule = "3000/minute"
+    rate_limit_login_user: RateRule = "10/15 minutes"
+    rate_limit_login_address: RateRule = "100/15 minutes"
+    rate_limit_imports: RateRule = "300/hour"
+    anonymous_expensive_concurrency: int = Field(default=2, ge=1)
     log_level: str = "INFO"
 
     @property
@@ -120,6 +148,40 @@ class Settings(BaseSettings):
             finally:
                 tmp.unlink(missing_ok=True)
         return path.read_text().strip()
+
+    def key(self, purpose: str) -> bytes:
+        """A 32-byte key for one purpose (``jwt``, ``csrf``, ``export-link``,
+        ``line-hash``), derived from the secret with BLAKE3's key derivation:
+        knowing one purpose's key (or a MAC made with it) tells nothing of
+        another's, and none of them is the secret itself."""
+        return _derive(self.effective_jwt_secret(), purpose)
+
+    def secret_problem(self) -> str | None:
+        """Why ``DSA_JWT_SECRET`` is not fit to run a distributed process on:
+        unset, a placeholder left from an example (``CHANGE-ME``), or shorter
+        than 32 characters. None when it is fine."""
+        secret = self.jwt_secret
+        if not secret:
+            return "DSA_JWT_SECRET is not set; every API replica and worker needs the same one"
+        if is_placeholder(secret):
+            return "DSA_JWT_SECRET is still the example's placeholder; set a random value"
+        if len(secret) < MIN_SECRET_CHARS:
+            return f"DSA_JWT_SECRET is shorter than {MIN_SECRET_CHARS} characters"
+        return None
+
+
+MIN_SECRET_CHARS = 32
+_PLACEHOLDER = re.compile(r"change[-_ ]?me|replace[-_ ]?me|placeholder|example", re.IGNORECASE)
+
+
+def is_placeholder(value: str) -> bool:
+    """Whether a secret is an example's stand-in (``CHANGE-ME…``) left unchanged."""
+    return _PLACEHOLDER.search(value) is not None
+
+
+@lru_cache(maxsize=16)
+def _derive(secret: str, purpose: str) -> bytes:
+    return blake3(secret.encode(), derive_key_context=f"dsa 2026-12 {purpose} key").digest()
 
 
 @lru_cache(maxsize=1)

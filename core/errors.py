@@ -104,6 +104,19 @@ class UnsupportedMedia(DsaError):
     default_code = "unsupported_media_type"
 
 
+class TooManyRequests(DsaError):
+    """429: a rate limit or a bound on concurrent work; ``retry_after``
+    (whole seconds) becomes the ``Retry-After`` header."""
+
+    status = 429
+    title = "Too many requests"
+    default_code = "too_many_requests"
+
+    def __init__(self, detail: str, *, retry_after: int = 1, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = max(1, int(retry_after))
+
+
 class Unavailable(DsaError):
     status = 503
     title = "Service unavailable"

@@ -7,8 +7,11 @@ TABLE api_token
   token_hash text NOT NULL
   created_at timestamp with time zone NOT NULL DEFAULT now()
   expires_at timestamp with time zone
+  scopes ARRAY NOT NULL DEFAULT '{read,write,admin}'::text[]
+  datasets ARRAY
   CONSTRAINT api_token_hash_key UNIQUE (token_hash)
   CONSTRAINT api_token_pkey PRIMARY KEY (id)
+  CONSTRAINT api_token_scopes_check CHECK ((scopes <@ '{read,write,admin}'::text[]))
   CONSTRAINT api_token_user_id_fkey FOREIGN KEY (user_id) REFERENCES app_user(id) ON DELETE CASCADE
   CREATE UNIQUE INDEX api_token_hash_key ON public.api_token USING btree (token_hash)
   CREATE UNIQUE INDEX api_token_pkey ON public.api_token USING btree (id)
@@ -19,6 +22,9 @@ TABLE app_user
   password_hash text NOT NULL
   is_admin boolean NOT NULL DEFAULT false
   created_at timestamp with time zone NOT NULL DEFAULT now()
+  disabled boolean NOT NULL DEFAULT false
+  token_version integer NOT NULL DEFAULT 0
+  must_change_password boolean NOT NULL DEFAULT false
   CONSTRAINT app_user_pkey PRIMARY KEY (id)
   CONSTRAINT app_user_username_key UNIQUE (username)
   CREATE UNIQUE INDEX app_user_pkey ON public.app_user USING btree (id)
@@ -175,6 +181,13 @@ TABLE ref_log
   CONSTRAINT ref_log_pkey PRIMARY KEY (id)
   CREATE UNIQUE INDEX ref_log_pkey ON public.ref_log USING btree (id)
   CREATE INDEX ref_log_ref_idx ON public.ref_log USING btree (dataset_id, ref_name, id DESC)
+
+TABLE revoked_session
+  jti uuid NOT NULL
+  expires_at timestamp with time zone NOT NULL
+  CONSTRAINT revoked_session_pkey PRIMARY KEY (jti)
+  CREATE INDEX revoked_session_expires_idx ON public.revoked_session USING btree (expires_at)
+  CREATE UNIQUE INDEX revoked_session_pkey ON public.revoked_session USING btree (jti)
 
 TABLE schema_migration
   version integer NOT NULL

@@ -71,6 +71,15 @@ def stack() -> Iterator[dict[str, str]]:
         # the test file server is on 127.0.0.1; tests/features/imports/test_fetch.py
         # checks that the rule holds when this is off
         "DSA_URL_IMPORT_ALLOW_PRIVATE": "true",
+        # the suite makes thousands of requests from one address with a few
+        # tokens: the limits are raised here and tested with their defaults
+        # in tests/api/test_rate_limits.py
+        "DSA_RATE_LIMIT_ANONYMOUS": "100000/minute",
+        "DSA_RATE_LIMIT_USER": "100000/minute",
+        "DSA_RATE_LIMIT_LOGIN_USER": "1000/15 minutes",
+        "DSA_RATE_LIMIT_LOGIN_ADDRESS": "100000/15 minutes",
+        "DSA_RATE_LIMIT_IMPORTS": "100000/hour",
+        "DSA_ANONYMOUS_EXPENSIVE_CONCURRENCY": "64",
     }
     os.environ.update(env)
     from core import db

@@ -36,3 +36,17 @@ class TokenNotFound(NotFound):
 
 class AdminRequired(Forbidden):
     default_code = "admin_required"
+
+
+class AccountDisabled(Unauthorized):
+    default_code = "account_disabled"
+
+
+class ScopeExceeded(Forbidden):
+    """A token used, or minting a token, beyond its scopes or datasets."""
+
+    default_code = "token_scope"
+
+
+class LastInstallationAdmin(Conflict):
+    default_code = "last_installation_admin"

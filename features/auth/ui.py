@@ -13,7 +13,7 @@ import uuid
 from fastapi import APIRouter, Form, Request, Response
 
 from core.db import read, transaction
-from core.errors import DsaError, Unauthorized
+from core.errors import DsaError, TooManyRequests, Unauthorized
 from features.auth import service
 from features.auth.models import ApiTokenCreate
 from features.web import service as web
@@ -47,17 +47,28 @@ def signin(
     web.check_csrf(request, csrf)
     try:
         with transaction() as conn:
-            user = service.authenticate(conn, username=username, password=password)
-    except Unauthorized as err:
-        return web.render(
+            user = service.authenticate(
+                conn,
+                username=username,
+                password=password,
+                address=request.client.host if request.client else None,
+            )
+    except (Unauthorized, TooManyRequests) as err:
+        page = web.render(
             request,
             "auth/signin.html",
-            status=401,
+            status=err.status,
             next=_safe_next(next),
             username=username,
             error=err.detail,
         )
-    response = web.redirect(_safe_next(next))
+        if isinstance(err, TooManyRequests):
+            page.headers["Retry-After"] = str(err.retry_after)
+        return page
+    target = _safe_next(next)
+    if user.must_change_password:  # the generated first password: ask for their own now
+        target = web.url("/account/password", next=target)
+    response = web.redirect(target)
     web.sign_in(request, response, user)
     return response
 
@@ -93,7 +104,7 @@ def _page(
         tokens=tokens,
         created=created,
         error=error.to_problem() if error else None,
-        form=form or {"name": "", "expires_in_days": "90"},
+        form=form or {"name": "", "expires_in_days": "90", "scope": "admin"},
         expiry_days=EXPIRY_DAYS,
         revoked=revoked,
     )
@@ -104,21 +115,26 @@ def create(
     request: Request,
     name: str = Form(""),
     expires_in_days: str = Form(""),
+    scope: str = Form("admin"),
     csrf: str = Form(""),
 ) -> Response:
     """Answers with the page itself (not a redirect): the token is shown this
     once and never stored in clear, so it cannot travel through a redirect."""
     user = web.require_user(request)
     web.check_csrf(request, csrf)
-    form = {"name": name, "expires_in_days": expires_in_days}
+    form = {"name": name, "expires_in_days": expires_in_days, "scope": scope}
     try:
         body = web.validated(
             ApiTokenCreate,
-            {"name": name.strip(), "expires_in_days": expires_in_days.strip() or None},
+            {
+                "name": name.strip(),
+                "expires_in_days": expires_in_days.strip() or None,
+                "scopes": [scope],
+            },
         )
         with transaction() as conn:
             row = service.create_api_token(
-                conn, user, name=body.name, expires_in_days=body.expires_in_days
+                conn, user, name=body.name, expires_in_days=body.expires_in_days, scopes=body.scopes
             )
     except DsaError as err:
         if err.status != 422:

@@ -20,6 +20,7 @@ LEFT JOIN dataset_permission p ON p.dataset_id = d.id AND p.user_id = %(user_id)
 WHERE d.deleted_at IS NULL
   AND (%(is_admin)s OR d.visibility = 'public' OR p.role IS NOT NULL
        OR (d.visibility = 'internal' AND %(user_id)s::uuid IS NOT NULL))
+  AND (%(only)s::uuid[] IS NULL OR d.id = ANY(%(only)s) OR d.visibility = 'public')
   AND (%(q)s::text IS NULL OR d.name ILIKE %(q)s OR d.description ILIKE %(q)s)
 ORDER BY d.created_at DESC, d.id
 LIMIT %(limit)s OFFSET %(offset)s;
@@ -49,6 +50,10 @@ ON CONFLICT ON CONSTRAINT dataset_permission_pkey DO UPDATE SET role = EXCLUDED.
 
 -- name: delete_permission
 DELETE FROM dataset_permission WHERE dataset_id = %(id)s AND user_id = %(user_id)s;
+
+-- name: lock_permissions
+-- Serialises changes to one dataset's roles, so two demotions cannot each leave the other as the last admin.
+SELECT id FROM dataset WHERE id = %(id)s FOR NO KEY UPDATE;
 
 -- name: count_admins
 SELECT count(*) AS n FROM dataset_permission WHERE dataset_id = %(id)s AND role = 'admin';

@@ -15,7 +15,8 @@ from typing import Any
 import psycopg
 
 from core import db
-from features.auth.service import User, user_by_name
+from features.auth.errors import ScopeExceeded
+from features.auth.service import User, require_unlimited, user_by_name
 from features.commits import service as commits_service
 from features.datasets.errors import (
     DatasetExists,
@@ -57,6 +58,7 @@ def create_dataset(
     visibility: str = "private",
 ) -> dict[str, Any]:
     dataset_id = uuid.uuid4()
+    require_unlimited(user, "creating a dataset")
     try:
         with conn.transaction():
             row = conn.execute(
@@ -106,9 +108,24 @@ def require(
     have = role_of(user, row) if row else 0
     if row is None or have == 0:
         raise DatasetNotFound(f"dataset {dataset_id} does not exist")
+    if have >= ROLES[role] and user is not None and user.limited:
+        have = _within_token(user, dataset_id, row, have)
     if have < ROLES[role]:
         raise RoleRequired(f"this needs the {role} role on the dataset")
     return _dataset(row)
+
+
+def _within_token(user: User, dataset_id: uuid.UUID, row: dict[str, Any], have: int) -> int:
+    """``have`` capped by the API token's scope; outside its datasets the
+    token can do what an anonymous caller can (read a public dataset)."""
+    ceiling = user.ceiling(dataset_id)
+    if ceiling is None:
+        if row["visibility"] == "public":
+            return ROLES["read"]
+        raise ScopeExceeded("this token is not for this dataset")
+    if have > ROLES[ceiling]:
+        return ROLES[ceiling]
+    return have
 
 
 def list_datasets(
@@ -119,6 +136,7 @@ def list_datasets(
         {
             "user_id": user.id if user else None,
             "is_admin": bool(user and user.is_admin),
+            "only": sorted(user.datasets) if user and user.datasets is not None else None,
             "q": _like(q),
             "limit": per_page,
             "offset": (page - 1) * per_page,
@@ -131,6 +149,7 @@ def list_datasets(
             {
                 "user_id": user.id if user else None,
                 "is_admin": bool(user and user.is_admin),
+                "only": sorted(user.datasets) if user and user.datasets is not None else None,
                 "q": _like(q),
                 "limit": 1,
                 "offset": 0,
@@ -218,17 +237,23 @@ def list_permissions(conn: psycopg.Connection[Any], dataset_id: uuid.UUID) -> li
 def grant(
     conn: psycopg.Connection[Any], dataset_id: uuid.UUID, username: str, role: str
 ) -> dict[str, Any]:
-    """Gives ``username`` a role (the caller's ``admin`` role checked by ``require``)."""
+    """Gives ``username`` a role (the caller's ``admin`` role checked by
+    ``require``); 409 when that would demote the dataset's last admin."""
     if role not in ROLES:
         raise InvalidRole(f"unknown role {role!r}")
     target = user_by_name(conn, username)
-    conn.execute(Q.upsert_permission, {"id": dataset_id, "user_id": target.id, "role": role})
+    with conn.transaction():
+        conn.execute(Q.lock_permissions, {"id": dataset_id})
+        conn.execute(Q.upsert_permission, {"id": dataset_id, "user_id": target.id, "role": role})
+        if conn.execute(Q.count_admins, {"id": dataset_id}).fetchone()["n"] == 0:  # type: ignore[index]
+            raise LastAdmin("a dataset must keep at least one admin; make another admin first")
     return {"username": target.username, "role": role, "granted_at": datetime.now(UTC)}
 
 
 def revoke(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, username: str) -> None:
     """Removes ``username``'s role (the caller's ``admin`` role checked by ``require``)."""
     target = user_by_name(conn, username)
+    conn.execute(Q.lock_permissions, {"id": dataset_id})
     n = conn.execute(Q.delete_permission, {"id": dataset_id, "user_id": target.id}).rowcount
     if n == 0:
         raise PermissionNotFound(f"{username!r} has no role on this dataset")

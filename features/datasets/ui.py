@@ -8,7 +8,7 @@ import uuid
 from fastapi import APIRouter, Form, Query, Request, Response
 
 from core.db import read, transaction
-from core.errors import DsaError
+from core.errors import DsaError, Forbidden
 from features.datasets import service
 from features.datasets.errors import ConfirmationRequired
 from features.datasets.models import DatasetCreate, DatasetPatch
@@ -107,11 +107,13 @@ def _settings(
     user = web.require_user(request)
     with read() as conn:
         ds = service.require(conn, user, dataset_id, "read")
-        perms = service.list_permissions(conn, dataset_id)
+        try:
+            service.require(conn, user, dataset_id, "admin")
+            is_admin = True
+        except Forbidden:
+            is_admin = False
+        perms = service.list_permissions(conn, dataset_id) if is_admin else []
         storage = service.storage(conn, dataset_id)
-        is_admin = user.is_admin or any(
-            p["username"] == user.username and p["role"] == "admin" for p in perms
-        )
     shown = error or delete_error
     return web.render(
         request,

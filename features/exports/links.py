@@ -33,7 +33,7 @@ def _key() -> bytes:
     s = get_settings()
     if s.export_link_key:
         return s.export_link_key.encode()
-    return hmac.new(s.effective_jwt_secret().encode(), _DOMAIN, hashlib.sha256).digest()
+    return s.key("export-link")
 
 
 def canonical_query(params: Iterable[tuple[str, str]]) -> str:

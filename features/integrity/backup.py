@@ -65,6 +65,7 @@ TABLES = (
     "upload",
     "job",
     "dataset_object",
+    "revoked_session",
 )
 # not copied: the target's own (schema_migration), caches whose objects are
 # not copied (layout, stored_export), what only running writers hold (write_hold)

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
+from core import ratelimit
 from core.config import get_settings
 from core.db import transaction
 from core.storage import get_store
@@ -24,11 +25,20 @@ router = APIRouter(prefix="/api/v1", tags=["imports"])
 
 
 def _check(user: User, dataset_id: uuid.UUID, branch: str) -> list[str] | None:
-    """Write role and an existing branch; returns the dataset's primary key."""
+    """Write role, an existing branch, and the user's import rate
+    (``DSA_RATE_LIMIT_IMPORTS``); returns the dataset's primary key."""
     with transaction() as conn:
         ds = datasets_service.require(conn, user, dataset_id, "write")
         refs_service.get_branch(conn, dataset_id, branch)
+    count_import(user)
     return ds["primary_key"]
+
+
+def count_import(user: User) -> None:
+    """429 past ``DSA_RATE_LIMIT_IMPORTS`` uploads and URL imports of one user."""
+    rule = get_settings().rate_limit_imports
+    if rule:
+        ratelimit.hit(rule, "imports", str(user.id), what="uploads and imports")
 
 
 @router.post(

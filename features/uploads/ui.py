@@ -25,6 +25,7 @@ from features.jobs.errors import JobNotFound
 from features.refs import service as refs_service
 from features.uploads import multipart
 from features.uploads.errors import BadFormOptions, FileMissing
+from features.uploads.routes import count_import
 from features.web import service as web
 
 router = APIRouter(route_class=web.UiRoute, include_in_schema=False)
@@ -109,6 +110,7 @@ async def _upload(request: Request, dataset_id: uuid.UUID, wants_json: bool) -> 
     def _check() -> list[str] | None:
         with read() as conn:
             ds = datasets_service.require(conn, user, dataset_id, "write")
+        count_import(user)
         return ds["primary_key"]  # type: ignore[no-any-return]
 
     primary_key = await run_in_threadpool(_check)

@@ -6,14 +6,14 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from core.errors import DsaError
+from core.errors import DsaError, TooManyRequests
 from features.web.templating import render
 
 
 def error_page(request: Request, err: DsaError) -> HTMLResponse:
     problem = err.to_problem(instance=request.url.path)
     where = {k: problem[k] for k in ("line", "column", "sheet", "position") if k in problem}
-    return render(
+    page = render(
         request,
         "web/error.html",
         status=err.status,
@@ -21,3 +21,6 @@ def error_page(request: Request, err: DsaError) -> HTMLResponse:
         where=where,
         errors=problem.get("errors") or [],
     )
+    if isinstance(err, TooManyRequests):
+        page.headers["Retry-After"] = str(err.retry_after)
+    return page

@@ -24,6 +24,7 @@ from features.web.sessions import (
     check_csrf,
     current_user,
     require_user,
+    session_token,
     sign_in,
     sign_out,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "CSRF_HEADER",
     "STATIC_DIR",
     "SessionMiddleware",
+    "session_token",
     "UiRoute",
     "cell_html",
     "check_csrf",

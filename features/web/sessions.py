@@ -8,7 +8,8 @@ service. Signing in rotates the session id. A visitor gets a session id on
 the first request (``SessionMiddleware``), so the sign-in form is protected
 too.
 
-CSRF. The token is ``HMAC(secret, "csrf" + sid)``: every form carries it as
+CSRF. The token is ``HMAC(csrf key, sid)`` (the key is derived for this
+purpose alone, ``Settings.key``): every form carries it as
 the hidden field ``csrf``, htmx and fetch send it as ``X-CSRF-Token``; every
 state-changing UI request checks it (``check_csrf``). The middleware lets
 ``/api/`` requests use the cookie too (the upload page's progress stream
@@ -31,7 +32,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.config import get_settings
-from core.errors import DsaError, Unauthorized
+from core.errors import DsaError
 from features.auth import service as auth_service
 from features.auth.service import User
 from features.web.errors import CsrfFailed
@@ -41,11 +42,30 @@ CSRF_HEADER = "x-csrf-token"
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Session:
+    """A visitor's session id and, once signed in, their access token (whose
+    signature and expiry the middleware checked without the database). The
+    user is looked up on first use, in the handler's thread: a token signed
+    out, of a disabled user or from before a password change has none."""
+
     sid: str
     token: str | None
-    user: User | None
+    _user: User | None = None
+    _resolved: bool = False
+
+    @property
+    def user(self) -> User | None:
+        if not self._resolved:
+            claims = auth_service.decode_access_token(self.token) if self.token else None
+            self._user = auth_service.user_from_claims(claims) if claims else None
+            self._resolved = True
+        return self._user
+
+    @property
+    def known_user(self) -> User | None:
+        """The user if already looked up (never queries: safe in async code)."""
+        return self._user
 
     @property
     def csrf(self) -> str:
@@ -53,8 +73,7 @@ class Session:
 
 
 def csrf_token(sid: str) -> str:
-    key = get_settings().effective_jwt_secret().encode()
-    return hmac.new(key, b"csrf\0" + sid.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(get_settings().key("csrf"), sid.encode(), hashlib.sha256).hexdigest()
 
 
 def _parse_cookie(value: str | None) -> Session | None:
@@ -63,13 +82,9 @@ def _parse_cookie(value: str | None) -> Session | None:
     sid, _, token = value.partition(".")
     if len(sid) < 16 or not sid.replace("-", "").replace("_", "").isalnum():
         return None
-    user = None
-    if token:
-        try:
-            user = auth_service.user_from_bearer(token)
-        except Unauthorized:
-            token = ""
-    return Session(sid, token or None, user)
+    if token and auth_service.decode_access_token(token) is None:
+        token = ""  # expired or not ours: a visitor
+    return Session(sid, token or None)
 
 
 def _new_sid() -> str:
@@ -90,7 +105,7 @@ def session(request: Request) -> Session:
     s = request.scope.get("dsa_session")
     if isinstance(s, Session):
         return s
-    return _parse_cookie(request.cookies.get(COOKIE)) or Session(_new_sid(), None, None)
+    return _parse_cookie(request.cookies.get(COOKIE)) or Session(_new_sid(), None)
 
 
 def current_user(request: Request) -> User | None:
@@ -118,6 +133,11 @@ def sign_in(request: Request, response: Response, user: User) -> None:
 
 
 def sign_out(request: Request, response: Response) -> None:
+    """Replace the cookie and void its access token, which a copy of the
+    cookie could otherwise keep using until it expires."""
+    token = session(request).token
+    if token:
+        auth_service.sign_out(token)
     response.headers.append(
         "set-cookie", _cookie_header(_new_sid(), secure=_secure(request.scope), max_age=None)
     )
@@ -160,7 +180,7 @@ class SessionMiddleware:
             return
         fresh = sess is None
         if sess is None:
-            sess = Session(_new_sid(), None, None)
+            sess = Session(_new_sid(), None)
         scope["dsa_session"] = sess
         if not fresh:
             await self.app(scope, receive, send)
@@ -192,6 +212,12 @@ class SessionMiddleware:
                 return
             headers["authorization"] = f"Bearer {sess.token}"
         await self.app(scope, receive, send)
+
+
+def session_token(scope: Scope) -> str | None:
+    """The access token in the request's session cookie, if any (unchecked)."""
+    value = _cookie_value(scope)
+    return value.partition(".")[2] or None if value else None
 
 
 def _cookie_value(scope: Scope) -> str | None:

@@ -16,6 +16,7 @@ import io
 import json
 import os
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,15 @@ def answers(client: Any, admin: dict[str, str], worker: Any) -> dict[str, Any]:
         headers=h,
     )
     keep("POST /users", r, 201)
+    keep("GET /users", c.get("/api/v1/users", headers=h), 200)
+    r = c.patch(f"/api/v1/users/{r.json()['username']}", json={"disabled": True}, headers=h)
+    keep("PATCH /users/{username}", r, 200)
+    r = c.post(
+        "/api/v1/tokens",
+        json={"name": "t3", "scopes": ["read"], "datasets": [str(uuid.uuid4())]},
+        headers=ana,
+    )
+    keep("POST /tokens (scoped)", r, 201)
     keep("POST /tokens", c.post("/api/v1/tokens", json={"name": "t"}, headers=ana), 201)
     r = c.post("/api/v1/tokens", json={"name": "t2", "expires_in_days": 3}, headers=ana)
     keep("POST /tokens (expiring)", r, 201)

@@ -96,9 +96,19 @@ def test_roles_and_visibility(client: Any, admin: dict[str, str]) -> None:
     }
     assert client.delete(f"{url}/permissions/{who}", headers=owner).status_code == 204
     assert client.get(url, headers=other).status_code == 404
-    # the last admin cannot be removed
+    # the last admin cannot be removed, nor demoted (that failed before: 200)
     r = client.delete(f"{url}/permissions/{owner['X-Test-Username']}", headers=owner)
     assert r.status_code == 409
+    r = client.put(
+        f"{url}/permissions/{owner['X-Test-Username']}", json={"role": "write"}, headers=owner
+    )
+    assert r.status_code == 409 and r.json()["code"] == "last_admin"
+    assert client.get(f"{url}/permissions", headers=owner).status_code == 200
+    # who holds a role is the admins' business (that failed before: any reader listed them)
+    client.put(f"{url}/permissions/{who}", json={"role": "write"}, headers=owner)
+    r = client.get(f"{url}/permissions", headers=other)
+    assert r.status_code == 403
+    client.delete(f"{url}/permissions/{who}", headers=owner)
     # internal: any signed-in user reads; public: anyone
     client.patch(url, json={"visibility": "internal"}, headers=owner)
     assert client.get(url, headers=other).status_code == 200

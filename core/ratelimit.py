@@ -1,0 +1,119 @@
+"""Rate limits, counted in Redis so that every API process shares them.
+
+A well-kept library does the counting (``limits``: sliding-window counters,
+one Lua call to Redis a hit, ~0.1 ms here). The rules are settings, written
+as ``limits`` reads them (``300/minute``, ``10/15 minutes``), checked when
+the settings load:
+
+- ``DSA_RATE_LIMIT_ANONYMOUS``: requests of one client address without a
+  credential; ``DSA_RATE_LIMIT_USER``: requests made with one credential (a
+  token or a session). Expensive requests (compare, filtered or sorted
+  pages, exports) count ``EXPENSIVE_COST`` each (``api.app``'s middleware).
+- ``DSA_RATE_LIMIT_LOGIN_USER`` / ``DSA_RATE_LIMIT_LOGIN_ADDRESS``: failed
+  sign-ins per username and per client address (``features.auth``).
+- ``DSA_RATE_LIMIT_IMPORTS``: uploads and URL imports per user.
+
+Over a limit the answer is 429 ``too_many_requests`` with ``Retry-After``.
+When Redis does not answer, requests are let through and a warning logged:
+a broken counter must not take the service down with it (the queue needs
+Redis anyway, so imports stop too, and /readyz says so).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from functools import lru_cache
+from typing import cast
+
+import structlog
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.strategies import SlidingWindowCounterRateLimiter
+
+from core.config import get_settings
+from core.errors import TooManyRequests
+
+log = structlog.get_logger(__name__)
+EXPENSIVE_COST = 10
+_PREFIX = "dsa-rl"
+_warned_at = 0.0
+
+
+@lru_cache(maxsize=1)
+def _limiter() -> SlidingWindowCounterRateLimiter:
+    url = get_settings().redis_url
+    storage: Storage = (
+        cast(Storage, storage_from_string(url, key_prefix=_PREFIX, socket_timeout=0.5))
+        if url
+        else MemoryStorage()  # no Redis configured (a unit test): this process alone
+    )
+    return SlidingWindowCounterRateLimiter(storage)
+
+
+@lru_cache(maxsize=64)
+def rule(text: str) -> RateLimitItem:
+    """A rule as written in a setting (``300/minute``)."""
+    return parse(text)
+
+
+def _unreachable(err: Exception) -> None:
+    global _warned_at
+    if time.monotonic() - _warned_at > 60:  # once a minute, not once a request
+        _warned_at = time.monotonic()
+        log.warning("rate limits not counted: Redis did not answer", error=str(err))
+
+
+def retry_after(item: RateLimitItem, *key: str) -> int:
+    """Whole seconds until ``key`` may try again under ``item``."""
+    try:
+        reset = _limiter().get_window_stats(item, *key).reset_time
+    except Exception:  # noqa: BLE001 - Redis away: a guess is fine
+        return item.get_expiry()
+    return max(1, math.ceil(reset - time.time()))
+
+
+def hit(text: str, *key: str, cost: int = 1, what: str = "requests") -> None:
+    """Count ``cost`` against rule ``text`` for ``key``; 429 when over it."""
+    item = rule(text)
+    try:
+        allowed = _limiter().hit(item, *key, cost=cost)
+    except Exception as err:  # noqa: BLE001 - any storage failure: let it through
+        _unreachable(err)
+        return
+    if not allowed:
+        raise TooManyRequests(
+            f"too many {what} (at most {item}); try again later",
+            retry_after=retry_after(item, *key),
+        )
+
+
+def check(text: str, *key: str, what: str = "requests") -> None:
+    """429 if ``key`` is already over rule ``text``, without counting."""
+    item = rule(text)
+    try:
+        allowed = _limiter().test(item, *key)
+    except Exception as err:  # noqa: BLE001
+        _unreachable(err)
+        return
+    if not allowed:
+        raise TooManyRequests(
+            f"too many {what} (at most {item}); try again later",
+            retry_after=retry_after(item, *key),
+        )
+
+
+def count(text: str, *key: str) -> None:
+    """Count one against rule ``text`` for ``key``, never refusing (a failure seen)."""
+    try:
+        _limiter().hit(rule(text), *key)
+    except Exception as err:  # noqa: BLE001
+        _unreachable(err)
+
+
+def reset() -> None:
+    """Forget every counter (tests; an operator after an incident)."""
+    try:
+        _limiter().storage.reset()
+    except Exception as err:  # noqa: BLE001
+        _unreachable(err)
