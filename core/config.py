@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     admin_password: str | None = None
 
     max_upload_bytes: int = 10 * 1024**3
+    max_decompressed_bytes: int = 64 * 1024**3
     chunk_rows: int = 131_072
     row_group_rows: int = 2_048
     page_cache_bytes: int = 256 * 1024**2

@@ -96,7 +96,10 @@ def tables_of(path: Path, request: ImportRequest, work: Path) -> list[TableInput
         return [TableInput(request.table, path, ParquetSource, fmt)]
     if fmt != "excel":
         return [TableInput(request.table, path, CsvSource, fmt)]
-    check_expansion(path, min(get_settings().max_upload_bytes, EXCEL_MAX_EXPANDED_BYTES))
+    s = get_settings()
+    check_expansion(
+        path, min(s.max_upload_bytes, s.max_decompressed_bytes, EXCEL_MAX_EXPANDED_BYTES)
+    )
     sheets = sheet_names(path, request.options)
     if not sheets:
         raise ImportFailed("the workbook has no sheets", code="empty_file")

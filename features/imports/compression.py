@@ -19,6 +19,8 @@ from typing import IO, Any
 
 import zstandard
 
+from core.config import get_settings
+
 MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\x28\xb5\x2f\xfd", "zstd"))
 SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd"}
 _BLOCK = 1 << 20
@@ -26,6 +28,36 @@ _BLOCK = 1 << 20
 
 class CompressedDataError(Exception):
     """The compressed stream is corrupt or ends early."""
+
+
+class InflatesTooFar(CompressedDataError):
+    """The stream inflates past ``DSA_MAX_DECOMPRESSED_BYTES`` (a bomb, or just too big)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"it inflates past the limit of {limit} bytes")
+        self.limit = limit
+
+
+class _Capped(io.RawIOBase):
+    """A decompressed stream that stops with ``InflatesTooFar`` past ``limit`` bytes."""
+
+    def __init__(self, inner: IO[bytes], limit: int) -> None:
+        self._inner, self._limit, self._seen = inner, limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = self._inner.read(len(b))
+        self._seen += len(data)
+        if self._seen > self._limit:
+            raise InflatesTooFar(self._limit)
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
 
 
 def detect(path: Path) -> str | None:
@@ -73,19 +105,27 @@ class _ZstdReader(io.RawIOBase):
         return n
 
 
-def open_decoded(path: Path, compression: str | None) -> tuple[IO[bytes], Callable[[], int]]:
+def open_decoded(
+    path: Path, compression: str | None, limit: int | None = None
+) -> tuple[IO[bytes], Callable[[], int]]:
     """The file's decompressed bytes as a stream, and a function giving how many
-    bytes of the file itself have been consumed (for progress)."""
+    bytes of the file itself have been consumed (for progress). A compressed
+    stream that inflates past ``limit`` (``DSA_MAX_DECOMPRESSED_BYTES``) raises
+    ``InflatesTooFar`` as it is read: nothing past the limit is ever produced."""
     raw = open(path, "rb")  # noqa: SIM115 - closed with the returned stream
     if compression is None:
         return raw, raw.tell
+    inner: IO[bytes]
     if compression == "gzip":
-        return gzip.GzipFile(fileobj=raw), raw.tell  # type: ignore[return-value]
-    if compression == "bz2":
-        return bz2.BZ2File(raw), raw.tell  # type: ignore[return-value]
-    if compression == "zstd":
-        return io.BufferedReader(_ZstdReader(raw), _BLOCK), raw.tell
-    raise ValueError(compression)
+        inner = gzip.GzipFile(fileobj=raw)  # type: ignore[assignment]
+    elif compression == "bz2":
+        inner = bz2.BZ2File(raw)  # type: ignore[assignment]
+    elif compression == "zstd":
+        inner = io.BufferedReader(_ZstdReader(raw), _BLOCK)
+    else:
+        raise ValueError(compression)
+    cap = limit if limit is not None else get_settings().max_decompressed_bytes
+    return io.BufferedReader(_Capped(inner, cap), _BLOCK), raw.tell
 
 
 def decode_errors() -> tuple[type[BaseException], ...]:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from features.imports.compression import decode_errors, open_decoded
+from features.imports.compression import InflatesTooFar, decode_errors, open_decoded
 from features.imports.compression import detect as detect_compression
 from features.imports.errors import ImportFailed
 
@@ -211,6 +211,13 @@ class _RawAdapter(io.RawIOBase):
 
 def compression_failed(exc: BaseException, compression: str | None) -> ImportFailed:
     what = {"gzip": "gzip", "bz2": "bzip2", "zstd": "zstd"}.get(compression or "", "compressed")
+    if isinstance(exc, InflatesTooFar):
+        return ImportFailed(
+            f"the {what} file inflates past the limit of {exc.limit} bytes "
+            "(DSA_MAX_DECOMPRESSED_BYTES): a compression bomb, or a file too large to import",
+            code="too_large",
+            limit=exc.limit,
+        )
     if isinstance(exc, EOFError) or "ends before" in str(exc):
         detail = f"the {what} stream ends early: the file is truncated; upload it again"
     else:

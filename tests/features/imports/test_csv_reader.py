@@ -163,6 +163,24 @@ def test_truncated_compressed_files_fail(tmp_path: Path, codec: str) -> None:
     assert "truncated" in exc.value.detail
 
 
+@pytest.mark.parametrize("codec", sorted(COMPRESSORS))
+def test_a_compression_bomb_stops_at_the_limit(
+    tmp_path: Path, codec: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file that inflates past DSA_MAX_DECOMPRESSED_BYTES fails saying so,
+    having produced no more than the limit (it failed before: read it all)."""
+    from core.config import get_settings
+
+    monkeypatch.setattr(get_settings(), "max_decompressed_bytes", 5_000_000)
+    plain = b"a,b\n" + b"1,2\n" * 4_000_000  # 16 MB of text, a few KB packed
+    packed = COMPRESSORS[codec](plain)
+    assert len(packed) < 200_000
+    with pytest.raises(ImportFailed) as exc:
+        _read(tmp_path, packed)
+    assert exc.value.code == "too_large" and exc.value.extra["limit"] == 5_000_000
+    assert "DSA_MAX_DECOMPRESSED_BYTES" in exc.value.detail
+
+
 def test_bad_utf8_line_is_exact_across_blocks(tmp_path: Path) -> None:
     rows = "".join(f"{i},é{i}\n" for i in range(300_000)).encode()  # 2-byte chars everywhere
     with pytest.raises(ImportFailed) as exc:
