@@ -16,10 +16,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
 from api.ratelimits import RateLimitMiddleware
-from core import chunks, db, queue
+from core import audit, chunks, db, queue
 from core.config import get_settings
 from core.logs import configure as configure_logs
 from core.metrics import REQUEST_SECONDS
+from features.audit.routes import router as audit_router
+from features.audit.ui import router as audit_ui
 from features.auth.accounts_ui import router as accounts_ui
 from features.auth.routes import router as auth_router
 from features.auth.ui import router as auth_ui
@@ -111,6 +113,7 @@ def create_app() -> FastAPI:
         merges_router,
         exports_router,
         integrity_router,
+        audit_router,
     ):
         app.include_router(router)
     # the web UI: pages at / (the shell's router first), static files (htmx, CSS, JS) at /static
@@ -125,6 +128,7 @@ def create_app() -> FastAPI:
         uploads_ui,
         auth_ui,
         accounts_ui,
+        audit_ui,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=web_service.STATIC_DIR), name="static")
@@ -164,6 +168,8 @@ class ObserveMiddleware:
         status, sent = 500, 0
         rid = request_id(scope)
         structlog.contextvars.bind_contextvars(request_id=rid)
+        client = scope.get("client")
+        audit.bind_address(client[0] if client else None)  # for the audit log's entries
 
         async def _send(message: Message) -> None:
             nonlocal status, sent

@@ -30,6 +30,24 @@ TABLE app_user
   CREATE UNIQUE INDEX app_user_pkey ON public.app_user USING btree (id)
   CREATE UNIQUE INDEX app_user_username_key ON public.app_user USING btree (username)
 
+TABLE audit_log
+  id bigint NOT NULL
+  at timestamp with time zone NOT NULL DEFAULT clock_timestamp()
+  actor_id uuid
+  actor text
+  action text NOT NULL
+  dataset_id uuid
+  target text
+  ip text
+  outcome text NOT NULL DEFAULT 'ok'::text
+  details jsonb NOT NULL DEFAULT '{}'::jsonb
+  CONSTRAINT audit_log_outcome_check CHECK ((outcome = ANY (ARRAY['ok'::text, 'denied'::text, 'failed'::text])))
+  CONSTRAINT audit_log_pkey PRIMARY KEY (id)
+  CREATE INDEX audit_log_actor_idx ON public.audit_log USING btree (actor, id)
+  CREATE INDEX audit_log_at_idx ON public.audit_log USING btree (at)
+  CREATE INDEX audit_log_dataset_idx ON public.audit_log USING btree (dataset_id, id)
+  CREATE UNIQUE INDEX audit_log_pkey ON public.audit_log USING btree (id)
+
 TABLE commit
   dataset_id uuid NOT NULL
   id text NOT NULL

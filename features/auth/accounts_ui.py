@@ -106,7 +106,7 @@ def add_user(
     is_admin: str = Form(""),
     csrf: str = Form(""),
 ) -> Response:
-    _require_admin(request)
+    admin = _require_admin(request)
     web.check_csrf(request, csrf)
     form = {"username": username, "is_admin": is_admin == "true"}
     try:
@@ -116,7 +116,11 @@ def add_user(
         )
         with transaction() as conn:
             service.create_user(
-                conn, username=body.username, password=body.password, is_admin=body.is_admin
+                conn,
+                username=body.username,
+                password=body.password,
+                is_admin=body.is_admin,
+                actor=admin,
             )
     except DsaError as err:
         if err.status not in (409, 422):
@@ -133,13 +137,17 @@ def update_user(
     is_admin: str = Form(""),
     csrf: str = Form(""),
 ) -> Response:
-    _require_admin(request)
+    admin = _require_admin(request)
     web.check_csrf(request, csrf)
     flags = {"true": True, "false": False}
     try:
         with transaction() as conn:
             row = service.update_user(
-                conn, username, is_admin=flags.get(is_admin), disabled=flags.get(disabled)
+                conn,
+                username,
+                is_admin=flags.get(is_admin),
+                disabled=flags.get(disabled),
+                actor=admin,
             )
     except DsaError as err:
         if err.status != 409:

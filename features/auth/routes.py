@@ -70,7 +70,11 @@ def create_user(body: UserCreate, user: User = Depends(current_user)) -> UserOut
     service.require_admin(user)
     with transaction() as conn:
         new = service.create_user(
-            conn, username=body.username, password=body.password, is_admin=body.is_admin
+            conn,
+            username=body.username,
+            password=body.password,
+            is_admin=body.is_admin,
+            actor=user,
         )
     return UserOut(id=new.id, username=new.username, is_admin=new.is_admin)
 
@@ -79,7 +83,9 @@ def create_user(body: UserCreate, user: User = Depends(current_user)) -> UserOut
 def update_user(username: str, body: UserPatch, user: User = Depends(current_user)) -> UserListed:
     service.require_admin(user)
     with transaction() as conn:
-        row = service.update_user(conn, username, is_admin=body.is_admin, disabled=body.disabled)
+        row = service.update_user(
+            conn, username, is_admin=body.is_admin, disabled=body.disabled, actor=user
+        )
     return UserListed.model_validate(row)
 
 

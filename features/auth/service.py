@@ -27,7 +27,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError, VerifyMismatchError
 from fastapi import Request
 
-from core import db, ratelimit
+from core import audit, db, ratelimit
 from core.config import get_settings
 from core.errors import TooManyRequests, Unauthorized
 from features.auth.errors import (
@@ -138,7 +138,9 @@ def create_user(
     password: str,
     is_admin: bool = False,
     must_change_password: bool = False,
+    actor: User | None = None,
 ) -> User:
+    """A new user; ``actor`` (the administrator adding them) goes in the audit log."""
     _check_strength(password)
     try:
         with conn.transaction():
@@ -155,6 +157,7 @@ def create_user(
     except psycopg.errors.UniqueViolation:
         raise UserExists(f"user {username!r} already exists") from None
     assert row is not None
+    audit.record(conn, "user.create", actor=actor, target=username, details={"is_admin": is_admin})
     return _user(row)
 
 
@@ -189,10 +192,20 @@ def authenticate(
         for rule, *key in limits:
             if rule:
                 ratelimit.count(rule, *key)
+        audit.record_alone("auth.login_failed", actor=None, target=username, outcome="denied")
         raise BadCredentials("wrong username or password")
     if row["disabled"]:
+        audit.record_alone(
+            "auth.login_failed",
+            actor=None,
+            target=username,
+            outcome="denied",
+            details={"reason": "disabled"},
+        )
         raise AccountDisabled("this account is disabled; ask an administrator")
-    return _user(row)
+    user = _user(row)
+    audit.record(conn, "auth.login", actor=user)
+    return user
 
 
 def issue_access_token(user: User) -> tuple[str, int]:
@@ -273,6 +286,17 @@ def create_api_token(
         },
     ).fetchone()
     assert row is not None
+    audit.record(
+        conn,
+        "token.create",
+        actor=user,
+        target=name,
+        details={
+            "token_id": str(row["id"]),
+            "scopes": row["scopes"],
+            "by_token": bool(user.token_id),
+        },
+    )
     return {**row, "token": token}
 
 
@@ -286,6 +310,7 @@ def delete_api_token(conn: psycopg.Connection[Any], user: User, token_id: uuid.U
         raise ScopeExceeded("a token limited in scope or datasets may revoke only itself")
     if conn.execute(Q.delete_token, {"id": token_id, "user_id": user.id}).rowcount == 0:
         raise TokenNotFound("no such token")
+    audit.record(conn, "token.revoke", actor=user, details={"token_id": str(token_id)})
 
 
 def user_from_bearer(token: str) -> User:
@@ -320,12 +345,13 @@ def user_from_claims(claims: dict[str, Any]) -> User | None:
     return _user(row) if row else None
 
 
-def sign_out(token: str) -> None:
+def sign_out(token: str, actor: User | None = None) -> None:
     """Void one access token before it expires (a session's sign-out)."""
     claims = decode_access_token(token)
     if claims is None:
         return
     with db.transaction() as conn:
+        audit.record(conn, "auth.logout", actor=actor)
         conn.execute(Q.forget_expired_sessions)
         conn.execute(
             Q.revoke_session,
@@ -345,6 +371,7 @@ def change_password(
     if new_password == current_password:
         raise WeakPassword("the new password must differ from the current one")
     conn.execute(Q.set_password, {"id": user.id, "password_hash": _hash(new_password)})
+    audit.record(conn, "user.password_change", actor=user, target=user.username)
 
 
 def list_users(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
@@ -357,6 +384,7 @@ def update_user(
     *,
     is_admin: bool | None = None,
     disabled: bool | None = None,
+    actor: User | None = None,
 ) -> dict[str, Any]:
     """Grant or take administrator rights, disable or enable a user; 409
     when it would leave the installation without an enabled administrator."""
@@ -371,6 +399,10 @@ def update_user(
             raise LastInstallationAdmin(
                 "this is the last enabled administrator; make another one first"
             )
+        changes = {
+            k: v for k, v in (("is_admin", is_admin), ("disabled", disabled)) if v is not None
+        }
+        audit.record(conn, "user.update", actor=actor, target=username, details=changes)
     return row
 
 

@@ -64,7 +64,9 @@ def patch(
 ) -> DatasetOut:
     with transaction() as conn:
         service.require(conn, user, dataset_id, "admin")
-        row = service.update_dataset(conn, dataset_id, body.model_dump(exclude_unset=True))
+        row = service.update_dataset(
+            conn, dataset_id, body.model_dump(exclude_unset=True), actor=user
+        )
     return DatasetOut(**row)
 
 
@@ -72,7 +74,7 @@ def patch(
 def delete(dataset_id: uuid.UUID, user: User = Depends(current_user)) -> Response:
     with transaction() as conn:
         service.require(conn, user, dataset_id, "admin")
-        service.delete_dataset(conn, dataset_id)
+        service.delete_dataset(conn, dataset_id, actor=user)
     return Response(status_code=204)
 
 
@@ -82,7 +84,7 @@ def restore(dataset_id: uuid.UUID, user: User = Depends(current_user)) -> Datase
     collection purges it, ``DSA_DELETED_RETENTION`` after its deletion."""
     require_admin(user)
     with transaction() as conn:
-        row = service.restore_dataset(conn, dataset_id)
+        row = service.restore_dataset(conn, dataset_id, actor=user)
     return DatasetOut(**row)
 
 
@@ -100,12 +102,12 @@ def grant(
 ) -> PermissionOut:
     with transaction() as conn:
         service.require(conn, user, dataset_id, "admin")
-        return PermissionOut(**service.grant(conn, dataset_id, username, body.role))
+        return PermissionOut(**service.grant(conn, dataset_id, username, body.role, actor=user))
 
 
 @router.delete("/datasets/{dataset_id}/permissions/{username}", status_code=204)
 def revoke(dataset_id: uuid.UUID, username: str, user: User = Depends(current_user)) -> Response:
     with transaction() as conn:
         service.require(conn, user, dataset_id, "admin")
-        service.revoke(conn, dataset_id, username)
+        service.revoke(conn, dataset_id, username, actor=user)
     return Response(status_code=204)

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from core import db
+from core import audit, db
 from features.auth.errors import ScopeExceeded
 from features.auth.service import User, require_unlimited, user_by_name
 from features.commits import service as commits_service
@@ -82,6 +82,7 @@ def create_dataset(
     refs_service.create_branch_at(
         conn, dataset_id=dataset_id, name=row["default_branch"], commit_id=root, by=user.username
     )
+    audit.record(conn, "dataset.create", actor=user, dataset_id=dataset_id, target=name)
     return _dataset(row)
 
 
@@ -113,6 +114,23 @@ def require(
     if have < ROLES[role]:
         raise RoleRequired(f"this needs the {role} role on the dataset")
     return _dataset(row)
+
+
+def require_branch(
+    conn: psycopg.Connection[Any], user: User | None, dataset_id: uuid.UUID, branch: str
+) -> dict[str, Any]:
+    """The dataset if the caller may change ``branch`` (land an import, a
+    merge or a revert on it, reset it): the write role, and the admin role
+    when the branch is protected (decision 0029). 404 for a missing branch."""
+    ds = require(conn, user, dataset_id, "write")
+    if refs_service.get_branch(conn, dataset_id, branch)["protected"]:
+        try:
+            require(conn, user, dataset_id, "admin")
+        except RoleRequired:
+            raise RoleRequired(
+                f"branch {branch!r} is protected: only the dataset's admins may change it"
+            ) from None
+    return ds
 
 
 def _within_token(user: User, dataset_id: uuid.UUID, row: dict[str, Any], have: int) -> int:
@@ -173,7 +191,7 @@ def every(conn: psycopg.Connection[Any], dataset: str | None = None) -> list[dic
 
 
 def update_dataset(
-    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, changes: dict[str, Any]
+    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, changes: dict[str, Any], *, actor: User
 ) -> dict[str, Any]:
     """Changes a dataset the caller holds ``admin`` on (checked by ``require``)."""
     try:
@@ -192,12 +210,21 @@ def update_dataset(
     except psycopg.errors.UniqueViolation:
         raise DatasetExists(f"a dataset named {changes.get('name')!r} already exists") from None
     assert row is not None
+    audit.record(
+        conn,
+        "dataset.update",
+        actor=actor,
+        dataset_id=dataset_id,
+        target=row["name"],
+        details={k: v for k, v in changes.items() if k != "description"},
+    )
     return _dataset(row)
 
 
-def delete_dataset(conn: psycopg.Connection[Any], dataset_id: uuid.UUID) -> None:
+def delete_dataset(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, *, actor: User) -> None:
     """Soft-deletes a dataset the caller holds ``admin`` on (checked by ``require``)."""
     conn.execute(Q.soft_delete, {"id": dataset_id})
+    audit.record(conn, "dataset.delete", actor=actor, dataset_id=dataset_id)
 
 
 def storage(conn: psycopg.Connection[Any], dataset_id: uuid.UUID) -> dict[str, int]:
@@ -207,7 +234,9 @@ def storage(conn: psycopg.Connection[Any], dataset_id: uuid.UUID) -> dict[str, i
     return commits_service.storage(conn, dataset_id)
 
 
-def restore_dataset(conn: psycopg.Connection[Any], dataset_id: uuid.UUID) -> dict[str, Any]:
+def restore_dataset(
+    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, *, actor: User
+) -> dict[str, Any]:
     """Undo a soft delete (an installation admin's, checked by the caller)
     until garbage collection purges the dataset (``DSA_DELETED_RETENTION``);
     409 when a live dataset took its name meanwhile."""
@@ -220,6 +249,7 @@ def restore_dataset(conn: psycopg.Connection[Any], dataset_id: uuid.UUID) -> dic
         ) from None
     if row is None:
         raise DatasetNotFound(f"no deleted dataset has the id {dataset_id}")
+    audit.record(conn, "dataset.restore", actor=actor, dataset_id=dataset_id, target=row["name"])
     return _dataset(row)
 
 
@@ -235,7 +265,7 @@ def list_permissions(conn: psycopg.Connection[Any], dataset_id: uuid.UUID) -> li
 
 
 def grant(
-    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, username: str, role: str
+    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, username: str, role: str, *, actor: User
 ) -> dict[str, Any]:
     """Gives ``username`` a role (the caller's ``admin`` role checked by
     ``require``); 409 when that would demote the dataset's last admin."""
@@ -247,10 +277,20 @@ def grant(
         conn.execute(Q.upsert_permission, {"id": dataset_id, "user_id": target.id, "role": role})
         if conn.execute(Q.count_admins, {"id": dataset_id}).fetchone()["n"] == 0:  # type: ignore[index]
             raise LastAdmin("a dataset must keep at least one admin; make another admin first")
+        audit.record(
+            conn,
+            "permission.grant",
+            actor=actor,
+            dataset_id=dataset_id,
+            target=target.username,
+            details={"role": role},
+        )
     return {"username": target.username, "role": role, "granted_at": datetime.now(UTC)}
 
 
-def revoke(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, username: str) -> None:
+def revoke(
+    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, username: str, *, actor: User
+) -> None:
     """Removes ``username``'s role (the caller's ``admin`` role checked by ``require``)."""
     target = user_by_name(conn, username)
     conn.execute(Q.lock_permissions, {"id": dataset_id})
@@ -259,3 +299,6 @@ def revoke(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, username: str) 
         raise PermissionNotFound(f"{username!r} has no role on this dataset")
     if conn.execute(Q.count_admins, {"id": dataset_id}).fetchone()["n"] == 0:  # type: ignore[index]
         raise LastAdmin("a dataset must keep at least one admin")
+    audit.record(
+        conn, "permission.revoke", actor=actor, dataset_id=dataset_id, target=target.username
+    )

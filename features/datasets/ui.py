@@ -154,7 +154,9 @@ def save_settings(
         )
         with transaction() as conn:
             service.require(conn, user, dataset_id, "admin")
-            service.update_dataset(conn, dataset_id, body.model_dump(exclude_unset=True))
+            service.update_dataset(
+                conn, dataset_id, body.model_dump(exclude_unset=True), actor=user
+            )
     except DsaError as err:
         if err.status not in (409, 422):
             raise
@@ -175,7 +177,7 @@ def grant(
     try:
         with transaction() as conn:
             service.require(conn, user, dataset_id, "admin")
-            service.grant(conn, dataset_id, username.strip(), role)
+            service.grant(conn, dataset_id, username.strip(), role, actor=user)
     except DsaError as err:
         if err.status not in (404, 409, 422):
             raise
@@ -192,7 +194,7 @@ def revoke(
     try:
         with transaction() as conn:
             service.require(conn, user, dataset_id, "admin")
-            service.revoke(conn, dataset_id, username)
+            service.revoke(conn, dataset_id, username, actor=user)
     except DsaError as err:
         if err.status not in (404, 409):
             raise
@@ -215,7 +217,7 @@ def delete(
                 raise ConfirmationRequired(
                     f"type the dataset's name, {ds['name']}, to confirm the deletion",
                 )
-            service.delete_dataset(conn, dataset_id)
+            service.delete_dataset(conn, dataset_id, actor=user)
     except DsaError as err:
         if err.status != 422:
             raise

@@ -4,12 +4,14 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from core import audit
 from core.config import get_settings
 from core.db import read
 from features.auth import service as auth_service
@@ -126,6 +128,8 @@ def export(
     if _not_modified(request, ex.etag):
         return Response(status_code=304, headers=headers)
     head = request.method == "HEAD"
+    if not head and "range" not in request.headers:  # a download (ranged reads: not each one)
+        _audit(user, dataset_id, ref, ex, link=sig is not None)
     if ex.options.format != "parquet":
         headers["Accept-Ranges"] = "none"
         if head:
@@ -135,6 +139,23 @@ def export(
         return StreamingResponse(service.stream(ex), media_type=ex.media_type, headers=headers)
 
     return _parquet(request, ex, headers)
+
+
+def _audit(user: User | None, dataset_id: uuid.UUID, ref: str, ex: Export, **details: Any) -> None:
+    """An ``export`` entry in the audit log (a download, or a link handed out)."""
+    audit.record_alone(
+        "export",
+        actor=user,
+        dataset_id=dataset_id,
+        target=ref,
+        details={
+            "commit_id": ex.commit_id,
+            "format": ex.options.format,
+            "table": ex.options.table,
+            "filter": ex.options.filter,
+            **details,
+        },
+    )
 
 
 def _parquet(request: Request, ex: Export, headers: dict[str, str]) -> Response:
@@ -210,6 +231,7 @@ def create_link(
             raw=body.raw,
         )
     expires_at = int(time.time()) + body.expires_in_seconds
+    _audit(user, dataset_id, ref, ex, link=True, expires_at=expires_at)
     target = ex.commit_id if body.pin else ref
     path = f"/api/v1/datasets/{dataset_id}/refs/{target}/export"
     query = links.sign(path, ex.options.params(), user_id=user.id, expires_at=expires_at)

@@ -107,7 +107,7 @@ def _author_may_write(conn: psycopg.Connection[Any], job: ImportJob) -> None:
     role was revoked, or the dataset deleted, does not land."""
     user = auth_service.user_by_id(conn, job.created_by) if job.created_by else None
     try:
-        datasets_service.require(conn, user, job.dataset_id, "write")
+        datasets_service.require_branch(conn, user, job.dataset_id, job.branch)
     except DsaError as exc:
         raise NoLongerAllowed(
             f"the import did not land: its author can no longer write to the dataset ({exc.detail})"

@@ -34,7 +34,7 @@ import pyarrow as pa
 import structlog
 from pydantic import ValidationError
 
-from core import db, queue
+from core import audit, db, queue
 from core.config import get_settings
 from core.errors import DsaError
 from core.isolation import killed_from_outside, out_of_cpu, run_isolated, signal_name
@@ -135,6 +135,15 @@ def run_claimed(job: ImportJob, work: Path) -> None:
 def _fail(job: ImportJob, err: DsaError) -> None:
     with db.transaction() as conn:
         jobs_service.fail(conn, job.id, err.to_problem(instance=job.instance), attempt=job.attempts)
+        audit.record(
+            conn,
+            "import",
+            actor=job.request.author,
+            dataset_id=job.dataset_id,
+            target=job.branch,
+            outcome="failed",
+            details={"job_id": str(job.id), "code": err.code},
+        )
 
 
 def _child_failed(job: ImportJob, status: int) -> None:

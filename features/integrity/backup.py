@@ -66,7 +66,11 @@ TABLES = (
     "job",
     "dataset_object",
     "revoked_session",
+    "audit_log",
 )
+# append-only (its triggers refuse TRUNCATE): restore adds the backup's
+# entries after whatever the target logged, with new ids, in their order
+APPEND_ONLY = ("audit_log",)
 # not copied: the target's own (schema_migration), caches whose objects are
 # not copied (layout, stored_export), what only running writers hold (write_hold)
 SKIPPED = ("schema_migration", "layout", "stored_export", "write_hold")
@@ -241,7 +245,8 @@ def restore(source: Path) -> Summary:
     with db.transaction() as conn:
         _portable_text(conn)
         _empty_or_refuse(conn)
-        conn.execute(f"TRUNCATE {', '.join(f'{chr(34)}{t}{chr(34)}' for t in TABLES)}")
+        emptied = [t for t in TABLES if t not in APPEND_ONLY]
+        conn.execute(f"TRUNCATE {', '.join(f'{chr(34)}{t}{chr(34)}' for t in emptied)}")
         for table in TABLES:
             s.tables[table] = _load(conn, table, source / "metadata" / f"{table}.copy")
             if s.tables[table] != info["tables"].get(table):
@@ -272,8 +277,24 @@ def restore(source: Path) -> Summary:
 def _load(conn: psycopg.Connection[Any], table: str, path: Path) -> int:
     if not path.exists():
         raise BackupError(f"the backup has no {path.name}")
+    into = f"{table}_restored" if table in APPEND_ONLY else table
+    if table in APPEND_ONLY:
+        conn.execute(f'CREATE TEMP TABLE "{into}" (LIKE "{table}") ON COMMIT DROP')
     with conn.cursor() as cur:
-        with cur.copy(f'COPY "{table}" FROM STDIN') as copy, path.open("rb") as f:
+        with cur.copy(f'COPY "{into}" FROM STDIN') as copy, path.open("rb") as f:
             while part := f.read(1 << 20):
                 copy.write(part)
-        return cur.rowcount
+        n = cur.rowcount
+    if table in APPEND_ONLY:
+        columns = [
+            r["column_name"]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = %(t)s AND table_schema = 'public' AND column_name <> 'id' "
+                "ORDER BY ordinal_position",
+                {"t": table},
+            )
+        ]
+        names = ", ".join(f'"{c}"' for c in columns)
+        conn.execute(f'INSERT INTO "{table}" ({names}) SELECT {names} FROM "{into}" ORDER BY id')
+    return n

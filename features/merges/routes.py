@@ -42,7 +42,7 @@ def merge(
     dataset_id: uuid.UUID, body: MergeIn, user: User = Depends(current_user)
 ) -> dict[str, Any]:
     with transaction() as conn:
-        ds = datasets_service.require(conn, user, dataset_id, "write")
+        ds = datasets_service.require_branch(conn, user, dataset_id, body.target)
     return service.merge(
         ds,
         source=body.source,
@@ -59,7 +59,7 @@ def revert(
     dataset_id: uuid.UUID, body: RevertIn, user: User = Depends(current_user)
 ) -> dict[str, Any]:
     with transaction() as conn:
-        ds = datasets_service.require(conn, user, dataset_id, "write")
+        ds = datasets_service.require_branch(conn, user, dataset_id, body.branch)
     return service.revert(
         ds,
         branch=body.branch,

@@ -40,7 +40,7 @@ from typing import Any
 
 import psycopg
 
-from core import db
+from core import audit, db
 from core.errors import Conflict
 from core.holds import holding
 from core.objects import Commit, commit_time, get_commit
@@ -157,6 +157,14 @@ def _merge_once(
                 by=by,
                 reason=f"{reason} (fast-forward)",
             )
+            audit.record(
+                conn,
+                "merge",
+                actor=by,
+                dataset_id=dataset_id,
+                target=target,
+                details={"commit_id": src, "source": source, "fast_forward": True},
+            )
         return {"commit_id": src, "fast_forward": True, "up_to_date": False}
     store = get_store()
     ours, theirs = get_commit(store, head), get_commit(store, src)
@@ -184,7 +192,13 @@ def _merge_once(
         },
     )
     commit_id = refs_service.land(
-        dataset_id=dataset_id, branch=target, commit=commit, by=by, reason=reason
+        dataset_id=dataset_id,
+        branch=target,
+        commit=commit,
+        by=by,
+        reason=reason,
+        action="merge",
+        details={"source": source, "source_commit_id": src},
     )
     return {
         "commit_id": commit_id,
@@ -252,6 +266,12 @@ def _revert_once(
         },
     )
     commit_id = refs_service.land(
-        dataset_id=dataset_id, branch=branch, commit=new, by=by, reason=f"revert {target[:12]}"
+        dataset_id=dataset_id,
+        branch=branch,
+        commit=new,
+        by=by,
+        reason=f"revert {target[:12]}",
+        action="revert",
+        details={"reverted": target},
     )
     return {"commit_id": commit_id, "reverted": target, "conflicts_resolved": count}

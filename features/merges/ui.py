@@ -70,7 +70,7 @@ def merge(
     form = {"source": source, "target": target, "message": message, "strategy": strategy}
     try:
         with transaction() as conn:
-            ds = datasets_service.require(conn, user, dataset_id, "write")
+            ds = datasets_service.require_branch(conn, user, dataset_id, target.strip())
         out = service.merge(
             ds,
             source=source.strip(),

@@ -109,9 +109,10 @@ def patch_branch(
     dataset_id: uuid.UUID, name: str, body: BranchPatch, user: User = Depends(current_user)
 ) -> dict[str, Any]:
     with transaction() as conn:
-        datasets_service.require(
-            conn, user, dataset_id, "admin" if body.protected is not None else "write"
-        )
+        if body.protected is not None:
+            datasets_service.require(conn, user, dataset_id, "admin")
+        else:  # a reset: a protected branch is its admins' alone
+            datasets_service.require_branch(conn, user, dataset_id, name)
         out = service.get_branch(conn, dataset_id, name)
         if body.protected is not None:
             out = service.set_protected(
@@ -166,7 +167,7 @@ def delete_tag(
     user: User = Depends(current_user),
 ) -> Response:
     with transaction() as conn:
-        datasets_service.require(conn, user, dataset_id, "write")
+        datasets_service.require(conn, user, dataset_id, "admin")  # tags stay put for writers
         service.delete_tag(conn, dataset_id=dataset_id, name=name, by=user.username, reason=reason)
     return Response(status_code=204)
 

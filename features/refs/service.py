@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from core import db, failpoints
+from core import audit, db, failpoints
 from core.errors import InvalidRequest, NotFound
 from core.objects import Commit
 from features.commits import service as commits_service
@@ -124,6 +124,14 @@ def _create(
     except psycopg.errors.UniqueViolation:
         raise RefExists(f"a ref named {name!r} already exists") from None
     assert row is not None
+    audit.record(
+        conn,
+        "ref.create",
+        actor=by,
+        dataset_id=dataset_id,
+        target=name,
+        details={"kind": kind, "commit_id": commit_id},
+    )
     return row
 
 
@@ -206,6 +214,14 @@ def cas_move(
             f"branch {name!r} is no longer at {expected[:12]}; it moved while this ran",
             expected_commit_id=expected,
         )
+    audit.record(
+        conn,
+        "ref.move",
+        actor=by,
+        dataset_id=dataset_id,
+        target=name,
+        details={"from": expected, "to": new, "reason": reason},
+    )
     layouts_service.follow(conn, expected, new)  # read copies follow the branch
 
 
@@ -218,14 +234,17 @@ def land(
     reason: str,
     before: Callable[[psycopg.Connection[Any]], None] | None = None,
     then: Callable[[psycopg.Connection[Any], str], None] | None = None,
+    action: str = "import",
+    details: dict[str, Any] | None = None,
 ) -> str:
     """The one way a new commit reaches a branch (imports, merges, reverts):
     in one short transaction, run ``before(conn)`` (an import's check that
     its job still runs), record ``commit`` (its object and its mirror), move
     ``branch`` from the commit's first parent to it by compare-and-swap with
     its reflog row (``by``, ``reason``), and run ``then(conn, commit_id)``
-    (an import's job success); all of it or none. The commit's objects
-    (schemas, manifests, chunks) are written before, outside any transaction.
+    (an import's job success), with the audit log's ``action`` entry; all of
+    it or none. The commit's objects (schemas, manifests, chunks) are written
+    before, outside any transaction.
 
     Raises ``RefConflict`` when the branch is no longer at the first parent;
     nothing is recorded then, and the caller may rebuild on the new head."""
@@ -244,6 +263,14 @@ def land(
             reason=reason,
         )
         failpoints.hit("ref_moved")
+        audit.record(
+            conn,
+            action,
+            actor=by,
+            dataset_id=dataset_id,
+            target=branch,
+            details={"commit_id": commit_id, **(details or {})},
+        )
         if then is not None:
             then(conn, commit_id)
         failpoints.hit("job_marked")
@@ -322,6 +349,14 @@ def set_protected(
             "reason": reason,
         },
     )
+    audit.record(
+        conn,
+        "ref.protect",
+        actor=by,
+        dataset_id=dataset_id,
+        target=name,
+        details={"protected": protected},
+    )
     return get_branch(conn, dataset_id, name)
 
 
@@ -368,6 +403,9 @@ def _delete(
     conn.execute(
         Q.delete_ref,
         {"dataset_id": dataset_id, "name": name, "kind": kind, "by": by, "reason": reason},
+    )
+    audit.record(
+        conn, "ref.delete", actor=by, dataset_id=dataset_id, target=name, details={"kind": kind}
     )
 
 

@@ -153,7 +153,7 @@ def delete_tag(
     return _act(
         request,
         dataset_id,
-        "write",
+        "admin",  # a tag is a stable name: only admins remove (and so re-point) one
         lambda conn, user, ds: service.delete_tag(
             conn, dataset_id=dataset_id, name=name, by=user.username
         ),

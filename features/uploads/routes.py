@@ -16,7 +16,6 @@ from core.storage import get_store
 from features.auth.service import User, current_user
 from features.datasets import service as datasets_service
 from features.imports import service as imports_service
-from features.refs import service as refs_service
 from features.uploads import multipart
 from features.uploads.errors import FileMissing, UploadTooLarge
 from features.uploads.models import ImportAccepted, UploadAccepted
@@ -28,8 +27,7 @@ def _check(user: User, dataset_id: uuid.UUID, branch: str) -> list[str] | None:
     """Write role, an existing branch, and the user's import rate
     (``DSA_RATE_LIMIT_IMPORTS``); returns the dataset's primary key."""
     with transaction() as conn:
-        ds = datasets_service.require(conn, user, dataset_id, "write")
-        refs_service.get_branch(conn, dataset_id, branch)
+        ds = datasets_service.require_branch(conn, user, dataset_id, branch)
     count_import(user)
     return ds["primary_key"]
 

@@ -138,6 +138,7 @@ async def _upload(request: Request, dataset_id: uuid.UUID, wants_json: bool) -> 
 
         def _accept() -> dict[str, Any]:
             with transaction() as conn:
+                datasets_service.require_branch(conn, user, dataset_id, branch)
                 return imports_service.submit_upload(
                     conn,
                     user,

@@ -135,9 +135,9 @@ def sign_in(request: Request, response: Response, user: User) -> None:
 def sign_out(request: Request, response: Response) -> None:
     """Replace the cookie and void its access token, which a copy of the
     cookie could otherwise keep using until it expires."""
-    token = session(request).token
-    if token:
-        auth_service.sign_out(token)
+    s = session(request)
+    if s.token:
+        auth_service.sign_out(s.token, actor=s.user)
     response.headers.append(
         "set-cookie", _cookie_header(_new_sid(), secure=_secure(request.scope), max_age=None)
     )

@@ -17,7 +17,7 @@ from core import db
 from tests.conftest import Worker, make_dataset, make_user, upload
 
 
-@pytest.mark.parametrize("what", ["revoked", "deleted"])
+@pytest.mark.parametrize("what", ["revoked", "deleted", "protected"])
 def test_a_job_that_waited_while_its_author_lost_write_does_not_land(
     what: str, http: httpx.Client, auth: dict[str, str], worker: Worker
 ) -> None:
@@ -35,6 +35,12 @@ def test_a_job_that_waited_while_its_author_lost_write_does_not_land(
         job_id = r.json()["job_id"]
         if what == "revoked":
             gone = http.delete(f"/api/v1/datasets/{ds['id']}/permissions/{name}", headers=auth)
+        elif what == "protected":  # main became its admins' alone (decision 0029)
+            r = http.patch(
+                f"/api/v1/datasets/{ds['id']}/branches/main", json={"protected": True}, headers=auth
+            )
+            assert r.status_code == 200, r.text
+            gone = httpx.Response(204)
         else:
             gone = http.delete(f"/api/v1/datasets/{ds['id']}", headers=auth)
         assert gone.status_code == 204

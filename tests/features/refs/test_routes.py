@@ -207,3 +207,52 @@ def test_reflog_records_who_what_when_why(client: Any, admin: dict[str, str]) ->
     _problem(client.get(f"{base}/refs/never/log", headers=user), 404, "ref_not_found")
     _problem(client.get(f"{base}/refs/main/log?per_page=501", headers=user), 422, "invalid_request")
     _problem(client.get(f"{base}/refs/main/log"), 404, "dataset_not_found")
+
+
+def test_a_protected_branch_is_its_admins_alone(
+    client: Any, admin: dict[str, str], worker: Any
+) -> None:
+    """Decision 0029: on a protected branch, imports, merges, reverts and
+    resets need the admin role; tags are removed by admins only. A writer
+    could do all of it before (only resets were held to moving forward)."""
+    from tests.conftest import import_csv, make_dataset, make_user, upload
+
+    owner = make_user(client, admin)
+    writer = make_user(client, admin)
+    ds = make_dataset(client, owner)
+    d = f"/api/v1/datasets/{ds['id']}"
+    client.put(
+        f"{d}/permissions/{writer['X-Test-Username']}", json={"role": "write"}, headers=owner
+    )
+    first = import_csv(client, owner, ds["id"], b"id,v\n1,a\n")
+    assert first["state"] == "succeeded"
+    r = client.post(f"{d}/branches", json={"name": "dev", "from": "main"}, headers=writer)
+    assert r.status_code == 201
+    r = client.patch(f"{d}/branches/main", json={"protected": True}, headers=writer)
+    assert r.status_code == 403  # protecting is the admins' too
+    assert (
+        client.patch(f"{d}/branches/main", json={"protected": True}, headers=owner).status_code
+        == 200
+    )
+
+    r = upload(client, writer, ds["id"], b"id,v\n1,b\n")
+    assert r.status_code == 403 and "protected" in r.json()["detail"]
+    assert upload(client, writer, ds["id"], b"id,v\n1,b\n", branch="dev").status_code == 202
+    r = client.post(f"{d}/merges", json={"source": "dev", "target": "main"}, headers=writer)
+    assert r.status_code == 403
+    r = client.post(f"{d}/reverts", json={"branch": "main", "commit": "main"}, headers=writer)
+    assert r.status_code == 403
+    r = client.patch(
+        f"{d}/branches/main",
+        json={"commit_id": "main~1", "expected_commit_id": first["commit_id"]},
+        headers=writer,
+    )
+    assert r.status_code == 403
+    assert (
+        client.post(f"{d}/tags", json={"name": "v1", "from": "main"}, headers=writer).status_code
+        == 201
+    )
+    assert client.delete(f"{d}/tags/v1", headers=writer).status_code == 403
+    assert client.delete(f"{d}/tags/v1", headers=owner).status_code == 204
+    # the admins still land on it
+    assert import_csv(client, owner, ds["id"], b"id,v\n1,c\n")["state"] == "succeeded"
