@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
+from api.gate import ServiceGateMiddleware
 from api.ratelimits import RateLimitMiddleware
 from core import audit, chunks, db, queue
 from core.config import get_settings
@@ -136,6 +137,7 @@ def create_app() -> FastAPI:
 
     app.add_middleware(web_service.SessionMiddleware)
     app.add_middleware(RateLimitMiddleware)
+    app.add_middleware(ServiceGateMiddleware)
     app.add_middleware(ObserveMiddleware)
     gc.collect()  # start-up's garbage, collected now rather than in a pause on a visitor's request
     return app

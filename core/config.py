@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = None
     trusted_proxies: str = "127.0.0.1"
     cookie_secure: bool | None = None
-    max_concurrent_hashes: int = Field(default=2, ge=1)
+    max_concurrent_hashes: int | None = Field(default=None, ge=1)
     # rate limits (core/ratelimit.py): "<count>/<period>" as `limits` reads them; "" turns one off
     rate_limit_anonymous: RateRule = "600/minute"
     rate_limit_user: RateRule = "3000/minute"
@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     rate_limit_login_address: RateRule = "100/15 minutes"
     rate_limit_imports: RateRule = "300/hour"
     anonymous_expensive_concurrency: int = Field(default=2, ge=1)
+    # service endpoints (api/gate.py): a bearer token for /metrics; docs for signed-in callers only
+    metrics_token: str | None = None
+    public_docs: bool = True
     log_level: str = "INFO"
 
     @property
@@ -150,6 +153,12 @@ class Settings(BaseSettings):
                 tmp.unlink(missing_ok=True)
         return path.read_text().strip()
 
+    @property
+    def effective_max_concurrent_hashes(self) -> int:
+        """Argon2 hashes at once in one process: the setting, else half the
+        cores (at least one), so that sign-ins never take every core."""
+        return self.max_concurrent_hashes or max(1, (os.cpu_count() or 2) // 2)
+
     def key(self, purpose: str) -> bytes:
         """A 32-byte key for one purpose (``jwt``, ``csrf``, ``export-link``,
         ``line-hash``), derived from the secret with BLAKE3's key derivation:
@@ -168,6 +177,9 @@ class Settings(BaseSettings):
             return "DSA_JWT_SECRET is still the example's placeholder; set a random value"
         if len(secret) < MIN_SECRET_CHARS:
             return f"DSA_JWT_SECRET is shorter than {MIN_SECRET_CHARS} characters"
+        token = self.metrics_token
+        if token is not None and (is_placeholder(token) or len(token) < 16):
+            return "DSA_METRICS_TOKEN is a placeholder or shorter than 16 characters"
         return None
 
 
