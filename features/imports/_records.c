@@ -23,8 +23,12 @@
  * collision among a file's lines as unlikely as one among row hashes. It is
  * a cache key, never an object id (object ids stay BLAKE3).
  *
+ * With ``secret`` (bytes, at least 136; the installation's, derived from
+ * its key), the hash is XXH3-128 keyed with it (XXH3_128bits_withSecret):
+ * who does not know the secret cannot craft two lines that collide.
+ *
  * Python API:
- *   split_hash(buf, start, stop, final, delimiter) -> (hashes, spans, next)
+ *   split_hash(buf, start, stop, final, delimiter, secret=None) -> (hashes, spans, next)
  *     Records of buf[start:...] that end before ``stop`` (or at the end of
  *     buf when ``final``): ``hashes`` 16 bytes a record (big-endian XXH3-128
  *     high then low), ``spans`` two little-endian int64 a record (start, end
@@ -52,6 +56,8 @@ typedef struct {
     uint8_t *hashes;
     int64_t *spans;
     Py_ssize_t n, cap;
+    const uint8_t *secret; /* NULL: XXH3's default secret */
+    size_t secret_len;
 } rec_out;
 
 static int rec_push(rec_out *o, const uint8_t *buf, Py_ssize_t s, Py_ssize_t e) {
@@ -65,7 +71,9 @@ static int rec_push(rec_out *o, const uint8_t *buf, Py_ssize_t s, Py_ssize_t e) 
         o->spans = sp;
         o->cap = cap;
     }
-    XXH128_hash_t h = XXH3_128bits(buf + s, (size_t)(e - s));
+    XXH128_hash_t h = o->secret
+        ? XXH3_128bits_withSecret(buf + s, (size_t)(e - s), o->secret, o->secret_len)
+        : XXH3_128bits(buf + s, (size_t)(e - s));
     XXH128_canonical_t c;
     XXH128_canonicalFromHash(&c, h);
     memcpy(o->hashes + o->n * 16, c.digest, 16);
@@ -139,14 +147,21 @@ static Py_ssize_t rec_scan(const uint8_t *buf, Py_ssize_t len, Py_ssize_t start,
 }
 
 static PyObject *py_split_hash(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"buf", "start", "stop", "final", "delimiter", NULL};
+    static char *kwlist[] = {"buf", "start", "stop", "final", "delimiter", "secret", NULL};
     Py_buffer view;
     Py_ssize_t start, stop;
     int final;
     int delim;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*nnpC", kwlist, &view, &start, &stop,
-                                     &final, &delim))
+    const char *secret = NULL;
+    Py_ssize_t secret_len = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*nnpC|z#", kwlist, &view, &start, &stop,
+                                     &final, &delim, &secret, &secret_len))
         return NULL;
+    if (secret && secret_len < XXH3_SECRET_SIZE_MIN) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "secret must be at least 136 bytes");
+        return NULL;
+    }
     if (delim < 1 || delim > 127 || delim == '"' || delim == '\n' || delim == '\r') {
         PyBuffer_Release(&view);
         PyErr_SetString(PyExc_ValueError, "delimiter must be one ASCII character");
@@ -157,7 +172,7 @@ static PyObject *py_split_hash(PyObject *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_ValueError, "need 0 <= start <= stop <= len(buf)");
         return NULL;
     }
-    rec_out o = {NULL, NULL, 0, 0};
+    rec_out o = {NULL, NULL, 0, 0, (const uint8_t *)secret, (size_t)secret_len};
     Py_ssize_t next;
     Py_BEGIN_ALLOW_THREADS
     next = rec_scan((const uint8_t *)view.buf, view.len, start, stop, final, (uint8_t)delim, &o);
@@ -178,7 +193,7 @@ static PyObject *py_split_hash(PyObject *self, PyObject *args, PyObject *kwargs)
 
 static PyMethodDef records_methods[] = {
     {"split_hash", (PyCFunction)(void (*)(void))py_split_hash, METH_VARARGS | METH_KEYWORDS,
-     "split_hash(buf, start, stop, final, delimiter) -> (hashes, spans, next)"},
+     "split_hash(buf, start, stop, final, delimiter, secret=None) -> (hashes, spans, next)"},
     {NULL, NULL, 0, NULL},
 };
 

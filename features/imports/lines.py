@@ -35,6 +35,7 @@ takes the fast path. Losing it only costs speed.
 
 from __future__ import annotations
 
+import hmac
 import json
 import mmap
 import os
@@ -44,6 +45,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -51,6 +53,7 @@ import blake3
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import structlog
 
 from core.config import get_settings
 from core.errors import DsaError
@@ -64,7 +67,10 @@ from features.imports.csv_reader import WHITESPACE, CsvSource, detect_header, sn
 from features.imports.dedup import _halves, _pieces, match, place, positions, too_fragmented
 from features.imports.errors import ImportFailed
 
-MAGIC = b"dsa.lines.v1\n"
+log = structlog.get_logger(__name__)
+# v2: lines hashed with the installation's secret, the file authenticated
+# (a v1 index, unkeyed, is never read: that import reads the file in full)
+MAGIC = b"dsa.lines.v2\n"
 # encodings in which '\n', '\r', '"' and ASCII delimiters are single bytes
 # that never occur inside another character
 SINGLE_BYTE_SAFE = {"utf-8", "utf8", "ascii", "cp1252", "windows-1252", "latin-1", "iso-8859-1"}
@@ -148,7 +154,9 @@ def _scan(buf: Any, size: int, dialect: dict[str, Any], max_rows: int) -> Scan |
     hashes, spans, count, window = [], [], 0, SCAN_WINDOW
     while pos < size:
         stop = min(size, pos + window)
-        h, s, nxt = _records.split_hash(buf, pos, stop, stop == size, dialect["delimiter"])
+        h, s, nxt = _records.split_hash(
+            buf, pos, stop, stop == size, dialect["delimiter"], secret=line_secret()
+        )
         if not h and stop < size:
             window *= 2  # one line longer than the window
             continue
@@ -331,6 +339,31 @@ def _parse_changed(
 # -- the index in the object store ---------------------------------------------
 
 
+def line_secret() -> bytes:
+    """XXH3's secret for line hashes: 192 bytes drawn from the installation's
+    ``line-hash`` key (``Settings.key``), never stored with the data, so
+    whoever can write the object store or choose a file's lines still cannot
+    make two different lines pair."""
+    return _secret_of(get_settings().key("line-hash"))
+
+
+@lru_cache(maxsize=4)
+def _secret_of(key: bytes) -> bytes:
+    return blake3.blake3(b"xxh3 secret", key=key).digest(length=192)
+
+
+def _mac(dataset_id: Any, branch: str, table: str, head: dict[str, Any], hashes: bytes) -> str:
+    """The index file's MAC: keyed BLAKE3 over where it belongs (dataset,
+    branch, table), what it describes (schema, manifest, fingerprint) and
+    every line hash. A file moved, edited or made by anyone without the
+    installation's key does not verify, and is not read."""
+    mac = blake3.blake3(key=get_settings().key("line-index"))
+    mac.update(f"{dataset_id}\0{branch}\0{table}\0".encode())
+    mac.update(json.dumps(head, sort_keys=True).encode() + b"\0")
+    mac.update(hashes)
+    return str(mac.hexdigest())
+
+
 def index_key(dataset_id: Any, branch: str, table: str) -> str:
     name = blake3.blake3(f"{dataset_id}\0{branch}\0{table}".encode()).hexdigest()[:40]
     return f"lines/{name}"
@@ -348,12 +381,20 @@ def load(dataset_id: Any, branch: str, table: str, entry: TableEntry) -> LineInd
     end = raw.find(b"\n", len(MAGIC))
     try:
         head = json.loads(raw[len(MAGIC) : end])
+        mac = head.pop("mac")
         table_of = (head["schema"], head["manifest"])
         fingerprint = head["fingerprint"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
     hashes = raw[end + 1 :]
     if end < 0 or table_of != (entry.schema, entry.manifest) or len(hashes) != 16 * entry.row_count:
+        return None
+    if not isinstance(mac, str) or not hmac.compare_digest(
+        mac, _mac(dataset_id, branch, table, head, hashes)
+    ):
+        log.warning(
+            "line index refused: it does not verify", key=index_key(dataset_id, branch, table)
+        )
         return None
     return LineIndex(table_of, fingerprint, hashes)
 
@@ -361,7 +402,12 @@ def load(dataset_id: Any, branch: str, table: str, entry: TableEntry) -> LineInd
 def save(dataset_id: Any, branch: str, table: str, index: LineIndex) -> None:
     """Replace the branch's index of ``table`` in the object store (written
     whole: any worker of any node finds it; a put is atomic)."""
-    head = {"schema": index.table[0], "manifest": index.table[1], "fingerprint": index.fingerprint}
+    head: dict[str, Any] = {
+        "schema": index.table[0],
+        "manifest": index.table[1],
+        "fingerprint": index.fingerprint,
+    }
+    head["mac"] = _mac(dataset_id, branch, table, head, index.hashes)
     tmp_dir = get_settings().tmp_dir
     tmp_dir.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix="lines-", dir=tmp_dir)

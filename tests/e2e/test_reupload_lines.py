@@ -221,3 +221,33 @@ def test_any_edit_script_gives_the_full_import_table(
     fast, full = both_ways(http, auth, home, csv_lines(rows), csv_lines(edited))
     assert fast.get("table") == full.get("table")
     assert fast.get("rows") == full.get("rows")
+
+
+def test_a_tampered_or_foreign_line_index_is_not_read(
+    http: httpx.Client, auth: dict[str, str], home: Path
+) -> None:
+    """Issue 15, "Integrity of the re-upload line path": an index whose
+    hashes were edited (or copied from another branch) must not make a commit
+    keep rows its file does not hold. Before, only the schema and manifest
+    ids were checked, and this re-upload kept the old value of line 3."""
+    rows = [f"{i},value {i},{i}" for i in range(2000)]
+    ds = make_dataset(http, auth)["id"]
+    assert import_csv(http, auth, ds, csv_lines(rows))["state"] == "succeeded"
+    [index] = list((home / "objects" / "lines").rglob("*"))[-1:]
+    raw = bytearray(index.read_bytes())
+    edited = list(rows)
+    edited[3] = "3,forged,3"
+    # whoever can write the object store makes the stored hash of row 3 the
+    # hash of the forged line, as computed without the installation's secret
+    from features.imports import _records  # type: ignore[attr-defined]
+
+    line = b"3,forged,3"
+    forged = _records.split_hash(line, 0, len(line), True, ",")[0]
+    end = raw.index(b"\n", len(b"dsa.lines.v2\n")) + 1
+    raw[end + 3 * 16 : end + 4 * 16] = forged
+    index.write_bytes(bytes(raw))
+    job = import_csv(http, auth, ds, csv_lines(edited))
+    assert job["state"] == "succeeded", job.get("error")
+    assert "parsed_rows" not in job["result"]  # read in full: the index did not verify
+    got = read_all(http, auth, ds, job["commit_id"])
+    assert got[3] == [3, "forged", 3]
