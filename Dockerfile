@@ -21,8 +21,11 @@ ENV PATH="/opt/venv/bin:${PATH}"
 RUN pip install --upgrade pip
 
 WORKDIR /src
+# the locked, hashed dependency set first (`make lock`), then the project alone
+COPY requirements.lock .
+RUN pip install --require-hashes -r requirements.lock
 COPY . .
-RUN pip install .
+RUN pip install --no-deps .
 
 # -------------------------------------------------------------- runtime stage
 FROM ${PYTHON_IMAGE} AS runtime

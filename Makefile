@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench install clean browser screenshots
+.PHONY: up test lint bench install clean browser screenshots lock
 
 $(STAMP): pyproject.toml core/_rowhash.c core/_pieces.c features/imports/_records.c features/compare/_intervals.c
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -46,8 +46,16 @@ bench: $(STAMP)
 	$(PY) tests/bench/bench_s3.py
 	$(PY) tests/bench/bench_fsck.py
 	$(PY) tests/bench/bench_gc.py
+	$(PY) tests/bench/bench_security.py
 	$(PY) tests/bench/bench_scaleout.py
 	$(PY) tests/bench/bench_scaleout.py --storage s3
+
+# the pinned, hashed set of runtime dependencies the Dockerfile installs
+# (after changing pyproject.toml's dependencies); tests/test_dependencies.py
+# checks the two agree and audits the set
+lock: $(STAMP)
+	$(VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes \
+	  --index-url https://pypi.org/simple --quiet -o requirements.lock
 
 # the browser test again, writing its screenshots to docs/screenshots/
 screenshots: $(STAMP) browser
