@@ -102,7 +102,7 @@ def _hash_slot() -> Iterator[None]:
     global _hashing
     with _hashing_lock:
         if _hashing is None:
-            _hashing = threading.BoundedSemaphore(get_settings().max_concurrent_hashes)
+            _hashing = threading.BoundedSemaphore(get_settings().effective_max_concurrent_hashes)
     if not _hashing.acquire(timeout=_HASH_WAIT_S):
         raise TooManyRequests(
             "too many sign-ins are being checked at once; try again shortly", retry_after=2
