@@ -13,7 +13,8 @@ Who a request counts against:
 
 Expensive requests (compare, merge bases, filtered or sorted pages, exports)
 count ``EXPENSIVE_COST``; anonymous ones also wait for one of
-``DSA_ANONYMOUS_EXPENSIVE_CONCURRENCY`` slots per API process, or get 429 at
+``DSA_ANONYMOUS_EXPENSIVE_CONCURRENCY`` slots per API process (default half
+the cores), or get 429 at
 once: a crowd of anonymous clients cannot take the cores signed-in users
 need. The service endpoints and static files are not limited.
 """
@@ -91,7 +92,7 @@ class RateLimitMiddleware:
             return
         anonymous = claims is None and not api_token
         if heavy and anonymous:
-            if self._anonymous_expensive >= s.anonymous_expensive_concurrency:
+            if self._anonymous_expensive >= s.effective_anonymous_expensive_concurrency:
                 await _refuse(
                     scope,
                     send,

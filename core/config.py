@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     url_import_allow_private: bool = False
     url_import_timeout_s: float = 30.0
     url_import_attempts: int = 3
+    url_import_max_seconds: Duration = 3600.0
     tmp_retention_s: float = 24 * 3600.0
     line_index_max_rows: int = 10_000_000
     export_batch_rows: int = 65_536
@@ -116,7 +117,7 @@ class Settings(BaseSettings):
     rate_limit_login_user: RateRule = "10/15 minutes"
     rate_limit_login_address: RateRule = "100/15 minutes"
     rate_limit_imports: RateRule = "300/hour"
-    anonymous_expensive_concurrency: int = Field(default=2, ge=1)
+    anonymous_expensive_concurrency: int | None = Field(default=None, ge=1)
     # service endpoints (api/gate.py): a bearer token for /metrics; docs for signed-in callers only
     metrics_token: str | None = None
     public_docs: bool = True
@@ -158,6 +159,13 @@ class Settings(BaseSettings):
         """Argon2 hashes at once in one process: the setting, else half the
         cores (at least one), so that sign-ins never take every core."""
         return self.max_concurrent_hashes or max(1, (os.cpu_count() or 2) // 2)
+
+    @property
+    def effective_anonymous_expensive_concurrency(self) -> int:
+        """Anonymous compares, filtered pages and exports served at once by one
+        API process: the setting, else half the cores (at least one), so
+        that a crowd of them leaves a core to signed-in users."""
+        return self.anonymous_expensive_concurrency or max(1, (os.cpu_count() or 2) // 2)
 
     def key(self, purpose: str) -> bytes:
         """A 32-byte key for one purpose (``jwt``, ``csrf``, ``export-link``,

@@ -72,6 +72,7 @@ def source_file(
         timeout_s=settings.url_import_timeout_s,
         attempts=settings.url_import_attempts,
         on_bytes=lambda n: progress.update(bytes_read=n),
+        max_seconds=settings.url_import_max_seconds,
     )
     jobs_service.set_total_bytes(job_id, got.size)
     info = {

@@ -34,7 +34,6 @@ import httpx
 from features.imports.errors import ImportFailed, UrlNotFound, UrlNotUsable, UrlRefused
 
 MAX_REDIRECTS = 5
-_CHUNK = 1 << 20
 
 
 @dataclass
@@ -121,13 +120,30 @@ def fetch(
     timeout_s: float,
     attempts: int,
     on_bytes: Callable[[int], None],
+    max_seconds: float = 3600.0,
 ) -> Fetched:
-    """Download the first mirror that works; raise ``ImportFailed`` saying why none did."""
+    """Download the first mirror that works; raise ``ImportFailed`` saying why
+    none did. ``timeout_s`` bounds each wait for the server; ``max_seconds``
+    the whole download, every mirror and attempt included, so a server that
+    trickles a byte just within each timeout cannot hold a worker for ever."""
     errors: list[str] = []
+    deadline = time.monotonic() + max_seconds
+
+    def tick(size: int) -> None:
+        if time.monotonic() > deadline:
+            raise ImportFailed(
+                f"the download took longer than {max_seconds:g} s "
+                "(DSA_URL_IMPORT_MAX_SECONDS); the server is too slow",
+                code="url_too_slow",
+                limit=max_seconds,
+            )
+        on_bytes(size)
+
     for url in urls:
         for attempt in range(attempts):
+            tick(0)
             try:
-                got = _download(url, dest, max_bytes, allow_private, timeout_s, on_bytes)
+                got = _download(url, dest, max_bytes, allow_private, timeout_s, tick)
             except _Retryable as exc:
                 errors.append(f"{redact(url)}: {exc}")
                 if attempt + 1 < attempts:
@@ -204,7 +220,7 @@ def _save(
     b3, sha = blake3.blake3(), hashlib.sha256()
     size = 0
     with open(dest, "wb") as out:
-        for block in resp.iter_bytes(_CHUNK):
+        for block in resp.iter_bytes():  # as it arrives: the deadline is checked at each read
             size += len(block)
             if size > max_bytes:
                 raise ImportFailed(

@@ -68,3 +68,49 @@ def test_fetch_never_connects_to_a_refused_address(tmp_path: Path) -> None:
     with pytest.raises(TimeoutError):
         listener.accept()  # nobody knocked
     listener.close()
+
+
+def test_a_trickling_server_cannot_hold_the_download(tmp_path: Path) -> None:
+    """A byte every 0.2 s never trips the per-read timeout; the deadline of
+    the whole download ends it (issue 15; before, it ran as long as the
+    server kept trickling)."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Trickle(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            for _ in range(1000):
+                try:
+                    self.wfile.write(b"a")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.2)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(ImportFailed) as exc:
+            fetch(
+                [f"http://127.0.0.1:{server.server_address[1]}/slow.csv"],
+                tmp_path / "x",
+                max_bytes=10_000,
+                checksum=None,
+                allow_private=True,
+                timeout_s=5,
+                attempts=3,
+                on_bytes=lambda n: None,
+                max_seconds=1.0,
+            )
+    finally:
+        server.shutdown()
+    assert exc.value.code == "url_too_slow" and "DSA_URL_IMPORT_MAX_SECONDS" in exc.value.detail
+    assert time.monotonic() - started < 5
