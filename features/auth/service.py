@@ -316,7 +316,7 @@ def delete_api_token(conn: psycopg.Connection[Any], user: User, token_id: uuid.U
 def user_from_bearer(token: str) -> User:
     """The caller a bearer token stands for: 401 when it no longer does."""
     if token.startswith(API_TOKEN_PREFIX):
-        with db.transaction() as conn:
+        with db.read() as conn:  # the primary, one round trip (no BEGIN/COMMIT)
             row = conn.execute(Q.user_by_token, {"token_hash": _token_hash(token)}).fetchone()
         if row is None:
             raise BadToken("the API token is unknown, expired or revoked")
@@ -337,7 +337,7 @@ def user_from_bearer(token: str) -> User:
 
 def user_from_claims(claims: dict[str, Any]) -> User | None:
     """The user a decoded access token stands for, if it still does."""
-    with db.transaction() as conn:
+    with db.read() as conn:  # the primary, one round trip (no BEGIN/COMMIT)
         row = conn.execute(
             Q.session_user,
             {"id": uuid.UUID(claims["sub"]), "ver": int(claims["ver"]), "jti": claims["jti"]},
