@@ -79,6 +79,7 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = 10 * 1024**3
     max_decompressed_bytes: int = 64 * 1024**3
+    max_active_jobs_per_user: int = Field(default=20, ge=1)
     chunk_rows: int = 131_072
     row_group_rows: int = 2_048
     page_cache_bytes: int = 256 * 1024**2

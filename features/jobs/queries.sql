@@ -88,3 +88,8 @@ WHERE state IN ('queued', 'running') GROUP BY kind, state;
 -- After a restore: jobs that were queued or running when the backup was taken.
 UPDATE job SET state = 'failed', finished_at = now(), error = %(error)s
 WHERE state IN ('queued', 'running');
+
+-- name: active_of_user
+-- How many jobs a user has queued or running (job_active_idx, then the user).
+SELECT count(*) AS n FROM job
+WHERE state IN ('queued', 'running') AND created_by = %(user_id)s;

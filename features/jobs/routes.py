@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from core.db import read, transaction
+from core.errors import TooManyRequests
 from features.auth.service import User, current_user
 from features.datasets import service as datasets_service
 from features.datasets.errors import DatasetNotFound
@@ -22,6 +24,12 @@ router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
 EVENTS_POLL_S = 0.25
 EVENTS_KEEPALIVE_S = 15.0
+# a stream ends after this long (the browser's EventSource reconnects): an
+# abandoned tab or a slow client cannot hold a stream, and its polling, for ever
+EVENTS_MAX_S = 600.0
+# streams one API process serves at once; one more gets 429
+EVENTS_MAX_STREAMS = 256
+_streams = 0
 ENDED = ("succeeded", "failed", "cancelled")
 
 
@@ -56,33 +64,47 @@ def cancel_job(job_id: uuid.UUID, user: User = Depends(current_user)) -> JobOut:
 @router.get("/jobs/{job_id}/events")
 async def job_events(job_id: uuid.UUID, user: User = Depends(current_user)) -> StreamingResponse:
     """Server-sent events: a ``progress`` event whenever the job changes, then one
-    ``end`` event with its final state, then the stream closes."""
+    ``end`` event with its final state, then the stream closes (or after
+    ``EVENTS_MAX_S``, telling the client to reconnect)."""
     await run_in_threadpool(_visible_job, user, job_id)
+    if _streams >= EVENTS_MAX_STREAMS:
+        raise TooManyRequests("too many event streams are open; try again shortly", retry_after=5)
 
     async def stream() -> AsyncIterator[bytes]:
-        last: bytes | None = None
-        quiet = 0.0
-        while True:
-            row = await run_in_threadpool(_job_row, job_id)
-            body = orjson.dumps(service.to_out(row), default=str)
-            ended = row["state"] in ENDED
-            if ended:
-                yield b"event: end\ndata: " + body + b"\n\n"
-                return
-            if body != last:
-                yield b"event: progress\ndata: " + body + b"\n\n"
-                last, quiet = body, 0.0
-            elif quiet >= EVENTS_KEEPALIVE_S:
-                yield b": keep-alive\n\n"
-                quiet = 0.0
-            await asyncio.sleep(EVENTS_POLL_S)
-            quiet += EVENTS_POLL_S
+        global _streams
+        _streams += 1  # counted while it runs (a stream never started never counts)
+        try:
+            async for part in _events(job_id):
+                yield part
+        finally:
+            _streams -= 1
 
     return StreamingResponse(
         stream(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def _events(job_id: uuid.UUID) -> AsyncIterator[bytes]:
+    last: bytes | None = None
+    quiet = 0.0
+    ends = time.monotonic() + EVENTS_MAX_S
+    yield b"retry: 1000\n\n"  # reconnect a second after the stream ends early
+    while time.monotonic() < ends:
+        row = await run_in_threadpool(_job_row, job_id)
+        body = orjson.dumps(service.to_out(row), default=str)
+        if row["state"] in ENDED:
+            yield b"event: end\ndata: " + body + b"\n\n"
+            return
+        if body != last:
+            yield b"event: progress\ndata: " + body + b"\n\n"
+            last, quiet = body, 0.0
+        elif quiet >= EVENTS_KEEPALIVE_S:
+            yield b": keep-alive\n\n"
+            quiet = 0.0
+        await asyncio.sleep(EVENTS_POLL_S)
+        quiet += EVENTS_POLL_S
 
 
 def _job_row(job_id: uuid.UUID) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 
 from core import db, metrics
 from core.config import get_settings
+from core.errors import TooManyRequests
 from features.jobs.errors import JobEnded, JobNotFound, WorkerLost
 
 Q = db.Queries(__file__)
@@ -34,6 +35,10 @@ def create(
     total_bytes: int | None,
     created_by: uuid.UUID | None,
 ) -> dict[str, Any]:
+    """A queued job. A user with ``DSA_MAX_ACTIVE_JOBS_PER_USER`` jobs queued
+    or running already gets 429: one caller cannot fill the queue."""
+    if created_by is not None:
+        check_room(conn, created_by)
     row = conn.execute(
         Q.insert_job,
         {
@@ -49,6 +54,18 @@ def create(
     ).fetchone()
     assert row is not None
     return row
+
+
+def check_room(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> None:
+    """429 when the user already has the most jobs queued or running one may."""
+    limit = get_settings().max_active_jobs_per_user
+    row = conn.execute(Q.active_of_user, {"user_id": user_id}).fetchone()
+    if row is not None and row["n"] >= limit:
+        raise TooManyRequests(
+            f"you have {row['n']} jobs queued or running, the most one user may have "
+            f"({limit}); wait for some to finish",
+            retry_after=10,
+        )
 
 
 def get(conn: psycopg.Connection[Any], job_id: uuid.UUID) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from core.storage import get_store
 from features.auth.service import User, current_user
 from features.datasets import service as datasets_service
 from features.imports import service as imports_service
+from features.jobs import service as jobs_service
 from features.uploads import multipart
 from features.uploads.errors import FileMissing, UploadTooLarge
 from features.uploads.models import ImportAccepted, UploadAccepted
@@ -28,6 +29,7 @@ def _check(user: User, dataset_id: uuid.UUID, branch: str) -> list[str] | None:
     (``DSA_RATE_LIMIT_IMPORTS``); returns the dataset's primary key."""
     with transaction() as conn:
         ds = datasets_service.require_branch(conn, user, dataset_id, branch)
+        jobs_service.check_room(conn, user.id)  # before the file is received
     count_import(user)
     return ds["primary_key"]
 

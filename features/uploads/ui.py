@@ -110,6 +110,7 @@ async def _upload(request: Request, dataset_id: uuid.UUID, wants_json: bool) -> 
     def _check() -> list[str] | None:
         with read() as conn:
             ds = datasets_service.require(conn, user, dataset_id, "write")
+            jobs_service.check_room(conn, user.id)  # before the file is received
         count_import(user)
         return ds["primary_key"]  # type: ignore[no-any-return]
 
