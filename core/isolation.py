@@ -26,10 +26,15 @@ from core import db
 log = structlog.get_logger(__name__)
 
 
-def run_isolated(fn: Callable[[], None], *, memory_bytes: int, cpu_s: int) -> int:
-    """Run ``fn`` in a child limited to ``memory_bytes`` of address space and
-    ``cpu_s`` seconds of CPU (0: no limit); returns its wait status (0: it
-    returned). The child dies with its parent and never returns here."""
+def run_isolated(
+    fn: Callable[[], None], *, memory_bytes: int, cpu_s: int, file_bytes: int = 0
+) -> int:
+    """Run ``fn`` in a child limited to ``memory_bytes`` of address space,
+    ``cpu_s`` seconds of CPU and files of at most ``file_bytes`` (0: no
+    limit); returns its wait status (0: it returned). A write past
+    ``file_bytes`` fails with ``OSError`` EFBIG in the child (SIGXFSZ is
+    ignored there), which its caller reports. The child dies with its parent
+    and never returns here."""
     gc.freeze()  # the child's collector leaves the parent's objects (and pages) alone
     pid = os.fork()
     if pid:
@@ -45,6 +50,9 @@ def run_isolated(fn: Callable[[], None], *, memory_bytes: int, cpu_s: int) -> in
                 resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
             if cpu_s:
                 resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 5))
+            if file_bytes:
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+                resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
             fn()
             code = 0
         except BaseException:  # noqa: BLE001 - the child reports through its own channel

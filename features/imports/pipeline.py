@@ -24,6 +24,7 @@ creation time), and a crash at any point leaves no partial commit visible.
 from __future__ import annotations
 
 import contextlib
+import errno
 import random
 import shutil
 import time
@@ -88,6 +89,7 @@ def run(job_id: uuid.UUID) -> bool:
             lambda: run_claimed(job, work),
             memory_bytes=settings.import_memory_limit_bytes,
             cpu_s=settings.import_cpu_limit_s,
+            file_bytes=file_limit(),
         )
         if status and killed_from_outside(status) and job.attempts < MAX_ATTEMPTS:
             # SIGKILL comes from outside (an operator, the OOM killer): like a lost
@@ -127,9 +129,26 @@ def run_claimed(job: ImportJob, work: Path) -> None:
         limit = get_settings().import_memory_limit_bytes
         detail = f"the file needs more memory than an import may use ({limit} bytes)"
         _fail(job, ImportFailed(detail, code="too_much_memory"))
+    except OSError as exc:
+        if exc.errno != errno.EFBIG:
+            log.exception("import crashed", job_id=str(job.id))
+            _fail(
+                job, DsaError("the import failed because of an internal error; it has been logged")
+            )
+            return
+        detail = f"a file the import writes grew past the limit of {file_limit()} bytes"
+        _fail(job, ImportFailed(detail, code="too_large", limit=file_limit()))
     except Exception:
         log.exception("import crashed", job_id=str(job.id))
         _fail(job, DsaError("the import failed because of an internal error; it has been logged"))
+
+
+def file_limit() -> int:
+    """The largest file an import child may write (RLIMIT_FSIZE): a download
+    or an upload's copy, or a decompressed file, plus room for what is
+    written beside them; a runaway writer stops there, not at a full disk."""
+    s = get_settings()
+    return max(s.max_upload_bytes, s.max_decompressed_bytes) + 1024**3
 
 
 def _fail(job: ImportJob, err: DsaError) -> None:

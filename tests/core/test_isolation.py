@@ -40,3 +40,27 @@ def test_a_crash_and_a_cpu_hog_are_reported_by_signal() -> None:
     status = _in_child(spin)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL)
     assert out_of_cpu(status) == (os.WTERMSIG(status) == signal.SIGXCPU)
+
+
+def test_a_file_past_the_limit_fails_the_write_in_the_child(tmp_path: object) -> None:
+    """RLIMIT_FSIZE (issue 15, "Sandbox"): a child that writes a runaway file
+    gets EFBIG at the limit instead of filling the disk (before: no limit)."""
+    import errno
+    from pathlib import Path
+
+    out = Path(str(tmp_path))
+    big, result = out / "big", out / "result"
+
+    def write() -> None:
+        try:
+            with open(big, "wb") as f:
+                for _ in range(8):
+                    f.write(b"x" * 1024**2)
+            result.write_text("wrote it all")
+        except OSError as exc:
+            result.write_text(str(exc.errno))
+
+    status = run_isolated(write, memory_bytes=0, cpu_s=10, file_bytes=3 * 1024**2)
+    assert status == 0
+    assert result.read_text() == str(errno.EFBIG)
+    assert big.stat().st_size <= 3 * 1024**2

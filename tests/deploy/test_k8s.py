@@ -269,3 +269,17 @@ def test_shared_read_write_many_volume() -> None:
         mounts = {m["mountPath"]: m["name"] for m in _container(dep)["volumeMounts"]}
         assert claims[mounts[DATA_DIR]] == "dsa-data", name
         assert pod["securityContext"]["fsGroup"] == APP_UID, name
+
+
+def test_import_children_fit_in_the_worker_pod() -> None:
+    """Issue 15, "Sandbox": each import child's RLIMIT_AS times the worker's
+    concurrency, plus a GiB for the worker itself, stays within the pod's
+    memory limit (before: 8 GiB a child in a 4 GiB pod)."""
+    container = _container(_one("Deployment", "dsa-worker"))
+    command = container["command"]
+    concurrency = int(command[command.index("--concurrency") + 1])
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    per_child = int(env["DSA_IMPORT_MEMORY_LIMIT_BYTES"])
+    limit = container["resources"]["limits"]["memory"]
+    assert limit.endswith("Gi")
+    assert concurrency * per_child + 1024**3 <= int(limit[:-2]) * 1024**3
