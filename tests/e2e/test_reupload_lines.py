@@ -233,7 +233,11 @@ def test_a_tampered_or_foreign_line_index_is_not_read(
     rows = [f"{i},value {i},{i}" for i in range(2000)]
     ds = make_dataset(http, auth)["id"]
     assert import_csv(http, auth, ds, csv_lines(rows))["state"] == "succeeded"
-    [index] = list((home / "objects" / "lines").rglob("*"))[-1:]
+    from core.storage import LocalStore
+    from features.imports.lines import index_key
+
+    index = LocalStore(home / "objects")._path(index_key(ds, "main", "data"))
+    assert index.exists(), index
     raw = bytearray(index.read_bytes())
     edited = list(rows)
     edited[3] = "3,forged,3"
