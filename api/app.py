@@ -99,6 +99,7 @@ def create_app() -> FastAPI:
         lifespan=_lifespan,
     )
     errors.install(app)
+    errors.document_problems(app)
     # Starlette tries routes in order: the hot read path first (measured ~1 ms
     # of route matching per page request when it came after the others)
     for router in (

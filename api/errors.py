@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import DsaError, InvalidRequest, NotFound, TooManyRequests
+from core.errors import BadRequest, DsaError, InvalidRequest, NotFound, TooManyRequests
+from core.models import Problem
 from features.web import service as web
 
 log = structlog.get_logger(__name__)
@@ -26,6 +29,12 @@ PROBLEM = "application/problem+json"
 _SERVICE_PATHS = frozenset(
     {"/api", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"}
 )
+
+
+class UnstorableValue(BadRequest):
+    """400: input PostgreSQL refuses (NUL characters, out-of-range numbers)."""
+
+    default_code = "unstorable_value"
 
 
 class MethodNotAllowed(DsaError):
@@ -74,6 +83,39 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+# the error answers a route may give, documented on every operation of /openapi.json
+PROBLEM_STATUSES = (400, 401, 403, 404, 405, 409, 413, 415, 416, 422, 429, 500, 503)
+
+
+def document_problems(app: FastAPI) -> None:
+    """/openapi.json says what the errors really are: every operation may
+    answer these statuses with a problem document (``application/problem+json``,
+    the ``Problem`` schema), FastAPI's own 422 schema included, which the
+    handlers below never send."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = Problem.model_json_schema()
+        problem = {
+            "description": "a problem document (docs/api.md, Errors)",
+            "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                responses = operation.setdefault("responses", {})
+                for status in PROBLEM_STATUSES:
+                    responses[str(status)] = problem
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(DsaError)
     async def _dsa(request: Request, exc: DsaError) -> JSONResponse:
@@ -102,6 +144,18 @@ def install(app: FastAPI) -> None:
                 response.headers[k] = v
             return response
         return problem_response(err, request)
+
+    @app.exception_handler(psycopg.DataError)
+    async def _unstorable(request: Request, exc: psycopg.DataError) -> Response:
+        """A value the database cannot take (a NUL character in a name, a
+        number out of range): the caller's input, so 400, never a 500."""
+        err = UnstorableValue(
+            "the request holds a value that cannot be stored or searched for "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        )
+        return (
+            web.error_page(request, err) if wants_html(request) else problem_response(err, request)
+        )
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

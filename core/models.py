@@ -17,3 +17,17 @@ class ColumnOut(BaseModel):
     name: str
     type: str
     nullable: bool
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document, as every error answer is (api/errors.py);
+    members beyond these (``errors``, ``line``, ``limit`` …) depend on the code."""
+
+    model_config = {"extra": "allow"}
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str | None = None

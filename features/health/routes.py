@@ -28,7 +28,11 @@ async def readyz() -> JSONResponse:
     )
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 def metrics() -> PlainTextResponse:
     """Prometheus text: this node's processes, and the installation's jobs
     and queue (docs/operations.md, "Metrics")."""

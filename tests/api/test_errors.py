@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -84,3 +86,12 @@ def test_crashes_hide_internals_and_invalid_bodies_list_fields() -> None:
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
     r = c.get("/no/such/route", headers={"Accept": "application/json"})
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+
+
+def test_a_value_the_database_cannot_store_is_a_400_not_a_500(client: Any) -> None:
+    """Found by the fuzzer (issue 15): a NUL character in a sign-in name
+    reached PostgreSQL, which refused it, and the answer was a 500."""
+    r = client.post("/api/v1/auth/login", json={"username": "a\x00b", "password": "whatever-1"})
+    assert r.status_code == 400 and r.json()["code"] == "unstorable_value"
+    r = client.get("/api/v1/datasets", params={"q": "x\x00"})
+    assert r.status_code == 400

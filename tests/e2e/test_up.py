@@ -88,10 +88,18 @@ def test_up_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
         assert "dsa_import_rows_total 2.0" in metrics
         assert "dsa_http_request_seconds_bucket" in metrics and "dsa_queue_length" in metrics
     # the upload's request id, followed into the worker's log of the import
-    worker_log = (home / "logs" / "worker.log").read_text()
-    assert any(
-        "up-test-upload-1" in line and "import done" in line for line in worker_log.splitlines()
-    ), worker_log[-3000:]
+    # (the job succeeds as it lands; the child logs "import done" a moment
+    # later, after saving the line index: wait for the line)
+    deadline = time.monotonic() + 20
+    while True:
+        worker_log = (home / "logs" / "worker.log").read_text()
+        done = any(
+            "up-test-upload-1" in line and "import done" in line for line in worker_log.splitlines()
+        )
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert done, worker_log[-3000:]
     _stop(proc, signal.SIGINT)
 
     proc, _ = _start(home, port)
