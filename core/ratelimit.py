@@ -75,25 +75,19 @@ def retry_after(item: RateLimitItem, *key: str) -> int:
 
 def hit(text: str, *key: str, cost: int = 1, what: str = "requests") -> None:
     """Count ``cost`` against rule ``text`` for ``key``; 429 when over it."""
-    item = rule(text)
-    try:
-        allowed = _limiter().hit(item, *key, cost=cost)
-    except Exception as err:  # noqa: BLE001 - any storage failure: let it through
-        _unreachable(err)
-        return
-    if not allowed:
-        raise TooManyRequests(
-            f"too many {what} (at most {item}); try again later",
-            retry_after=retry_after(item, *key),
-        )
+    _enforce("hit", text, key, cost, what)
 
 
 def check(text: str, *key: str, what: str = "requests") -> None:
     """429 if ``key`` is already over rule ``text``, without counting."""
+    _enforce("test", text, key, 1, what)
+
+
+def _enforce(how: str, text: str, key: tuple[str, ...], cost: int, what: str) -> None:
     item = rule(text)
     try:
-        allowed = _limiter().test(item, *key)
-    except Exception as err:  # noqa: BLE001
+        allowed = getattr(_limiter(), how)(item, *key, cost=cost)
+    except Exception as err:  # noqa: BLE001 - any storage failure: let it through
         _unreachable(err)
         return
     if not allowed:
