@@ -74,21 +74,32 @@ class SchemaDiff:
         }
 
 
+# pairs of a removed and an added column compared by content, at most (each reads both)
+MAX_RENAME_CHECKS = 64
+
+
 def diff(
     base: Schema | None,
     head: Schema | None,
     same_data: Callable[[str, str], bool] = lambda a, b: False,
 ) -> SchemaDiff:
     """``same_data(base_col, head_col)`` says whether two columns hold the same
-    values in the same rows (rename detection)."""
+    values in the same rows (rename detection). It reads both columns, so at
+    most ``MAX_RENAME_CHECKS`` pairs are compared by content: a version that
+    drops and adds hundreds of columns of one type costs a bounded read, and
+    past the cap the columns count as removed and added, not renamed."""
     bcols = {c.name: c for c in base.columns} if base else {}
     hcols = {c.name: c for c in head.columns} if head else {}
     out = SchemaDiff()
     removed = [n for n in bcols if n not in hcols]
     added = [n for n in hcols if n not in bcols]
+    checks = 0
     for r in list(removed):
         for a in added:
-            if bcols[r].type == hcols[a].type and same_data(r, a):
+            if bcols[r].type != hcols[a].type or checks >= MAX_RENAME_CHECKS:
+                continue
+            checks += 1
+            if same_data(r, a):
                 out.renamed.append({"from": r, "to": a})
                 removed.remove(r)
                 added.remove(a)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,9 +28,11 @@ EVENTS_KEEPALIVE_S = 15.0
 # a stream ends after this long (the browser's EventSource reconnects): an
 # abandoned tab or a slow client cannot hold a stream, and its polling, for ever
 EVENTS_MAX_S = 600.0
-# streams one API process serves at once; one more gets 429
+# streams one API process serves at once, and to one user; one more gets 429
 EVENTS_MAX_STREAMS = 256
+EVENTS_MAX_PER_USER = 16
 _streams = 0
+_streams_of: Counter[uuid.UUID] = Counter()
 ENDED = ("succeeded", "failed", "cancelled")
 
 
@@ -67,17 +70,21 @@ async def job_events(job_id: uuid.UUID, user: User = Depends(current_user)) -> S
     ``end`` event with its final state, then the stream closes (or after
     ``EVENTS_MAX_S``, telling the client to reconnect)."""
     await run_in_threadpool(_visible_job, user, job_id)
-    if _streams >= EVENTS_MAX_STREAMS:
+    if _streams >= EVENTS_MAX_STREAMS or _streams_of[user.id] >= EVENTS_MAX_PER_USER:
         raise TooManyRequests("too many event streams are open; try again shortly", retry_after=5)
 
     async def stream() -> AsyncIterator[bytes]:
         global _streams
         _streams += 1  # counted while it runs (a stream never started never counts)
+        _streams_of[user.id] += 1
         try:
             async for part in _events(job_id):
                 yield part
         finally:
             _streams -= 1
+            _streams_of[user.id] -= 1
+            if _streams_of[user.id] <= 0:
+                del _streams_of[user.id]
 
     return StreamingResponse(
         stream(),

@@ -85,3 +85,8 @@ def test_event_streams_end_and_are_bounded(
     monkeypatch.setattr(routes, "EVENTS_MAX_STREAMS", 0)
     r = client.get(f"/api/v1/jobs/{job_id}/events", headers=admin)
     assert r.status_code == 429 and r.json()["code"] == "too_many_requests"
+    monkeypatch.setattr(routes, "EVENTS_MAX_STREAMS", 256)
+    me = uuid.UUID(_me(client, admin))
+    monkeypatch.setitem(routes._streams_of, me, routes.EVENTS_MAX_PER_USER)  # as if open
+    r = client.get(f"/api/v1/jobs/{job_id}/events", headers=admin)
+    assert r.status_code == 429
