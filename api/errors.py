@@ -149,9 +149,10 @@ def install(app: FastAPI) -> None:
     async def _unstorable(request: Request, exc: psycopg.DataError) -> Response:
         """A value the database cannot take (a NUL character in a name, a
         number out of range): the caller's input, so 400, never a 500."""
+        log.warning("value refused by the database", path=request.url.path, error=str(exc))
         err = UnstorableValue(
             "the request holds a value that cannot be stored or searched for "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+            "(a NUL character, or a number out of range)"
         )
         return (
             web.error_page(request, err) if wants_html(request) else problem_response(err, request)

@@ -4,12 +4,10 @@ Who a request counts against:
 - a well-signed access token (Bearer or the session cookie): its user, under
   ``DSA_RATE_LIMIT_USER``; the signature is checked here without the
   database, so forged tokens cannot mint fresh counters;
-- an API token: that token, under the same rule; and since it can only be
-  verified against the database, its client address must not be over the
-  anonymous rule, and a token the app refuses (401) counts against the
-  address;
-- anything else: the client address (after ``DSA_TRUSTED_PROXIES``), under
-  ``DSA_RATE_LIMIT_ANONYMOUS``.
+- a working API token (Bearer only): its user, under the same rule (looked
+  up, remembered 30 s): all of a user's tokens share one counter;
+- anything else, forged and unknown tokens included: the client address
+  (after ``DSA_TRUSTED_PROXIES``), under ``DSA_RATE_LIMIT_ANONYMOUS``.
 
 Expensive requests (compare, merge bases, filtered or sorted pages, exports)
 count ``EXPENSIVE_COST``; anonymous ones also wait for one of
@@ -25,13 +23,14 @@ import hashlib
 import html
 import json
 import re
+import time
 
 import anyio
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core import ratelimit
 from core.config import get_settings
-from core.errors import TooManyRequests
+from core.errors import TooManyRequests, Unauthorized
 from features.auth import service as auth_service
 from features.web import service as web_service
 
@@ -40,12 +39,54 @@ _EXPENSIVE_PATH = re.compile(r"/(compare|merge-base)/|/export$")
 _EXPENSIVE_QUERY = re.compile(rb"(^|&)(filter|sort)=")
 
 
-def _credential(scope: Scope) -> str | None:
+def _credential(scope: Scope) -> tuple[str | None, bool]:
+    """The request's token and whether it came from the session cookie."""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else None
-    return web_service.session_token(scope)
+            return (token.strip() if scheme.lower() == "bearer" else None), False
+    return web_service.session_token(scope), True
+
+
+_API_TOKEN_TTL_S = 30.0
+_API_TOKEN_CACHE_MAX = 10_000
+_api_tokens: dict[str, tuple[float, str | None]] = {}
+
+
+def _api_token_user(token: str) -> str | None:
+    """The id of the user an API token stands for, None when it stands for
+    no one; remembered 30 s (it only chooses whose counter a request uses:
+    whether the token still works is the handler's check)."""
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    now = time.monotonic()
+    hit = _api_tokens.get(digest)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    try:
+        user_id: str | None = str(auth_service.user_from_bearer(token).id)
+    except Unauthorized:
+        user_id = None
+    except Exception:  # noqa: BLE001 - the database away: count it as anonymous
+        return None
+    if len(_api_tokens) >= _API_TOKEN_CACHE_MAX:
+        _api_tokens.clear()
+    _api_tokens[digest] = (now + _API_TOKEN_TTL_S, user_id)
+    return user_id
+
+
+async def _who(scope: Scope) -> str | None:
+    """The user a request's credential stands for, or None (anonymous): a
+    well-signed access token's subject (no database), a working API token's
+    user (looked up, remembered briefly). A forged, unknown or revoked token,
+    or an API token in the cookie (which holds only access tokens), is
+    anonymous: it never gets a counter of its own."""
+    token, from_cookie = _credential(scope)
+    if not token:
+        return None
+    if token.startswith(auth_service.API_TOKEN_PREFIX):
+        return None if from_cookie else await anyio.to_thread.run_sync(_api_token_user, token)
+    claims = auth_service.decode_access_token(token)
+    return str(claims["sub"]) if claims else None
 
 
 def expensive(scope: Scope) -> bool:
@@ -70,27 +111,18 @@ class RateLimitMiddleware:
         s = get_settings()
         client = scope.get("client")
         address = client[0] if client else "unknown"
-        token = _credential(scope)
         heavy = expensive(scope)
         cost = ratelimit.EXPENSIVE_COST if heavy else 1
-        claims = auth_service.decode_access_token(token) if token else None
-        api_token = bool(token and token.startswith(auth_service.API_TOKEN_PREFIX))
+        user_id = await _who(scope)
         try:
-            if claims is not None and s.rate_limit_user:
-                await _hit(s.rate_limit_user, "user", claims["sub"], cost=cost)
-            elif api_token and s.rate_limit_user:
-                if s.rate_limit_anonymous:
-                    await anyio.to_thread.run_sync(
-                        lambda: ratelimit.check(s.rate_limit_anonymous, "address", address)
-                    )
-                digest = hashlib.sha256(token.encode()).hexdigest()[:32]  # type: ignore[union-attr]
-                await _hit(s.rate_limit_user, "token", digest, cost=cost)
-            elif claims is None and not api_token and s.rate_limit_anonymous:
+            if user_id is not None and s.rate_limit_user:
+                await _hit(s.rate_limit_user, "user", user_id, cost=cost)
+            elif user_id is None and s.rate_limit_anonymous:
                 await _hit(s.rate_limit_anonymous, "address", address, cost=cost)
         except TooManyRequests as err:
             await _refuse(scope, send, err)
             return
-        anonymous = claims is None and not api_token
+        anonymous = user_id is None
         if heavy and anonymous:
             if self._anonymous_expensive >= s.effective_anonymous_expensive_concurrency:
                 await _refuse(
@@ -104,22 +136,11 @@ class RateLimitMiddleware:
                 )
                 return
             self._anonymous_expensive += 1
-        refused = False
-
-        async def _send(message: Message) -> None:
-            nonlocal refused
-            if message["type"] == "http.response.start" and message["status"] == 401:
-                refused = True
-            await send(message)
-
         try:
-            await self.app(scope, receive, _send if api_token else send)
+            await self.app(scope, receive, send)
         finally:
             if heavy and anonymous:
                 self._anonymous_expensive -= 1
-            if refused and s.rate_limit_anonymous:
-                rule = s.rate_limit_anonymous
-                await anyio.to_thread.run_sync(lambda: ratelimit.count(rule, "address", address))
 
 
 async def _hit(rule: str, *key: str, cost: int) -> None:

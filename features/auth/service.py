@@ -321,8 +321,10 @@ def user_from_bearer(token: str) -> User:
         if row is None:
             raise BadToken("the API token is unknown, expired or revoked")
         top = max(SCOPES.index(s) for s in row["scopes"])
+        # an installation administrator only with every scope and every dataset
+        whole = SCOPES[top] == "admin" and row["datasets"] is None
         return _user(
-            {**row, "is_admin": row["is_admin"] and SCOPES[top] == "admin"},
+            {**row, "is_admin": row["is_admin"] and whole},
             scope=SCOPES[top],
             datasets=frozenset(row["datasets"]) if row["datasets"] is not None else None,
             token_id=row["token_id"],
@@ -363,9 +365,18 @@ def change_password(
     conn: psycopg.Connection[Any], user: User, *, current_password: str, new_password: str
 ) -> None:
     """Set ``user``'s password after checking the current one; every access
-    token issued before stops working (API tokens stay: revoke them apart)."""
+    token issued before stops working (API tokens stay: revoke them apart).
+    Not with a token limited in scope or datasets, and wrong guesses count
+    against the sign-in limit of the username (no guessing by this door)."""
+    require_unlimited(user, "changing the password")
+    rule = get_settings().rate_limit_login_user
+    key = ("login-user", user.username.casefold())
+    if rule:
+        ratelimit.check(rule, *key, what="failed password checks")
     row = conn.execute(Q.password_of, {"id": user.id}).fetchone()
     if row is None or not _verify(row["password_hash"], current_password):
+        if rule:
+            ratelimit.count(rule, *key)
         raise BadCredentials("the current password is wrong")
     _check_strength(new_password)
     if new_password == current_password:

@@ -390,7 +390,7 @@ def load(dataset_id: Any, branch: str, table: str, entry: TableEntry) -> LineInd
     if end < 0 or table_of != (entry.schema, entry.manifest) or len(hashes) != 16 * entry.row_count:
         return None
     if not isinstance(mac, str) or not hmac.compare_digest(
-        mac, _mac(dataset_id, branch, table, head, hashes)
+        mac.encode(), _mac(dataset_id, branch, table, head, hashes).encode()
     ):
         log.warning(
             "line index refused: it does not verify", key=index_key(dataset_id, branch, table)

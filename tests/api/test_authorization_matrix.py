@@ -172,7 +172,7 @@ OTHER_ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/metrics"): "anyone",
     ("POST", "/api/v1/auth/login"): "anyone",
     ("GET", "/api/v1/users/me"): "user",
-    ("POST", "/api/v1/users/me/password"): "user",
+    ("POST", "/api/v1/users/me/password"): "full user",
     ("GET", "/api/v1/users"): "site",
     ("POST", "/api/v1/users"): "site",
     ("PATCH", "/api/v1/users/{username}"): "site",

@@ -65,6 +65,39 @@ def test_unknown_api_tokens_count_against_the_address(client: Any, rules: Any) -
     _refused(client.get("/api/v1/users/me", headers={"Authorization": "Bearer dsa_guess9"}))
 
 
+def test_fake_api_tokens_in_a_cookie_or_on_a_page_count_as_anonymous(
+    client: Any, rules: Any
+) -> None:
+    """Found in review: a made-up ``dsa_`` token in the session cookie, or as
+    a Bearer header on a web page (which ignores it), got a counter of its
+    own and was never refused."""
+    rules(rate_limit_anonymous="3/minute")
+    for i in range(3):
+        r = client.get("/datasets", headers={"Authorization": f"Bearer dsa_made_up_{i}"})
+        assert r.status_code == 200
+    r = client.get("/datasets", headers={"Authorization": "Bearer dsa_made_up_9"})
+    assert r.status_code == 429
+    ratelimit.reset()
+    for i in range(3):
+        cookie = {"dsa_session": f"{'s' * 20}.dsa_made_up_{i}"}
+        assert client.get("/api/v1/datasets", cookies=cookie).status_code == 200
+    r = client.get("/api/v1/datasets", cookies={"dsa_session": f"{'s' * 20}.dsa_x"})
+    assert r.status_code == 429
+
+
+def test_a_users_tokens_share_one_counter(client: Any, admin: dict[str, str], rules: Any) -> None:
+    user = make_user(client, admin)
+    tokens = [
+        client.post("/api/v1/tokens", json={"name": f"t{i}"}, headers=user).json()["token"]
+        for i in range(3)
+    ]
+    rules(rate_limit_user="4/minute")
+    for i in range(4):
+        r = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {tokens[i % 3]}"})
+        assert r.status_code == 200
+    _refused(client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {tokens[2]}"}))
+
+
 def test_each_credential_has_its_limit(client: Any, admin: dict[str, str], rules: Any) -> None:
     user = make_user(client, admin)
     rules(rate_limit_user="4/minute")

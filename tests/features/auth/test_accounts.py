@@ -74,6 +74,48 @@ def test_disabling_a_user_stops_sessions_and_tokens_at_once(
     assert _me(client, login(client, name, password)).status_code == 200
 
 
+def test_an_admins_token_for_some_datasets_is_no_administrator(
+    client: Any, admin: dict[str, str]
+) -> None:
+    """Found in review: such a token still created administrators."""
+    ds = make_dataset(client, admin)
+    limited = _bearer(_token(client, admin, datasets=[ds["id"]]).json()["token"])
+    assert _me(client, limited).json()["is_admin"] is False
+    r = client.post(
+        "/api/v1/users",
+        json={"username": f"x-{uuid.uuid4().hex[:6]}", "password": "long-enough"},
+        headers=limited,
+    )
+    assert r.status_code == 403
+    assert client.get("/api/v1/audit", headers=limited).status_code == 403
+
+
+def test_the_password_cannot_be_guessed_through_the_change_form(
+    client: Any, admin: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in review: a read-only token could try current passwords without
+    limit and, on a hit, take the account."""
+    from core import ratelimit
+    from core.config import get_settings
+
+    password = "password-" + uuid.uuid4().hex[:8]
+    user = make_user(client, admin, password=password)
+    read_only = _bearer(_token(client, user, scopes=["read"]).json()["token"])
+    body = {"current_password": password, "new_password": "taken-over-1"}
+    r = client.post("/api/v1/users/me/password", json=body, headers=read_only)
+    assert r.status_code == 403 and r.json()["code"] == "token_scope"
+    monkeypatch.setattr(get_settings(), "rate_limit_login_user", "3/15 minutes")
+    wrong = {"current_password": "guess-0000", "new_password": "taken-over-1"}
+    try:
+        for _ in range(3):
+            r = client.post("/api/v1/users/me/password", json=wrong, headers=user)
+            assert r.status_code == 401
+        r = client.post("/api/v1/users/me/password", json=body, headers=user)
+        assert r.status_code == 429  # even the right one, for a while
+    finally:
+        ratelimit.reset()
+
+
 def test_a_password_change_signs_out_every_session(client: Any, admin: dict[str, str]) -> None:
     password = "password-" + uuid.uuid4().hex[:8]
     user = make_user(client, admin, password=password)
