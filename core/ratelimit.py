@@ -6,9 +6,10 @@ as ``limits`` reads them (``300/minute``, ``10/15 minutes``), checked when
 the settings load:
 
 - ``DSA_RATE_LIMIT_ANONYMOUS``: requests of one client address without a
-  credential; ``DSA_RATE_LIMIT_USER``: requests made with one credential (a
-  token or a session). Expensive requests (compare, filtered or sorted
-  pages, exports) count ``EXPENSIVE_COST`` each (``api.app``'s middleware).
+  working credential; ``DSA_RATE_LIMIT_USER``: requests of one user, all
+  their sessions and tokens together. Expensive requests (compare, filtered
+  or sorted pages, exports) count ``EXPENSIVE_COST`` each
+  (``api/ratelimits.py``).
 - ``DSA_RATE_LIMIT_LOGIN_USER`` / ``DSA_RATE_LIMIT_LOGIN_ADDRESS``: failed
   sign-ins per username and per client address (``features.auth``).
 - ``DSA_RATE_LIMIT_IMPORTS``: uploads and URL imports per user.
