@@ -232,8 +232,126 @@ CORPUS: list[tuple[str, str, bytes, str | None, tuple[Any, ...]]] = [
 ]
 
 
+def _generated() -> list[tuple[str, str, bytes, str | None, tuple[Any, ...]]]:
+    """Families of hostile files made by rule, each with its known outcome:
+    compressed CSVs, Parquet files and workbooks cut at 20 places each, and
+    text files broken at a chosen line (invalid UTF-8, a ragged row, an
+    unterminated quote, a NUL byte, a duplicated or blank column name)."""
+    out: list[tuple[str, str, bytes, str | None, tuple[Any, ...]]] = []
+    packed = {
+        "gz": gzip.compress(BIG_CSV),
+        "bz2": bz2.compress(BIG_CSV),
+        "zst": zstandard.ZstdCompressor().compress(BIG_CSV),
+    }
+    for ext, data in packed.items():
+        for k in range(1, 21):
+            cut = len(data) * k // 21
+            out.append(
+                (
+                    f"{ext} cut at {k}/21",
+                    f"t.csv.{ext}",
+                    data[:cut],
+                    None,
+                    ("failed", "corrupt_compressed_file", None),
+                )
+            )
+    parquet = _parquet(pa.table({"a": list(range(5000)), "b": [str(i) for i in range(5000)]}))
+    workbook = _xlsx([["a", "b"], *[[i, f"v{i}"] for i in range(300)]])
+    for k in range(1, 21):
+        out.append(
+            (
+                f"parquet cut at {k}/21",
+                "t.parquet",
+                parquet[: len(parquet) * k // 21],
+                None,
+                ("failed", "corrupt_parquet", None),
+            )
+        )
+        out.append(
+            (
+                f"xlsx cut at {k}/21",
+                "t.xlsx",
+                workbook[: len(workbook) * k // 21],
+                None,
+                ("failed", "corrupt_excel", None),
+            )
+        )
+    body = [b"%d,%d" % (i, i * 7) for i in range(40)]
+    for line in range(2, 17):  # the header is line 1; data rows from line 2
+        rows = list(body)
+        rows[line - 2] = b"%d,\xff\xfe" % line
+        out.append(
+            (
+                f"invalid utf-8 on line {line}",
+                "u.csv",
+                b"a,b\n" + b"\n".join(rows) + b"\n",
+                '{"encoding":"utf-8"}',
+                ("failed", "invalid_encoding", line),
+            )
+        )
+        rows = list(body)
+        rows[line - 2] = b"%d,%d,extra" % (line, line)
+        out.append(
+            (
+                f"ragged row on line {line}",
+                "r.csv",
+                b"a,b\n" + b"\n".join(rows) + b"\n",
+                None,
+                ("failed", "ragged_row", line),
+            )
+        )
+        rows = list(body)
+        rows[line - 2] = b'%d,"never closed' % line
+        out.append(
+            (
+                f"unterminated quote on line {line}",
+                "q.csv",
+                b"a,b\n" + b"\n".join(rows) + b"\n",
+                None,
+                ("failed", "unterminated_quote", line),
+            )
+        )
+        rows = list(body)
+        rows[line - 2] = b"%d,\x00" % line
+        out.append(
+            (
+                f"NUL byte on line {line}",
+                "z.csv",
+                b"a,b\n" + b"\n".join(rows) + b"\n",
+                None,
+                ("failed", "binary_file", line),
+            )
+        )
+    for n in range(2, 7):
+        header = b",".join([b"a"] * n)
+        out.append(
+            (
+                f"{n} columns all named a",
+                "d.csv",
+                header + b"\n" + b",".join([b"1"] * n) + b"\n",
+                None,
+                ("failed", "duplicate_column_name", 1),
+            )
+        )
+        header = b",".join([b"c%d" % i for i in range(n)] + [b""])
+        out.append(
+            (
+                f"blank name after {n} columns",
+                "k.csv",
+                header + b"\n" + b",".join([b"1"] * (n + 1)) + b"\n",
+                None,
+                ("failed", "blank_column_name", 1),
+            )
+        )
+    return out
+
+
+GENERATED = _generated()
+
+
 def test_the_corpus_is_big_enough() -> None:
-    assert len(CORPUS) >= 30
+    assert len(CORPUS) + len(GENERATED) >= 200
+    assert len({c[0] for c in CORPUS + GENERATED}) == len(CORPUS) + len(GENERATED)
 
 
 @pytest.mark.parametrize(
@@ -243,6 +361,34 @@ def test_hostile_file(
     http: httpx.Client,
     auth: dict[str, str],
     label: str,
+    filename: str,
+    content: bytes,
+    options: str | None,
+    expected: tuple[Any, ...],
+) -> None:
+    _check(http, auth, filename, content, options, expected)
+
+
+@pytest.mark.parametrize(
+    ("label", "filename", "content", "options", "expected"),
+    GENERATED,
+    ids=[c[0] for c in GENERATED],
+)
+def test_generated_hostile_file(
+    http: httpx.Client,
+    auth: dict[str, str],
+    label: str,
+    filename: str,
+    content: bytes,
+    options: str | None,
+    expected: tuple[Any, ...],
+) -> None:
+    _check(http, auth, filename, content, options, expected)
+
+
+def _check(
+    http: httpx.Client,
+    auth: dict[str, str],
     filename: str,
     content: bytes,
     options: str | None,
