@@ -290,3 +290,27 @@ def resend_quiet_job(job_id: str, timeout: float = 30) -> None:
     while job_id not in {str(j) for j in jobs_service.reconcile(stale_after_s=1.0)}:
         assert time.monotonic() < deadline, "the reconciler never sent the job again"
         time.sleep(0.5)
+
+
+def app_routes(app: Any) -> list[Any]:
+    """The app's routes (``APIRoute``), also those of included routers
+    (which recent FastAPI keeps as one entry each, ``original_router``
+    holding them): what the route-table tests walk."""
+    from fastapi.routing import APIRoute
+
+    out: list[Any] = []
+
+    def walk(routes: list[Any]) -> None:
+        for route in routes:
+            if isinstance(route, APIRoute):
+                out.append(route)
+            elif hasattr(route, "original_router"):
+                walk(route.original_router.routes)
+
+    walk(app.router.routes)
+    return out
+
+
+def method_paths(app: Any) -> set[tuple[str, str]]:
+    """Every (method, path template) the app serves."""
+    return {(m, r.path) for r in app_routes(app) for m in r.methods}

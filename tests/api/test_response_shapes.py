@@ -24,7 +24,7 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Match
 
-from tests.conftest import import_csv, make_dataset, make_user, upload
+from tests.conftest import app_routes, import_csv, make_dataset, make_user, upload
 
 GOLDEN = Path(__file__).with_name("response_shapes.json")
 
@@ -206,21 +206,9 @@ def test_answers_keep_their_shape(answers: dict[str, Any]) -> None:
         assert [k for k, _ in cancel] == [k for k, _ in want["GET /jobs/{id}"]["body"]]
 
 
-def _api_routes(routes: list[Any]) -> list[APIRoute]:
-    """The app's API routes, also those of included routers (which recent
-    FastAPI keeps as one entry each, ``original_router`` holding them)."""
-    out: list[APIRoute] = []
-    for route in routes:
-        if isinstance(route, APIRoute):
-            out.append(route)
-        elif hasattr(route, "original_router"):
-            out += _api_routes(route.original_router.routes)
-    return out
-
-
 def _route(app: Any, method: str, path: str) -> APIRoute:
     scope = {"type": "http", "method": method, "path": path, "root_path": ""}
-    for route in _api_routes(app.router.routes):
+    for route in app_routes(app):
         if route.matches(scope)[0] == Match.FULL:
             return route
     raise AssertionError(f"no route for {method} {path}")
@@ -254,7 +242,7 @@ NOT_JSON = {
 
 def test_every_json_route_declares_its_answer(app: Any) -> None:
     missing = []
-    for route in _api_routes(app.router.routes):
+    for route in app_routes(app):
         if not route.include_in_schema:
             continue
         if not (route.path.startswith("/api/") or route.path in ("/healthz", "/readyz")):

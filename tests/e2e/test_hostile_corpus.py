@@ -355,26 +355,11 @@ def test_the_corpus_is_big_enough() -> None:
 
 
 @pytest.mark.parametrize(
-    ("label", "filename", "content", "options", "expected"), CORPUS, ids=[c[0] for c in CORPUS]
+    ("label", "filename", "content", "options", "expected"),
+    CORPUS + GENERATED,
+    ids=[c[0] for c in CORPUS + GENERATED],
 )
 def test_hostile_file(
-    http: httpx.Client,
-    auth: dict[str, str],
-    label: str,
-    filename: str,
-    content: bytes,
-    options: str | None,
-    expected: tuple[Any, ...],
-) -> None:
-    _check(http, auth, filename, content, options, expected)
-
-
-@pytest.mark.parametrize(
-    ("label", "filename", "content", "options", "expected"),
-    GENERATED,
-    ids=[c[0] for c in GENERATED],
-)
-def test_generated_hostile_file(
     http: httpx.Client,
     auth: dict[str, str],
     label: str,

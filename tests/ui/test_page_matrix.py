@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from tests.conftest import import_csv, make_dataset, make_user
+from tests.conftest import import_csv, make_dataset, make_user, method_paths
 from tests.ui.conftest import sign_in
 
 VISITORS = ("anonymous", "stranger", "reader", "writer", "dataset_admin", "site_admin")
@@ -68,18 +67,8 @@ FORMS = {
 
 
 def _ui_routes(app: Any) -> set[tuple[str, str]]:
-    out: set[tuple[str, str]] = set()
-
-    def walk(routes: list[Any]) -> None:
-        for r in routes:
-            if isinstance(r, APIRoute):
-                out.update((m, r.path) for m in r.methods)
-            elif hasattr(r, "original_router"):
-                walk(r.original_router.routes)
-
-    walk(app.router.routes)
     service = ("/api/", "/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json")
-    return {(m, p) for m, p in out if not p.startswith(service)}
+    return {(m, p) for m, p in method_paths(app) if not p.startswith(service)}
 
 
 def test_every_page_has_an_entry(app: Any) -> None:
