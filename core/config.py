@@ -15,7 +15,7 @@ from typing import Annotated
 
 import platformdirs
 from blake3 import blake3
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, PrivateAttr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -123,6 +123,7 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     public_docs: bool = True
     log_level: str = "INFO"
+    _keys: dict[str, bytes] | None = PrivateAttr(default=None)  # set by confine()
 
     @property
     def tmp_dir(self) -> Path:
@@ -139,6 +140,8 @@ class Settings(BaseSettings):
 
     def effective_jwt_secret(self) -> str:
         """The signing key: the setting, or one generated once and kept in the home."""
+        if self._keys is not None:
+            raise RuntimeError("this process was given keys, not the secret (Settings.confine)")
         if self.jwt_secret:
             return self.jwt_secret
         path = self.home / "jwt-secret"
@@ -173,7 +176,21 @@ class Settings(BaseSettings):
         ``line-hash``), derived from the secret with BLAKE3's key derivation:
         knowing one purpose's key (or a MAC made with it) tells nothing of
         another's, and none of them is the secret itself."""
+        if self._keys is not None:
+            if purpose not in self._keys:
+                raise RuntimeError(f"this process holds no {purpose} key (Settings.confine)")
+            return self._keys[purpose]
         return _derive(self.effective_jwt_secret(), purpose)
+
+    def confine(self, purposes: tuple[str, ...]) -> None:
+        """Forget the credentials and secrets in ``CONFINED_DROPS`` and keep
+        only the keys for ``purposes``: what a sandboxed import child holds
+        (``features.imports.sandbox``). For good, in this process."""
+        keys = {p: self.key(p) for p in purposes}
+        for name in CONFINED_DROPS:
+            setattr(self, name, None)
+        self._keys = keys
+        _derive.cache_clear()  # its keys are the secret
 
     def secret_problem(self) -> str | None:
         """Why ``DSA_JWT_SECRET`` is not fit to run a distributed process on:
@@ -193,6 +210,16 @@ class Settings(BaseSettings):
 
 
 MIN_SECRET_CHARS = 32
+# what ``Settings.confined`` drops: every credential but the object store's
+CONFINED_DROPS = (
+    "database_url",
+    "database_read_url",
+    "redis_url",
+    "jwt_secret",
+    "admin_password",
+    "metrics_token",
+    "export_link_key",
+)
 _PLACEHOLDER = re.compile(r"change[-_ ]?me|replace[-_ ]?me|placeholder|example", re.IGNORECASE)
 
 

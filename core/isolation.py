@@ -27,14 +27,21 @@ log = structlog.get_logger(__name__)
 
 
 def run_isolated(
-    fn: Callable[[], None], *, memory_bytes: int, cpu_s: int, file_bytes: int = 0
+    fn: Callable[[], None],
+    *,
+    memory_bytes: int,
+    cpu_s: int,
+    file_bytes: int = 0,
+    watch: Callable[[int], int] | None = None,
 ) -> int:
     """Run ``fn`` in a child limited to ``memory_bytes`` of address space,
     ``cpu_s`` seconds of CPU and files of at most ``file_bytes`` (0: no
     limit); returns its wait status (0: it returned). A write past
     ``file_bytes`` fails with ``OSError`` EFBIG in the child (SIGXFSZ is
     ignored there), which its caller reports. The child dies with its parent
-    and never returns here."""
+    and never returns here. ``watch(pid)``, when given, waits for the child
+    in the parent's place and returns its wait status (if it raises, the
+    child is killed)."""
     gc.freeze()  # the child's collector leaves the parent's objects (and pages) alone
     pid = os.fork()
     if pid:
@@ -59,8 +66,15 @@ def run_isolated(
             log.exception("isolated child failed")
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return status
+    if watch is None:
+        return os.waitpid(pid, 0)[1]
+    try:
+        return watch(pid)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        raise
 
 
 def killed_from_outside(status: int) -> bool:

@@ -27,7 +27,6 @@ from features.imports.models import ImportRequest
 from features.imports.parquet_reader import ParquetSource
 from features.imports.progress import Progress
 from features.imports.source import TableSource
-from features.jobs import service as jobs_service
 
 # calamine holds a whole sheet in memory: workbooks expanding past this are refused
 EXCEL_MAX_EXPANDED_BYTES = 2 * 1024**3
@@ -50,7 +49,7 @@ class TableInput:
 
 @contextmanager
 def source_file(
-    store: ObjectStore, request: ImportRequest, job_id: Any, work: Path, progress: Progress
+    store: ObjectStore, request: ImportRequest, work: Path, progress: Progress
 ) -> Iterator[tuple[Path, dict[str, Any]]]:
     """The file to import and what provenance records of it: the upload, or
     the download of a URL import."""
@@ -74,7 +73,7 @@ def source_file(
         on_bytes=lambda n: progress.update(bytes_read=n),
         max_seconds=settings.url_import_max_seconds,
     )
-    jobs_service.set_total_bytes(job_id, got.size)
+    progress.total_bytes(got.size)
     info = {
         "file_name": got.filename,
         "size": got.size,

@@ -3,14 +3,15 @@
 ``run(job_id)`` is the whole import, called by the Celery task:
 
 1. claim the job (a redelivered task claims it again; an ended job is left
-   alone), and run the rest in a child process with memory and CPU limits
-   (``core.isolation``): a hostile file kills only the child;
-2. **acquire** the file (the upload, or a URL's download) and the tables it
+   alone), and build it in a sandboxed child process (``sandbox``: no
+   database, no secrets, memory, CPU and file-size limits): a hostile file
+   kills only the child, and reaches nothing but the object store;
+2. (in the child) **acquire** the file (the upload, or a URL's download) and the tables it
    holds (``acquire``), each with its format's reader (**read**:
    ``csv_reader``, ``excel_reader``, ``parquet_reader``);
-3. **build** each table (``build``): parse, type, hash, match against the
+3. (in the child) **build** each table (``build``): parse, type, hash, match against the
    branch's version and store new chunks, the schema and the manifest;
-4. **land** (``land``): the commit recorded and the branch moved by
+4. (in the worker) **land** (``land``): the commit recorded and the branch moved by
    compare-and-swap from the head the import started from, in one short
    transaction with the job's success. When another writer moved the
    branch first, an append or upsert is rebased on the new head and tries
@@ -27,9 +28,12 @@ import contextlib
 import errno
 import random
 import shutil
+import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import structlog
@@ -38,16 +42,17 @@ from pydantic import ValidationError
 from core import audit, db, queue
 from core.config import get_settings
 from core.errors import DsaError
-from core.isolation import killed_from_outside, out_of_cpu, run_isolated, signal_name
-from core.objects import Commit, get_commit
+from core.isolation import killed_from_outside, out_of_cpu, signal_name
+from core.objects import get_commit
 from core.storage import COMPRESSED, get_store
-from features.imports import lines
-from features.imports.acquire import TableInput, source_file, tables_of
+from features.imports import lines, sandbox
+from features.imports.acquire import source_file, tables_of
 from features.imports.build import TableBuild, build_table
 from features.imports.context import BuildContext, ImportJob
 from features.imports.errors import ImportFailed, JobCancelled
 from features.imports.land import land, rebase_table
 from features.imports.progress import Progress
+from features.imports.sandbox import ChildDied
 from features.jobs import service as jobs_service
 from features.refs import service as refs_service
 from features.refs.errors import RefConflict
@@ -73,8 +78,7 @@ def run(job_id: uuid.UUID) -> bool:
     except ValidationError:  # params no version of this code wrote: fail, do not retry
         log.exception("import params unreadable", job_id=str(job_id))
         with db.transaction() as conn:
-            err = DsaError("the import failed because of an internal error; it has been logged")
-            problem = err.to_problem(instance=f"/api/v1/jobs/{job_id}")
+            problem = _internal().to_problem(instance=f"/api/v1/jobs/{job_id}")
             jobs_service.fail(conn, job_id, problem, attempt=row["attempts"])
         if row.get("upload_id"):
             _drop_upload_of(row["upload_id"])
@@ -84,23 +88,7 @@ def run(job_id: uuid.UUID) -> bool:
     again = False
     try:
         work.mkdir(parents=True, exist_ok=True)
-        settings = get_settings()
-        status = run_isolated(
-            lambda: run_claimed(job, work),
-            memory_bytes=settings.import_memory_limit_bytes,
-            cpu_s=settings.import_cpu_limit_s,
-            file_bytes=file_limit(),
-        )
-        if status and killed_from_outside(status) and job.attempts < MAX_ATTEMPTS:
-            # SIGKILL comes from outside (an operator, the OOM killer): like a lost
-            # worker, the job runs again; a file that kills every attempt fails
-            log.warning("import child killed; the job runs again", job_id=str(job_id))
-            jobs_service.requeue(job.id, job.attempts)  # claimable at once, not when stale
-            queue.enqueue("imports.run", str(job_id))
-            again = True
-            return True
-        if status:
-            _child_failed(job, status)
+        again = not run_claimed(job, work)
     finally:
         # the upload goes with the job's end, not before (not when the job
         # runs again, by this worker or after it)
@@ -113,42 +101,62 @@ def run(job_id: uuid.UUID) -> bool:
     return True
 
 
-def run_claimed(job: ImportJob, work: Path) -> None:
-    """The import of a claimed job (in the isolated child); every failure
-    ends the job with a problem document."""
+def run_claimed(job: ImportJob, work: Path, *, isolated: bool = True) -> bool:
+    """The import of a claimed job: built in a sandboxed child (``isolated``;
+    in this process for tests that need to reach into it), landed here.
+    Every failure ends the job with a problem document; False when the child
+    was killed from outside and the job went back to the queue."""
     started = time.monotonic()
     try:
-        import_file(job, work)
+        import_file(job, work, isolated=isolated)
         log.info("import done", job_id=str(job.id), seconds=round(time.monotonic() - started, 3))
     except JobCancelled:
         log.info("import cancelled", job_id=str(job.id))
+    except ChildDied as died:
+        if killed_from_outside(died.status) and job.attempts < MAX_ATTEMPTS:
+            # SIGKILL comes from outside (an operator, the OOM killer): like a lost
+            # worker, the job runs again; a file that kills every attempt fails
+            log.warning("import child killed; the job runs again", job_id=str(job.id))
+            jobs_service.requeue(job.id, job.attempts)  # claimable at once, not when stale
+            queue.enqueue("imports.run", str(job.id))
+            return False
+        _child_failed(job, died.status)
     except DsaError as err:
         log.info("import failed", job_id=str(job.id), code=err.code, detail=err.detail)
         _fail(job, err)
+    except Exception:
+        log.exception("import crashed", job_id=str(job.id))
+        _fail(job, _internal())
+    return True
+
+
+def _internal() -> DsaError:
+    return DsaError("the import failed because of an internal error; it has been logged")
+
+
+def _outcome(build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The result document of ``build`` (in the child): what it built, or
+    the problem that ended it."""
+    try:
+        return build()
+    except DsaError as err:
+        return {"problem": err.to_problem()}
     except (MemoryError, pa.ArrowMemoryError):
         limit = get_settings().import_memory_limit_bytes
         detail = f"the file needs more memory than an import may use ({limit} bytes)"
-        _fail(job, ImportFailed(detail, code="too_much_memory"))
+        return {"problem": ImportFailed(detail, code="too_much_memory").to_problem()}
     except OSError as exc:
         if exc.errno != errno.EFBIG:
-            log.exception("import crashed", job_id=str(job.id))
-            _fail(
-                job, DsaError("the import failed because of an internal error; it has been logged")
-            )
-            return
-        detail = f"a file the import writes grew past the limit of {file_limit()} bytes"
-        _fail(job, ImportFailed(detail, code="too_large", limit=file_limit()))
+            log.exception("import crashed")
+            return {"problem": _internal().to_problem()}
+        limit = sandbox.file_limit()
+        detail = f"a file the import writes grew past the limit of {limit} bytes"
+        return {"problem": ImportFailed(detail, code="too_large", limit=limit).to_problem()}
+    except JobCancelled:
+        raise
     except Exception:
-        log.exception("import crashed", job_id=str(job.id))
-        _fail(job, DsaError("the import failed because of an internal error; it has been logged"))
-
-
-def file_limit() -> int:
-    """The largest file an import child may write (RLIMIT_FSIZE): a download
-    or an upload's copy, or a decompressed file, plus room for what is
-    written beside them; a runaway writer stops there, not at a full disk."""
-    s = get_settings()
-    return max(s.max_upload_bytes, s.max_decompressed_bytes) + 1024**3
+        log.exception("import crashed")
+        return {"problem": _internal().to_problem()}
 
 
 def _fail(job: ImportJob, err: DsaError) -> None:
@@ -196,32 +204,61 @@ def _drop_upload_of(upload_id: uuid.UUID) -> None:
         get_store().delete(f"uploads/{upload_id.hex}{suffix}")
 
 
-def import_file(job: ImportJob, work: Path) -> None:
-    """Import the job's file onto its branch; see the module docstring and
-    "Concurrent writers" in docs/architecture.md for what happens when the
-    branch moves while the import runs."""
-    store = get_store()
+def import_file(job: ImportJob, work: Path, *, isolated: bool = True) -> None:
+    """Import the job's file onto its branch: built (in the sandbox, when
+    ``isolated``) on the head read here, then landed; see the module
+    docstring and "Concurrent writers" in docs/architecture.md for what
+    happens when the branch moves while the import runs."""
     request = job.request
     expected = request.expected_commit_id
     head = _head(job)
     if expected is not None and expected != head:
         raise branch_moved(job.branch, expected, head, mode=request.mode, stale=True)
-    ctx = BuildContext(store, work, request, Progress(job.id, job.attempts))
-    with source_file(store, request, job.id, work, ctx.progress) as (path, source):
+
+    def build(at: str) -> tuple[dict[str, Any], dict[str, TableBuild]]:
+        return _build(job, Path(tempfile.mkdtemp(dir=work)), at, isolated)
+
+    source, built = build(head)
+    _land_rebasing(job, source, head, built, build)
+
+
+def _build(
+    job: ImportJob, work: Path, head: str, isolated: bool
+) -> tuple[dict[str, Any], dict[str, TableBuild]]:
+    """The file's tables built on ``head`` (by the sandboxed child when
+    ``isolated``) and its provenance; ``ChildProblem`` when the file cannot
+    be imported."""
+
+    def build(progress: Progress) -> dict[str, Any]:
+        return _outcome(lambda: build_tables(job, work, head, progress))
+
+    if isolated:
+        doc = sandbox.build_isolated(job, work, build)
+    else:
+        doc = build(Progress(job.id, job.attempts))
+    return sandbox.decode(doc)
+
+
+def build_tables(job: ImportJob, work: Path, head: str, progress: Progress) -> dict[str, Any]:
+    """Acquire the file and build each of its tables on the branch's ``head``
+    (in the sandboxed child): the result document ``sandbox.decode`` reads."""
+    store = get_store()
+    request = job.request
+    ctx = BuildContext(store, work, request, progress)
+    parent = get_commit(store, head)
+    with source_file(store, request, work, progress) as (path, source):
         try:
-            found = tables_of(path, request, work)
-            parent = get_commit(store, head)
             built = {
                 t.name: build_table(
                     ctx, t, parent.tables.get(t.name), lines_at=(job.dataset_id, job.branch)
                 )
-                for t in found
+                for t in tables_of(path, request, work)
             }
             _save_line_indexes(job, built)
-            _land_rebasing(job, ctx, source, found, head, parent, built)
         except ImportFailed as err:
             err.extra.setdefault("file", source["file_name"])
             raise
+    return sandbox.encode(source, built)
 
 
 def _head(job: ImportJob) -> str:
@@ -241,17 +278,19 @@ def _save_line_indexes(job: ImportJob, built: dict[str, TableBuild]) -> None:
 
 def _land_rebasing(
     job: ImportJob,
-    ctx: BuildContext,
-    source: dict[str, object],
-    found: list[TableInput],
+    source: dict[str, Any],
     head: str,
-    parent: Commit,
     built: dict[str, TableBuild],
+    rebuild: Callable[[str], tuple[dict[str, Any], dict[str, TableBuild]]],
 ) -> None:
     """Land; while another writer keeps moving the branch first, rebase an
     append or upsert on its new head (with a jittered back-off) and land
-    again, up to ``REBASE_ATTEMPTS`` times."""
+    again, up to ``REBASE_ATTEMPTS`` times. A table the new head changed so
+    that only reading the file again can tell is ``rebuild`` on it."""
     request = job.request
+    store = get_store()
+    parent = get_commit(store, head)
+    progress = Progress(job.id, job.attempts)
     rebases = 0
     while not land(job, source, head, parent, built, rebases):
         moved_to = _head(job)
@@ -272,21 +311,20 @@ def _land_rebasing(
         # back off with jitter so racing writers do not keep colliding
         time.sleep(random.uniform(0, min(REBASE_BACKOFF_S * 2**rebases, 1.0)))
         moved_to = _head(job)
-        ctx.progress.update()  # heartbeat; notices a cancel
-        ctx.progress.check()
-        new_parent = get_commit(ctx.store, moved_to)
+        progress.update(bytes_read=source["size"])  # heartbeat; notices a cancel
+        progress.check()
+        new_parent = get_commit(store, moved_to)
         log.info("branch moved; rebasing", job_id=str(job.id), onto=moved_to[:12])
-        built = {
-            t.name: rebase_table(
-                ctx.store,
-                request.mode,
-                built[t.name],
-                parent.tables.get(t.name),
-                new_parent.tables.get(t.name),
+        rebased = {
+            name: rebase_table(
+                store, request.mode, b, parent.tables.get(name), new_parent.tables.get(name)
             )
-            or build_table(ctx, t, new_parent.tables.get(t.name))
-            for t in found
+            for name, b in built.items()
         }
+        if all(b is not None for b in rebased.values()):
+            built = {name: b for name, b in rebased.items() if b is not None}
+        else:
+            source, built = rebuild(moved_to)
         head, parent = moved_to, new_parent
 
 

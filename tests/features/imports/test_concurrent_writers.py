@@ -85,7 +85,7 @@ def _run(ctx: dict[str, Any], job: ImportJob, tmp_path: Path) -> dict[str, Any]:
     work = tmp_path / f"job-{job.id}"
     work.mkdir()
     try:
-        pipeline.run_claimed(job, work)
+        pipeline.run_claimed(job, work, isolated=False)
     finally:
         pipeline.drop_upload(job)
     out = ctx["c"].get(f"/api/v1/jobs/{job.id}", headers=ctx["h"]).json()
