@@ -10,11 +10,19 @@ Who a request counts against:
   (after ``DSA_TRUSTED_PROXIES``), under ``DSA_RATE_LIMIT_ANONYMOUS``.
 
 Expensive requests (compare, merge bases, filtered or sorted pages, exports)
-count ``EXPENSIVE_COST``; anonymous ones also wait for one of
-``DSA_ANONYMOUS_EXPENSIVE_CONCURRENCY`` slots per API process (default half
-the cores), or get 429 at
-once: a crowd of anonymous clients cannot take the cores signed-in users
-need. The service endpoints and static files are not limited.
+count ``EXPENSIVE_COST`` and take a slot for as long as they run, or get
+429 at once:
+
+- ``DSA_EXPENSIVE_CONCURRENCY`` slots per API process (default four per core);
+- at most ``DSA_EXPENSIVE_PER_USER`` of them for one user (default half);
+- at most ``DSA_ANONYMOUS_EXPENSIVE_CONCURRENCY`` for all anonymous callers
+  together (default half the cores): a crowd of anonymous clients cannot
+  take the cores signed-in users need.
+
+Each also runs under a deadline, ``DSA_EXPENSIVE_DEADLINE_S`` (``core.deadline``):
+past it the work is cancelled and the caller gets 503 ``deadline_exceeded``,
+so no slot or thread is held for as long as a query could run. The service
+endpoints and static files are not limited.
 """
 
 from __future__ import annotations
@@ -28,8 +36,8 @@ import time
 import anyio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from core import ratelimit
-from core.config import get_settings
+from core import deadline, ratelimit
+from core.config import Settings, get_settings
 from core.errors import TooManyRequests, Unauthorized
 from features.auth import service as auth_service
 from features.web import service as web_service
@@ -101,7 +109,9 @@ def expensive(scope: Scope) -> bool:
 class RateLimitMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._expensive = 0
         self._anonymous_expensive = 0
+        self._by_user: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -122,25 +132,48 @@ class RateLimitMiddleware:
         except TooManyRequests as err:
             await _refuse(scope, send, err)
             return
-        anonymous = user_id is None
-        if heavy and anonymous:
-            if self._anonymous_expensive >= s.effective_anonymous_expensive_concurrency:
-                await _refuse(
-                    scope,
-                    send,
-                    TooManyRequests(
-                        "the server is busy with other anonymous requests like this one; "
-                        "sign in, or try again shortly",
-                        retry_after=1,
-                    ),
-                )
-                return
-            self._anonymous_expensive += 1
-        try:
+        if not heavy:
             await self.app(scope, receive, send)
+            return
+        busy = self._take_slot(user_id, s)
+        if busy is not None:
+            await _refuse(scope, send, TooManyRequests(busy, retry_after=1))
+            return
+        try:
+            with deadline.within(s.expensive_deadline_s):
+                await self.app(scope, receive, send)
         finally:
-            if heavy and anonymous:
-                self._anonymous_expensive -= 1
+            self._give_back(user_id)
+
+    def _take_slot(self, user_id: str | None, s: Settings) -> str | None:
+        """Take an expensive request's slot; why not, when none is free."""
+        if self._expensive >= s.effective_expensive_concurrency:
+            return "the server is busy with other requests like this one; try again shortly"
+        if user_id is None:
+            if self._anonymous_expensive >= s.effective_anonymous_expensive_concurrency:
+                return (
+                    "the server is busy with other anonymous requests like this one; "
+                    "sign in, or try again shortly"
+                )
+            self._anonymous_expensive += 1
+        else:
+            if self._by_user.get(user_id, 0) >= s.effective_expensive_per_user:
+                return (
+                    f"you have {self._by_user[user_id]} compares, filtered pages or exports "
+                    "running already, the most one user may; try again when one ends"
+                )
+            self._by_user[user_id] = self._by_user.get(user_id, 0) + 1
+        self._expensive += 1
+        return None
+
+    def _give_back(self, user_id: str | None) -> None:
+        self._expensive -= 1
+        if user_id is None:
+            self._anonymous_expensive -= 1
+        elif self._by_user[user_id] <= 1:
+            del self._by_user[user_id]
+        else:
+            self._by_user[user_id] -= 1
 
 
 async def _hit(rule: str, *key: str, cost: int) -> None:

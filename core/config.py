@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     rate_limit_login_address: RateRule = "100/15 minutes"
     rate_limit_imports: RateRule = "300/hour"
     anonymous_expensive_concurrency: int | None = Field(default=None, ge=1)
+    # expensive requests (api/ratelimits.py): slots per API process and per user, and a deadline
+    expensive_concurrency: int | None = Field(default=None, ge=1)
+    expensive_per_user: int | None = Field(default=None, ge=1)
+    expensive_deadline_s: Duration = 30.0
     # service endpoints (api/gate.py): a bearer token for /metrics; docs for signed-in callers only
     metrics_token: str | None = None
     public_docs: bool = True
@@ -170,6 +174,18 @@ class Settings(BaseSettings):
         API process: the setting, else half the cores (at least one), so
         that a crowd of them leaves a core to signed-in users."""
         return self.anonymous_expensive_concurrency or max(1, (os.cpu_count() or 2) // 2)
+
+    @property
+    def effective_expensive_concurrency(self) -> int:
+        """Expensive requests one API process serves at once: the setting,
+        else four per core (they wait on storage as much as they compute)."""
+        return self.expensive_concurrency or 4 * (os.cpu_count() or 2)
+
+    @property
+    def effective_expensive_per_user(self) -> int:
+        """Expensive requests one user has in flight at once in one process:
+        the setting, else half the process's slots (at least one)."""
+        return self.expensive_per_user or max(1, self.effective_expensive_concurrency // 2)
 
     def key(self, purpose: str) -> bytes:
         """A 32-byte key for one purpose (``jwt``, ``csrf``, ``export-link``,

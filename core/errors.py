@@ -132,6 +132,12 @@ class InvalidRequest(Invalid):
     default_code = "invalid_request"
 
 
+class DeadlineExceeded(Unavailable):
+    """An expensive read ran past ``DSA_EXPENSIVE_DEADLINE_S`` (``core.deadline``)."""
+
+    default_code = "deadline_exceeded"
+
+
 class StoredObjectError(DsaError):
     """An object the metadata refers to is damaged (unreadable): the server's
     fault, never the caller's, so a 500-class problem naming the object,

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core import deadline
 from core.chunks import chunk_key, read_chunk_columns, read_hashes, row_group_starts, take_rows
 from core.hashing import row_hashes
 from core.lru import LRU
@@ -89,7 +90,7 @@ class TableRows:
         wanted = np.unique(chunk_of)
         # each chunk's hash column is read (and cached) once; reads overlap
         # on a few threads (Parquet decoding releases the GIL)
-        columns = list(_POOL.map(lambda c: read_hashes(self.store, names[int(c)]), wanted))
+        columns = deadline.map_on(_POOL, lambda c: read_hashes(self.store, names[int(c)]), wanted)
         for c, col in zip(wanted, columns, strict=True):
             sel = chunk_of == c
             out[sel] = col[row[sel]]
@@ -115,7 +116,7 @@ class TableRows:
         chunks = np.unique(chunk_of).tolist()
         # a page of changes holds rows of many chunks (a row group or more of
         # each to decode): chunks are read on the pool's threads
-        done = list(_POOL.map(one, chunks)) if len(chunks) > 1 else [one(chunks[0])]
+        done = deadline.map_on(_POOL, one, chunks) if len(chunks) > 1 else [one(chunks[0])]
         parts = [part for part, _ in done]
         where = [sel for _, sel in done]
         table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
@@ -152,7 +153,7 @@ class TableRows:
 
         wanted = np.unique(chunk_of)
         # chunk by chunk on a few threads: reading and hashing release the GIL
-        arrays = list(_POOL.map(hashed, wanted.tolist()))
+        arrays = deadline.map_on(_POOL, hashed, wanted.tolist())
         for c, got in zip(wanted, arrays, strict=True):
             sel = chunk_of == c
             out[sel] = got[row[sel]]

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from core import deadline
 from core.objects import Schema
 
 WIDENING = {
@@ -99,6 +100,7 @@ def diff(
             if bcols[r].type != hcols[a].type or checks >= MAX_RENAME_CHECKS:
                 continue
             checks += 1
+            deadline.check()
             if same_data(r, a):
                 out.renamed.append({"from": r, "to": a})
                 removed.remove(r)

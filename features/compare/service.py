@@ -17,6 +17,7 @@ import psycopg
 import pyarrow as pa
 import structlog
 
+from core import deadline
 from core.chunks import chunk_key
 from core.config import get_settings
 from core.errors import StoredObjectError
@@ -124,6 +125,7 @@ def projection(
 
 def diff_table(base: TableVersion, head: TableVersion, primary_key: list[str] | None) -> TableDiff:
     """Rules 1-4 of ``align`` for one table (no caching)."""
+    deadline.check()
     sd = _schema_diff(base, head)
     bproj, hproj = projection(sd, base.schema, head.schema)
     key = None
@@ -142,6 +144,7 @@ def diff_table(base: TableVersion, head: TableVersion, primary_key: list[str] | 
         )
     else:  # nothing in common: every row removed and every row added
         al = alignment.Alignment(base.manifest.row_count, head.manifest.row_count, _no_segments())
+    deadline.check()
     ub, uh = al.unmatched_base(), al.unmatched_head()
     if not hproj:
         mb = mh = np.empty(0, np.int64)

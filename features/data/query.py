@@ -52,6 +52,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from core import deadline
 from core.chunks import chunk_key, read_rows
 from core.config import get_settings
 from core.lru import LRU
@@ -134,6 +135,7 @@ def _compute(
         passed = stored.select(where.fill_null(False)).to_series().to_numpy()  # per stored row
         if not order:
             return Matches(passed, lo, length, table_pos)
+    deadline.check()
     at = _ranges(lo, length)  # the stored row at each table position
     pos = np.arange(len(at), dtype=np.int64) if passed is None else np.flatnonzero(passed[at])
     if len(pos) == 0:
@@ -265,7 +267,7 @@ def _decoded(
                 )
                 for c, ns in missing.items()
             ]
-            for (c, ns), frame in zip(missing.items(), pl.collect_all(scans), strict=True):
+            for (c, ns), frame in zip(missing.items(), deadline.collect_all(scans), strict=True):
                 for n in ns:
                     got[(c, n)] = frame.get_column(n)
                     _columns.put((c, n), got[(c, n)])
@@ -317,7 +319,7 @@ def _compute_scanning(
                     *sort_names,
                 )
             )
-        found = pl.concat(frames, how="vertical").collect()
+        found = deadline.collect(pl.concat(frames, how="vertical"))
 
     # matches as sorted keys chunk << 32 | row (each scan keeps its file's order)
     chunk_of = found.get_column(chunk_col).to_numpy()
@@ -337,6 +339,7 @@ def _compute_scanning(
     pos = np.repeat(cols.pos - cols.start, counts) + row_of[idx]
     if not order or total == 0:
         return pos.astype(np.int64, copy=False)
+    deadline.check()
     frame = found.select(sort_names)[idx].with_columns(pl.Series("__pos", pos))
     ranked = frame.sort(
         sort_names,

@@ -1,0 +1,148 @@
+"""Expensive requests (compare, merge bases, filtered or sorted pages,
+exports) have a bounded number of slots per API process and per user, and
+a deadline (issue 15, "Expensive anonymous work"). Before: only anonymous
+callers had slots, and nothing had a deadline: a signed-in user could hold
+every thread with slow queries for as long as they ran."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import jwt
+import polars as pl
+import pytest
+
+from core import deadline, ratelimit
+from core.config import get_settings
+from core.errors import DeadlineExceeded
+from features.data import query
+from tests.conftest import Worker, import_csv, make_dataset
+
+
+@pytest.fixture
+def rules(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    ratelimit.reset()
+
+    def _set(**values: Any) -> None:
+        for name, value in values.items():
+            monkeypatch.setattr(get_settings(), name, value)
+
+    yield _set
+    monkeypatch.undo()
+    ratelimit.reset()
+
+
+def _token(user: uuid.UUID) -> str:
+    now = int(time.time())
+    claims = {"sub": str(user), "ver": 0, "jti": str(uuid.uuid4()), "iat": now, "exp": now + 60}
+    return jwt.encode(claims, get_settings().key("jwt"), algorithm="HS256")
+
+
+def _in_flight(callers: list[str | None], path: str = "/compare/a...b") -> list[int]:
+    """Statuses of requests by ``callers`` (a token, or None: anonymous),
+    each started while all earlier ones still run (their app waits)."""
+    from api.ratelimits import RateLimitMiddleware
+
+    release = anyio.Event()
+    statuses: list[int] = []
+
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    middleware = RateLimitMiddleware(slow_app)
+
+    async def call(token: str | None) -> None:
+        headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": f"/api/v1/datasets/{uuid.uuid4()}{path}",
+            "query_string": b"",
+            "headers": headers,
+            "client": ("198.51.100.9", 1234),
+        }
+
+        async def send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        await middleware(scope, None, send)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            for token in callers:
+                tg.start_soon(call, token)
+                await anyio.sleep(0.05)  # admitted or refused by now
+            release.set()
+
+    anyio.run(main)
+    return statuses
+
+
+def test_one_user_takes_at_most_their_share_of_the_slots(rules: Any) -> None:
+    rules(expensive_concurrency=4, expensive_per_user=2)
+    alice, bob = _token(uuid.uuid4()), _token(uuid.uuid4())
+    # alice's third is refused at once; bob still gets in
+    statuses = _in_flight([alice, alice, alice, bob])
+    assert statuses[0] == 429 and sorted(statuses[1:]) == [200, 200, 200]
+
+
+def test_every_caller_together_takes_at_most_the_process_slots(rules: Any) -> None:
+    rules(expensive_concurrency=2, expensive_per_user=2, anonymous_expensive_concurrency=2)
+    users = [_token(uuid.uuid4()) for _ in range(3)]
+    statuses = _in_flight([users[0], users[1], users[2], None], path="/refs/main/export")
+    assert statuses[:2] == [429, 429] and statuses[2:] == [200, 200]
+
+
+def test_cheap_requests_take_no_slot(rules: Any) -> None:
+    rules(expensive_concurrency=1, expensive_per_user=1)
+    alice = _token(uuid.uuid4())
+    assert _in_flight([alice, alice, alice], path="/refs/main/data") == [200, 200, 200]
+
+
+def test_a_query_past_the_deadline_is_cancelled_and_frees_its_thread() -> None:
+    def slow(x: int) -> int:
+        time.sleep(0.05)
+        return x
+
+    lazy = pl.LazyFrame({"a": list(range(200))}).select(
+        pl.col("a").map_elements(slow, return_dtype=pl.Int64)
+    )  # 10 s if it ran to the end
+    started = time.monotonic()
+    with deadline.within(0.3), pytest.raises(DeadlineExceeded):
+        deadline.collect(lazy)
+    assert time.monotonic() - started < 2.0
+    with deadline.within(5):
+        assert deadline.collect(pl.LazyFrame({"a": [1, 2]})).height == 2
+
+
+def test_a_filtered_page_past_the_deadline_is_a_503_problem(
+    client: Any, admin: dict[str, str], rules: Any, worker: Worker
+) -> None:
+    ds = make_dataset(client, admin)
+    body = "id,v\n" + "".join(f"{i},{i % 97}\n" for i in range(20_000))
+    first = import_csv(client, admin, ds["id"], body.encode())["commit_id"]
+    edited = body.replace("\n5,5\n", "\n5,555\n")
+    second = import_csv(client, admin, ds["id"], edited.encode())["commit_id"]
+    url = f"/api/v1/datasets/{ds['id']}/refs/main/data"
+    query.clear_cache()
+    rules(expensive_deadline_s=1e-9)
+    r = client.get(url, params={"sort": "-v", "limit": 5}, headers=admin)
+    assert r.status_code == 503, r.text
+    assert (
+        r.json()["code"] == "deadline_exceeded" and "DSA_EXPENSIVE_DEADLINE_S" in r.json()["detail"]
+    )
+    compare = f"/api/v1/datasets/{ds['id']}/compare/{first}...{second}"
+    r = client.get(compare, headers=admin)
+    assert r.status_code == 503 and r.json()["code"] == "deadline_exceeded", r.text
+    assert client.get(url, params={"limit": 5}, headers=admin).status_code == 200  # cheap
+    rules(expensive_deadline_s=30)
+    r = client.get(url, params={"sort": "-v", "limit": 5}, headers=admin)
+    assert r.status_code == 200 and [row[1] for row in r.json()["rows"]] == [555, 96, 96, 96, 96]
+    assert client.get(compare, headers=admin).json()["summary"]["modified"] == 1
