@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from features.imports.compression import decode_errors, open_decoded
@@ -19,6 +20,9 @@ from features.imports.csv_dialect import WHITESPACE, _RawAdapter, open_table_byt
 from features.imports.csv_types import fits
 from features.imports.errors import ImportFailed, InvalidEncoding, MalformedCsv
 
+# Arrow reads CSV in blocks (csv_reader.BLOCK_BYTES) and refuses a field that
+# straddles more than two; fields up to one block are always read
+MAX_FIELD_BYTES = 4 * 1024 * 1024
 # Wider tables are refused: every row's encoding and every chunk's metadata grow
 # with the column count, and no real dataset of this kind needs more.
 MAX_COLUMNS = 10_000
@@ -44,6 +48,43 @@ def check_width(ncols: int, **where: Any) -> None:
             columns=ncols,
             **where,
         )
+
+
+def _long_field(path: Path, dialect: dict[str, Any], limit: int) -> tuple[int, int] | None:
+    """(line where it starts, its length as far as read) of the first field longer
+    than ``limit`` bytes, by a vectorised scan of the bytes: separators
+    (the delimiter, newlines) count only outside quotes (``""`` toggles
+    twice). Failure path only."""
+    aligned = dialect["delimiter"] == WHITESPACE
+    delim = ord("\t" if aligned else dialect["delimiter"])
+    quote, newline = ord('"'), ord("\n")
+    last_sep, start_line, lines_before, quotes, offset = -1, 1, 0, 0, 0
+    stream, _ = open_table_bytes(path, dialect)
+    with stream:
+        while block := stream.read(8 << 20):
+            a = np.frombuffer(block, np.uint8)
+            q = a == quote
+            outside = (np.cumsum(q) + quotes) % 2 == 0
+            seps = np.flatnonzero(((a == delim) | (a == newline)) & outside) + offset
+            if len(seps):
+                previous = np.concatenate([[last_sep], seps[:-1]])
+                over = np.flatnonzero(seps - previous - 1 > limit)
+                if len(over):
+                    k = int(over[0])
+                    length = int(seps[k] - previous[k] - 1)
+                    if k == 0:
+                        return start_line, length
+                    begin = int(previous[k]) + 1 - offset
+                    return lines_before + int(np.count_nonzero(a[:begin] == newline)) + 1, length
+                last_sep = int(seps[-1])
+                upto = last_sep + 1 - offset
+                start_line = lines_before + int(np.count_nonzero(a[:upto] == newline)) + 1
+            offset += len(a)
+            if offset - last_sep - 1 > limit:  # a field still open past the limit
+                return start_line, offset - last_sep - 1
+            lines_before += int(np.count_nonzero(a == newline))
+            quotes += int(np.count_nonzero(q))
+    return None
 
 
 class _RecordError(Exception):
@@ -162,6 +203,18 @@ def _explain(
             f"{bad_row['expected']}: {str(bad_row['text'])[:200]!r}",
             code="ragged_row",
             line=line,
+        )
+    if "straddl" in msg:  # a field longer than Arrow's read block
+        found = _long_field(path, dialect, MAX_FIELD_BYTES)
+        line = found[0] if found is not None else None
+        where = f"the field that starts on line {line}" if line else "a field"
+        return ImportFailed(
+            f"{where} is longer than {MAX_FIELD_BYTES // 1024**2} MiB, the longest CSV "
+            "field DSA imports; "
+            "keep longer values in a Parquet file (or outside the table)",
+            code="field_too_long",
+            line=line,
+            limit=MAX_FIELD_BYTES,
         )
     if "invalid UTF8" in msg or "UTF8" in msg:
         line = _first_bad_utf8_line(path, dialect["compression"])

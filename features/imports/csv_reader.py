@@ -39,6 +39,7 @@ from features.imports.csv_dialect import (
     sniff,
 )
 from features.imports.csv_problems import (
+    MAX_FIELD_BYTES,
     _bad_value,
     _explain,
     _unterminated_quote,
@@ -59,7 +60,7 @@ __all__ = [
     "sniff",
 ]
 
-BLOCK_BYTES = 4 * 1024 * 1024
+BLOCK_BYTES = MAX_FIELD_BYTES  # a field of up to one block is always read
 
 
 def detect_header(path: Path, options: dict[str, Any], fmt: str) -> bool:

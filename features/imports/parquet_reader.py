@@ -210,6 +210,12 @@ def _check_names(names: list[str]) -> None:
             raise ImportFailed(
                 f"column {i + 1} has no name", code="blank_column_name", column=i + 1
             )
+        if "\x00" in n:
+            raise ImportFailed(
+                f"the name of column {i + 1} holds a NUL character",
+                code="invalid_column_name",
+                column=i + 1,
+            )
         if n in seen:
             raise ImportFailed(
                 f"the file names column {n!r} twice", code="duplicate_column_name", column=i + 1

@@ -7,8 +7,12 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
+import json
+import random
 import tarfile
+import time
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
+from features.imports import csv_reader
 from tests.conftest import import_csv, make_dataset
 
 
@@ -346,7 +351,130 @@ def _generated() -> list[tuple[str, str, bytes, str | None, tuple[Any, ...]]]:
     return out
 
 
-GENERATED = _generated()
+BLOCK = csv_reader.BLOCK_BYTES
+ROW = 32  # bytes of each row of ``_block_csv``: "%010d," + 20 letters + "\n"
+HEAD = 48  # bytes of its header: the boundary falls 16 bytes into a row
+
+
+def _block_csv(at: int, special: bytes) -> tuple[bytes, int]:
+    """A CSV a little over one read block long, with ``special`` written over
+    the letters from byte ``at`` of the file; and the line it is on. The
+    header is ``HEAD`` bytes and each row ``ROW`` ("%010d," then 20 letters),
+    so the block boundary falls inside a row's letters."""
+    header = b"id,text" + b" " * (HEAD - 8) + b"\n"
+    rows = bytearray(
+        header + b"".join(b"%010d,%s\n" % (i, b"x" * 20) for i in range(BLOCK // ROW + 64))
+    )
+    inside = (at - HEAD) % ROW
+    assert inside >= 11 and inside + len(special) <= 31, "inside the letters"
+    rows[at : at + len(special)] = special
+    return bytes(rows), (at - HEAD) // ROW + 2
+
+
+def _boundaries() -> list[tuple[str, str, bytes, str | None, tuple[Any, ...]]]:
+    """Text broken exactly at the CSV reader's block boundary (and beside
+    it): an invalid byte fails on its line, a character split across two
+    blocks is read whole."""
+    out: list[tuple[str, str, bytes, str | None, tuple[Any, ...]]] = []
+    utf8 = '{"encoding":"utf-8"}'
+    for shift in (-2, -1, 0, 1, 2):
+        at = BLOCK + shift
+        body, line = _block_csv(at, b"\xff")
+        out.append(
+            (
+                f"invalid byte at block boundary {shift:+d}",
+                "u.csv",
+                body,
+                utf8,
+                ("failed", "invalid_encoding", line),
+            )
+        )
+        for label, char in (("2-byte", "é"), ("3-byte", "€"), ("4-byte", "𝄞")):
+            raw = char.encode()
+            body, _ = _block_csv(at - len(raw) // 2, raw)
+            out.append(
+                (
+                    f"{label} character across block boundary {shift:+d}",
+                    "s.csv",
+                    body,
+                    utf8,
+                    ("ok", BLOCK // ROW + 64),
+                )
+            )
+    return out
+
+
+def _hostile_parquet() -> list[tuple[str, str, bytes, str | None, tuple[Any, ...]]]:
+    """Parquet files whose metadata lies or is built to cost: footer lengths
+    past the file, bytes of the footer changed (seeded), huge key-value
+    metadata, thousands of row groups, deep nesting, hostile column names."""
+    good = _parquet(pa.table({"a": list(range(2000)), "b": [f"v{i}" for i in range(2000)]}))
+    footer = int.from_bytes(good[-8:-4], "little")
+    out: list[tuple[str, str, bytes, str | None, tuple[Any, ...]]] = []
+    for label, length in (("2 GiB", 2**31 - 1), ("past the file", len(good)), ("zero", 0)):
+        bad = good[:-8] + length.to_bytes(4, "little") + b"PAR1"
+        out.append(
+            (
+                f"parquet footer length {label}",
+                "f.parquet",
+                bad,
+                None,
+                ("failed", "corrupt_parquet", None),
+            )
+        )
+    rng = random.Random(15)
+    start = len(good) - 8 - footer
+    for k in range(24):
+        changed = bytearray(good)
+        for _ in range(1 + k % 4):
+            changed[rng.randrange(start, len(good) - 8)] = rng.randrange(256)
+        out.append((f"parquet footer changed #{k}", "m.parquet", bytes(changed), None, ("any",)))
+    table = pa.table({"a": [1, 2, 3]}).replace_schema_metadata({"pandas": "x" * (8 * 1024**2)})
+    out.append(
+        ("parquet with 8 MB of key-value metadata", "k.parquet", _parquet(table), None, ("ok", 3))
+    )
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"a": list(range(5000))}), buf, row_group_size=1)
+    out.append(("parquet with 5,000 row groups", "g.parquet", buf.getvalue(), None, ("ok", 5000)))
+    nested: pa.Array = pa.array([1, 2])
+    for depth in range(64):
+        nested = pa.StructArray.from_arrays([nested], names=[f"n{depth}"])
+    out.append(
+        (
+            "parquet nested 64 deep",
+            "n.parquet",
+            _parquet(pa.table({"deep": nested})),
+            None,
+            ("any",),
+        )
+    )
+    dup = pa.Table.from_arrays([pa.array([1]), pa.array([2])], names=["a", "a"])
+    out.append(
+        (
+            "parquet with duplicate column names",
+            "d.parquet",
+            _parquet(dup),
+            None,
+            ("failed", "duplicate_column_name", None),
+        )
+    )
+    named = pa.table({"a\x00b": [1, 2]})
+    out.append(
+        (
+            "parquet column name with NUL",
+            "c.parquet",
+            _parquet(named),
+            None,
+            ("failed", "invalid_column_name", None),
+        )
+    )
+    for label, name in (("empty", ""), ("1 MB", "c" * 1024**2)):
+        named = pa.table({name: [1, 2]})
+        out.append((f"parquet column name {label}", "c.parquet", _parquet(named), None, ("any",)))
+    return out
+
+
+GENERATED = _generated() + _boundaries() + _hostile_parquet()
 
 
 def test_the_corpus_is_big_enough() -> None:
@@ -362,13 +490,15 @@ def test_the_corpus_is_big_enough() -> None:
 def test_hostile_file(
     http: httpx.Client,
     auth: dict[str, str],
+    stack: dict[str, str],
     label: str,
     filename: str,
     content: bytes,
     options: str | None,
     expected: tuple[Any, ...],
 ) -> None:
-    _check(http, auth, filename, content, options, expected)
+    job_id = _check(http, auth, filename, content, options, expected)
+    assert _peak_rss(stack, job_id) < PEAK_RSS_BOUND  # the worker's child stayed bounded
 
 
 def _check(
@@ -378,17 +508,24 @@ def _check(
     content: bytes,
     options: str | None,
     expected: tuple[Any, ...],
-) -> None:
+) -> str:
+    """Import the file and check the outcome; the job's id."""
     ds = make_dataset(http, auth)["id"]
     fields = {"options": options} if options else {}
     job = import_csv(http, auth, ds, content, filename=filename, **fields)
+    if expected[0] == "any":  # a problem that names its cause, or an import
+        assert job["state"] in ("succeeded", "failed"), job
+        if job["state"] == "succeeded":
+            return str(job["id"])
+        expected = ("failed", job["error"]["code"], None)
+        assert job["error"]["code"] != "internal", job
     if expected[0] == "ok":
         assert job["state"] == "succeeded", job
         assert (
             job["result"].get("rows", sum(t["rows"] for t in job["result"].get("tables", [])))
             == expected[1]
         )
-        return
+        return str(job["id"])
     assert job["state"] == "failed", job
     err = job["error"]
     assert err["code"] == expected[1], err
@@ -396,3 +533,44 @@ def _check(
         assert err["line"] == expected[2], err
     assert err["detail"] and "Traceback" not in err["detail"] and err["status"] < 500
     assert http.get(f"/api/v1/datasets/{ds}/commits", headers=auth).json()["total"] == 1
+    return str(job["id"])
+
+
+# the most an import child may use (RSS) on any file of the corpus: the
+# worker's own pages it shares (~0.4 GB here) plus what the file needs
+PEAK_RSS_BOUND = 2 * 1024**3
+
+
+def _peak_rss(stack: dict[str, str], job_id: str) -> int:
+    """The import child's peak RSS for a job, from the worker's log line."""
+    log = Path(stack["DSA_HOME"]) / "worker.log"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for line in reversed(log.read_text(errors="replace").splitlines()):
+            if job_id in line and "import child ended" in line:
+                return int(json.loads(line)["peak_rss_bytes"])
+        time.sleep(0.1)
+    raise AssertionError(f"no 'import child ended' line for job {job_id}")
+
+
+def test_a_100_mb_field_fails_on_its_line_in_bounded_memory(
+    http: httpx.Client, auth: dict[str, str], stack: dict[str, str]
+) -> None:
+    """A 100 MB field (compressed: the raw file is past the upload limit)
+    ends in ``field_too_long`` naming its line, within bounded memory; a
+    4 MB one (the most always read) imports."""
+    big = b"x" * (100 * 1024**2)
+    ds = make_dataset(http, auth)["id"]
+    body = gzip.compress(b'id,text\n1,ok\n2,"' + big + b'"\n3,short\n', 1)
+    job = import_csv(http, auth, ds, body, filename="f.csv.gz")
+    assert job["state"] == "failed", job
+    err = job["error"]
+    assert (err["code"], err["line"], err["file"]) == ("field_too_long", 3, "f.csv.gz"), err
+    assert "line 3 is longer than 4 MiB" in err["detail"], err
+    assert _peak_rss(stack, job["id"]) < PEAK_RSS_BOUND
+    assert http.get(f"/api/v1/datasets/{ds}/commits", headers=auth).json()["total"] == 1
+    field = b"y" * (4 * 1024**2)
+    job = import_csv(http, auth, ds, b'id,text\n1,"' + field + b'"\n', filename="g.csv")
+    assert job["state"] == "succeeded", job.get("error")
+    r = http.get(f"/api/v1/datasets/{ds}/refs/main/data", params={"limit": 1}, headers=auth)
+    assert len(r.json()["rows"][0][1]) == len(field)
