@@ -9,11 +9,14 @@ TABLE api_token
   expires_at timestamp with time zone
   scopes ARRAY NOT NULL DEFAULT '{read,write,admin}'::text[]
   datasets ARRAY
+  parent_id uuid
   CONSTRAINT api_token_hash_key UNIQUE (token_hash)
+  CONSTRAINT api_token_parent_id_fkey FOREIGN KEY (parent_id) REFERENCES api_token(id) ON DELETE CASCADE
   CONSTRAINT api_token_pkey PRIMARY KEY (id)
   CONSTRAINT api_token_scopes_check CHECK ((scopes <@ '{read,write,admin}'::text[]))
   CONSTRAINT api_token_user_id_fkey FOREIGN KEY (user_id) REFERENCES app_user(id) ON DELETE CASCADE
   CREATE UNIQUE INDEX api_token_hash_key ON public.api_token USING btree (token_hash)
+  CREATE INDEX api_token_parent_idx ON public.api_token USING btree (parent_id) WHERE (parent_id IS NOT NULL)
   CREATE UNIQUE INDEX api_token_pkey ON public.api_token USING btree (id)
 
 TABLE app_user

@@ -70,6 +70,9 @@ class ApiTokenOut(BaseModel):
     expires_at: datetime | None = None
     scopes: list[Scope] = ["read", "write", "admin"]
     datasets: list[uuid.UUID] | None = None
+    parent_id: uuid.UUID | None = Field(
+        default=None, description="the token this one was made with; revoking that revokes this"
+    )
 
 
 class ApiTokenCreated(ApiTokenOut):

@@ -57,16 +57,26 @@ ON CONFLICT (jti) DO NOTHING;
 DELETE FROM revoked_session WHERE expires_at < now();
 
 -- name: insert_token
-INSERT INTO api_token (id, user_id, name, token_hash, expires_at, scopes, datasets)
-VALUES (%(id)s, %(user_id)s, %(name)s, %(token_hash)s, %(expires_at)s, %(scopes)s, %(datasets)s)
-RETURNING id, name, created_at, expires_at, scopes, datasets;
+INSERT INTO api_token (id, user_id, name, token_hash, expires_at, scopes, datasets, parent_id)
+VALUES (%(id)s, %(user_id)s, %(name)s, %(token_hash)s, %(expires_at)s, %(scopes)s, %(datasets)s,
+        %(parent_id)s)
+RETURNING id, name, created_at, expires_at, scopes, datasets, parent_id;
 
 -- name: tokens_of_user
-SELECT id, name, created_at, expires_at, scopes, datasets
+SELECT id, name, created_at, expires_at, scopes, datasets, parent_id
 FROM api_token WHERE user_id = %(user_id)s ORDER BY created_at;
 
 -- name: delete_token
-DELETE FROM api_token WHERE id = %(id)s AND user_id = %(user_id)s;
+-- The token and (by the cascade) every token made with it, at any depth:
+-- the ids of all of them.
+WITH RECURSIVE made (id) AS (
+    SELECT id FROM api_token WHERE id = %(id)s AND user_id = %(user_id)s
+    UNION ALL
+    SELECT t.id FROM api_token t JOIN made m ON t.parent_id = m.id
+), gone AS (
+    DELETE FROM api_token WHERE id IN (SELECT id FROM made) RETURNING id
+)
+SELECT id FROM gone;
 
 -- name: user_by_token
 -- The user owning an unexpired API token, if not disabled, and the token's limits.

@@ -283,6 +283,7 @@ def create_api_token(
             "expires_at": expires,
             "scopes": list(SCOPES[: SCOPES.index(scope) + 1]),
             "datasets": sorted(wanted) if wanted is not None else None,
+            "parent_id": user.token_id,  # revoked with it
         },
     ).fetchone()
     assert row is not None
@@ -305,12 +306,17 @@ def list_api_tokens(conn: psycopg.Connection[Any], user: User) -> list[dict[str,
 
 
 def delete_api_token(conn: psycopg.Connection[Any], user: User, token_id: uuid.UUID) -> None:
-    """Revoke one of ``user``'s tokens; a limited token may revoke only itself."""
+    """Revoke one of ``user``'s tokens, and every token made with it (at any
+    depth); a limited token may revoke only itself (and so its own)."""
     if user.limited and token_id != user.token_id:
         raise ScopeExceeded("a token limited in scope or datasets may revoke only itself")
-    if conn.execute(Q.delete_token, {"id": token_id, "user_id": user.id}).rowcount == 0:
+    gone = [r["id"] for r in conn.execute(Q.delete_token, {"id": token_id, "user_id": user.id})]
+    if not gone:
         raise TokenNotFound("no such token")
-    audit.record(conn, "token.revoke", actor=user, details={"token_id": str(token_id)})
+    details: dict[str, Any] = {"token_id": str(token_id)}
+    if len(gone) > 1:
+        details["made_with_it"] = sorted(str(t) for t in gone if t != token_id)
+    audit.record(conn, "token.revoke", actor=user, details=details)
 
 
 def user_from_bearer(token: str) -> User:

@@ -256,6 +256,30 @@ def test_a_token_cannot_mint_a_broader_or_longer_lived_one(
     assert r.status_code == 204
 
 
+def test_revoking_a_token_revokes_every_token_made_with_it(
+    client: Any, admin: dict[str, str]
+) -> None:
+    """Before: a token made with a token outlived its parent's revocation."""
+    owner = make_user(client, admin)
+    ds = make_dataset(client, owner)
+    parent = _token(client, owner, scopes=["write"]).json()
+    child = _token(client, _bearer(parent["token"]), scopes=["read"]).json()
+    grandchild = _token(client, _bearer(child["token"]), datasets=[ds["id"]]).json()
+    sibling = _token(client, owner, scopes=["read"]).json()
+    assert child["parent_id"] == parent["id"] and grandchild["parent_id"] == child["id"]
+    assert sibling["parent_id"] is None
+    assert client.delete(f"/api/v1/tokens/{parent['id']}", headers=owner).status_code == 204
+    for gone in (parent, child, grandchild):
+        r = client.get("/api/v1/users/me", headers=_bearer(gone["token"]))
+        assert r.status_code == 401, gone["name"]
+    assert client.get("/api/v1/users/me", headers=_bearer(sibling["token"])).status_code == 200
+    left = client.get("/api/v1/tokens", headers=owner).json()["items"]
+    assert [t["id"] for t in left] == [sibling["id"]]
+    entries = client.get("/api/v1/audit", params={"action": "token.revoke"}, headers=admin)
+    mine = [e for e in entries.json()["items"] if e["details"]["token_id"] == parent["id"]]
+    assert sorted(mine[0]["details"]["made_with_it"]) == sorted([child["id"], grandchild["id"]])
+
+
 def test_secrets_are_refused_when_placeholders_or_short(tmp_path: Any) -> None:
     from core.config import Settings
 
