@@ -118,6 +118,7 @@ class Settings(BaseSettings):
     rate_limit_login_user: RateRule = "10/15 minutes"
     rate_limit_login_address: RateRule = "100/15 minutes"
     rate_limit_imports: RateRule = "300/hour"
+    rate_limit_user_lookups: RateRule = "30/hour"
     anonymous_expensive_concurrency: int | None = Field(default=None, ge=1)
     # expensive requests (api/ratelimits.py): slots per API process and per user, and a deadline
     expensive_concurrency: int | None = Field(default=None, ge=1)

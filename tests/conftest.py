@@ -79,6 +79,7 @@ def stack() -> Iterator[dict[str, str]]:
         "DSA_RATE_LIMIT_LOGIN_USER": "1000/15 minutes",
         "DSA_RATE_LIMIT_LOGIN_ADDRESS": "100000/15 minutes",
         "DSA_RATE_LIMIT_IMPORTS": "100000/hour",
+        "DSA_RATE_LIMIT_USER_LOOKUPS": "100000/hour",
         "DSA_ANONYMOUS_EXPENSIVE_CONCURRENCY": "64",
         "DSA_EXPENSIVE_CONCURRENCY": "256",
         "DSA_EXPENSIVE_PER_USER": "128",

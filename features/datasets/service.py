@@ -14,8 +14,9 @@ from typing import Any
 
 import psycopg
 
-from core import audit, db
-from features.auth.errors import ScopeExceeded
+from core import audit, db, ratelimit
+from core.config import get_settings
+from features.auth.errors import ScopeExceeded, UserNotFound
 from features.auth.service import User, require_unlimited, user_by_name
 from features.commits import service as commits_service
 from features.datasets.errors import (
@@ -271,7 +272,7 @@ def grant(
     ``require``); 409 when that would demote the dataset's last admin."""
     if role not in ROLES:
         raise InvalidRole(f"unknown role {role!r}")
-    target = user_by_name(conn, username)
+    target = _member(conn, username, actor)
     with conn.transaction():
         conn.execute(Q.lock_permissions, {"id": dataset_id})
         conn.execute(Q.upsert_permission, {"id": dataset_id, "user_id": target.id, "role": role})
@@ -288,11 +289,29 @@ def grant(
     return {"username": target.username, "role": role, "granted_at": datetime.now(UTC)}
 
 
+def _member(conn: psycopg.Connection[Any], username: str, actor: User) -> User:
+    """The user a grant or revoke names. Whether a username exists is the
+    one thing a dataset admin learns here that they could not otherwise, so
+    names that do not exist count against ``DSA_RATE_LIMIT_USER_LOOKUPS``
+    per caller, checked before the lookup (once over it, every name gets
+    429, known or not: the answer says nothing). Installation
+    administrators list users anyway and are not counted."""
+    rule = "" if actor.is_admin else get_settings().rate_limit_user_lookups
+    if rule:
+        ratelimit.check(rule, "user-lookup", str(actor.id), what="grants to unknown usernames")
+    try:
+        return user_by_name(conn, username)
+    except UserNotFound:
+        if rule:
+            ratelimit.count(rule, "user-lookup", str(actor.id))
+        raise
+
+
 def revoke(
     conn: psycopg.Connection[Any], dataset_id: uuid.UUID, username: str, *, actor: User
 ) -> None:
     """Removes ``username``'s role (the caller's ``admin`` role checked by ``require``)."""
-    target = user_by_name(conn, username)
+    target = _member(conn, username, actor)
     conn.execute(Q.lock_permissions, {"id": dataset_id})
     n = conn.execute(Q.delete_permission, {"id": dataset_id, "user_id": target.id}).rowcount
     if n == 0:

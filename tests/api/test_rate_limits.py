@@ -216,3 +216,32 @@ def test_anonymous_expensive_requests_take_a_bounded_number_of_slots(rules: Any)
 
     anyio.run(main)
     assert statuses == [429, 200]
+
+
+def test_grants_to_unknown_usernames_are_limited_per_caller(
+    client: Any, admin: dict[str, str], rules: Any
+) -> None:
+    """Any user may create a dataset and so grant on it; a grant said (and
+    still says) whether a username exists. Before, nothing bounded the
+    guesses; now unknown names count, and once over the rule every name
+    gets the same 429, known or not."""
+    rules(rate_limit_user_lookups="2/hour")
+    owner = make_user(client, admin)
+    ds = make_dataset(client, owner)
+    known = make_user(client, admin)["X-Test-Username"]
+
+    def put(name: str, headers: dict[str, str] = owner) -> Any:
+        url = f"/api/v1/datasets/{ds['id']}/permissions/{name}"
+        return client.put(url, json={"role": "read"}, headers=headers)
+
+    assert put("nobody-1").status_code == 404
+    assert put(known).status_code == 200  # a known name does not count
+    assert (
+        client.delete(
+            f"/api/v1/datasets/{ds['id']}/permissions/nobody-2", headers=owner
+        ).status_code
+        == 404
+    )  # revokes count too
+    for name in ("nobody-3", known):
+        _refused(put(name))
+    assert put("nobody-4", admin).status_code == 404  # administrators list users anyway
