@@ -13,6 +13,12 @@ the settings load:
 - ``DSA_RATE_LIMIT_LOGIN_USER`` / ``DSA_RATE_LIMIT_LOGIN_ADDRESS``: failed
   sign-ins per username and per client address (``features.auth``).
 - ``DSA_RATE_LIMIT_IMPORTS``: uploads and URL imports per user.
+- ``DSA_RATE_LIMIT_USER_LOOKUPS``: grants naming unknown usernames.
+
+A check-then-count rule (failed sign-ins: only a failure counts, and only
+once the password was checked) lets concurrent attempts all pass the check
+before any is counted; ``one_at_a_time`` serialises them per key (a Redis
+``SET NX`` with an expiry), so each sees the ones before it.
 
 Over a limit the answer is 429 ``too_many_requests`` with ``Retry-After``.
 When Redis does not answer, requests are let through and a warning logged:
@@ -23,9 +29,12 @@ Redis anyway, so imports stop too, and /readyz says so).
 from __future__ import annotations
 
 import math
+import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
-from typing import cast
+from typing import Any, cast
 
 import structlog
 from limits import RateLimitItem, parse
@@ -104,6 +113,56 @@ def count(text: str, *key: str) -> None:
         _limiter().hit(rule(text), *key)
     except Exception as err:  # noqa: BLE001
         _unreachable(err)
+
+
+_LOCK_PREFIX = "dsa-lock:"
+_RELEASE = """if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0"""
+_local_locks: set[str] = set()
+
+
+@lru_cache(maxsize=1)
+def _redis() -> Any:
+    import redis
+
+    url = get_settings().redis_url
+    if not url:
+        return None
+    return redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+
+
+@contextmanager
+def one_at_a_time(*key: str, ttl_s: float = 10.0, what: str = "requests") -> Iterator[None]:
+    """Hold ``key`` while the block runs, in every process sharing the Redis;
+    429 at once (``Retry-After: 1``) when another holds it. The hold expires
+    after ``ttl_s`` (a process that died holding it). Without Redis (a unit
+    test), or when it does not answer, the block runs unheld."""
+    name = _LOCK_PREFIX + ":".join(key)
+    token = secrets.token_hex(8)
+    client = _redis()
+    held = False
+    try:
+        if client is None:
+            held = name not in _local_locks
+            _local_locks.add(name)
+        else:
+            held = bool(client.set(name, token, nx=True, px=int(ttl_s * 1000)))
+    except Exception as err:  # noqa: BLE001 - Redis away: let it through
+        _unreachable(err)
+        yield
+        return
+    if not held:
+        raise TooManyRequests(f"another {what} is in progress; try again in a moment")
+    try:
+        yield
+    finally:
+        try:
+            if client is None:
+                _local_locks.discard(name)
+            else:
+                client.eval(_RELEASE, 1, name, token)
+        except Exception as err:  # noqa: BLE001 - it expires on its own
+            _unreachable(err)
 
 
 def reset() -> None:

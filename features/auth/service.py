@@ -184,16 +184,19 @@ def authenticate(
     limits = [(s.rate_limit_login_user, "login-user", username.casefold())]
     if address:
         limits.append((s.rate_limit_login_address, "login-address", address))
-    for rule, *key in limits:
-        if rule:
-            ratelimit.check(rule, *key, what="failed sign-ins")
-    row = conn.execute(Q.user_by_name, {"username": username}).fetchone()
-    if not _verify(row["password_hash"] if row else _DUMMY_HASH, password) or row is None:
+    # one attempt per username at a time, so that each sees the failures
+    # before it: the username's limit is exact however many arrive at once
+    with ratelimit.one_at_a_time("login", username.casefold(), what="sign-in for this user"):
         for rule, *key in limits:
             if rule:
-                ratelimit.count(rule, *key)
-        audit.record_alone("auth.login_failed", actor=None, target=username, outcome="denied")
-        raise BadCredentials("wrong username or password")
+                ratelimit.check(rule, *key, what="failed sign-ins")
+        row = conn.execute(Q.user_by_name, {"username": username}).fetchone()
+        if not _verify(row["password_hash"] if row else _DUMMY_HASH, password) or row is None:
+            for rule, *key in limits:
+                if rule:
+                    ratelimit.count(rule, *key)
+            audit.record_alone("auth.login_failed", actor=None, target=username, outcome="denied")
+            raise BadCredentials("wrong username or password")
     if row["disabled"]:
         audit.record_alone(
             "auth.login_failed",
@@ -377,13 +380,14 @@ def change_password(
     require_unlimited(user, "changing the password")
     rule = get_settings().rate_limit_login_user
     key = ("login-user", user.username.casefold())
-    if rule:
-        ratelimit.check(rule, *key, what="failed password checks")
-    row = conn.execute(Q.password_of, {"id": user.id}).fetchone()
-    if row is None or not _verify(row["password_hash"], current_password):
+    with ratelimit.one_at_a_time("login", user.username.casefold(), what="sign-in for this user"):
         if rule:
-            ratelimit.count(rule, *key)
-        raise BadCredentials("the current password is wrong")
+            ratelimit.check(rule, *key, what="failed password checks")
+        row = conn.execute(Q.password_of, {"id": user.id}).fetchone()
+        if row is None or not _verify(row["password_hash"], current_password):
+            if rule:
+                ratelimit.count(rule, *key)
+            raise BadCredentials("the current password is wrong")
     _check_strength(new_password)
     if new_password == current_password:
         raise WeakPassword("the new password must differ from the current one")

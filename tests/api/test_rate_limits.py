@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anyio
@@ -130,6 +131,33 @@ def test_failed_sign_ins_are_throttled_per_username(
     r = client.post("/api/v1/auth/login", json={"username": name, "password": password})
     _refused(r)  # locked for a while, even with the right password
     assert login(client)  # another user is not
+
+
+def test_concurrent_wrong_passwords_check_no_more_than_the_limit(
+    client: Any, admin: dict[str, str], rules: Any
+) -> None:
+    """Sixteen wrong passwords at once for one username, limit 3: before,
+    all passed the check before any failure was counted (the bench saw 17
+    checked for a limit of 10); now they take turns, and at most 3 are
+    checked (401), the rest refused (429)."""
+    name = make_user(client, admin)["X-Test-Username"]
+    rules(rate_limit_login_user="3/15 minutes", max_concurrent_hashes=8)
+    from features.auth import service as auth_service
+
+    monkey = auth_service._hashing
+    auth_service._hashing = None  # the next sign-in makes it with 8 slots
+
+    def attempt(i: int) -> int:
+        body = {"username": name, "password": f"guess-{i:04d}"}
+        return int(client.post("/api/v1/auth/login", json=body).status_code)
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(attempt, range(16)))
+        statuses += [attempt(99) for _ in range(3)]  # and one after another, after
+    finally:
+        auth_service._hashing = monkey
+    assert statuses.count(401) <= 3 and statuses.count(401) + statuses.count(429) == 19
 
 
 def test_failed_sign_ins_are_throttled_per_address(client: Any, rules: Any) -> None:
