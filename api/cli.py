@@ -270,6 +270,14 @@ def _start_services(home: Path, services: list[Any]) -> None:
     os.environ.setdefault("DSA_STORAGE_URL", (home / "objects").as_uri())
     get_settings.cache_clear()
     _migrate_and_admin(db_url, print_password=True)
+    # the API, worker and beat connect as the application role, which may
+    # only append to the audit log and owns nothing (decision 0028)
+    from core import db
+    from core.migrate import app_login
+
+    db.close_pool()
+    os.environ["DSA_DATABASE_URL"] = app_login(db_url)
+    get_settings.cache_clear()
 
 
 def _wait_ready(

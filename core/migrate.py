@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import structlog
@@ -17,6 +18,7 @@ import structlog
 log = structlog.get_logger(__name__)
 
 _LOCK_ID = 0x0D5A_0001
+APP_ROLE = "dsa_app"  # made by migrations/0009_app_role.sql
 _NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
 
@@ -56,3 +58,18 @@ def migrate(url: str) -> list[int]:
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
     return applied_now
+
+
+def app_login(owner_url: str) -> str:
+    """The URL of the same database as the application role, given LOGIN:
+    for a server that trusts local connections (the embedded one, the test
+    suite), where no password is needed. Deployments create the role with a
+    password instead (docs/operations.md). The owner's URL when the role does
+    not exist (the migrations could not create it)."""
+    with psycopg.connect(owner_url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone():
+            return owner_url
+        conn.execute(f"ALTER ROLE {APP_ROLE} LOGIN")
+    parts = urlsplit(owner_url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{APP_ROLE}@{host}"))

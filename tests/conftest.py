@@ -88,7 +88,7 @@ def stack() -> Iterator[dict[str, str]]:
     os.environ.update(env)
     from core import db
     from core.config import get_settings
-    from core.migrate import migrate
+    from core.migrate import app_login, migrate
     from features.auth import service as auth_service
 
     get_settings.cache_clear()
@@ -96,6 +96,9 @@ def stack() -> Iterator[dict[str, str]]:
     migrate(db_url)
     with db.transaction() as conn:
         auth_service.ensure_admin(conn, username="admin", password=ADMIN_PASSWORD)
+    # the API and worker processes connect as the application role, as
+    # deployments do (decision 0028); this process keeps the owner's URL
+    env["DSA_APP_DATABASE_URL"] = app_login(db_url)
     try:
         yield env
     finally:
@@ -115,10 +118,15 @@ def stack() -> Iterator[dict[str, str]]:
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``dsa <args>`` as a service process: as the application role."""
     out = open(log, "ab")  # noqa: SIM115
+    app = {}
+    url, app_url = env.get("DSA_DATABASE_URL", ""), env.get("DSA_APP_DATABASE_URL", "")
+    if app_url and url.rsplit("@", 1)[-1] == app_url.rsplit("@", 1)[-1]:  # the same database
+        app = {"DSA_DATABASE_URL": app_url}
     return subprocess.Popen(
         [sys.executable, "-m", "api.cli", *args],
-        env={**os.environ, **env},
+        env={**os.environ, **env, **app},
         cwd=ROOT,
         stdout=out,
         stderr=subprocess.STDOUT,

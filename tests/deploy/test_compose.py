@@ -128,9 +128,14 @@ def test_env_points_at_compose_services(services: dict[str, Any]) -> None:
     for name in APP_SERVICES:
         env = services[name]["environment"]
         assert isinstance(env, dict), name
+        # migrations as the tables' owner; everything else as the application role
+        user, password = ("dsa", "POSTGRES_PASSWORD")
+        if name != "migrate":
+            user, password = ("dsa_app", "DSA_APP_DB_PASSWORD")
         assert re.fullmatch(
-            r"postgresql://dsa:\$\{[^}]+\}@postgres:5432/dsa", env["DSA_DATABASE_URL"]
-        )
+            rf"postgresql://{user}:\$\{{{password}:\?[^}}]+\}}@postgres:5432/dsa",
+            env["DSA_DATABASE_URL"],
+        ), name
         assert env["DSA_REDIS_URL"] == "redis://redis:6379/0"
         assert env["DSA_STORAGE_URL"] == f"file://{DATA_DIR}/objects"
         assert env["DSA_HOME"] == DATA_DIR
@@ -141,14 +146,29 @@ def test_secrets_are_not_hard_coded(services: dict[str, Any]) -> None:
     migrate_env = services["migrate"]["environment"]
     for key in ("DSA_JWT_SECRET", "DSA_ADMIN_PASSWORD"):
         assert re.fullmatch(r"\$\{" + key + r":\?[^}]+\}", migrate_env[key]), key
-    for name in APP_SERVICES:
-        assert "${POSTGRES_PASSWORD:?" in services[name]["environment"]["DSA_DATABASE_URL"]
-    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith(
-        "${POSTGRES_PASSWORD:?"
-    )
+    assert "${POSTGRES_PASSWORD:?" in services["migrate"]["environment"]["DSA_DATABASE_URL"]
+    for name in ("api", "worker", "beat"):
+        assert "${DSA_APP_DB_PASSWORD:?" in services[name]["environment"]["DSA_DATABASE_URL"]
+    postgres = services["postgres"]["environment"]
+    assert postgres["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    assert postgres["DSA_APP_DB_PASSWORD"].startswith("${DSA_APP_DB_PASSWORD:?")
     # The admin password is only handed to the one-shot migrate service.
     for name in ("api", "worker", "beat"):
         assert "DSA_ADMIN_PASSWORD" not in services[name]["environment"], name
+
+
+def test_postgres_makes_the_application_role_on_first_start(services: dict[str, Any]) -> None:
+    """The init script the postgres image runs once creates dsa_app (LOGIN,
+    DSA_APP_DB_PASSWORD); migration 0009 gives it its rights."""
+    mounts = _volume_mounts(services["postgres"])
+    assert mounts["/docker-entrypoint-initdb.d"] == "./deploy/postgres-init"
+    script = ROOT / "deploy" / "postgres-init" / "10-dsa-app-role.sh"
+    text = script.read_text()
+    assert script.stat().st_mode & 0o111, "the image runs *.sh only when executable"
+    assert "CREATE ROLE dsa_app LOGIN PASSWORD :'pw'" in text
+    assert 'pw="$DSA_APP_DB_PASSWORD"' in text and "ON_ERROR_STOP=1" in text
+    grants = (ROOT / "migrations" / "0009_app_role.sql").read_text()
+    assert "REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM dsa_app" in grants
 
 
 def test_app_services_share_the_data_volume(

@@ -197,6 +197,21 @@ def test_migrate_job() -> None:
     assert {"DSA_ADMIN_USER", "DSA_ADMIN_PASSWORD", "DSA_DATABASE_URL"} <= env
 
 
+def test_only_migrations_log_in_as_the_tables_owner() -> None:
+    """The API, workers and beat use DSA_DATABASE_URL, the application role
+    (dsa_app: the audit log is read and append only for it); the migrate
+    job maps the owner's URL onto DSA_DATABASE_URL."""
+    secret = _one("Secret", "dsa-secrets")["stringData"]
+    assert secret["DSA_DATABASE_URL"].startswith("postgresql://dsa_app:")
+    assert not secret["DSA_OWNER_DATABASE_URL"].startswith("postgresql://dsa_app:")
+    for kind, name in WORKLOADS:
+        env = {e["name"]: e for e in _container(_one(kind, name)).get("env", [])}
+        if "DSA_DATABASE_URL" not in env:
+            continue
+        key = env["DSA_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"]
+        assert key == ("DSA_OWNER_DATABASE_URL" if name == "dsa-migrate" else "DSA_DATABASE_URL")
+
+
 def test_admin_password_only_in_migrate() -> None:
     for kind, name in WORKLOADS:
         if name == "dsa-migrate":

@@ -147,6 +147,31 @@ def test_the_log_is_append_only(client: Any, admin: dict[str, str]) -> None:
         )  # appending works
 
 
+def test_the_application_role_may_only_read_and_append_to_the_log(
+    stack: dict[str, str],
+) -> None:
+    """The API and worker connect as ``dsa_app`` (migration 0009): the
+    database refuses it UPDATE, DELETE and TRUNCATE on the log by privilege,
+    before any trigger runs, and it cannot drop the triggers either (it owns
+    nothing). Before, the application ran as the tables' owner, held back by
+    the triggers alone, which the owner may drop."""
+    with psycopg.connect(stack["DSA_APP_DATABASE_URL"], autocommit=True) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("dsa_app",)
+        for statement in (
+            "UPDATE audit_log SET actor = 'someone else'",
+            "DELETE FROM audit_log",
+            "TRUNCATE audit_log",
+            "DROP TRIGGER audit_log_no_change ON audit_log",
+            "ALTER TABLE audit_log DISABLE TRIGGER ALL",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused:
+                conn.execute(statement)
+            assert "append-only" not in str(refused.value), statement  # a privilege, not a trigger
+        conn.execute("INSERT INTO audit_log (action, outcome) VALUES ('export', 'ok')")
+        assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] > 0  # type: ignore[index]
+        conn.execute("UPDATE job SET state = state WHERE false")  # other tables: yes
+
+
 def test_a_rolled_back_action_leaves_no_entry(client: Any, admin: dict[str, str]) -> None:
     owner = make_user(client, admin)
     ds = make_dataset(client, owner)
