@@ -2,8 +2,10 @@
 private dataset (issue 15): the pages call the same permission check as the
 REST API; this shows each page answers as its need says. Every UI route has
 an entry in ``PAGES`` (GET) or ``FORMS`` (POST); a route added without one
-fails ``test_every_page_has_an_entry``. Forms are also refused to a visitor
-without the session's CSRF token."""
+fails ``test_every_page_has_an_entry``. Forms are refused to a visitor
+without the session's CSRF token, and each form is posted by every visitor
+on every dataset with a harmless probe (``PROBES``): the permission check
+lets in exactly whom the form's need says."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import import_csv, make_dataset, make_user, method_paths
-from tests.ui.conftest import sign_in
+from tests.ui.conftest import csrf_of, sign_in
 
 VISITORS = ("anonymous", "stranger", "reader", "writer", "dataset_admin", "site_admin")
 ROLE = {"reader": 1, "writer": 2, "dataset_admin": 3, "site_admin": 3}
@@ -167,3 +169,112 @@ def test_forms_need_the_sessions_csrf_token(visitors: Any) -> None:
             assert r.status_code == 400, (route, r.status_code)
             continue
         assert r.status_code == 403 and "security token" in r.text, (route, r.status_code)
+
+
+# Each form posted (with the session's CSRF token) by every visitor on every
+# dataset, with a body that passes the form's own validation and is harmless
+# once the permission check lets it through: it names a branch, tag, user or
+# token that does not exist, or repeats what is there, or misses a
+# confirmation. ``ALLOWED``: the statuses a visitor the check lets through
+# may get (the page again with the error, a redirect, or the 404 of the
+# missing target where the handler does not render one); a refused visitor
+# gets 403 (can see the dataset), 404 (cannot), or the sign-in page.
+PROBES: dict[str, tuple[dict[str, str], str, frozenset[int]]] = {
+    "/datasets": ({"name": "", "visibility": "private"}, "/datasets", frozenset({422})),
+    f"{D}/settings": ({"visibility": "same"}, f"{D}/settings", frozenset({303})),
+    f"{D}/permissions": (
+        {"username": "nobody-at-all", "role": "read"},
+        f"{D}/permissions",
+        frozenset({404}),
+    ),
+    f"{D}/permissions/{{username}}/delete": (
+        {},
+        f"{D}/permissions/nobody-at-all/delete",
+        frozenset({404}),
+    ),
+    f"{D}/delete": ({"confirm": "not its name"}, f"{D}/delete", frozenset({422})),
+    f"{D}/branches": ({"name": "bad name!", "from": "main"}, f"{D}/branches", frozenset({422})),
+    f"{D}/tags": ({"name": "bad name!", "from": "main"}, f"{D}/tags", frozenset({422})),
+    # the default branch cannot be deleted (409); protecting main again changes nothing
+    f"{D}/branches/{{name:path}}/delete": ({}, f"{D}/branches/main/delete", frozenset({409})),
+    f"{D}/branches/{{name:path}}/protect": (
+        {"protected": "true"},
+        f"{D}/branches/main/protect",
+        frozenset({303}),
+    ),
+    f"{D}/tags/{{name:path}}/delete": ({}, f"{D}/tags/nobody-at-all/delete", frozenset({404})),
+    f"{D}/merge": (
+        {"source": "main", "target": "nobody-at-all"},
+        f"{D}/merge",
+        frozenset({404}),
+    ),
+    f"{D}/upload": ({}, f"{D}/upload", frozenset({400})),  # multipart without a file
+    "/account/tokens": ({"name": ""}, "/account/tokens", frozenset({422})),
+    "/account/tokens/{token_id}/delete": (
+        {},
+        "/account/tokens/00000000-0000-4000-8000-000000000000/delete",
+        frozenset({404}),
+    ),
+    "/account/password": (
+        {"current_password": "wrong-password", "new_password": "another-password-1"},
+        "/account/password",
+        frozenset({401}),
+    ),
+    "/admin/users": (
+        {"username": "bad name!", "password": "password-1"},
+        "/admin/users",
+        frozenset({422}),
+    ),
+    "/admin/users/{username}": ({}, "/admin/users/nobody-at-all", frozenset({404})),
+}
+# A dataset form's 404 past the permission check names the missing target
+# ("nobody-at-all"); the 404 of a dataset the visitor may not see does not
+PAST_THE_CHECK = "nobody-at-all"
+# sign-in is everyone's; sign-out ends only the caller's own session (test_accounts)
+NOT_PROBED = {"/signin", "/signout"}
+
+
+def test_every_form_has_a_probe() -> None:
+    assert set(PROBES) | NOT_PROBED == set(FORMS)
+
+
+def _post(client: Any, path: str, body: dict[str, str], settings: dict[str, str]) -> Any:
+    page = client.get("/datasets")
+    token = csrf_of(page.text) if 'name="csrf-token"' in page.text else ""
+    if path.endswith("/upload"):
+        files = {"note": (None, "no file here")}
+        return client.post(
+            path, files=files, headers={"X-CSRF-Token": token}, follow_redirects=False
+        )
+    data = {**body, "csrf": token}
+    if data.get("visibility") == "same":  # the settings as they are: a no-op save
+        data.update(settings)
+    return client.post(path, data=data, follow_redirects=False)
+
+
+@pytest.mark.parametrize("route", sorted(PROBES))
+def test_each_form_lets_in_exactly_whom_its_need_says(visitors: Any, route: str) -> None:
+    clients, datasets = visitors
+    body, path, allowed = PROBES[route]
+    need = FORMS[route].split(" ")[0]
+    need = {"write": "user+write", "admin": "user+admin", "read": "user+read"}.get(need, need)
+    wrong = []
+    for visibility, ds in datasets.items():
+        url = path.format(dataset_id=ds["id"])
+        settings = {
+            "name": ds["name"],
+            "description": ds.get("description") or "",
+            "visibility": visibility,
+        }
+        for visitor in VISITORS:
+            want = expected(need, visitor, visibility)
+            r = _post(clients[visitor], url, body, settings)
+            got = outcome(r)
+            past = PAST_THE_CHECK in r.text or not route.startswith(D)
+            if want == "200":
+                ok = r.status_code in allowed and (r.status_code != 404 or past)
+            else:
+                ok = got == want and (got != "404" or not past)
+            if not ok:
+                wrong.append(f"{visitor} on {visibility}: expected {want}, got {got}")
+    assert not wrong, "\n".join(wrong)
