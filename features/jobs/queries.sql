@@ -7,6 +7,9 @@ RETURNING *;
 -- name: get_job
 SELECT * FROM job WHERE id = %(id)s;
 
+-- name: get_jobs
+SELECT * FROM job WHERE id = ANY(%(ids)s);
+
 -- name: claim
 -- Start a queued job, or restart one whose runner went quiet (no heartbeat
 -- for stale_s: its worker died); never take a job from a runner at work.

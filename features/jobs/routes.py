@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections import Counter
@@ -17,13 +16,12 @@ from core.errors import TooManyRequests
 from features.auth.service import User, current_user
 from features.datasets import service as datasets_service
 from features.datasets.errors import DatasetNotFound
-from features.jobs import service
+from features.jobs import events, service
 from features.jobs.errors import JobNotFound
 from features.jobs.models import JobOut
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
-EVENTS_POLL_S = 0.25
 EVENTS_KEEPALIVE_S = 15.0
 # a stream ends after this long (the browser's EventSource reconnects): an
 # abandoned tab or a slow client cannot hold a stream, and its polling, for ever
@@ -97,23 +95,21 @@ async def _events(job_id: uuid.UUID) -> AsyncIterator[bytes]:
     last: bytes | None = None
     quiet = 0.0
     ends = time.monotonic() + EVENTS_MAX_S
+    watch = events.watcher()
     yield b"retry: 1000\n\n"  # reconnect a second after the stream ends early
-    while time.monotonic() < ends:
-        row = await run_in_threadpool(_job_row, job_id)
-        body = orjson.dumps(service.to_out(row), default=str)
-        if row["state"] in ENDED:
-            yield b"event: end\ndata: " + body + b"\n\n"
-            return
-        if body != last:
-            yield b"event: progress\ndata: " + body + b"\n\n"
-            last, quiet = body, 0.0
-        elif quiet >= EVENTS_KEEPALIVE_S:
-            yield b": keep-alive\n\n"
-            quiet = 0.0
-        await asyncio.sleep(EVENTS_POLL_S)
-        quiet += EVENTS_POLL_S
-
-
-def _job_row(job_id: uuid.UUID) -> dict[str, Any]:
-    with read() as conn:
-        return service.get(conn, job_id)
+    async with watch.watching(job_id):
+        while time.monotonic() < ends:
+            row = await watch.next(job_id)
+            if row is None:  # deleted with its dataset meanwhile
+                return
+            body = orjson.dumps(service.to_out(row), default=str)
+            if row["state"] in ENDED:
+                yield b"event: end\ndata: " + body + b"\n\n"
+                return
+            if body != last:
+                yield b"event: progress\ndata: " + body + b"\n\n"
+                last, quiet = body, 0.0
+            elif quiet >= EVENTS_KEEPALIVE_S:
+                yield b": keep-alive\n\n"
+                quiet = 0.0
+            quiet += events.POLL_S

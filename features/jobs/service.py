@@ -75,6 +75,11 @@ def get(conn: psycopg.Connection[Any], job_id: uuid.UUID) -> dict[str, Any]:
     return row
 
 
+def get_many(conn: psycopg.Connection[Any], job_ids: list[uuid.UUID]) -> list[dict[str, Any]]:
+    """The jobs with these ids that exist, in one query."""
+    return conn.execute(Q.get_jobs, {"ids": job_ids}).fetchall()
+
+
 def claim(conn: psycopg.Connection[Any], job_id: uuid.UUID) -> dict[str, Any] | None:
     """Mark the job running as a new attempt (its ``attempts``); None when it
     has ended, or when another runner is at work on it (a heartbeat within
