@@ -21,20 +21,23 @@ from features.auth.models import (
     UserPatch,
 )
 from features.auth.service import User, current_user
+from features.web import service as web
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
 
 @router.post("/auth/login", response_model=TokenOut)
-def login(body: Login, request: Request) -> TokenOut:
+def login(body: Login, request: Request, response: Response) -> TokenOut:
     with transaction() as conn:
         user = service.authenticate(
             conn,
             username=body.username,
             password=body.password,
             address=request.client.host if request.client else None,
+            device=request.cookies.get(service.DEVICE_COOKIE),
         )
     token, ttl = service.issue_access_token(user)
+    web.remember_device(request, response, user)
     return TokenOut(access_token=token, expires_in=ttl)
 
 

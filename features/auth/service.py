@@ -175,18 +175,30 @@ def ensure_admin(
 
 
 def authenticate(
-    conn: psycopg.Connection[Any], *, username: str, password: str, address: str | None = None
+    conn: psycopg.Connection[Any],
+    *,
+    username: str,
+    password: str,
+    address: str | None = None,
+    device: str | None = None,
 ) -> User:
     """The user, if the password is theirs. Failed attempts are counted per
     username and per client ``address`` (``DSA_RATE_LIMIT_LOGIN_*``); past
-    either limit the answer is 429 before any password is checked."""
+    either limit the answer is 429 before any password is checked. With a
+    ``device`` token this username signed in with before (``device_token``),
+    failures count against that device instead of the whole username: whoever
+    fails for a name on purpose cannot lock its owner out of a browser they
+    used before (decision 0027)."""
     s = get_settings()
-    limits = [(s.rate_limit_login_user, "login-user", username.casefold())]
+    who = username.casefold()
+    nonce = _device_nonce(device, who) if device else None
+    bucket = ("login-device", nonce) if nonce else ("login-user", who)
+    limits = [(s.rate_limit_login_user, *bucket)]
     if address:
         limits.append((s.rate_limit_login_address, "login-address", address))
-    # one attempt per username at a time, so that each sees the failures
-    # before it: the username's limit is exact however many arrive at once
-    with ratelimit.one_at_a_time("login", username.casefold(), what="sign-in for this user"):
+    # one attempt per bucket at a time, so that each sees the failures
+    # before it: the limit is exact however many arrive at once
+    with ratelimit.one_at_a_time("login", *bucket, what="sign-in for this user"):
         for rule, *key in limits:
             if rule:
                 ratelimit.check(rule, *key, what="failed sign-ins")
@@ -209,6 +221,30 @@ def authenticate(
     user = _user(row)
     audit.record(conn, "auth.login", actor=user)
     return user
+
+
+DEVICE_COOKIE = "dsa_device"
+DEVICE_TTL_S = 180 * 86_400
+
+
+def device_token(username: str) -> str:
+    """A token a browser (or client) keeps after signing in as ``username``:
+    a random id and a MAC binding it to the name. It grants nothing; it only
+    gives later sign-ins of that name from there their own failure count."""
+    nonce = secrets.token_urlsafe(12)
+    return f"{nonce}.{_device_mac(nonce, username.casefold())}"
+
+
+def _device_nonce(token: str, username: str) -> str | None:
+    nonce, _, mac = token.partition(".")
+    if not nonce or len(token) > 200:
+        return None
+    return nonce if secrets.compare_digest(mac, _device_mac(nonce, username)) else None
+
+
+def _device_mac(nonce: str, username: str) -> str:
+    msg = f"{nonce}\n{username}".encode()
+    return hashlib.blake2b(msg, key=get_settings().key("device"), digest_size=16).hexdigest()
 
 
 def issue_access_token(user: User) -> tuple[str, int]:

@@ -52,6 +52,7 @@ def signin(
                 username=username,
                 password=password,
                 address=request.client.host if request.client else None,
+                device=request.cookies.get(service.DEVICE_COOKIE),
             )
     except (Unauthorized, TooManyRequests) as err:
         page = web.render(
@@ -70,6 +71,7 @@ def signin(
         target = web.url("/account/password", next=target)
     response = web.redirect(target)
     web.sign_in(request, response, user)
+    web.remember_device(request, response, user)
     return response
 
 

@@ -91,8 +91,8 @@ def _new_sid() -> str:
     return secrets.token_urlsafe(24)
 
 
-def _cookie_header(value: str, *, secure: bool, max_age: int | None) -> str:
-    parts = [f"{COOKIE}={value}", "Path=/", "HttpOnly", "SameSite=Lax"]
+def _cookie_header(value: str, *, secure: bool, max_age: int | None, name: str = COOKIE) -> str:
+    parts = [f"{name}={value}", "Path=/", "HttpOnly", "SameSite=Lax"]
     if max_age is not None:
         parts.append(f"Max-Age={max_age}")
     if secure:
@@ -121,6 +121,20 @@ def require_user(request: Request) -> User:
     if user is None:
         raise SignInRequired()
     return user
+
+
+def remember_device(request: Request, response: Response, user: User) -> None:
+    """The device cookie of a successful sign-in (``auth_service.device_token``):
+    this browser's later sign-ins of that name keep their own failure count."""
+    response.headers.append(
+        "set-cookie",
+        _cookie_header(
+            auth_service.device_token(user.username),
+            secure=_secure(request.scope),
+            max_age=auth_service.DEVICE_TTL_S,
+            name=auth_service.DEVICE_COOKIE,
+        ),
+    )
 
 
 def sign_in(request: Request, response: Response, user: User) -> None:

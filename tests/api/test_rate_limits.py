@@ -273,3 +273,31 @@ def test_grants_to_unknown_usernames_are_limited_per_caller(
     for name in ("nobody-3", known):
         _refused(put(name))
     assert put("nobody-4", admin).status_code == 404  # administrators list users anyway
+
+
+def test_failing_for_a_name_does_not_lock_its_owner_out_of_a_browser_they_used(
+    app: Any, client: Any, admin: dict[str, str], rules: Any
+) -> None:
+    """Before: whoever failed ten times for a username locked its owner out
+    of the sign-in for fifteen minutes, everywhere. Now a browser (or client)
+    that signed in as that name before keeps its own failure count."""
+    from fastapi.testclient import TestClient
+
+    password = "password-" + uuid.uuid4().hex[:8]
+    name = make_user(client, admin, password=password)["X-Test-Username"]
+    rules(rate_limit_login_user="3/15 minutes")
+    with TestClient(app) as owner, TestClient(app) as attacker:
+        good = {"username": name, "password": password}
+        assert owner.post("/api/v1/auth/login", json=good).status_code == 200  # remembered
+        assert "dsa_device" in owner.cookies
+        bad = {"username": name, "password": "guess-1234"}
+        for _ in range(3):
+            assert attacker.post("/api/v1/auth/login", json=bad).status_code == 401
+        _refused(attacker.post("/api/v1/auth/login", json=good))  # the name is locked ...
+        assert owner.post("/api/v1/auth/login", json=good).status_code == 200  # ... not for her
+        forged = {"dsa_device": owner.cookies["dsa_device"][:-4] + "0000"}
+        attacker.cookies.update(forged)  # a device token it did not get: no bucket of its own
+        _refused(attacker.post("/api/v1/auth/login", json=bad))
+        for _ in range(3):  # her browser has its own limit too
+            assert owner.post("/api/v1/auth/login", json=bad).status_code == 401
+        _refused(owner.post("/api/v1/auth/login", json=good))
