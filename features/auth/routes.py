@@ -4,6 +4,7 @@ import uuid
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from core.config import get_settings
 from core.db import transaction
 from features.auth import service
 from features.auth.models import (
@@ -21,7 +22,6 @@ from features.auth.models import (
     UserPatch,
 )
 from features.auth.service import User, current_user
-from features.web import service as web
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -37,7 +37,15 @@ def login(body: Login, request: Request, response: Response) -> TokenOut:
             device=request.cookies.get(service.DEVICE_COOKIE),
         )
     token, ttl = service.issue_access_token(user)
-    web.remember_device(request, response, user)
+    forced = get_settings().cookie_secure  # as the web UI's cookies (features.web.sessions)
+    response.set_cookie(
+        service.DEVICE_COOKIE,
+        service.device_token(user.username),
+        max_age=service.DEVICE_TTL_S,
+        httponly=True,
+        samesite="lax",
+        secure=forced if forced is not None else request.url.scheme == "https",
+    )
     return TokenOut(access_token=token, expires_in=ttl)
 
 

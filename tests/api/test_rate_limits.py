@@ -5,7 +5,6 @@ Every one failed before: nothing was throttled."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -13,22 +12,7 @@ import anyio
 import pytest
 
 from core import ratelimit
-from core.config import get_settings
 from tests.conftest import login, make_dataset, make_user
-
-
-@pytest.fixture
-def rules(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Set rules for one test; the counters are forgotten before and after."""
-    ratelimit.reset()
-
-    def _set(**values: Any) -> None:
-        for name, value in values.items():
-            monkeypatch.setattr(get_settings(), name, value)
-
-    yield _set
-    monkeypatch.undo()
-    ratelimit.reset()
 
 
 def _refused(r: Any) -> None:
