@@ -30,6 +30,10 @@ from fastapi import Request
 from core import audit, db, ratelimit
 from core.config import get_settings
 from core.errors import TooManyRequests, Unauthorized
+from features.auth.devices import DEVICE_COOKIE as DEVICE_COOKIE
+from features.auth.devices import DEVICE_TTL_S as DEVICE_TTL_S
+from features.auth.devices import _device_nonce
+from features.auth.devices import device_token as device_token
 from features.auth.errors import (
     AccountDisabled,
     AdminRequired,
@@ -221,30 +225,6 @@ def authenticate(
     user = _user(row)
     audit.record(conn, "auth.login", actor=user)
     return user
-
-
-DEVICE_COOKIE = "dsa_device"
-DEVICE_TTL_S = 180 * 86_400
-
-
-def device_token(username: str) -> str:
-    """A token a browser (or client) keeps after signing in as ``username``:
-    a random id and a MAC binding it to the name. It grants nothing; it only
-    gives later sign-ins of that name from there their own failure count."""
-    nonce = secrets.token_urlsafe(12)
-    return f"{nonce}.{_device_mac(nonce, username.casefold())}"
-
-
-def _device_nonce(token: str, username: str) -> str | None:
-    nonce, _, mac = token.partition(".")
-    if not nonce or len(token) > 200:
-        return None
-    return nonce if secrets.compare_digest(mac, _device_mac(nonce, username)) else None
-
-
-def _device_mac(nonce: str, username: str) -> str:
-    msg = f"{nonce}\n{username}".encode()
-    return hashlib.blake2b(msg, key=get_settings().key("device"), digest_size=16).hexdigest()
 
 
 def issue_access_token(user: User) -> tuple[str, int]:

@@ -17,7 +17,7 @@ def big_csv(rows: int = 400_000) -> bytes:
 
 def test_events_stream_progress_then_the_end(http: httpx.Client, auth: dict[str, str]) -> None:
     ds = make_dataset(http, auth)["id"]
-    body = big_csv()
+    body = big_csv(800_000)
     job_id = upload(http, auth, ds, body).json()["job_id"]
     events: list[tuple[str, dict]] = []
     with http.stream("GET", f"/api/v1/jobs/{job_id}/events", headers=auth) as r:
@@ -32,7 +32,7 @@ def test_events_stream_progress_then_the_end(http: httpx.Client, auth: dict[str,
     kinds = [k for k, _ in events]
     assert kinds[-1] == "end" and set(kinds[:-1]) <= {"progress"}
     final = events[-1][1]
-    assert final["state"] == "succeeded" and final["progress"]["rows"] == 400_000
+    assert final["state"] == "succeeded" and final["progress"]["rows"] == 800_000
     running = [e for k, e in events if k == "progress" and e["state"] == "running"]
     assert any(e["progress"]["bytes"] > 0 for e in running), kinds
 
