@@ -188,6 +188,12 @@ class Settings(BaseSettings):
         the setting, else half the process's slots (at least one)."""
         return self.expensive_per_user or max(1, self.effective_expensive_concurrency // 2)
 
+    def secure_cookies(self, scheme: str) -> bool:
+        """Whether cookies carry ``Secure``: as ``DSA_COOKIE_SECURE`` says, or
+        (unset) when the request came over https (directly, or through a proxy
+        in ``DSA_TRUSTED_PROXIES`` that said so)."""
+        return self.cookie_secure if self.cookie_secure is not None else scheme == "https"
+
     def key(self, purpose: str) -> bytes:
         """A 32-byte key for one purpose (``jwt``, ``csrf``, ``export-link``,
         ``line-hash``), derived from the secret with BLAKE3's key derivation:

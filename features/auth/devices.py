@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+from starlette.responses import Response
+
 from core.config import get_settings
 
-__all__ = ["DEVICE_COOKIE", "DEVICE_TTL_S", "_device_nonce", "device_token"]
+__all__ = ["DEVICE_COOKIE", "DEVICE_TTL_S", "device_nonce", "device_token", "set_device_cookie"]
 
 DEVICE_COOKIE = "dsa_device"
 DEVICE_TTL_S = 180 * 86_400
@@ -21,7 +23,19 @@ def device_token(username: str) -> str:
     return f"{nonce}.{_device_mac(nonce, username.casefold())}"
 
 
-def _device_nonce(token: str, username: str) -> str | None:
+def set_device_cookie(response: Response, username: str, *, secure: bool) -> None:
+    """Set a fresh device token for ``username`` on ``response`` (HttpOnly, 180 days)."""
+    response.set_cookie(
+        DEVICE_COOKIE,
+        device_token(username),
+        max_age=DEVICE_TTL_S,
+        httponly=True,
+        samesite="lax",
+        secure=secure,
+    )
+
+
+def device_nonce(token: str, username: str) -> str | None:
     nonce, _, mac = token.partition(".")
     if not nonce or len(token) > 200:
         return None

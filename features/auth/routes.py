@@ -37,14 +37,8 @@ def login(body: Login, request: Request, response: Response) -> TokenOut:
             device=request.cookies.get(service.DEVICE_COOKIE),
         )
     token, ttl = service.issue_access_token(user)
-    forced = get_settings().cookie_secure  # as the web UI's cookies (features.web.sessions)
-    response.set_cookie(
-        service.DEVICE_COOKIE,
-        service.device_token(user.username),
-        max_age=service.DEVICE_TTL_S,
-        httponly=True,
-        samesite="lax",
-        secure=forced if forced is not None else request.url.scheme == "https",
+    service.set_device_cookie(
+        response, user.username, secure=get_settings().secure_cookies(request.url.scheme)
     )
     return TokenOut(access_token=token, expires_in=ttl)
 

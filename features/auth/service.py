@@ -32,8 +32,9 @@ from core.config import get_settings
 from core.errors import TooManyRequests, Unauthorized
 from features.auth.devices import DEVICE_COOKIE as DEVICE_COOKIE
 from features.auth.devices import DEVICE_TTL_S as DEVICE_TTL_S
-from features.auth.devices import _device_nonce
+from features.auth.devices import device_nonce
 from features.auth.devices import device_token as device_token
+from features.auth.devices import set_device_cookie as set_device_cookie
 from features.auth.errors import (
     AccountDisabled,
     AdminRequired,
@@ -195,7 +196,7 @@ def authenticate(
     used before (decision 0027)."""
     s = get_settings()
     who = username.casefold()
-    nonce = _device_nonce(device, who) if device else None
+    nonce = device_nonce(device, who) if device else None
     bucket = ("login-device", nonce) if nonce else ("login-user", who)
     limits = [(s.rate_limit_login_user, *bucket)]
     if address:

@@ -126,15 +126,7 @@ def require_user(request: Request) -> User:
 def remember_device(request: Request, response: Response, user: User) -> None:
     """The device cookie of a successful sign-in (``auth_service.device_token``):
     this browser's later sign-ins of that name keep their own failure count."""
-    response.headers.append(
-        "set-cookie",
-        _cookie_header(
-            auth_service.device_token(user.username),
-            secure=_secure(request.scope),
-            max_age=auth_service.DEVICE_TTL_S,
-            name=auth_service.DEVICE_COOKIE,
-        ),
-    )
+    auth_service.set_device_cookie(response, user.username, secure=_secure(request.scope))
 
 
 def sign_in(request: Request, response: Response, user: User) -> None:
@@ -161,8 +153,7 @@ def _secure(scope: Scope) -> bool:
     """Cookies carry ``Secure`` when ``DSA_COOKIE_SECURE`` says so, or (unset)
     when the request came over https: directly, or through a proxy in
     ``DSA_TRUSTED_PROXIES`` that said so (``X-Forwarded-Proto``)."""
-    forced = get_settings().cookie_secure
-    return forced if forced is not None else scope.get("scheme") == "https"
+    return get_settings().secure_cookies(str(scope.get("scheme", "")))
 
 
 def check_csrf(request: Request, form_token: str | None) -> None:
