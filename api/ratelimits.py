@@ -6,6 +6,8 @@ Who a request counts against:
   database, so forged tokens cannot mint fresh counters;
 - a working API token (Bearer only): its user, under the same rule (looked
   up, remembered 30 s): all of a user's tokens share one counter;
+- a valid signed export link (no token): the user who made it, as above
+  (``polars.scan_parquet`` of a link sends dozens of ranged reads);
 - anything else, forged and unknown tokens included: the client address
   (after ``DSA_TRUSTED_PROXIES``), under ``DSA_RATE_LIMIT_ANONYMOUS``.
 
@@ -18,6 +20,10 @@ count ``EXPENSIVE_COST`` and take a slot for as long as they run, or get
 - at most ``DSA_ANONYMOUS_EXPENSIVE_CONCURRENCY`` for all anonymous callers
   together (default half the cores): a crowd of anonymous clients cannot
   take the cores signed-in users need.
+
+A HEAD or a ranged read of an export is not expensive: it serves bytes
+of the stored file (the one that must store it first is bounded by the
+exports service instead).
 
 Each also runs under a deadline, ``DSA_EXPENSIVE_DEADLINE_S`` (``core.deadline``):
 past it the work is cancelled and the caller gets 503 ``deadline_exceeded``,
@@ -32,6 +38,7 @@ import html
 import json
 import re
 import time
+from urllib.parse import parse_qsl
 
 import anyio
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -40,6 +47,7 @@ from core import deadline, ratelimit
 from core.config import Settings, get_settings
 from core.errors import TooManyRequests, Unauthorized
 from features.auth import service as auth_service
+from features.exports import service as exports_service
 from features.web import service as web_service
 
 _EXEMPT = ("/static/", "/healthz", "/readyz", "/metrics")
@@ -90,19 +98,45 @@ async def _who(scope: Scope) -> str | None:
     anonymous: it never gets a counter of its own."""
     token, from_cookie = _credential(scope)
     if not token:
-        return None
+        return _link_signer(scope)
     if token.startswith(auth_service.API_TOKEN_PREFIX):
         return None if from_cookie else await anyio.to_thread.run_sync(_api_token_user, token)
     claims = auth_service.decode_access_token(token)
     return str(claims["sub"]) if claims else None
 
 
+def _link_signer(scope: Scope) -> str | None:
+    """The signer of a valid export link (checked without the database)."""
+    query = scope.get("query_string", b"")
+    if b"sig=" not in query or not scope["path"].endswith("/export"):
+        return None
+    items = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    signer = exports_service.link_signer(scope["path"], items)
+    return str(signer) if signer else None
+
+
+_PARQUET = re.compile(rb"(^|&)format=parquet(&|$)")
+
+
+def _ranged(scope: Scope) -> bool:
+    """A HEAD, or a ranged read of a Parquet export (other formats stream
+    whole whatever the ``Range``)."""
+    if scope.get("method") == "HEAD":
+        return True
+    return bool(_PARQUET.search(scope.get("query_string", b""))) and any(
+        name == b"range" for name, _ in scope.get("headers", ())
+    )
+
+
 def expensive(scope: Scope) -> bool:
     """Whether a request may take seconds of a core: a compare, a merge
-    base, a filtered or sorted page, an export."""
+    base, a filtered or sorted page, an export (not a HEAD or ranged read
+    of one: bytes of its stored file)."""
+    path = scope["path"]
+    if path.endswith("/export") and _ranged(scope):
+        return False
     return bool(
-        _EXPENSIVE_PATH.search(scope["path"])
-        or _EXPENSIVE_QUERY.search(scope.get("query_string", b""))
+        _EXPENSIVE_PATH.search(path) or _EXPENSIVE_QUERY.search(scope.get("query_string", b""))
     )
 
 

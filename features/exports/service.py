@@ -30,6 +30,7 @@ the footer and the row groups a query needs, not the file.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -42,16 +43,18 @@ import structlog
 
 from core import db
 from core.config import get_settings
-from core.errors import ObjectNotFound
+from core.errors import ObjectNotFound, TooManyRequests
 from core.lru import LRU
 from core.objects import get_commit, get_schema
 from core.schema import arrow_schema
 from core.storage import ObjectStore, get_store
 from features.data import service as data_service
 from features.data.errors import UnknownColumn
-from features.exports import csv_stream, rows
+from features.exports import csv_stream, links, rows
 from features.exports.errors import (
+    BadSignature,
     DuplicateColumn,
+    LinkExpired,
     UnknownCompression,
     UnknownExportFormat,
     UnsupportedCompression,
@@ -316,14 +319,62 @@ def stream_and_store(export: Export) -> Iterator[bytes]:
         tmp.unlink(missing_ok=True)
 
 
+def link_signer(path: str, items: list[tuple[str, str]]) -> uuid.UUID | None:
+    """The user whose valid, unexpired signed link ``path`` and ``items``
+    (the query) are, None for anything else; no database (the rate limits
+    count a link's requests as its signer's)."""
+    try:
+        return links.verify(path, items)
+    except (BadSignature, LinkExpired):
+        return None
+
+
+_building: dict[str, threading.Lock] = {}
+_building_guard = threading.Lock()
+_builds: threading.BoundedSemaphore | None = None
+
+
+def _build_slot() -> threading.BoundedSemaphore:
+    global _builds
+    with _building_guard:
+        if _builds is None:
+            _builds = threading.BoundedSemaphore(get_settings().effective_expensive_per_user)
+        return _builds
+
+
 def materialise(export: Export) -> int:
-    """Store the Parquet export (unless stored already); its size."""
+    """Store the Parquet export (unless stored already); its size.
+
+    A HEAD or a ranged read is light work for the rate limits (bytes of a
+    stored file: polars reads a link with many at once), except the first
+    one, which stores the file. So concurrent first reads of one export
+    wait for one build, and a process builds at most
+    ``DSA_EXPENSIVE_PER_USER`` exports this way at a time (429 past it)."""
     size = materialised_size(export)
-    if size is None:
-        for _ in stream_and_store(export):
-            pass
-        size = materialised_size(export)
-        assert size is not None
+    if size is not None:
+        return size
+    key = export.materialised_key
+    with _building_guard:
+        lock = _building.setdefault(key, threading.Lock())
+    with lock:
+        size = materialised_size(export)  # built by the request we waited for
+        if size is None:
+            slots = _build_slot()
+            if not slots.acquire(blocking=False):
+                raise TooManyRequests(
+                    "the server is storing other Parquet exports; try again shortly",
+                    retry_after=1,
+                )
+            try:
+                for _ in stream_and_store(export):
+                    pass
+            finally:
+                slots.release()
+            size = materialised_size(export)
+            assert size is not None
+    with _building_guard:
+        if _building.get(key) is lock and not lock.locked():
+            del _building[key]
     return size
 
 

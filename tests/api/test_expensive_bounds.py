@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anyio
@@ -29,7 +30,12 @@ def _token(user: uuid.UUID) -> str:
     return jwt.encode(claims, get_settings().key("jwt"), algorithm="HS256")
 
 
-def _in_flight(callers: list[str | None], path: str = "/compare/a...b") -> list[int]:
+def _in_flight(
+    callers: list[str | None],
+    path: str = "/compare/a...b",
+    query: bytes = b"",
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+) -> list[int]:
     """Statuses of requests by ``callers`` (a token, or None: anonymous),
     each started while all earlier ones still run (their app waits)."""
     from api.ratelimits import RateLimitMiddleware
@@ -46,11 +52,12 @@ def _in_flight(callers: list[str | None], path: str = "/compare/a...b") -> list[
 
     async def call(token: str | None) -> None:
         headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+        headers += extra
         scope = {
             "type": "http",
             "method": "GET",
             "path": f"/api/v1/datasets/{uuid.uuid4()}{path}",
-            "query_string": b"",
+            "query_string": query,
             "headers": headers,
             "client": ("198.51.100.9", 1234),
         }
@@ -91,6 +98,60 @@ def test_cheap_requests_take_no_slot(rules: Any) -> None:
     rules(expensive_concurrency=1, expensive_per_user=1)
     alice = _token(uuid.uuid4())
     assert _in_flight([alice, alice, alice], path="/refs/main/data") == [200, 200, 200]
+
+
+def test_ranged_reads_of_a_parquet_export_take_no_slot(rules: Any) -> None:
+    """polars reads a Parquet link with many ranged reads at once; a
+    ranged read of another format streams the whole file, as a GET does."""
+    rules(expensive_concurrency=1, expensive_per_user=1, anonymous_expensive_concurrency=1)
+    alice, ranged = _token(uuid.uuid4()), ((b"range", b"bytes=0-99"),)
+    path, parquet = "/refs/main/export", b"format=parquet&table=t"
+    assert _in_flight([alice] * 3, path, parquet, ranged) == [200, 200, 200]
+    assert _in_flight([None] * 3, path, parquet, ranged) == [200, 200, 200]
+    assert sorted(_in_flight([alice] * 2, path, b"format=csv", ranged)) == [200, 429]
+    assert sorted(_in_flight([alice] * 2, path, parquet)) == [200, 429]
+
+
+def test_polars_reads_a_signed_link_at_the_default_limits(
+    client: Any, admin: dict[str, str], rules: Any, worker: Worker
+) -> None:
+    """A signed link's requests count as the user who made it, and ranged
+    reads of the stored file cost one request each. Before: they counted as
+    anonymous, ten each (``DSA_RATE_LIMIT_ANONYMOUS`` 600/minute), in at most
+    half the cores' slots: ``polars.scan_parquet`` of a link failed after a
+    few reads (429 after 60 ranged reads from one address)."""
+    ds = make_dataset(client, admin)
+    body = "id,v\n" + "".join(f"{i},{i % 97}\n" for i in range(20_000))
+    import_csv(client, admin, ds["id"], body.encode())
+    r = client.post(
+        f"/api/v1/datasets/{ds['id']}/refs/main/export-links",
+        json={"format": "parquet", "expires_in_seconds": 600},
+        headers=admin,
+    )
+    url = r.json()["url"].split("://", 1)[1].split("/", 1)[1]
+    rules(
+        rate_limit_anonymous="600/minute",
+        rate_limit_user="3000/minute",
+        expensive_concurrency=2,
+        expensive_per_user=1,
+        anonymous_expensive_concurrency=1,
+    )
+    size = int(client.head(f"/{url}").headers["content-length"])
+    statuses = [
+        client.get(f"/{url}", headers={"range": f"bytes={i}-{min(i + 99, size - 1)}"}).status_code
+        for i in range(0, 100 * 100, 100)
+    ]
+    assert statuses == [206] * 100
+    with ThreadPoolExecutor(8) as pool:  # at once, as polars reads
+        got = list(
+            pool.map(
+                lambda i: client.get(f"/{url}", headers={"range": f"bytes={i}-{i + 9}"}),
+                range(0, 800, 10),
+            )
+        )
+    assert {g.status_code for g in got} == {206}
+    whole = client.get(f"/{url}")
+    assert whole.status_code == 200 and pl.read_parquet(whole.content).height == 20_000
 
 
 def test_a_query_past_the_deadline_is_cancelled_and_frees_its_thread() -> None:
