@@ -26,7 +26,7 @@ _projection_cache: LRU[tuple[str, tuple[tuple[str, str, str], ...]], np.ndarray]
 
 # reads chunks in parallel (Parquet decoding and hashing release the GIL);
 # one pool for the process, since starting threads per request costs ~5 ms
-_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="compare")
+POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="compare")
 
 # logical types whose values are exactly an int64
 _EXACT = {"integer", "date", "datetime", "datetime_tz"}
@@ -90,7 +90,7 @@ class TableRows:
         wanted = np.unique(chunk_of)
         # each chunk's hash column is read (and cached) once; reads overlap
         # on a few threads (Parquet decoding releases the GIL)
-        columns = deadline.map_on(_POOL, lambda c: read_hashes(self.store, names[int(c)]), wanted)
+        columns = deadline.map_on(POOL, lambda c: read_hashes(self.store, names[int(c)]), wanted)
         for c, col in zip(wanted, columns, strict=True):
             sel = chunk_of == c
             out[sel] = col[row[sel]]
@@ -116,7 +116,7 @@ class TableRows:
         chunks = np.unique(chunk_of).tolist()
         # a page of changes holds rows of many chunks (a row group or more of
         # each to decode): chunks are read on the pool's threads
-        done = deadline.map_on(_POOL, one, chunks) if len(chunks) > 1 else [one(chunks[0])]
+        done = deadline.map_on(POOL, one, chunks) if len(chunks) > 1 else [one(chunks[0])]
         parts = [part for part, _ in done]
         where = [sel for _, sel in done]
         table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
@@ -153,7 +153,7 @@ class TableRows:
 
         wanted = np.unique(chunk_of)
         # chunk by chunk on a few threads: reading and hashing release the GIL
-        arrays = deadline.map_on(_POOL, hashed, wanted.tolist())
+        arrays = deadline.map_on(POOL, hashed, wanted.tolist())
         for c, got in zip(wanted, arrays, strict=True):
             sel = chunk_of == c
             out[sel] = got[row[sel]]

@@ -27,7 +27,7 @@ from core.objects import Commit, Manifest, Schema, TableEntry, get_commit, get_m
 from core.storage import ObjectStore, get_store
 from features.compare import align as alignment
 from features.compare import schema_diff
-from features.compare.rows import Projected, TableRows
+from features.compare.rows import POOL, Projected, TableRows
 from features.data import service as data_service
 from features.data.errors import TableNotFound, TableRequired
 from features.layouts import service as layouts_service
@@ -55,6 +55,17 @@ def version(store: ObjectStore, commit: Commit, table: str) -> TableVersion:
     schema = get_schema(store, entry.schema) if entry else _EMPTY
     manifest = get_manifest(store, entry.manifest) if entry else Manifest(())
     return TableVersion(entry, schema, manifest, TableRows(store, manifest, schema))
+
+
+def versions(
+    store: ObjectStore, base: Commit, head: Commit, table: str
+) -> tuple[TableVersion, TableVersion]:
+    """Both sides of a compare, their manifests decoded at once: the decoder
+    releases the GIL, and a manifest of ~270,000 pieces (the bench table
+    after ten re-uploads) takes ~10 ms to decode cold, most of it the first
+    touch of fresh memory (two at once: ~12 ms, against ~20)."""
+    b, h = deadline.map_on(POOL, lambda c: version(store, c, table), [base, head])
+    return b, h
 
 
 @dataclass
@@ -223,7 +234,7 @@ def compare(
     store = get_store()
     base_c, head_c = get_commit(store, base_ref), get_commit(store, head_ref)
     name = pick_table(base_c, head_c, table)
-    base, head = version(store, base_c, name), version(store, head_c, name)
+    base, head = versions(store, base_c, head_c, name)
     pk = list(dataset["primary_key"]) if dataset.get("primary_key") else None
     cache_key = (base_ref, head_ref, name, tuple(pk) if pk else None)
     td = _diffs.get(cache_key)

@@ -21,10 +21,11 @@ pieces of ~3.4 rows in 18 chunks), imported into one embedded stack
 - ``polars.scan_parquet`` of a signed link, collected whole;
 - the first page of a filter never run before (``city = … and quantity >
   …``), and of a sort (``sort=-price`` under a new filter);
-- compare of v9…v10 against v0…v1 (summary, then the first page of changes;
-  each pair's first compare in a fresh API process is the cold one), and
-  24 pages of 100 changes at offsets 700 apart, none read before, the
-  pairs alternating (their median).
+- compare of v9…v10 against v0…v1 (summary, then the first page of changes:
+  each round in a fresh API process, so both are cold, the pairs' order
+  alternating; the median of ``--runs`` rounds), and 24 pages of 100
+  changes at offsets 700 apart, none read before, the pairs alternating
+  (their median).
 
 Two modes, each a fresh start of the same stack:
 
@@ -207,11 +208,13 @@ class Bench:
                 out["sorted"].setdefault(label, []).append(got)
         return out
 
-    def compare(self, ds: str, table: str, pairs: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    def compare(
+        self, ds: str, table: str, pairs: dict[str, tuple[str, str]], pages: bool = True
+    ) -> dict[str, Any]:
         """Each pair's summary, then its first page of changes (the first
-        compare of each pair in this process: cold); then 24 pages 700
-        changes apart, the pairs alternating offset by offset (as exports
-        alternate v0 and v10), each reading rows not read before."""
+        compare of each pair in this process: cold); then (``pages``) 24
+        pages 700 changes apart, the pairs alternating offset by offset (as
+        exports alternate v0 and v10), each reading rows not read before."""
         out: dict[str, Any] = {}
         urls = {
             label: f"/api/v1/datasets/{ds}/compare/{base}...{head}"
@@ -227,7 +230,7 @@ class Bench:
                 lambda url=url: self.client.get(url, params={"table": table, "limit": 0})
             )
             out[label] = {"summary_s": summary, "first_page_s": page(url, 0), "pages_s": []}
-        for offset in range(700, 18_000, 700):
+        for offset in range(700, 18_000, 700) if pages else ():
             for label, url in urls.items():
                 out[label]["pages_s"].append(page(url, offset))
         return out
@@ -384,11 +387,6 @@ def run_mode(
         out["parquet_file"] = {k: bench.parquet_file(ds, "bench", v) for k, v in pair.items()}
         out["scan_parquet_s"] = bench.scan_parquet(ds, "bench", pair)
         out["first_pages_s"] = bench.first_pages(ds, "bench", pair, seed=len(name))
-        print(f"[{name}] compare (cold: the first of this API process)")
-        out["compare"] = bench.compare(
-            ds, "bench", {"v0...v1": (c[0], c[1]), "v9...v10": (c[-2], c[-1])}
-        )
-        print(f"  {out['compare']}")
         if info.get("flights"):
             f = info["flights"]
             print(f"[{name}] exports of flights, v1 and v2")
@@ -398,10 +396,38 @@ def run_mode(
                 {"v1": f["v1"], "v2": f["v2"]},
                 {"v1": f["rows"], "v2": f["rows"]},
             )
-        out["loadavg_at_end"] = os.getloadavg()[0]
-        res["modes"][name] = out
     finally:
         stack.stop()
+    print(f"[{name}] compare (cold: the first of a fresh API process, {args.runs} rounds)")
+    out["compare"] = compare_rounds(home, extra, args.runs, ds, c)
+    print(f"  {out['compare']}")
+    out["loadavg_at_end"] = os.getloadavg()[0]
+    res["modes"][name] = out
+
+
+def compare_rounds(
+    home: Path, extra: dict[str, str], runs: int, ds: str, c: list[str]
+) -> dict[str, Any]:
+    """Compare v0…v1 and v9…v10, each round in a fresh API process (a cold
+    compare is the first of its process: the process before has exported v0
+    and v10, not read v9), the pairs' order alternating; the 24 pages in
+    the last round. Summaries and first pages: a list, one a round."""
+    pairs = {"v0...v1": (c[0], c[1]), "v9...v10": (c[-2], c[-1])}
+    out: dict[str, Any] = {k: {"summary_s": [], "first_page_s": [], "pages_s": []} for k in pairs}
+    for i in range(runs):
+        order = dict(list(pairs.items())[:: 1 if i % 2 == 0 else -1])
+        stack = Stack(home, free_port(), extra_env=extra)
+        try:
+            stack.wait_ready(120)
+            client = _login(stack)
+            got = Bench(stack, client, 1).compare(ds, "bench", order, pages=i == runs - 1)
+        finally:
+            stack.stop()
+        for label, r in got.items():
+            out[label]["summary_s"].append(r["summary_s"])
+            out[label]["first_page_s"].append(r["first_page_s"])
+            out[label]["pages_s"] += r["pages_s"]
+    return out
 
 
 def report(res: dict[str, Any]) -> None:
@@ -433,9 +459,8 @@ def report(res: dict[str, Any]) -> None:
             )
         cmp = out["compare"]
         for key in ("summary_s", "first_page_s", "pages_s"):
-            a, b = cmp["v0...v1"][key], cmp["v9...v10"][key]
-            if key == "pages_s":  # the median page of changes never read before
-                a, b = _med(a), _med(b)
+            # the median of the rounds; of the pages never read before
+            a, b = _med(cmp["v0...v1"][key]), _med(cmp["v9...v10"][key])
             print(
                 f"  compare {key[:-2]:10} v0…v1 {a * 1000:6.1f} ms  v9…v10 {b * 1000:6.1f} ms "
                 f"×{b / a:.2f} ({'met' if b <= 1.2 * a else 'NOT met'})"
