@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
 from api.gate import ServiceGateMiddleware
+from api.names import DatasetNameMiddleware
 from api.ratelimits import RateLimitMiddleware
 from core import audit, chunks, db, queue
 from core.config import get_settings
@@ -136,6 +137,7 @@ def create_app() -> FastAPI:
     app.mount("/static", StaticFiles(directory=web_service.STATIC_DIR), name="static")
     web_service.templates()  # every template compiled now, not on a visitor's request
 
+    app.add_middleware(DatasetNameMiddleware)  # innermost: routes see ids
     app.add_middleware(web_service.SessionMiddleware)
     app.add_middleware(RateLimitMiddleware)
     app.add_middleware(ServiceGateMiddleware)

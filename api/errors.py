@@ -58,7 +58,9 @@ def _http_error(exc: StarletteHTTPException) -> DsaError:
 
 
 def problem_response(err: DsaError, request: Request | None = None) -> JSONResponse:
-    body = err.to_problem(instance=str(request.url.path) if request else None)
+    # as the request spelled it: a dataset's name stays a name (api.names)
+    instance = request.scope.get("dsa.requested_path", request.url.path) if request else None
+    body = err.to_problem(instance=str(instance) if instance else None)
     headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
     if isinstance(err, TooManyRequests):
         headers = {"Retry-After": str(err.retry_after)}

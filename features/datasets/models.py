@@ -4,12 +4,24 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.models import Links
 
 Visibility = Literal["private", "internal", "public"]
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+def not_an_id(name: str | None) -> str | None:
+    """A name stands for its dataset in paths (``/datasets/{name}/…``): it
+    may not look like the id of another."""
+    if name is not None:
+        try:
+            uuid.UUID(name)
+        except ValueError:
+            return name
+        raise ValueError("a dataset name may not look like a dataset id (a UUID)")
+    return name
 
 
 class DatasetCreate(BaseModel):
@@ -19,6 +31,8 @@ class DatasetCreate(BaseModel):
     primary_key: list[str] | None = Field(default=None, min_length=1, max_length=32)
     visibility: Visibility = "private"
 
+    _name = field_validator("name")(not_an_id)
+
 
 class DatasetPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -26,6 +40,8 @@ class DatasetPatch(BaseModel):
     description: str | None = Field(default=None, max_length=10_000)
     primary_key: list[str] | None = Field(default=None, max_length=32)
     visibility: Visibility | None = None
+
+    _name = field_validator("name")(not_an_id)
 
 
 class Storage(BaseModel):

@@ -75,3 +75,6 @@ RETURNING id, name, description, primary_key, visibility, default_branch, create
 -- commits, refs, reflog, jobs, uploads and permissions with them).
 DELETE FROM dataset WHERE deleted_at < now() - make_interval(secs => %(older_than_s)s)
 RETURNING id, name;
+
+-- name: id_by_name
+SELECT id FROM dataset WHERE name = %(name)s AND deleted_at IS NULL;

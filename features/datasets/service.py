@@ -9,6 +9,7 @@ it did not exist; one who may read but lacks the role gets 403.
 from __future__ import annotations
 
 import uuid
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,19 @@ from features.datasets.errors import (
 from features.refs import service as refs_service
 
 Q = db.Queries(__file__)
+
+# the name a request spelled its dataset with (``api.names``): a 404 repeats
+# it, never the id it stands for (which would tell that a hidden one exists)
+requested_name: ContextVar[str | None] = ContextVar("dsa_dataset_name", default=None)
+
+
+def id_by_name(conn: psycopg.Connection[Any], name: str) -> uuid.UUID | None:
+    """The live dataset called ``name`` (whoever may see it: the caller's
+    permission is checked by ``require`` on the id), or None."""
+    row = conn.execute(Q.id_by_name, {"name": name}).fetchone()
+    return row["id"] if row else None
+
+
 ROLES = {"read": 1, "write": 2, "admin": 3}
 
 
@@ -109,7 +123,7 @@ def require(
     ).fetchone()
     have = role_of(user, row) if row else 0
     if row is None or have == 0:
-        raise DatasetNotFound(f"dataset {dataset_id} does not exist")
+        raise DatasetNotFound(f"dataset {requested_name.get() or dataset_id} does not exist")
     if have >= ROLES[role] and user is not None and user.limited:
         have = _within_token(user, dataset_id, row, have)
     if have < ROLES[role]:

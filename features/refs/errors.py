@@ -46,3 +46,16 @@ class BranchProtected(Conflict):
 
 class DefaultBranch(Conflict):
     default_code = "default_branch"
+
+
+class InvalidRevision(BadRequest):
+    """A ref's suffix (``~N``, ``^N``, ``@{…}``) that cannot be read; ``part`` names it."""
+
+    default_code = "invalid_revision"
+
+
+class RevisionNotFound(RefNotFound):
+    """A suffix that leads nowhere (past the root, a missing parent, a time
+    before the ref existed); ``part`` names it."""
+
+    default_code = "revision_not_found"

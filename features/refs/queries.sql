@@ -83,3 +83,16 @@ WHERE dataset_id = %(dataset_id)s AND created_at >= %(since)s AND c IS NOT NULL;
 -- name: expire_log
 -- Reflog entries older than the retention window go.
 DELETE FROM ref_log WHERE created_at < %(before)s;
+
+-- name: nth_value
+-- The value a ref had n changes ago (0: now); protection changes are not values.
+SELECT new_commit_id FROM ref_log
+WHERE dataset_id = %(dataset_id)s AND ref_name = %(name)s AND action IN ('create', 'move')
+ORDER BY id DESC OFFSET %(n)s LIMIT 1;
+
+-- name: value_at
+-- The ref's last change at or before a time (new_commit_id NULL: deleted then).
+SELECT new_commit_id FROM ref_log
+WHERE dataset_id = %(dataset_id)s AND ref_name = %(name)s
+  AND action IN ('create', 'move', 'delete') AND created_at <= %(at)s
+ORDER BY id DESC LIMIT 1;

@@ -29,6 +29,7 @@ from core.errors import InvalidRequest, NotFound
 from core.objects import Commit
 from features.commits import service as commits_service
 from features.layouts import service as layouts_service
+from features.refs import revisions
 from features.refs.errors import (
     BranchNotFound,
     BranchProtected,
@@ -167,7 +168,18 @@ def _lock(
 
 
 def resolve(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, ref: str) -> str:
-    """The commit id a ref names: a branch, a tag, a full id or a unique prefix (>= 7 hex)."""
+    """The commit id a ref names: a branch, a tag, a full id or a unique
+    prefix (>= 7 hex), with any revision suffixes (``~N``, ``^N``, ``@{…}``:
+    ``revisions``)."""
+    if revisions.MARKS.search(ref):
+        base, parts = revisions.split(ref)
+        return revisions.apply(
+            conn, dataset_id, ref, base, parts, lambda b: _resolve(conn, dataset_id, b)
+        )
+    return _resolve(conn, dataset_id, ref)
+
+
+def _resolve(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, ref: str) -> str:
     if _HEX.match(ref):  # ref names can never look like commit ids (validate_name)
         if len(ref) == 64 and commits_service.exists(conn, dataset_id, ref):
             return ref

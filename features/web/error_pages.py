@@ -11,7 +11,7 @@ from features.web.templating import render
 
 
 def error_page(request: Request, err: DsaError) -> HTMLResponse:
-    problem = err.to_problem(instance=request.url.path)
+    problem = err.to_problem(instance=request.scope.get("dsa.requested_path", request.url.path))
     where = {k: problem[k] for k in ("line", "column", "sheet", "position") if k in problem}
     page = render(
         request,
