@@ -52,7 +52,7 @@ from features.web import service as web_service
 
 _EXEMPT = ("/static/", "/healthz", "/readyz", "/metrics")
 _EXPENSIVE_PATH = re.compile(r"/(compare|merge-base)/|/export$")
-_EXPENSIVE_QUERY = re.compile(rb"(^|&)(filter|sort)=")
+_EXPENSIVE_QUERY = re.compile(rb"(^|&)(filter|sort|digest)=")
 
 
 def _credential(scope: Scope) -> tuple[str | None, bool]:
@@ -130,7 +130,7 @@ def _ranged(scope: Scope) -> bool:
 
 def expensive(scope: Scope) -> bool:
     """Whether a request may take seconds of a core: a compare, a merge
-    base, a filtered or sorted page, an export (not a HEAD or ranged read
+    base, a filtered or sorted page, a table's digest, an export (not a HEAD or ranged read
     of one: bytes of its stored file)."""
     path = scope["path"]
     if path.endswith("/export") and _ranged(scope):

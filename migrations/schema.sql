@@ -228,6 +228,14 @@ TABLE stored_export
   CREATE UNIQUE INDEX stored_export_pkey ON public.stored_export USING btree (key)
   CREATE INDEX stored_export_used_idx ON public.stored_export USING btree (used_at)
 
+TABLE table_digest
+  manifest_id text NOT NULL
+  digest text NOT NULL
+  row_count bigint NOT NULL
+  created_at timestamp with time zone NOT NULL DEFAULT now()
+  CONSTRAINT table_digest_pkey PRIMARY KEY (manifest_id)
+  CREATE UNIQUE INDEX table_digest_pkey ON public.table_digest USING btree (manifest_id)
+
 TABLE upload
   id uuid NOT NULL
   dataset_id uuid NOT NULL

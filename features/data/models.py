@@ -11,6 +11,11 @@ class TableOut(BaseModel):
     name: str
     row_count: int
     columns: list[ColumnOut]
+    digest: str | None = Field(
+        default=None,
+        description="blake3:<hex> of the rows in order (docs/hash-spec.md); present when "
+        "known, always with ?digest=true",
+    )
 
 
 class TableList(BaseModel):

@@ -16,11 +16,16 @@ router = APIRouter(prefix="/api/v1", tags=["reading"])
 
 @router.get("/datasets/{dataset_id}/refs/{ref:path}/tables", response_model=TableList)
 def tables(
-    dataset_id: uuid.UUID, ref: str, user: User | None = Depends(optional_user)
+    dataset_id: uuid.UUID,
+    ref: str,
+    digest: bool = Query(
+        False, description="compute each table's content digest if not known yet (a scan)"
+    ),
+    user: User | None = Depends(optional_user),
 ) -> TableList:
     with read() as conn:
         datasets_service.require(conn, user, dataset_id, "read")
-        return TableList.model_validate(service.tables(conn, dataset_id, ref))
+        return TableList.model_validate(service.tables(conn, dataset_id, ref, digest=digest))
 
 
 # The hot read path answers with bytes it serialises itself (orjson): the

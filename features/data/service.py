@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from core.chunks import chunk_key, read_rows
 from core.objects import Commit, Manifest, TableEntry, get_commit, get_manifest, get_schema
 from core.storage import get_store
-from features.data import query
+from features.data import digests, query
 from features.data.errors import TableNotFound, TableRequired, UnknownColumn
 from features.data.filters import parse_filter, parse_sort
 from features.layouts import service as layouts_service
@@ -38,20 +38,27 @@ MAX_LIMIT = 1000
 _SAFE_INT = 2**53
 
 
-def tables(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, ref: str) -> dict[str, Any]:
+def tables(
+    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, ref: str, *, digest: bool = False
+) -> dict[str, Any]:
+    """A version's tables; each with its content digest when one is known,
+    or (``digest``) computed now if not (``digests``)."""
     commit_id = refs_service.resolve(conn, dataset_id, ref)
     store = get_store()
     commit = get_commit(store, commit_id)
     items = []
     for name, entry in sorted(commit.tables.items()):
         schema = get_schema(store, entry.schema)
-        items.append(
-            {
-                "name": name,
-                "row_count": entry.row_count,
-                "columns": [c.to_json() for c in schema.columns],
-            }
-        )
+        item: dict[str, Any] = {
+            "name": name,
+            "row_count": entry.row_count,
+            "columns": [c.to_json() for c in schema.columns],
+        }
+        if digest:
+            item["digest"] = digests.digest(conn, store, get_manifest(store, entry.manifest))
+        elif (value := digests.known(conn, entry.manifest)) is not None:
+            item["digest"] = value
+        items.append(item)
     return {"commit_id": commit_id, "items": items}
 
 

@@ -72,8 +72,9 @@ TABLES = (
 # entries after whatever the target logged, with new ids, in their order
 APPEND_ONLY = ("audit_log",)
 # not copied: the target's own (schema_migration), caches whose objects are
-# not copied (layout, stored_export), what only running writers hold (write_hold)
-SKIPPED = ("schema_migration", "layout", "stored_export", "write_hold")
+# not copied (layout, stored_export), what only running writers hold (write_hold),
+# digests recomputed when asked for (table_digest)
+SKIPPED = ("schema_migration", "layout", "stored_export", "write_hold", "table_digest")
 
 
 @dataclass
