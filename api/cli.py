@@ -7,6 +7,8 @@
 - ``dsa fsck``: checks an installation's stored data (``features.integrity``).
 - ``dsa gc``: deletes what nothing references, after a grace period (same).
 - ``dsa backup`` / ``dsa restore``: a consistent copy of an installation (same).
+- the client's commands (``dsa login``, ``upload``, ``log``, ``diff``,
+  ``export``, ``lock``, ``pull``, …): ``dsa.cli`` (api/client), over HTTP.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from types import FrameType
 from typing import Any
 
 import httpx
+from dsa import cli as client_cli
 
 from core.config import get_settings, is_placeholder
 
@@ -555,6 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rs.add_argument("--json", action="store_true", help="the summary as JSON")
     rs.set_defaults(func=cmd_restore)
+
+    client_cli.register(sub)  # login, upload, log, diff, export, lock, pull, …
     return p
 
 
@@ -564,6 +569,8 @@ def main(argv: list[str] | None = None) -> int:
     from core.errors import DsaError
 
     args = build_parser().parse_args(argv)
+    if getattr(args, "client", False):
+        return client_cli.run(args)
     try:
         return int(args.func(args) or 0)
     except DsaError as err:
