@@ -157,8 +157,8 @@ def test_raise_sites_use_classes_and_handlers_never_compare_codes() -> None:
     for top in ("core", "api", "worker", "features"):
         for path in sorted((ROOT / top).rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
-            if rel in NOT_YET_CONVERTED:
-                continue
+            if rel in NOT_YET_CONVERTED or rel.startswith("api/client/"):
+                continue  # the client reads codes off the wire: matching one is its API
             text = path.read_text()
             for node in ast.walk(ast.parse(text)):
                 if not isinstance(node, ast.Call):

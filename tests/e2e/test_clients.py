@@ -258,3 +258,96 @@ def test_retries_honour_retry_after(home: Path) -> None:
         assert err.value.status == 429 and str(err.value) == "slow down"
     finally:
         server.shutdown()
+
+
+def _blocks(text: str, lang: str, after: str) -> list[str]:
+    body = text[text.index(after) :]
+    out, rest = [], body
+    while f"```{lang}\n" in rest:
+        rest = rest[rest.index(f"```{lang}\n") + len(lang) + 4 :]
+        out.append(rest[: rest.index("```")])
+        rest = rest[rest.index("```") + 3 :]
+        if "\n## " in rest.split("```")[0]:
+            break
+    return out
+
+
+def test_the_readme_try_it_runs_as_written(tmp_path: Path, api_url: str) -> None:
+    """README's five-minute path, pasted into a shell against a test server
+    (only the URL differs), then its Python snippet."""
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    shell = _blocks(readme, "sh", "## Try it")[0]
+    shell = shell.replace("http://127.0.0.1:8000", api_url)
+    shell = shell.replace('export PATH="$PWD/.venv/bin:$PATH"', "")
+    (tmp_path / "docs" / "samples").mkdir(parents=True)
+    (tmp_path / "docs" / "samples" / "people.csv").write_text(
+        (root / "docs" / "samples" / "people.csv").read_text()
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DSA_")}
+    env.update(
+        DSA_CONFIG_DIR=str(tmp_path / "config"),
+        DSA_PASSWORD=ADMIN_PASSWORD,
+        PATH=f"{Path(sys.executable).parent}:{env['PATH']}",
+    )
+    with dsa.Client(api_url, _admin_token(api_url)) as c:  # a clean slate for the name
+        if any(d["name"] == "people" for d in c.datasets()):
+            c.session.request("DELETE", "/api/v1/datasets/people")
+    out = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", shell],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    assert "1 modified" in out.stdout and "27" in out.stdout and "28" in out.stdout
+    assert "verified" in out.stderr and (tmp_path / "data" / "people" / "people.parquet").exists()
+    python = _blocks(readme, "python", "## Try it")[0]
+    out = subprocess.run(
+        [sys.executable, "-c", python], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "'modified': 1" in out.stdout
+
+
+def _admin_token(api_url: str) -> str:
+    import httpx
+
+    r = httpx.post(
+        f"{api_url}/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+    )
+    return str(r.json()["access_token"])
+
+
+def test_dsa_urls_read_a_version_with_polars_pandas_and_pyarrow(
+    home: Path, logged_in: str, people: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fsspec
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    monkeypatch.setenv("DSA_CONFIG_DIR", str(home / "config"))
+    name = people["name"]
+    want = _frame(edit=10)
+    url = f"dsa://{name}@{people['v2'][:12]}/people.parquet"
+    assert pd.read_parquet(url).equals(want.to_pandas())
+    with fsspec.open(f"dsa://{name}@main~1/people.csv") as f:  # polars: through a file
+        assert pl.read_csv(f).equals(want)
+    assert pd.read_csv(f"dsa://{name}@main~1/people.csv")["score"].sum() == want["score"].sum()
+    assert pl.read_parquet(url, use_pyarrow=True).equals(want)
+    # ranged reads: one column of a 300,000-row table reads a fraction of the file
+    big = pl.DataFrame({"id": range(300_000), "text": [uuid.uuid4().hex for _ in range(300_000)]})
+    big.write_parquet(home / "big.parquet")
+    with dsa.Client() as c:
+        c.upload(name, home / "big.parquet", "side", table="big")
+    fs = fsspec.filesystem("dsa")
+    big_url = f"dsa://{name}@side/big.parquet"
+    size = fs.info(big_url)["size"]
+    with fs.open(big_url) as f:
+        got = pq.ParquetFile(f).read(columns=["id"])
+        fetched = f.fetched
+    assert got.column("id").to_pylist() == list(range(300_000))
+    assert 0 < fetched < size / 3, (fetched, size)
+    listed = fs.ls(f"dsa://{name}@main", detail=False)
+    assert listed == [f"{name}@main/people.parquet"]
+    with pytest.raises(dsa.ProblemError):
+        pd.read_parquet(f"dsa://{name}@nope/people.parquet")

@@ -79,9 +79,11 @@ def test_schema_diff(http: httpx.Client, auth: dict[str, str]) -> None:
     head = _csv([(i, i * 10, "x") for i in range(1, 301)], header="id,amount,flag")
     import_csv(http, auth, d["id"], head)
     body = http.get(f"/api/v1/datasets/{d['id']}/compare/main~...main", headers=auth)
-    assert body.status_code in (400, 404)  # no ~ syntax: a clear problem, not a 500
     commits = http.get(f"/api/v1/datasets/{d['id']}/commits", headers=auth).json()["items"]
     v2, v1 = commits[0]["id"], commits[1]["id"]
+    # main~ is main's parent (issue 16's ref suffixes)
+    assert body.status_code == 200, body.text
+    assert (body.json()["base_commit_id"], body.json()["head_commit_id"]) == (v1, v2)
     sd = http.get(f"/api/v1/datasets/{d['id']}/compare/{v1}...{v2}", headers=auth).json()[
         "schema_diff"
     ]
