@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) tests/bench/bench_fsck.py
 	$(PY) tests/bench/bench_gc.py
 	$(PY) tests/bench/bench_security.py
+	$(PY) tests/bench/bench_clients.py
 	$(PY) tests/bench/bench_scaleout.py
 	$(PY) tests/bench/bench_scaleout.py --storage s3
 

@@ -14,6 +14,7 @@ import httpx
 from dsa.errors import ProblemError, Unreachable
 
 RETRY_STATUSES = (429, 503)
+CONNECT_RETRIES = 2
 USER_AGENT = "dsa-client/1"
 
 
@@ -75,7 +76,9 @@ class Session:
             try:
                 response = self.http.send(build(), stream=stream)
             except httpx.TransportError as err:
-                if attempt >= self.retries or not isinstance(
+                # a refused connection is retried briefly (a server restarting),
+                # not for as long as a 429: a wrong URL should fail fast
+                if attempt >= min(self.retries, CONNECT_RETRIES) or not isinstance(
                     err, httpx.ConnectError | httpx.RemoteProtocolError
                 ):
                     raise Unreachable(f"cannot reach {self.url}: {err}") from None

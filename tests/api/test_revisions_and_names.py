@@ -126,6 +126,9 @@ def test_a_dataset_is_named_by_its_name_in_every_path(
     client.patch(f"/api/v1/datasets/{ds['name']}", json={"visibility": "public"}, headers=admin)
     page = client.get(f"/datasets/{ds['name']}")  # the web UI's pages too
     assert page.status_code == 200 and ds["name"] in page.text
+    # its ref box takes the same spellings: main~2 is the first version
+    page = client.get(f"/datasets/{ds['name']}", params={"ref": "main~2"})
+    assert page.status_code == 200 and history["commits"][0][:12] in page.text
     client.patch(f"/api/v1/datasets/{ds['name']}", json={"visibility": "private"}, headers=admin)
     r = client.get("/api/v1/datasets/no-such-dataset-here/refs", headers=admin)
     assert r.status_code == 404 and r.json()["code"] == "dataset_not_found"

@@ -45,7 +45,7 @@ def dsa_cmd(
     base["DSA_CONFIG_DIR"] = str(home / "config")
     base.update(env or {})
     out = subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
+        [str(Path(sys.executable).with_name("dsa")), *args],  # the installed command
         cwd=home,
         env=base,
         capture_output=True,
