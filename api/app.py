@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -91,6 +92,10 @@ def _warm_up_routes(app: FastAPI) -> None:
         route.matches(dict(scope))
 
 
+def _operation_id(route: APIRoute) -> str:
+    return f"{route.tags[0]}_{route.name}" if route.tags else route.name
+
+
 def create_app() -> FastAPI:
     configure_logs(get_settings().log_level)
     app = FastAPI(
@@ -98,6 +103,8 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="A Git-like versioned dataset store",
         lifespan=_lifespan,
+        # operation ids a generated client can use as names: "datasets_create"
+        generate_unique_id_function=_operation_id,
     )
     errors.install(app)
     errors.document_problems(app)

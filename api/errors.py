@@ -109,9 +109,23 @@ def document_problems(app: FastAPI) -> None:
         }
         for item in schema.get("paths", {}).values():
             for operation in item.values():
+                for param in operation.get("parameters", []):
+                    if param.get("in") == "path" and param.get("name") == "dataset_id":
+                        # api/names.py: a name stands for the id
+                        param["schema"] = {"type": "string", "title": "Dataset id or name"}
                 responses = operation.setdefault("responses", {})
                 for status in PROBLEM_STATUSES:
                     responses[str(status)] = problem
+        # /docs gets "Authorize": a bearer token (a login's JWT or an API
+        # token); every operation takes one, and most also answer without
+        schema["components"]["securitySchemes"] = {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "POST /api/v1/auth/login's access_token, or an API token",
+            }
+        }
+        schema["security"] = [{"bearer": []}, {}]
         app.openapi_schema = schema
         return schema
 

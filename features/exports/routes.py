@@ -21,6 +21,7 @@ from features.exports import links, service
 from features.exports.errors import BadSignature, LinkLifetimeTooLong, RangeNotSatisfiable
 from features.exports.models import ExportLink
 from features.exports.service import Export
+from features.exports.spec import FORMATS
 
 router = APIRouter(prefix="/api/v1", tags=["exports"])
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -86,7 +87,18 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-@router.get("/datasets/{dataset_id}/refs/{ref:path}/export")
+_FILE = {"schema": {"type": "string", "format": "binary"}}
+
+
+@router.get(
+    "/datasets/{dataset_id}/refs/{ref:path}/export",
+    responses={
+        200: {
+            "description": "the file, streamed (Parquet: whole, or 206 for a Range)",
+            "content": {media.split(";")[0]: _FILE for _, media in FORMATS.values()},
+        }
+    },
+)
 @router.head("/datasets/{dataset_id}/refs/{ref:path}/export", include_in_schema=False)
 def export(
     request: Request,

@@ -62,7 +62,15 @@ def cancel_job(job_id: uuid.UUID, user: User = Depends(current_user)) -> JobOut:
     return JobOut.model_validate(service.to_out(row))
 
 
-@router.get("/jobs/{job_id}/events")
+@router.get(
+    "/jobs/{job_id}/events",
+    responses={
+        200: {
+            "description": "progress events, then an end event (docs/api.md)",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def job_events(job_id: uuid.UUID, user: User = Depends(current_user)) -> StreamingResponse:
     """Server-sent events: a ``progress`` event whenever the job changes, then one
     ``end`` event with its final state, then the stream closes (or after

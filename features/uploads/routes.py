@@ -41,10 +41,38 @@ def count_import(user: User) -> None:
         ratelimit.hit(rule, "imports", str(user.id), what="uploads and imports")
 
 
+_UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "the file"},
+                    "message": {"type": "string"},
+                    "mode": {"type": "string", "enum": ["replace", "append", "upsert"]},
+                    "table": {"type": "string"},
+                    "expected_commit_id": {"type": "string"},
+                    "options": {
+                        "type": "string",
+                        "description": "JSON: delimiter, header, encoding, null_values, "
+                        "skip_rows, sheet, column_types (docs/api.md, Import options)",
+                    },
+                },
+            }
+        }
+    },
+}
+
+
 @router.post(
     "/datasets/{dataset_id}/refs/{branch:path}/uploads",
     response_model=UploadAccepted,
     status_code=202,
+    # the body is streamed by hand (never buffered), so FastAPI cannot see it:
+    # described here, so /docs can upload a file and generators make a client
+    openapi_extra={"requestBody": _UPLOAD_BODY},
 )
 async def upload(
     dataset_id: uuid.UUID, branch: str, request: Request, user: User = Depends(current_user)
