@@ -38,6 +38,7 @@ from features.data.ui import router as data_ui
 from features.datasets.routes import router as datasets_router
 from features.datasets.ui import router as datasets_ui
 from features.exports.routes import router as exports_router
+from features.exports.ui import router as exports_ui
 from features.health.routes import router as health_router
 from features.integrity.routes import router as integrity_router
 from features.jobs.routes import router as jobs_router
@@ -139,6 +140,7 @@ def create_app() -> FastAPI:
         auth_ui,
         accounts_ui,
         audit_ui,
+        exports_ui,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=web_service.STATIC_DIR), name="static")

@@ -226,25 +226,43 @@ def create_link(
     user: User = Depends(current_user),
 ) -> ExportLink:
     """A signed URL of an export, usable without an Authorization header."""
+    return make_link(
+        request,
+        user,
+        dataset_id,
+        ref,
+        table=body.table,
+        format=body.format,
+        columns=body.columns,
+        filter=body.filter,
+        compression=body.compression,
+        raw=body.raw,
+        seconds=body.expires_in_seconds,
+        pin=body.pin,
+    )
+
+
+def make_link(
+    request: Request,
+    user: User,
+    dataset_id: uuid.UUID,
+    ref: str,
+    *,
+    seconds: int,
+    pin: bool,
+    **options: Any,
+) -> ExportLink:
+    """A signed link of the export ``options`` describe (``prepare``'s
+    arguments), valid ``seconds``; audited as a link handed out."""
     limit = get_settings().export_link_max_seconds
-    if body.expires_in_seconds > limit:
+    if seconds > limit:
         raise LinkLifetimeTooLong(f"expires_in_seconds may be at most {limit}", limit=limit)
     with read() as conn:
         dataset = datasets_service.require(conn, user, dataset_id, "read")
-        ex = service.prepare(
-            conn,
-            dataset,
-            ref,
-            table=body.table,
-            format=body.format,
-            columns=body.columns,
-            filter=body.filter,
-            compression=body.compression,
-            raw=body.raw,
-        )
-    expires_at = int(time.time()) + body.expires_in_seconds
+        ex = service.prepare(conn, dataset, ref, **options)
+    expires_at = int(time.time()) + seconds
     _audit(user, dataset_id, ref, ex, link=True, expires_at=expires_at)
-    target = ex.commit_id if body.pin else ref
+    target = ex.commit_id if pin else ref
     path = f"/api/v1/datasets/{dataset_id}/refs/{target}/export"
     query = links.sign(path, ex.options.params(), user_id=user.id, expires_at=expires_at)
     base = str(request.base_url).rstrip("/")
