@@ -108,3 +108,51 @@ def test_every_route_method_is_documented() -> None:
     assert not missing, (
         "docs/api.md does not mention these operations as 'METHOD /path':\n" + "\n".join(missing)
     )
+
+
+def _curl_requests(text: str) -> Iterator[tuple[str, str, str]]:
+    """(method, path, the command) of every curl example in ``sh`` blocks."""
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        for command in re.split(r"\n(?=\S)", block.replace("\\\n", " ")):
+            for m in re.finditer(r"curl ([^|\n]*)", command):
+                args = m.group(1)
+                url = re.search(r"""["']?\$DSA(/[^\s"'?]*)""", args)
+                if url is None:
+                    continue
+                method = re.search(r"-X\s+(\w+)", args)
+                if method:
+                    verb = method.group(1)
+                elif (
+                    re.search(r"(^|\s)-(d|F)\s|--form-string|--data\b", args) and " -G" not in args
+                ):
+                    verb = "POST"
+                else:
+                    verb = "GET"
+                yield verb, url.group(1), args.strip()
+
+
+def _matches(route: str, path: str) -> bool:
+    pattern = "^"
+    for part in re.split(r"(\{\w+(?::\w+)?\})", route):
+        if part.startswith("{"):
+            pattern += ".+" if ":path" in part else "[^/]+"
+        else:
+            pattern += re.escape(part)
+    return re.match(pattern + "$", path) is not None
+
+
+def test_every_curl_example_names_a_real_operation() -> None:
+    """Each example in docs/api.md (and the README) asks for a method and a
+    path the app serves: a renamed or removed endpoint breaks the docs' own
+    test, not a reader's paste."""
+    routes = _app_routes()
+    seen = 0
+    bad = []
+    for doc in (DOCS / "api.md", DOCS.parent / "README.md", DOCS / "clients.md"):
+        for verb, path, command in _curl_requests(doc.read_text()):
+            seen += 1
+            concrete = re.sub(r"\$\{?\w+\}?", "x", path)
+            if not any(_matches(r, concrete) and verb in m for r, m in routes.items()):
+                bad.append(f"{doc.name}: {verb} {path}  ({command[:60]})")
+    assert seen >= 20, seen
+    assert not bad, "examples of operations the app does not serve:\n" + "\n".join(bad)

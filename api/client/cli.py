@@ -286,11 +286,13 @@ def cmd_export(args: argparse.Namespace) -> int:
             fmt,
             args.output,
             quiet=args.json or not sys.stderr.isatty(),
+            resume=True,  # a Parquet download interrupted before continues by range
         )
     if args.json:
         _print_json(got)
     else:
-        _console(err=True).print(f"{got['bytes']:,} bytes written to {args.output}")
+        again = f" (resumed at {got['resumed_from']:,})" if got.get("resumed_from") else ""
+        _console(err=True).print(f"{got['bytes']:,} bytes written to {args.output}{again}")
     return 0
 
 

@@ -361,13 +361,8 @@ class Client:
         expires_in_seconds: int = 3600,
     ) -> str:
         """A signed URL of the export, usable without a token until it expires."""
-        body: dict[str, Any] = {"format": format, "expires_in_seconds": expires_in_seconds}
-        if table:
-            body["table"] = table
-        if columns:
-            body["columns"] = columns
-        if filter:
-            body["filter"] = filter
+        body = self._export_params(table, format, columns, filter)
+        body["expires_in_seconds"] = expires_in_seconds
         url = f"{self._ds(dataset)}/refs/{_ref(ref)}/export-links"
         return str(self.session.json("POST", url, json=body)["url"])
 

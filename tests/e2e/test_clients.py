@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import dsa
+import httpx
 import polars as pl
 import pytest
 
@@ -92,7 +93,11 @@ def people(home: Path, logged_in: str) -> dict[str, Any]:
         home, "upload", "side.csv", f"{name}@side", "-m", "renamed everyone", "--table", "people"
     )
     merged = dsa_cmd(home, "merge", name, "side", "--into", "main", "--strategy", "theirs")
-    return {"name": name, "v1": v1, "v2": v2, "merge": merged.stdout.strip()}
+    saved = json.loads((home / "config" / "credentials.json").read_text())
+    return {
+        "name": name, "v1": v1, "v2": v2, "merge": merged.stdout.strip(), "url": logged_in,
+        "token": saved["servers"][logged_in]["token"],
+    }  # fmt: skip
 
 
 def test_everyday_commands(home: Path, people: dict[str, Any]) -> None:
@@ -113,6 +118,20 @@ def test_everyday_commands(home: Path, people: dict[str, Any]) -> None:
     assert tables["items"][0]["row_count"] == ROWS
     dsa_cmd(home, "export", f"{name}@main~1", "-o", "v2.parquet")
     assert pl.read_parquet(home / "v2.parquet").equals(_frame(edit=10))
+    # an interrupted Parquet download continues by range where it stopped
+    whole = (home / "v2.parquet").read_bytes()
+    (home / "again.parquet.part").write_bytes(whole[:5000])
+    etag = httpx.head(
+        f"{people['url']}/api/v1/datasets/{name}/refs/{people['v2']}/export",
+        params={"format": "parquet"},
+        headers={"Authorization": f"Bearer {people['token']}"},
+    ).headers["etag"]
+    (home / "again.parquet.part.etag").write_text(etag)
+    got = json.loads(
+        dsa_cmd(home, "export", f"{name}@{people['v2']}", "-o", "again.parquet", "--json").stdout
+    )
+    assert got["resumed_from"] == 5000 and (home / "again.parquet").read_bytes() == whole
+    assert not (home / "again.parquet.part").exists()
     dsa_cmd(home, "export", f"{name}@{people['v1']}", "-o", "v1-out.csv")
     assert pl.read_csv(home / "v1-out.csv").equals(_frame())
 
