@@ -141,3 +141,28 @@ class _RangedFile(AbstractBufferedFile):  # type: ignore[misc]
             )
         self.fetched += len(r.content)
         return bytes(r.content)
+
+
+def scan_parquet(url: str, *, client: Client | None = None, **kw: Any) -> Any:
+    """``polars.scan_parquet`` of a ``dsa://DATASET@REF/TABLE.parquet`` URL:
+    polars' own readers take only their schemes, so this reads the table's
+    signed ``https://`` link (ranged reads, the commit pinned; ``kw`` go to
+    polars)."""
+    import polars as pl
+
+    dataset, ref, table, fmt = parse(DsaFileSystem._strip_protocol(url))
+    if table is None or fmt != "parquet":
+        raise DsaClientError(f"{url}: expected dsa://DATASET@REF/TABLE.parquet")
+    own = client is None
+    c = client or Client()
+    try:
+        link = c.export_link(dataset, c.tables(dataset, ref)["commit_id"], table)
+    finally:
+        if own:
+            c.close()
+    return pl.scan_parquet(link, **kw)
+
+
+def read_parquet(url: str, **kw: Any) -> Any:
+    """``polars.read_parquet`` of a ``dsa://`` URL (see ``scan_parquet``)."""
+    return scan_parquet(url, **kw).collect()

@@ -353,6 +353,10 @@ def test_dsa_urls_read_a_version_with_polars_pandas_and_pyarrow(
         assert pl.read_csv(f).equals(want)
     assert pd.read_csv(f"dsa://{name}@main~1/people.csv")["score"].sum() == want["score"].sum()
     assert pl.read_parquet(url, use_pyarrow=True).equals(want)
+    # polars' own readers do not take dsa://; dsa.scan_parquet gives the same lazily
+    lazy = dsa.scan_parquet(url).filter(pl.col("score") > 90).select("id").collect()
+    assert lazy.equals(want.filter(pl.col("score") > 90).select("id"))
+    assert dsa.read_parquet(f"dsa://{name}@main~1/people.parquet").equals(want)
     # ranged reads: one column of a 300,000-row table reads a fraction of the file
     big = pl.DataFrame({"id": range(300_000), "text": [uuid.uuid4().hex for _ in range(300_000)]})
     big.write_parquet(home / "big.parquet")
