@@ -9,13 +9,12 @@ names the dataset as the request spelled it (``datasets.requested_name``),
 never by the id the name stands for (nor does its ``instance``: the path as
 requested, ``dsa.requested_path``). An unknown name becomes the nil id,
 which no dataset has: the same 404. Names may not look like ids (a UUID in
-a path is always an id). Lookups are remembered for two seconds.
+a path is always an id).
 """
 
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from urllib.parse import unquote
 
@@ -27,22 +26,14 @@ from features.datasets import service as datasets_service
 
 _PATH = re.compile(r"^(/api/v1/datasets/|/datasets/)([^/]+)(/.*)?$")
 _NIL = uuid.UUID(int=0)
-_TTL_S = 2.0
-_MAX = 10_000
-_ids: dict[str, tuple[float, uuid.UUID]] = {}
 
 
 def _lookup(name: str) -> uuid.UUID:
-    hit = _ids.get(name)
-    now = time.monotonic()
-    if hit is not None and hit[0] > now:
-        return hit[1]
+    """The live dataset called ``name``, or the nil id. Not cached: one
+    indexed query (~0.2 ms), and a name freed by a delete or a rename may
+    stand for another dataset the next moment."""
     with db.read() as conn:
-        found = datasets_service.id_by_name(conn, name) or _NIL
-    if len(_ids) >= _MAX:
-        _ids.clear()
-    _ids[name] = (now + _TTL_S, found)
-    return found
+        return datasets_service.id_by_name(conn, name) or _NIL
 
 
 def _is_id(segment: str) -> bool:

@@ -153,3 +153,15 @@ def test_a_hidden_dataset_by_name_is_the_same_404_as_an_unknown_one(
 def test_a_name_may_not_look_like_an_id(client: Any, admin: dict[str, str]) -> None:
     r = client.post("/api/v1/datasets", json={"name": str(uuid.uuid4())}, headers=admin)
     assert r.status_code == 422 and "UUID" in r.text
+
+
+def test_a_name_freed_and_taken_again_names_the_new_dataset_at_once(
+    client: Any, admin: dict[str, str]
+) -> None:
+    name = f"again-{uuid.uuid4().hex[:8]}"
+    old = make_dataset(client, admin, name=name)
+    assert client.get(f"/api/v1/datasets/{name}", headers=admin).json()["id"] == old["id"]
+    assert client.delete(f"/api/v1/datasets/{name}", headers=admin).status_code == 204
+    new = make_dataset(client, admin, name=name)
+    got = client.get(f"/api/v1/datasets/{name}", headers=admin)
+    assert got.status_code == 200 and got.json()["id"] == new["id"] != old["id"]
