@@ -156,7 +156,7 @@ def scan_parquet(url: str, *, client: Client | None = None, **kw: Any) -> Any:
     own = client is None
     c = client or Client()
     try:
-        link = c.export_link(dataset, c.tables(dataset, ref)["commit_id"], table)
+        link = c.export_link(dataset, ref, table)  # links name the commit (pinned)
     finally:
         if own:
             c.close()

@@ -24,20 +24,21 @@ PREFIX = "blake3:"
 _known: LRU[str, str] = LRU(max_items=4096)
 
 
-def known(conn: Any, manifest_id: str) -> str | None:
-    """The digest if it was computed before (no scan)."""
-    hit = _known.get(manifest_id)
-    if hit is None:
-        row = conn.execute(Q.get_digest, {"manifest_id": manifest_id}).fetchone()
-        if row is not None:
-            hit = str(row["digest"])
-            _known.put(manifest_id, hit)
-    return hit
+def known(conn: Any, manifest_ids: list[str]) -> dict[str, str]:
+    """The digests computed before among ``manifest_ids`` (no scan; one
+    query for those not remembered in this process)."""
+    out = {m: hit for m in manifest_ids if (hit := _known.get(m)) is not None}
+    missing = [m for m in manifest_ids if m not in out]
+    if missing:
+        for row in conn.execute(Q.get_digests, {"manifest_ids": missing}):
+            out[row["manifest_id"]] = str(row["digest"])
+            _known.put(row["manifest_id"], str(row["digest"]))
+    return out
 
 
 def digest(conn: Any, store: ObjectStore, manifest: Manifest) -> str:
     """The table's digest: remembered, or computed now and remembered."""
-    hit = known(conn, manifest.id)
+    hit = known(conn, [manifest.id]).get(manifest.id)
     if hit is not None:
         return hit
     deadline.check()

@@ -1,5 +1,5 @@
--- name: get_digest
-SELECT digest FROM table_digest WHERE manifest_id = %(manifest_id)s;
+-- name: get_digests
+SELECT manifest_id, digest FROM table_digest WHERE manifest_id = ANY(%(manifest_ids)s);
 
 -- name: put_digest
 INSERT INTO table_digest (manifest_id, digest, row_count)

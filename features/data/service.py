@@ -47,7 +47,9 @@ def tables(
     store = get_store()
     commit = get_commit(store, commit_id)
     items = []
-    for name, entry in sorted(commit.tables.items()):
+    entries = sorted(commit.tables.items())
+    known = {} if digest else digests.known(conn, [e.manifest for _, e in entries])
+    for name, entry in entries:
         schema = get_schema(store, entry.schema)
         item: dict[str, Any] = {
             "name": name,
@@ -56,8 +58,8 @@ def tables(
         }
         if digest:
             item["digest"] = digests.digest(conn, store, get_manifest(store, entry.manifest))
-        elif (value := digests.known(conn, entry.manifest)) is not None:
-            item["digest"] = value
+        elif entry.manifest in known:
+            item["digest"] = known[entry.manifest]
         items.append(item)
     return {"commit_id": commit_id, "items": items}
 

@@ -32,27 +32,23 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.bench_import import (  # noqa: E402
-    ADMIN_PASSWORD,
-    ADMIN_USER,
     RESULTS_DIR,
     Stack,
     free_port,
     generate_csv,
+    login,
     machine,
 )
 
 
-def _token(url: str) -> str:
-    r = httpx.post(
-        f"{url}/api/v1/auth/login", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD}
-    )
-    access = r.raise_for_status().json()["access_token"]
-    r = httpx.post(
-        f"{url}/api/v1/tokens",
-        json={"name": "bench"},
-        headers={"Authorization": f"Bearer {access}"},
-    )
-    return str(r.raise_for_status().json()["token"])
+def _token(stack: Stack) -> str:
+    """An API token for the commands (made with the admin's session)."""
+    h = login(stack)
+    try:
+        r = h.post("/api/v1/tokens", json={"name": "bench"})
+        return str(r.raise_for_status().json()["token"])
+    finally:
+        h.close()
 
 
 def _dataset(url: str, token: str) -> str:
@@ -143,7 +139,7 @@ def main() -> int:
         try:
             stack.wait_ready(120)
             url = stack.url
-            token = _token(url)
+            token = _token(stack)
             env = {k: v for k, v in os.environ.items() if not k.startswith("DSA_")}
             env.update(DSA_URL=url, DSA_TOKEN=token, DSA_CONFIG_DIR=str(tmp / "config"))
             import dsa as client
