@@ -46,6 +46,7 @@ from features.merges.routes import router as merges_router
 from features.merges.ui import router as merges_ui
 from features.refs.routes import router as refs_router
 from features.refs.ui import router as refs_ui
+from features.stats.routes import router as stats_router
 from features.uploads.routes import router as uploads_router
 from features.uploads.ui import router as uploads_ui
 from features.web import service as web_service
@@ -123,6 +124,7 @@ def create_app() -> FastAPI:
         compare_router,
         merges_router,
         exports_router,
+        stats_router,
         integrity_router,
         audit_router,
     ):

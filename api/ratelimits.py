@@ -11,7 +11,8 @@ Who a request counts against:
 - anything else, forged and unknown tokens included: the client address
   (after ``DSA_TRUSTED_PROXIES``), under ``DSA_RATE_LIMIT_ANONYMOUS``.
 
-Expensive requests (compare, merge bases, filtered or sorted pages, exports)
+Expensive requests (compare, merge bases, filtered or sorted pages, exports,
+statistics, which may be computed at the request)
 count ``EXPENSIVE_COST`` and take a slot for as long as they run, or get
 429 at once:
 
@@ -51,7 +52,7 @@ from features.exports import service as exports_service
 from features.web import service as web_service
 
 _EXEMPT = ("/static/", "/healthz", "/readyz", "/metrics")
-_EXPENSIVE_PATH = re.compile(r"/(compare|merge-base)/|/export$")
+_EXPENSIVE_PATH = re.compile(r"/(compare|merge-base)/|/(export|stats)$")
 _EXPENSIVE_QUERY = re.compile(rb"(^|&)(filter|sort|digest)=")
 
 
@@ -130,8 +131,8 @@ def _ranged(scope: Scope) -> bool:
 
 def expensive(scope: Scope) -> bool:
     """Whether a request may take seconds of a core: a compare, a merge
-    base, a filtered or sorted page, a table's digest, an export (not a HEAD or ranged read
-    of one: bytes of its stored file)."""
+    base, a filtered or sorted page, a table's digest or statistics, an export
+    (not a HEAD or ranged read of one: bytes of its stored file)."""
     path = scope["path"]
     if path.endswith("/export") and _ranged(scope):
         return False

@@ -236,6 +236,16 @@ TABLE table_digest
   CONSTRAINT table_digest_pkey PRIMARY KEY (manifest_id)
   CREATE UNIQUE INDEX table_digest_pkey ON public.table_digest USING btree (manifest_id)
 
+TABLE table_stats
+  manifest_id text NOT NULL
+  schema_id text NOT NULL
+  version integer NOT NULL
+  stats jsonb NOT NULL
+  seconds double precision NOT NULL
+  created_at timestamp with time zone NOT NULL DEFAULT now()
+  CONSTRAINT table_stats_pkey PRIMARY KEY (manifest_id, schema_id)
+  CREATE UNIQUE INDEX table_stats_pkey ON public.table_stats USING btree (manifest_id, schema_id)
+
 TABLE upload
   id uuid NOT NULL
   dataset_id uuid NOT NULL

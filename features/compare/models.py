@@ -4,6 +4,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.stats.models import ColumnStatsDiff
+
 
 class _FromTo(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
@@ -78,3 +80,6 @@ class Comparison(BaseModel):
     offset: int
     limit: int
     total_changes: int
+    stats_diff: list[ColumnStatsDiff] | None = Field(
+        default=None, description="with ?stats=true: each column's statistics on both sides"
+    )

@@ -24,11 +24,12 @@ def compare(
     table: str | None = None,
     offset: int = Query(0, ge=0),
     limit: int = Query(100, ge=0, le=service.MAX_LIMIT),
+    stats: bool = Query(False, description="add stats_diff: how each column's statistics moved"),
 ) -> Response:
     """Rows and columns that differ between two refs (``base...head``).
     ``limit=0`` gives the summary and schema diff alone."""
     user = optional_user(request)
     with read() as conn:
         ds = datasets_service.require(conn, user, dataset_id, "read")
-        body = service.compare(conn, ds, spec, table=table, offset=offset, limit=limit)
+        body = service.compare(conn, ds, spec, table=table, offset=offset, limit=limit, stats=stats)
     return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), media_type="application/json")

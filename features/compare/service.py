@@ -32,6 +32,7 @@ from features.data import service as data_service
 from features.data.errors import TableNotFound, TableRequired
 from features.layouts import service as layouts_service
 from features.refs import service as refs_service
+from features.stats import service as stats_service
 
 log = structlog.get_logger(__name__)
 FIRST_PAGE = 100  # the page a summary's client reads next (the routes' default limit)
@@ -228,7 +229,10 @@ def compare(
     table: str | None,
     offset: int,
     limit: int,
+    stats: bool = False,
 ) -> dict[str, Any]:
+    """Two versions of a table compared: schema diff, summary, a page of
+    changes and, with ``stats``, how each column's statistics moved."""
     dataset_id: uuid.UUID = dataset["id"]
     base_ref, head_ref = refs_service.resolve_range(conn, dataset_id, spec)
     store = get_store()
@@ -248,7 +252,7 @@ def compare(
     bpos, hpos = td.base_pos[offset : offset + window], td.head_pos[offset : offset + window]
     _read_from_copies(conn, store, (base, bpos[bpos >= 0]), (head, hpos[hpos >= 0]))
     changes = _changes(base, head, td, offset, limit)
-    return {
+    body = {
         "base_commit_id": base_ref,
         "head_commit_id": head_ref,
         "table": name,
@@ -261,6 +265,18 @@ def compare(
         "limit": limit,
         "total_changes": total,
     }
+    if stats:
+        body["stats_diff"] = stats_service.diff(
+            _stats_of(conn, store, base_c, name), _stats_of(conn, store, head_c, name)
+        )
+    return body
+
+
+def _stats_of(
+    conn: psycopg.Connection[Any], store: ObjectStore, commit: Commit, table: str
+) -> dict[str, Any] | None:
+    entry = commit.tables.get(table)
+    return stats_service.of_version(conn, store, entry) if entry is not None else None
 
 
 def _read_from_copies(

@@ -73,8 +73,15 @@ TABLES = (
 APPEND_ONLY = ("audit_log",)
 # not copied: the target's own (schema_migration), caches whose objects are
 # not copied (layout, stored_export), what only running writers hold (write_hold),
-# digests recomputed when asked for (table_digest)
-SKIPPED = ("schema_migration", "layout", "stored_export", "write_hold", "table_digest")
+# digests and statistics recomputed when asked for (table_digest, table_stats)
+SKIPPED = (
+    "schema_migration",
+    "layout",
+    "stored_export",
+    "write_hold",
+    "table_digest",
+    "table_stats",
+)
 
 
 @dataclass

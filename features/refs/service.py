@@ -23,8 +23,9 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+import structlog
 
-from core import audit, db, failpoints
+from core import audit, db, failpoints, queue
 from core.errors import InvalidRequest, NotFound
 from core.objects import Commit
 from features.commits import service as commits_service
@@ -235,6 +236,8 @@ def cas_move(
         details={"from": expected, "to": new, "reason": reason},
     )
     layouts_service.follow(conn, expected, new)  # read copies follow the branch
+    # statistics too (the stats feature's task, sent by name: stats reads refs)
+    db.after_commit(conn, lambda: _send_quietly("stats.follow", expected, new))
 
 
 def land(
@@ -473,3 +476,12 @@ def retained_commits(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, since
 def expire_log(conn: psycopg.Connection[Any], before: Any) -> int:
     """Delete the reflog entries older than ``before``; how many went."""
     return conn.execute(Q.expire_log, {"before": before}).rowcount
+
+
+def _send_quietly(task: str, *args: str) -> None:
+    """Send a cache's task after a move; a broker that is down is logged,
+    never raised (the move has committed; the cache fills when asked)."""
+    try:
+        queue.enqueue(task, *args)
+    except Exception:
+        structlog.get_logger(__name__).warning("could not send a task", task=task, exc_info=True)

@@ -136,6 +136,7 @@ DATASET_ROUTES: dict[tuple[str, str], Case] = {
     ("DELETE", f"{D}/tags/{{name:path}}"): Case("admin", f"{D}/tags/{{name}}", setup=_tag),
     ("GET", f"{D}/refs/{{name:path}}/log"): Case("read", f"{D}/refs/main/log"),
     ("GET", f"{D}/refs/{{ref:path}}/tables"): Case("read", f"{D}/refs/main/tables"),
+    ("GET", f"{D}/refs/{{ref:path}}/stats"): Case("read", f"{D}/refs/main/stats"),
     ("GET", f"{D}/refs/{{ref:path}}/data"): Case("read", f"{D}/refs/main/data"),
     ("POST", f"{D}/refs/{{branch:path}}/uploads"): Case(
         "write", f"{D}/refs/side/uploads", files=lambda: {"file": ("m.csv", b"id,v\n1,a\n")}

@@ -1,0 +1,287 @@
+"""Column statistics of a table version, in one pass over its rows.
+
+The rows arrive window by window (``core.scan``: 65,536 rows at a time, in
+table order), so memory stays bounded whatever the table's size. Each
+column keeps an accumulator that merges every window into it:
+
+- **exact**: row count, null count, NaN count (floats), min and max, and for
+  numbers the mean and standard deviation (Chan's parallel merge of count,
+  mean and M2; NaN is left out of all of them);
+- **distinct count**: a KMV sketch (the ``K`` smallest distinct 64-bit value
+  hashes): exact while the column holds fewer than ``K`` distinct values,
+  an estimate within ~2 % beyond (then ``distinct_approx``);
+- **top values**: exact counts while the column holds at most
+  ``EXACT_VALUES`` distinct values; beyond, counted in the sample and scaled
+  (``top_values_approx``);
+- **quantiles and histogram** (numbers and dates): from a systematic sample
+  of at most ``SAMPLE_ROWS`` rows (every ``step``-th row of the table), exact
+  when the table is no larger; histogram counts are scaled to the column's
+  exact non-null count.
+
+Value hashes are polars' (fixed seeds), which are stable within a process,
+not across polars versions: sketches are merged within one computation and
+never stored. What is stored is the result (``service``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from core.schema import Column
+
+K = 4096  # KMV sketch size: relative error ~1/sqrt(K) ≈ 1.6 %
+EXACT_VALUES = 1000  # exact top values while a column holds at most this many
+SAMPLE_ROWS = 100_000  # rows kept for quantiles and histograms
+TOP = 10
+BINS = 20
+NUMERIC = {"integer", "float"}
+TEMPORAL = {"date", "datetime", "datetime_tz"}
+ORDERED = NUMERIC | TEMPORAL | {"string", "boolean"}
+COUNTED = {"string", "boolean", "integer", "date"}  # top values worth showing
+_SEED = 0x5EED
+_U64 = 2**64
+
+
+@dataclass
+class _Column:
+    col: Column
+    nulls: int = 0
+    nans: int = 0
+    infs: int = 0  # ±infinity (floats): in min, max and mean, in no histogram bin
+    min: Any = None
+    max: Any = None
+    n: int = 0  # non-null, non-NaN values seen (numbers)
+    mean: float = 0.0
+    m2: float = 0.0
+    kmv: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
+    counts: dict[Any, int] | None = field(default_factory=dict)
+    sample: list[pl.Series] = field(default_factory=list)
+
+    def exprs(self, i: int) -> list[pl.Expr]:
+        """The window's aggregates of this column (``i``: its position, for
+        unique names), all computed in one ``select`` with the others'."""
+        kind, col = self.col.type, pl.col(self.col.name)
+        out = [col.null_count().alias(f"{i}.nulls")]
+        values = col.drop_nulls()
+        if kind == "float":
+            out += [
+                col.is_nan().sum().alias(f"{i}.nans"),
+                col.is_infinite().sum().alias(f"{i}.infs"),
+            ]
+            values = values.filter(values.is_not_nan())
+        if kind in ORDERED:
+            out += [values.min().alias(f"{i}.min"), values.max().alias(f"{i}.max")]
+        if kind in NUMERIC:
+            out += [
+                values.count().alias(f"{i}.n"),
+                values.mean().alias(f"{i}.mean"),
+                values.var(ddof=0).alias(f"{i}.var"),
+            ]
+        h = values.hash(_SEED)
+        if len(self.kmv) >= K:  # only hashes below the current K-th can enter
+            h = h.filter(h < int(self.kmv[-1]))
+        out.append(h.unique().implode().alias(f"{i}.hashes"))
+        return out
+
+    def add(self, i: int, agg: dict[str, Any], frame: pl.DataFrame, sampled: pl.Series) -> None:
+        """Merge the window's aggregates ``agg`` (and its ``frame``, for
+        value counts) into the column's."""
+        kind = self.col.type
+        self.nulls += agg[f"{i}.nulls"]
+        if kind == "float":
+            self.nans += agg[f"{i}.nans"] or 0
+            self.infs += agg[f"{i}.infs"] or 0
+            sampled = sampled.filter(sampled.is_finite())
+        lo, hi = agg.get(f"{i}.min"), agg.get(f"{i}.max")
+        if lo is not None:
+            self.min = lo if self.min is None or lo < self.min else self.min
+            self.max = hi if self.max is None or hi > self.max else self.max
+        if agg.get(f"{i}.n"):
+            self._moments(agg[f"{i}.n"], agg[f"{i}.mean"], agg[f"{i}.var"])
+        self._sketch(agg[f"{i}.hashes"])
+        self._count(frame.get_column(self.col.name))
+        self.sample.append(sampled.drop_nulls())
+
+    def _moments(self, nb: int, mb: float, var: float) -> None:
+        m2b = var * nb
+        na, n = self.n, self.n + nb
+        delta = mb - self.mean
+        self.mean += delta * nb / n
+        self.m2 += m2b + delta * delta * na * nb / n
+        self.n = n
+
+    def _sketch(self, hashes: pl.Series) -> None:
+        if not len(hashes):
+            return
+        both = np.concatenate([self.kmv, hashes.to_numpy()])
+        both.sort()
+        keep = np.ones(len(both), dtype=bool)
+        keep[1:] = both[1:] != both[:-1]
+        self.kmv = both[keep][:K]
+
+    def _count(self, column: pl.Series) -> None:
+        if self.counts is None:
+            return
+        if self.col.type not in COUNTED or len(self.kmv) > EXACT_VALUES:
+            self.counts = None  # too many distinct values seen already: no counting
+            return
+        for v, c in column.drop_nulls().value_counts().iter_rows():
+            self.counts[v] = self.counts.get(v, 0) + c
+        if len(self.counts) > EXACT_VALUES:
+            self.counts = None
+
+    def result(self, rows: int, step: int) -> dict[str, Any]:
+        kind = self.col.type
+        out: dict[str, Any] = {
+            "name": self.col.name,
+            "type": kind,
+            "null_count": self.nulls,
+            "min": self.min,
+            "max": self.max,
+        }
+        if kind == "float":
+            out["nan_count"] = self.nans
+        distinct, approx = self._distinct()
+        out["distinct_count"] = distinct
+        out["distinct_approx"] = approx
+        if kind in NUMERIC and self.n:
+            out["mean"] = self.mean
+            out["stddev"] = math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+        sample = pl.concat(self.sample) if self.sample else pl.Series([], dtype=pl.Null)
+        if (kind in NUMERIC or kind in TEMPORAL) and len(sample):
+            out["quantiles"] = _quantiles(sample)
+            finite = rows - self.nulls - self.nans - self.infs
+            out["histogram"] = _histogram(sample, self.min, self.max, kind, finite)
+        if kind in COUNTED or kind in TEMPORAL:
+            top, top_approx = self._top(sample, step)
+            if top:
+                out["top_values"] = top
+                out["top_values_approx"] = top_approx
+        return out
+
+    def _distinct(self) -> tuple[int, bool]:
+        if self.counts is not None:
+            return len(self.counts), False
+        if len(self.kmv) < K:
+            return len(self.kmv), False
+        kth = (int(self.kmv[-1]) + 1) / _U64  # the K-th smallest, as a fraction
+        return round((K - 1) / kth), True
+
+    def _top(self, sample: pl.Series, step: int) -> tuple[list[dict[str, Any]], bool]:
+        if self.counts is not None:
+            ranked = sorted(self.counts.items(), key=lambda kv: (-kv[1], _order(kv[0])))
+            return [{"value": v, "count": c} for v, c in ranked[:TOP]], False
+        if not len(sample):
+            return [], False
+        vc = sample.value_counts(sort=True)
+        # a value seen only a few times in the sample says nothing of the table
+        vc = vc.filter(pl.col("count") >= (5 if step > 1 else 1)).head(TOP)
+        return [{"value": v, "count": c * step} for v, c in vc.iter_rows()], step > 1
+
+
+def _order(v: Any) -> tuple[int, Any]:
+    return (0, v) if v is not None else (1, 0)
+
+
+def _quantiles(sample: pl.Series) -> dict[str, Any]:
+    """p25, p50, p75: the values at rank ``round(q × (n − 1))`` (half up) of
+    the sorted sample: values of the column's own type."""
+    s = sample.sort()
+    last = len(s) - 1
+    return {name: s[int(q * last + 0.5)] for name, q in (("p25", 0.25), ("p50", 0.5), ("p75", 0.75))}
+
+
+def _histogram(
+    sample: pl.Series, lo: Any, hi: Any, kind: str, total: int
+) -> list[dict[str, Any]]:
+    """``BINS`` equal bins over [lo, hi] (the sample's finite extremes where
+    those are infinite), or one bin a value for an integer or date range of
+    at most ``BINS`` values; counted in the sample, scaled to ``total``."""
+    phys = sample.to_physical().cast(pl.Float64).to_numpy()
+    a, b = _physical(lo, kind), _physical(hi, kind)
+    a = a if math.isfinite(a) else float(phys.min())
+    b = b if math.isfinite(b) else float(phys.max())
+    if kind in {"integer", "date"} and b - a + 1 <= BINS:
+        counts, _ = np.histogram(phys, bins=np.arange(a, b + 2) - 0.5)
+        values = [_logical(a + i, kind) for i in range(len(counts))]
+        return [
+            {"lo": v, "hi": v, "count": c}
+            for v, c in zip(values, _scaled(counts, total), strict=True)
+        ]
+    t = np.linspace(0.0, 1.0, BINS + 1)
+    edges = a * (1 - t) + b * t  # no overflow between ±1.7e308
+    edges[0], edges[-1] = a, b
+    if not np.all(edges[:-1] < edges[1:]):  # one value (or too close for bins)
+        return [{"lo": _logical(a, kind), "hi": _logical(b, kind), "count": total}]
+    counts, _ = np.histogram(phys, bins=edges)
+    return [
+        {"lo": _logical(edges[i], kind), "hi": _logical(edges[i + 1], kind), "count": c}
+        for i, c in enumerate(_scaled(counts, total))
+    ]
+
+
+def _scaled(counts: np.ndarray, total: int) -> list[int]:
+    """``counts`` scaled to sum to ``total`` (largest remainders)."""
+    have = int(counts.sum())
+    if have == 0 or have == total:
+        return [int(c) for c in counts]
+    exact = counts * (total / have)
+    base = np.floor(exact).astype(np.int64)
+    rest = total - int(base.sum())
+    if rest > 0:
+        base[np.argsort(-(exact - base), kind="stable")[:rest]] += 1
+    return [int(c) for c in base]
+
+
+def _physical(v: Any, kind: str) -> float:
+    if kind in TEMPORAL:
+        return float(pl.Series([v]).to_physical()[0])
+    return float(v)
+
+
+def _logical(x: float, kind: str) -> Any:
+    if kind == "integer":
+        return int(round(x))
+    if kind == "float":
+        return float(x)
+    dtype: dict[str, pl.DataType] = {
+        "date": pl.Date(),
+        "datetime": pl.Datetime("us"),
+        "datetime_tz": pl.Datetime("us", "UTC"),
+    }
+    return pl.Series([int(round(x))]).cast(dtype[kind])[0]
+
+
+def statistics(columns: list[Column], rows: int, windows: Iterable[pa.Table]) -> dict[str, Any]:
+    """The statistics of a table of ``rows`` rows with ``columns``, read as
+    ``windows`` (Arrow tables in table order, each with those columns)."""
+    step = max(1, math.ceil(rows / SAMPLE_ROWS))
+    acc = [_Column(c) for c in columns]
+    at = 0
+    for t in windows:
+        frame = pl.from_arrow(t)
+        assert isinstance(frame, pl.DataFrame)
+        first = (-at) % step  # the window's first row whose table position is a multiple
+        picked = frame[np.arange(first, frame.height, step)] if step > 1 else frame
+        exprs = [e for i, a in enumerate(acc) for e in a.exprs(i)]
+        if not frame.height:
+            continue
+        res = frame.select(exprs)
+        hashes = [c for c in res.columns if c.endswith(".hashes")]
+        agg = res.drop(hashes).row(0, named=True)
+        agg.update({c: res.get_column(c)[0] for c in hashes})  # Series, not lists
+        for i, a in enumerate(acc):
+            a.add(i, agg, frame, picked.get_column(a.col.name))
+        at += frame.height
+    return {
+        "row_count": at,
+        "sample_rows": len(range(0, at, step)),
+        "columns": [a.result(at, step) for a in acc],
+    }

@@ -1,0 +1,236 @@
+"""Column statistics of table versions: computed, remembered, compared.
+
+A version's statistics are computed from its rows in one bounded-memory
+pass (``compute``) and remembered in ``table_stats`` by manifest and schema,
+so every commit that shares a table version shares its statistics. They
+are computed
+
+- by the worker right after a branch moves to a new version (``follow``:
+  the task ``stats.follow``, sent once the move has committed; an import's,
+  merge's or revert's response never waits for it), and
+- at the first request for a version nobody computed yet (a tag made
+  before this feature, a commit off every branch), under the request's
+  deadline.
+
+Values are in the JSON forms of data pages (docs/api.md, "Values in
+JSON"): dates and datetimes as ISO 8601, integers beyond ±2^53 as strings.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import math
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import psycopg
+import pyarrow as pa
+import structlog
+
+from core import db, deadline
+from core.config import get_settings
+from core.isolation import run_isolated
+from core.objects import TableEntry, get_commit, get_schema
+from core.queue import enqueue
+from core.scan import Scan
+from core.schema import arrow_schema
+from core.storage import ObjectStore, get_store
+from features.data import service as data_service
+from features.refs import service as refs_service
+from features.stats.compute import statistics
+
+log = structlog.get_logger(__name__)
+Q = db.Queries(__file__)
+VERSION = 1  # of the computation: statistics of another version are computed again
+_SAFE_INT = 2**53
+# what a column's statistics compare on (stats_diff)
+DIFF_FIELDS = (
+    "null_count",
+    "distinct_count",
+    "min",
+    "max",
+    "mean",
+    "stddev",
+    "quantiles",
+    "histogram",
+    "top_values",
+)
+
+
+def table_stats(
+    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, ref: str, table: str | None
+) -> dict[str, Any]:
+    """The statistics of ``table`` at ``ref`` (the API's ``GET …/stats``)."""
+    commit_id = refs_service.resolve(conn, dataset_id, ref)
+    store = get_store()
+    name, entry = data_service.table_of(get_commit(store, commit_id), table, ref)
+    return {"commit_id": commit_id, "table": name, **of_version(conn, store, entry)}
+
+
+def of_version(
+    conn: psycopg.Connection[Any], store: ObjectStore, entry: TableEntry
+) -> dict[str, Any]:
+    """A table version's statistics: remembered, or computed now and remembered."""
+    hit = known(conn, entry)
+    if hit is not None:
+        return hit
+    return _compute_and_keep(conn, store, entry)
+
+
+def known(conn: psycopg.Connection[Any], entry: TableEntry) -> dict[str, Any] | None:
+    """The statistics computed before for a table version, or None."""
+    row = conn.execute(
+        Q.get_stats,
+        {"manifest_id": entry.manifest, "schema_id": entry.schema, "version": VERSION},
+    ).fetchone()
+    return dict(row["stats"]) if row is not None else None
+
+
+def _compute_and_keep(
+    conn: psycopg.Connection[Any], store: ObjectStore, entry: TableEntry
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    stats = compute(conn, store, entry)
+    seconds = time.perf_counter() - started
+    with db.transaction() as w:
+        w.execute(
+            Q.put_stats,
+            {
+                "manifest_id": entry.manifest,
+                "schema_id": entry.schema,
+                "version": VERSION,
+                "stats": orjson.dumps(stats).decode(),
+                "seconds": seconds,
+            },
+        )
+    log.info(
+        "statistics computed",
+        manifest=entry.manifest,
+        rows=stats["row_count"],
+        seconds=round(seconds, 3),
+    )
+    return stats
+
+
+def compute(conn: psycopg.Connection[Any], store: ObjectStore, entry: TableEntry) -> dict[str, Any]:
+    """A table version's statistics from its rows (its read copy where it
+    has one, else its chunks), window by window, in JSON-ready form."""
+    schema = get_schema(store, entry.schema)
+    manifest, key = data_service.source(conn, entry)
+    names = [c.name for c in schema.columns]
+    read = pa.schema([f.with_nullable(True) for f in arrow_schema(list(schema.columns))])
+    scan = Scan(store, manifest, names, schema=read, key=key)
+
+    def windows() -> Iterator[pa.Table]:
+        for t in scan:
+            deadline.check()
+            yield t
+
+    stats = statistics(list(schema.columns), manifest.row_count, windows())
+    return _plain(stats)  # type: ignore[no-any-return]
+
+
+def _plain(v: Any) -> Any:
+    """``v`` in JSON-ready form (the rules of data pages)."""
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, int):
+        return v if -_SAFE_INT <= v <= _SAFE_INT else str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "NaN"
+        if math.isinf(v):
+            return "Infinity" if v > 0 else "-Infinity"
+        return v
+    if isinstance(v, dt.datetime):
+        if v.tzinfo is not None:
+            return v.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+        return v.isoformat()
+    if isinstance(v, (dt.date, dt.time)):
+        return v.isoformat()
+    if isinstance(v, bytes):
+        return base64.b64encode(v).decode()
+    if hasattr(v, "item"):  # a numpy scalar
+        return _plain(v.item())
+    return str(v)
+
+
+def diff(base: dict[str, Any] | None, head: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """How each column's statistics moved between two versions (compare's
+    ``stats_diff``): for every column of either side, in head's order then
+    base's, its ``base`` and ``head`` statistics (None where the column is
+    absent) and the fields that changed."""
+    b = {c["name"]: c for c in (base or {}).get("columns", [])}
+    h = {c["name"]: c for c in (head or {}).get("columns", [])}
+    order = list(h) + [n for n in b if n not in h]
+    out = []
+    for name in order:
+        bc, hc = b.get(name), h.get(name)
+        changed = (
+            [f for f in DIFF_FIELDS if (bc or {}).get(f) != (hc or {}).get(f)] if bc and hc else []
+        )
+        item: dict[str, Any] = {"column": name, "base": bc, "head": hc, "changed": changed}
+        if bc and hc:
+            item["top_values_gained"], item["top_values_lost"] = _top_moves(bc, hc)
+        out.append(item)
+    return out
+
+
+def _top_moves(b: dict[str, Any], h: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    before = [t["value"] for t in b.get("top_values") or []]
+    after = [t["value"] for t in h.get("top_values") or []]
+    return [v for v in after if v not in before], [v for v in before if v not in after]
+
+
+def follow(conn: psycopg.Connection[Any], old: str, new: str) -> None:
+    """A branch is moving from ``old`` to ``new`` in ``conn``'s transaction:
+    once that has committed, a worker computes the statistics of the new
+    versions of its tables (the task ``stats.follow``)."""
+    if old != new:
+        db.after_commit(conn, lambda: _send(old, new))
+
+
+def _send(old: str, new: str) -> None:
+    try:
+        enqueue("stats.follow", old, new)
+    except Exception:  # the first request computes them instead
+        log.warning("could not send stats.follow", commit=new, exc_info=True)
+
+
+def follow_move(old: str, new: str) -> None:
+    """Compute and remember the statistics of commit ``new``'s table versions
+    that commit ``old`` does not hold (the task ``stats.follow``), in a
+    forked child: polars' thread pool must not start in a worker process
+    that forks import children after (a fork of a process whose pool has
+    threads can hang the child). Never fails: statistics are a cache,
+    computed again when asked for."""
+    settings = get_settings()
+    try:
+        status = run_isolated(
+            lambda: _compute_new(old, new),
+            memory_bytes=settings.import_memory_limit_bytes,
+            cpu_s=settings.import_cpu_limit_s,
+        )
+        if status != 0:
+            log.warning("statistics child failed", commit=new, status=status)
+    except Exception:
+        log.warning("could not compute statistics after a branch moved", commit=new, exc_info=True)
+
+
+def _compute_new(old: str, new: str) -> None:
+    store = get_store()
+    before = get_commit(store, old).tables
+    for _, entry in sorted(get_commit(store, new).tables.items()):
+        if entry in before.values():
+            continue
+        with db.read() as conn:
+            if known(conn, entry) is None:
+                _compute_and_keep(conn, store, entry)
