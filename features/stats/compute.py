@@ -195,12 +195,12 @@ def _quantiles(sample: pl.Series) -> dict[str, Any]:
     the sorted sample: values of the column's own type."""
     s = sample.sort()
     last = len(s) - 1
-    return {name: s[int(q * last + 0.5)] for name, q in (("p25", 0.25), ("p50", 0.5), ("p75", 0.75))}
+    return {
+        name: s[int(q * last + 0.5)] for name, q in (("p25", 0.25), ("p50", 0.5), ("p75", 0.75))
+    }
 
 
-def _histogram(
-    sample: pl.Series, lo: Any, hi: Any, kind: str, total: int
-) -> list[dict[str, Any]]:
+def _histogram(sample: pl.Series, lo: Any, hi: Any, kind: str, total: int) -> list[dict[str, Any]]:
     """``BINS`` equal bins over [lo, hi] (the sample's finite extremes where
     those are infinite), or one bin a value for an integer or date range of
     at most ``BINS`` values; counted in the sample, scaled to ``total``."""

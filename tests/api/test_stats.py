@@ -19,7 +19,8 @@ V1 = b"id,city,price,day\n" + b"".join(
 )
 # the second version: Lima's rows gone, Kyoto's added, prices higher, a null
 V2 = b"id,city,price,day\n" + b"".join(
-    f"{i},{['Oslo', 'Kyoto', 'Rome'][i % 3]},{'' if i == 5 else i * 2.5},2024-02-{1 + i % 28:02d}\n".encode()
+    f"{i},{['Oslo', 'Kyoto', 'Rome'][i % 3]},{'' if i == 5 else i * 2.5},".encode()
+    + f"2024-02-{1 + i % 28:02d}\n".encode()
     for i in range(300)
 )
 
@@ -92,9 +93,7 @@ def test_compare_shows_how_each_column_moved(
     client: Any, admin: dict[str, str], versions: dict[str, Any]
 ) -> None:
     ds = versions["ds"]["id"]
-    r = client.get(
-        f"/api/v1/datasets/{ds}/compare/main~1...main?stats=true&limit=0", headers=admin
-    )
+    r = client.get(f"/api/v1/datasets/{ds}/compare/main~1...main?stats=true&limit=0", headers=admin)
     assert r.status_code == 200, r.text
     diff = {d["column"]: d for d in r.json()["stats_diff"]}
     assert set(diff) == {"id", "city", "price", "day"}
