@@ -47,6 +47,7 @@ from features.merges.ui import router as merges_ui
 from features.refs.routes import router as refs_router
 from features.refs.ui import router as refs_ui
 from features.stats.routes import router as stats_router
+from features.stats.ui import router as stats_ui
 from features.uploads.routes import router as uploads_router
 from features.uploads.ui import router as uploads_ui
 from features.web import service as web_service
@@ -143,6 +144,7 @@ def create_app() -> FastAPI:
         accounts_ui,
         audit_ui,
         exports_ui,
+        stats_ui,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=web_service.STATIC_DIR), name="static")

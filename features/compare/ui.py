@@ -12,6 +12,7 @@ from core.db import read
 from features.compare import present, service
 from features.datasets import service as datasets_service
 from features.refs import service as refs_service
+from features.stats import service as stats_service
 from features.web import service as web
 
 router = APIRouter(route_class=web.UiRoute, include_in_schema=False)
@@ -61,7 +62,11 @@ def compare(
     with read() as conn:
         ds = datasets_service.require(conn, user, dataset_id, "read")
         refs = refs_service.list_refs(conn, dataset_id)
-        diff = service.compare(conn, ds, spec, table=table, offset=offset, limit=limit)
+        diff = service.compare(conn, ds, spec, table=table, offset=offset, limit=limit, stats=True)
+    stats_diff = [
+        {**d, "overlay": stats_service.overlay(d["base"], d["head"])}
+        for d in diff.get("stats_diff") or []
+    ]
     page_url = f"/datasets/{dataset_id}/compare/{spec}"
     permalink = web.url(
         f"/datasets/{dataset_id}/compare/{diff['base_commit_id']}...{diff['head_commit_id']}",
@@ -79,6 +84,7 @@ def compare(
         head=head,
         spec=spec,
         diff=diff,
+        stats_diff=stats_diff,
         changes=present.changes_grid(diff),
         page_url=page_url,
         permalink=permalink,

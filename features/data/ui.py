@@ -16,6 +16,7 @@ from features.data import present, service
 from features.data.errors import TableNotFound
 from features.datasets import service as datasets_service
 from features.refs import service as refs_service
+from features.stats import service as stats_service
 from features.web import service as web
 
 router = APIRouter(route_class=web.UiRoute, include_in_schema=False)
@@ -54,6 +55,9 @@ def home(
         page, problem = _read_page(
             conn, dataset_id, commit_id, current, col, offset, limit, filter, sort
         )
+        # column header charts from statistics computed already (never computed here)
+        known = stats_service.known_at(conn, commit_id, current["name"]) if current else None
+    sparks = {c["name"]: stats_service.bars(c) for c in (known or {}).get("columns", [])}
     types = {c["name"]: c["type"] for c in current["columns"]} if current else {}
     total = page["total_rows"] if page else 0
     return web.render(
@@ -82,6 +86,7 @@ def home(
         sort=sort or "",
         problem=problem,
         cols=col or [],
+        sparks=sparks,
     )
 
 

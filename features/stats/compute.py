@@ -175,12 +175,18 @@ class _Column:
         return round((K - 1) / kth), True
 
     def _top(self, sample: pl.Series, step: int) -> tuple[list[dict[str, Any]], bool]:
+        """The most frequent values; none when every value is distinct (a
+        list of values seen once each says nothing)."""
         if self.counts is not None:
+            if max(self.counts.values(), default=0) <= 1 and len(self.counts) > TOP:
+                return [], False
             ranked = sorted(self.counts.items(), key=lambda kv: (-kv[1], _order(kv[0])))
             return [{"value": v, "count": c} for v, c in ranked[:TOP]], False
         if not len(sample):
             return [], False
         vc = sample.value_counts(sort=True)
+        if step == 1 and (len(vc) == 0 or vc.item(0, "count") <= 1):
+            return [], False
         # a value seen only a few times in the sample says nothing of the table
         vc = vc.filter(pl.col("count") >= (5 if step > 1 else 1)).head(TOP)
         return [{"value": v, "count": c * step} for v, c in vc.iter_rows()], step > 1

@@ -234,3 +234,75 @@ def _compute_new(old: str, new: str) -> None:
         with db.read() as conn:
             if known(conn, entry) is None:
                 _compute_and_keep(conn, store, entry)
+
+
+def known_at(conn: psycopg.Connection[Any], commit_id: str, table: str) -> dict[str, Any] | None:
+    """The statistics of ``table`` at a commit if computed already (no scan:
+    pages that only decorate with them never wait for them)."""
+    entry = get_commit(get_store(), commit_id).tables.get(table)
+    return known(conn, entry) if entry is not None else None
+
+
+def bars(column: dict[str, Any]) -> list[dict[str, Any]]:
+    """A column's small chart: its histogram, else its top values, as bars of
+    height 0–1 with a label each (the web UI draws them)."""
+    if column.get("histogram"):
+        items = [(b["count"], _span(b["lo"], b["hi"])) for b in column["histogram"]]
+    else:
+        items = [(t["count"], str(t["value"])) for t in column.get("top_values") or []]
+    top = max((c for c, _ in items), default=0) or 1
+    return [{"h": c / top, "count": c, "label": label} for c, label in items]
+
+
+def _span(lo: Any, hi: Any) -> str:
+    return str(lo) if lo == hi else f"{lo} – {hi}"
+
+
+def overlay(base: dict[str, Any] | None, head: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Both sides' histograms of a column on one axis (the compare page's
+    picture): rectangles with x, width and height in 0–1 for each side, each
+    bin's height its share of its side's values (so a grown table does not
+    dwarf the other side), and the axis' ends; None unless both sides have
+    histograms of values that place on one axis."""
+    if not base or not head or not base.get("histogram") or not head.get("histogram"):
+        return None
+    kind = head["type"]
+    try:
+        sides = [
+            [(_x(b["lo"], kind), _x(b["hi"], kind), b["count"]) for b in s["histogram"]]
+            for s in (base, head)
+        ]
+    except (TypeError, ValueError):
+        return None
+    lo = min(a for side in sides for a, _, _ in side)
+    hi = max(b for side in sides for _, b, _ in side)
+    narrow = all(a == b for side in sides for a, b, _ in side)  # one bin a value
+    pad = 0.5 if narrow else 0.0
+    lo, hi = lo - pad, hi + pad
+    width = (hi - lo) or 1.0
+    shares = [[c / (sum(x for _, _, x in side) or 1) for _, _, c in side] for side in sides]
+    tallest = max((s for side in shares for s in side), default=0) or 1
+    out: dict[str, Any] = {
+        "lo": base["min"] if _x(base["min"], kind) <= _x(head["min"], kind) else head["min"],
+        "hi": base["max"] if _x(base["max"], kind) >= _x(head["max"], kind) else head["max"],
+    }
+    for name, side, share in zip(("base", "head"), sides, shares, strict=True):
+        out[name] = [
+            {
+                "x": (a - pad - lo) / width,
+                "w": max((b - a + 2 * pad) / width, 0.004),
+                "h": s / tallest,
+            }
+            for (a, b, _), s in zip(side, share, strict=True)
+        ]
+    return out
+
+
+def _x(v: Any, kind: str) -> float:
+    """A statistic's value as a number on an axis (dates and datetimes as
+    days and seconds)."""
+    if kind == "date":
+        return float(dt.date.fromisoformat(v).toordinal())
+    if kind in {"datetime", "datetime_tz"}:
+        return dt.datetime.fromisoformat(str(v).replace("Z", "+00:00")).timestamp()
+    return float(v)

@@ -186,6 +186,17 @@ def _flow(page: Any, tmp: Path, shots: Path) -> None:
     page.locator("#filter-problem").wait_for()
     page.goto(dataset_url)
     page.screenshot(path=shots / "data.png")
+    # the statistics page: a card per column with its chart (computed at the
+    # request if the worker has not yet); then the grid's headers draw them
+    page.locator("#stats-link").click()
+    expect(page.locator(".stat")).to_have_count(3)
+    assert page.locator("#stats-summary").inner_text().startswith(f"{ROWS:,} rows")
+    qty = page.locator(".stat", has_text="qty")
+    assert qty.locator("svg.chart rect").count() == 20
+    assert "1,500" in qty.locator("dl").inner_text()  # distinct values
+    page.screenshot(path=shots / "stats.png", full_page=True)
+    page.goto(dataset_url)
+    assert page.locator("#grid thead svg.spark").count() == 3
 
     # upload an edited CSV, open compare, find exactly the edited cells highlighted
     edited = _rows()
@@ -212,6 +223,12 @@ def _flow(page: Any, tmp: Path, shots: Path) -> None:
     assert got == want
     rows = page.locator("#changes tbody tr")
     assert [r.get_attribute("class") for r in rows.all()] == ["modify"] * 3
+    # how the columns' statistics moved: qty's min and mean, drawn on one axis
+    moved = page.locator("#stats-diff #sd-qty")
+    expect(moved).to_be_visible()
+    assert moved.locator("td.changed").count() == 2  # min, mean
+    assert "−1" in moved.locator("td.changed").first.inner_text().replace("-", "−")
+    assert moved.locator(".overlay .head rect").count() == 20
     permalink = page.locator("#permalink").get_attribute("href")
     page.screenshot(path=shots / "compare.png", full_page=True)
     page.goto(permalink)  # the link reproduces the view

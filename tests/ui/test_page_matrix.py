@@ -34,6 +34,7 @@ PAGES: dict[str, tuple[str, str]] = {
     f"{D}/compare": ("read", f"{D}/compare"),
     f"{D}/compare/{{spec:path}}": ("read", f"{D}/compare/v1...main"),
     f"{D}/branches": ("read", f"{D}/branches"),
+    f"{D}/stats": ("read", f"{D}/stats"),
     f"{D}/download": ("read", f"{D}/download?ref=main&format=csv&show=link"),
     f"{D}/settings": ("user+read", f"{D}/settings"),
     f"{D}/merge": ("user+read", f"{D}/merge"),
