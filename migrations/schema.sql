@@ -97,11 +97,19 @@ TABLE dataset
   created_at timestamp with time zone NOT NULL DEFAULT now()
   updated_at timestamp with time zone NOT NULL DEFAULT now()
   deleted_at timestamp with time zone
+  tags ARRAY NOT NULL DEFAULT '{}'::text[]
+  readme text NOT NULL DEFAULT ''::text
+  catalog_tables ARRAY NOT NULL DEFAULT '{}'::text[]
+  catalog_columns ARRAY NOT NULL DEFAULT '{}'::text[]
+  catalog_commit text
+  search tsvector NOT NULL DEFAULT ''::tsvector
   CONSTRAINT dataset_created_by_fkey FOREIGN KEY (created_by) REFERENCES app_user(id)
   CONSTRAINT dataset_pkey PRIMARY KEY (id)
   CONSTRAINT dataset_visibility_check CHECK ((visibility = ANY (ARRAY['private'::text, 'internal'::text, 'public'::text])))
   CREATE UNIQUE INDEX dataset_name_key ON public.dataset USING btree (name) WHERE (deleted_at IS NULL)
   CREATE UNIQUE INDEX dataset_pkey ON public.dataset USING btree (id)
+  CREATE INDEX dataset_search_idx ON public.dataset USING gin (search) WHERE (deleted_at IS NULL)
+  CREATE INDEX dataset_tags_idx ON public.dataset USING gin (tags) WHERE (deleted_at IS NULL)
 
 TABLE dataset_object
   dataset_id uuid NOT NULL

@@ -18,6 +18,7 @@ from core.queue import celery_app, configure
 configure()
 configure_logs(get_settings().log_level)
 
+import features.datasets.tasks  # noqa: E402,F401  (registers datasets.index)
 import features.imports.tasks  # noqa: E402,F401  (registers imports.run)
 import features.integrity.tasks  # noqa: E402,F401  (registers integrity.fsck, .gc, .periodic_gc)
 import features.jobs.tasks  # noqa: E402,F401  (registers jobs.reconcile, jobs.clean_tmp)

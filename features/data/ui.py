@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 from fastapi import APIRouter, Query, Request, Response
+from markupsafe import Markup
 
 from core.db import read
 from core.errors import DsaError
@@ -87,6 +88,7 @@ def home(
         problem=problem,
         cols=col or [],
         sparks=sparks,
+        readme=Markup(datasets_service.readme_html(ds)),  # sanitised by nh3
     )
 
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from core.models import Links
 
@@ -24,14 +24,29 @@ def not_an_id(name: str | None) -> str | None:
     return name
 
 
+TAG = r"^[\w][\w .:/+-]{0,49}$"
+Tag = Annotated[str, StringConstraints(pattern=TAG, strip_whitespace=True)]
+MAX_README = 100_000
+
+
+def unique_tags(tags: list[str] | None) -> list[str] | None:
+    """Tags in their first order, each once."""
+    return list(dict.fromkeys(tags)) if tags is not None else None
+
+
 class DatasetCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=NAME, description="letters, digits, _ . -; at most 100")
     description: str = Field(default="", max_length=10_000)
     primary_key: list[str] | None = Field(default=None, min_length=1, max_length=32)
     visibility: Visibility = "private"
+    tags: list[Tag] = Field(
+        default_factory=list, max_length=32, description="at most 32, each 1–50 characters"
+    )
+    readme: str = Field(default="", max_length=MAX_README, description="Markdown")
 
     _name = field_validator("name")(not_an_id)
+    _tags = field_validator("tags")(unique_tags)
 
 
 class DatasetPatch(BaseModel):
@@ -40,8 +55,11 @@ class DatasetPatch(BaseModel):
     description: str | None = Field(default=None, max_length=10_000)
     primary_key: list[str] | None = Field(default=None, max_length=32)
     visibility: Visibility | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=32)
+    readme: str | None = Field(default=None, max_length=MAX_README)
 
     _name = field_validator("name")(not_an_id)
+    _tags = field_validator("tags")(unique_tags)
 
 
 class Storage(BaseModel):
@@ -58,6 +76,8 @@ class DatasetOut(BaseModel):
     default_branch: str
     created_at: datetime
     updated_at: datetime
+    tags: list[str] = Field(default_factory=list)
+    readme: str = Field(default="", description="Markdown (rendered sanitised in the web UI)")
     storage: Storage | None = Field(
         None, description="only in GET /api/v1/datasets/{dataset_id}: the bytes its commits use"
     )
@@ -84,3 +104,43 @@ class PermissionOut(BaseModel):
 
 class PermissionList(BaseModel):
     items: list[PermissionOut]
+
+
+class SearchMatch(BaseModel):
+    field: Literal["name", "description", "readme", "tag", "table", "column"]
+    text: str
+    highlights: list[list[int]] | None = Field(
+        default=None, description="[start, end) of the matched words in text (prose fields)"
+    )
+
+
+class SearchHit(BaseModel):
+    dataset_id: uuid.UUID
+    name: str
+    description: str
+    tags: list[str]
+    visibility: Visibility
+    owner: str | None
+    updated_at: datetime
+    matches: list[SearchMatch]
+    score: float
+
+
+class FacetValue(BaseModel):
+    value: str
+    count: int
+
+
+class Facets(BaseModel):
+    tags: list[FacetValue]
+    visibility: list[FacetValue]
+    owner: list[FacetValue]
+
+
+class SearchPage(BaseModel):
+    items: list[SearchHit]
+    total: int
+    page: int
+    per_page: int
+    facets: Facets
+    links: Links

@@ -1,12 +1,14 @@
 -- name: insert_dataset
-INSERT INTO dataset (id, name, description, primary_key, visibility, created_by)
-VALUES (%(id)s, %(name)s, %(description)s, %(primary_key)s, %(visibility)s, %(created_by)s)
-RETURNING id, name, description, primary_key, visibility, default_branch, created_at, updated_at;
+INSERT INTO dataset (id, name, description, primary_key, visibility, created_by, tags, readme)
+VALUES (%(id)s, %(name)s, %(description)s, %(primary_key)s, %(visibility)s, %(created_by)s,
+        %(tags)s, %(readme)s)
+RETURNING id, name, description, primary_key, visibility, default_branch, created_at, updated_at,
+          tags, readme;
 
 -- name: dataset_with_role
 -- A live dataset and the caller's explicit role on it (NULL when none).
 SELECT d.id, d.name, d.description, d.primary_key, d.visibility, d.default_branch,
-       d.created_at, d.updated_at, p.role
+       d.created_at, d.updated_at, d.tags, d.readme, p.role
 FROM dataset d
 LEFT JOIN dataset_permission p ON p.dataset_id = d.id AND p.user_id = %(user_id)s
 WHERE d.id = %(id)s AND d.deleted_at IS NULL;
@@ -14,7 +16,7 @@ WHERE d.id = %(id)s AND d.deleted_at IS NULL;
 -- name: list_visible
 -- Live datasets the caller may read, matching q, newest first, with the total.
 SELECT d.id, d.name, d.description, d.primary_key, d.visibility, d.default_branch,
-       d.created_at, d.updated_at, count(*) OVER () AS total
+       d.created_at, d.updated_at, d.tags, d.readme, count(*) OVER () AS total
 FROM dataset d
 LEFT JOIN dataset_permission p ON p.dataset_id = d.id AND p.user_id = %(user_id)s
 WHERE d.deleted_at IS NULL
@@ -31,9 +33,12 @@ UPDATE dataset SET
     description = COALESCE(%(description)s, description),
     primary_key = CASE WHEN %(set_primary_key)s THEN %(primary_key)s ELSE primary_key END,
     visibility = COALESCE(%(visibility)s, visibility),
+    tags = COALESCE(%(tags)s, tags),
+    readme = COALESCE(%(readme)s, readme),
     updated_at = now()
 WHERE id = %(id)s AND deleted_at IS NULL
-RETURNING id, name, description, primary_key, visibility, default_branch, created_at, updated_at;
+RETURNING id, name, description, primary_key, visibility, default_branch, created_at, updated_at,
+          tags, readme;
 
 -- name: soft_delete
 UPDATE dataset SET deleted_at = now(), updated_at = now() WHERE id = %(id)s AND deleted_at IS NULL;
@@ -68,7 +73,8 @@ ORDER BY name, id
 -- A soft-deleted dataset made live again (its name must be free).
 UPDATE dataset SET deleted_at = NULL, updated_at = now()
 WHERE id = %(id)s AND deleted_at IS NOT NULL
-RETURNING id, name, description, primary_key, visibility, default_branch, created_at, updated_at;
+RETURNING id, name, description, primary_key, visibility, default_branch, created_at, updated_at,
+          tags, readme;
 
 -- name: purge_deleted
 -- Datasets soft-deleted longer ago than the retention go for good (their
@@ -78,3 +84,91 @@ RETURNING id, name;
 
 -- name: id_by_name
 SELECT id FROM dataset WHERE name = %(name)s AND deleted_at IS NULL;
+
+-- name: search
+-- Live datasets the caller may read matching the query (every one when it
+-- is empty), ranked, with the total; the filters narrow by tags (all of
+-- them), visibility and owner (the creator). Headlines for the page only.
+WITH q AS (
+    SELECT CASE WHEN %(q)s = '' THEN NULL
+                ELSE websearch_to_tsquery('english', %(q)s) || to_tsquery('simple', %(prefix)s)
+           END AS query
+), hits AS (
+    SELECT d.id, d.name, d.description, d.tags, d.readme, d.visibility, d.updated_at,
+           d.catalog_tables, d.catalog_columns, u.username AS owner, q.query,
+           CASE WHEN q.query IS NULL THEN 0
+                ELSE ts_rank_cd(d.search, q.query, 32)
+                     + CASE WHEN lower(d.name) = lower(%(q)s) THEN 1 ELSE 0 END
+           END AS score
+    FROM dataset d CROSS JOIN q
+    LEFT JOIN dataset_permission p ON p.dataset_id = d.id AND p.user_id = %(user_id)s
+    LEFT JOIN app_user u ON u.id = d.created_by
+    WHERE d.deleted_at IS NULL
+      AND (%(is_admin)s OR d.visibility = 'public' OR p.role IS NOT NULL
+           OR (d.visibility = 'internal' AND %(user_id)s::uuid IS NOT NULL))
+      AND (%(only)s::uuid[] IS NULL OR d.id = ANY(%(only)s) OR d.visibility = 'public')
+      AND (q.query IS NULL OR d.search @@ q.query)
+      AND (%(tags)s::text[] IS NULL OR d.tags @> %(tags)s)
+      AND (%(visibility)s::text IS NULL OR d.visibility = %(visibility)s)
+      AND (%(owner)s::text IS NULL OR u.username = %(owner)s)
+), page AS (
+    SELECT *, count(*) OVER () AS total FROM hits
+    ORDER BY score DESC, updated_at DESC, id
+    LIMIT %(limit)s OFFSET %(offset)s
+)
+SELECT id, name, description, tags, visibility, owner, updated_at, score, total,
+       query IS NOT NULL AND to_tsvector('simple', name) @@ query AS name_matched,
+       CASE WHEN query IS NOT NULL AND to_tsvector('english', description) @@ query
+            THEN ts_headline('english', description, query,
+                             'StartSel=' || chr(2) || ',StopSel=' || chr(3) || ',MaxWords=30,MinWords=10')
+       END AS description_hit,
+       CASE WHEN query IS NOT NULL AND to_tsvector('english', left(readme, 100000)) @@ query
+            THEN ts_headline('english', left(readme, 100000), query,
+                             'StartSel=' || chr(2) || ',StopSel=' || chr(3) || ',MaxWords=30,MinWords=10')
+       END AS readme_hit,
+       ARRAY(SELECT t FROM unnest(tags) t WHERE query IS NOT NULL
+             AND dataset_search_names(ARRAY[t]) @@ query) AS tags_hit,
+       ARRAY(SELECT t FROM unnest(catalog_tables) t WHERE query IS NOT NULL
+             AND dataset_search_names(ARRAY[t]) @@ query LIMIT 10) AS tables_hit,
+       ARRAY(SELECT c FROM unnest(catalog_columns) c WHERE query IS NOT NULL
+             AND dataset_search_names(ARRAY[c]) @@ query LIMIT 10) AS columns_hit
+FROM page
+ORDER BY score DESC, updated_at DESC, id;
+
+-- name: search_facets
+-- What the datasets a search finds are tagged with, who made them, how visible they are.
+WITH q AS (
+    SELECT CASE WHEN %(q)s = '' THEN NULL
+                ELSE websearch_to_tsquery('english', %(q)s) || to_tsquery('simple', %(prefix)s)
+           END AS query
+), hits AS (
+    SELECT d.tags, d.visibility, u.username AS owner
+    FROM dataset d CROSS JOIN q
+    LEFT JOIN dataset_permission p ON p.dataset_id = d.id AND p.user_id = %(user_id)s
+    LEFT JOIN app_user u ON u.id = d.created_by
+    WHERE d.deleted_at IS NULL
+      AND (%(is_admin)s OR d.visibility = 'public' OR p.role IS NOT NULL
+           OR (d.visibility = 'internal' AND %(user_id)s::uuid IS NOT NULL))
+      AND (%(only)s::uuid[] IS NULL OR d.id = ANY(%(only)s) OR d.visibility = 'public')
+      AND (q.query IS NULL OR d.search @@ q.query)
+      AND (%(tags)s::text[] IS NULL OR d.tags @> %(tags)s)
+      AND (%(visibility)s::text IS NULL OR d.visibility = %(visibility)s)
+      AND (%(owner)s::text IS NULL OR u.username = %(owner)s)
+)
+SELECT 'tags' AS facet, t AS value, count(*) AS n FROM hits, unnest(tags) t GROUP BY t
+UNION ALL
+SELECT 'visibility', visibility, count(*) FROM hits GROUP BY visibility
+UNION ALL
+SELECT 'owner', owner, count(*) FROM hits WHERE owner IS NOT NULL GROUP BY owner
+ORDER BY facet, n DESC, value
+
+-- name: set_catalog
+-- The table and column names of the default branch's head (the caller
+-- checked that the branch is at that commit).
+UPDATE dataset SET catalog_tables = %(tables)s, catalog_columns = %(columns)s,
+    catalog_commit = %(commit_id)s
+WHERE id = %(dataset_id)s AND catalog_commit IS DISTINCT FROM %(commit_id)s;
+
+-- name: lock_for_catalog
+-- One catalog update of a dataset at a time (two moves' tasks in a race).
+SELECT default_branch FROM dataset WHERE id = %(id)s AND deleted_at IS NULL FOR NO KEY UPDATE;

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from core.db import transaction
 from core.models import Links
 from features.auth.service import User, current_user, optional_user, require_admin
-from features.datasets import service
+from features.datasets import catalog, service
 from features.datasets.models import (
     DatasetCreate,
     DatasetList,
@@ -16,7 +16,9 @@ from features.datasets.models import (
     PermissionIn,
     PermissionList,
     PermissionOut,
+    SearchPage,
     Storage,
+    Visibility,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["datasets"])
@@ -49,6 +51,37 @@ def list_(
         per_page=per_page,
         links=Links(next=nxt),
     )
+
+
+@router.get("/search", response_model=SearchPage)
+def search(
+    request: Request,
+    q: str = Query("", max_length=500, description="words; the last may be a prefix"),
+    tag: list[str] | None = Query(None, description="only datasets with all these tags"),
+    visibility: Visibility | None = None,
+    owner: str | None = Query(None, max_length=100, description="the creator's username"),
+    page: int = Query(1, ge=1),
+    per_page: int = Query(20, ge=1, le=500),
+    user: User | None = Depends(optional_user),
+) -> SearchPage:
+    """Datasets the caller may read, ranked by full-text search over names,
+    descriptions, tags, readmes and their default branch's table and column
+    names; each with what matched; and the facets of every match."""
+    with transaction() as conn:
+        body = catalog.search(
+            conn,
+            user,
+            q=q,
+            tags=tag,
+            visibility=visibility,
+            owner=owner,
+            page=page,
+            per_page=per_page,
+        )
+    nxt = None
+    if page * per_page < body["total"]:
+        nxt = str(request.url.include_query_params(page=page + 1, per_page=per_page))
+    return SearchPage(**body, links=Links(next=nxt))
 
 
 @router.get("/datasets/{dataset_id}", response_model=DatasetOut)

@@ -20,6 +20,7 @@ from core.config import get_settings
 from features.auth.errors import ScopeExceeded, UserNotFound
 from features.auth.service import User, require_unlimited, user_by_name
 from features.commits import service as commits_service
+from features.datasets.catalog import render_readme
 from features.datasets.errors import (
     DatasetExists,
     DatasetNotFound,
@@ -59,6 +60,8 @@ def _dataset(row: dict[str, Any]) -> dict[str, Any]:
             "default_branch",
             "created_at",
             "updated_at",
+            "tags",
+            "readme",
         )
     }
 
@@ -71,6 +74,8 @@ def create_dataset(
     description: str = "",
     primary_key: list[str] | None = None,
     visibility: str = "private",
+    tags: list[str] | None = None,
+    readme: str = "",
 ) -> dict[str, Any]:
     dataset_id = uuid.uuid4()
     require_unlimited(user, "creating a dataset")
@@ -85,6 +90,8 @@ def create_dataset(
                     "primary_key": primary_key,
                     "visibility": visibility,
                     "created_by": user.id,
+                    "tags": tags or [],
+                    "readme": readme,
                 },
             ).fetchone()
     except psycopg.errors.UniqueViolation:
@@ -220,6 +227,8 @@ def update_dataset(
                     "set_primary_key": "primary_key" in changes,
                     "primary_key": changes.get("primary_key"),
                     "visibility": changes.get("visibility"),
+                    "tags": changes.get("tags"),
+                    "readme": changes.get("readme"),
                 },
             ).fetchone()
     except psycopg.errors.UniqueViolation:
@@ -231,7 +240,7 @@ def update_dataset(
         actor=actor,
         dataset_id=dataset_id,
         target=row["name"],
-        details={k: v for k, v in changes.items() if k != "description"},
+        details={k: v for k, v in changes.items() if k not in ("description", "readme")},
     )
     return _dataset(row)
 
@@ -335,3 +344,9 @@ def revoke(
     audit.record(
         conn, "permission.revoke", actor=actor, dataset_id=dataset_id, target=target.username
     )
+
+
+def readme_html(dataset: dict[str, Any]) -> str:
+    """The dataset's readme rendered and sanitised (``catalog.render_readme``);
+    empty without one."""
+    return render_readme(dataset["readme"]) if dataset.get("readme") else ""

@@ -4,12 +4,13 @@ permissions, deleting one."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, Form, Query, Request, Response
 
 from core.db import read, transaction
 from core.errors import DsaError, Forbidden
-from features.datasets import service
+from features.datasets import catalog, present, service
 from features.datasets.errors import ConfirmationRequired
 from features.datasets.models import DatasetCreate, DatasetPatch
 from features.web import service as web
@@ -21,30 +22,66 @@ PER_PAGE = 25
 @router.get("/datasets")
 def list_page(
     request: Request,
-    q: str | None = None,
+    q: str = Query("", max_length=500),
+    tag: list[str] | None = Query(None),
+    visibility: str | None = None,
+    owner: str | None = Query(None, max_length=100),
     page: int = Query(1, ge=1, le=100_000),
     deleted: str = "",
 ) -> Response:
-    return _list(request, q=q, page=page, deleted=deleted)
+    return _list(
+        request,
+        q=q,
+        filters={"tag": tag or [], "visibility": visibility or None, "owner": owner or None},
+        page=page,
+        deleted=deleted,
+    )
 
 
 def _list(
     request: Request,
     *,
     q: str | None,
+    filters: dict[str, Any] | None = None,
     page: int = 1,
     error: DsaError | None = None,
     form: dict[str, str] | None = None,
     deleted: str = "",
 ) -> Response:
+    """The dataset list: a search (every dataset the visitor may read when
+    nothing is asked) with facets to narrow it and the words that matched."""
     user = web.current_user(request)
+    f = filters or {"tag": [], "visibility": None, "owner": None}
+    if f["visibility"] not in (None, "private", "internal", "public"):
+        f["visibility"] = None
     with read() as conn:
-        rows, total = service.list_datasets(conn, user, q=q, page=page, per_page=PER_PAGE)
+        found = catalog.search(
+            conn,
+            user,
+            q=q or "",
+            tags=f["tag"],
+            visibility=f["visibility"],
+            owner=f["owner"],
+            page=page,
+            per_page=PER_PAGE,
+        )
+    total = found["total"]
+    hits = [
+        {
+            **h,
+            "shown": [
+                (m["field"], present.marked(m)) for m in h["matches"] if m["field"] != "name"
+            ],
+        }
+        for h in found["items"]
+    ]
     return web.render(
         request,
         "datasets/list.html",
         status=error.status if error else 200,
-        datasets=rows,
+        datasets=hits,
+        facets=found["facets"],
+        filters=f,
         total=total,
         q=q or "",
         page=page,
@@ -138,20 +175,24 @@ def save_settings(
     description: str = Form(""),
     primary_key: str = Form(""),
     visibility: str = Form("private"),
+    tags: str | None = Form(None),
+    readme: str | None = Form(None),
     csrf: str = Form(""),
 ) -> Response:
     user = web.require_user(request)
     web.check_csrf(request, csrf)
+    fields: dict[str, Any] = {
+        "name": name.strip() or None,
+        "description": description,
+        "primary_key": web.split_list(primary_key) or None,
+        "visibility": visibility,
+    }
+    if tags is not None:  # a form without the field leaves them as they are
+        fields["tags"] = web.split_list(tags)
+    if readme is not None:
+        fields["readme"] = readme.replace("\r\n", "\n")
     try:
-        body = web.validated(
-            DatasetPatch,
-            {
-                "name": name.strip() or None,
-                "description": description,
-                "primary_key": web.split_list(primary_key) or None,
-                "visibility": visibility,
-            },
-        )
+        body = web.validated(DatasetPatch, fields)
         with transaction() as conn:
             service.require(conn, user, dataset_id, "admin")
             service.update_dataset(

@@ -238,6 +238,8 @@ def cas_move(
     layouts_service.follow(conn, expected, new)  # read copies follow the branch
     # statistics too (the stats feature's task, sent by name: stats reads refs)
     db.after_commit(conn, lambda: _send_quietly("stats.follow", expected, new))
+    # and the catalog's column names (the datasets feature's task: it reads refs)
+    db.after_commit(conn, lambda: _send_quietly("datasets.index", str(dataset_id), new))
 
 
 def land(

@@ -61,10 +61,16 @@ class _Column:
     mean: float = 0.0
     m2: float = 0.0
     kmv: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
+    below: int | None = None  # this window's hash bound (``_threshold``)
+    few: bool = False  # fewer than K distinct values below a window's bound seen
     counts: dict[Any, int] | None = field(default_factory=dict)
     sample: list[pl.Series] = field(default_factory=list)
 
-    def exprs(self, i: int) -> list[pl.Expr]:
+    def __post_init__(self) -> None:
+        if self.col.type not in COUNTED:
+            self.counts = None
+
+    def exprs(self, i: int, rows: int) -> list[pl.Expr]:
         """The window's aggregates of this column (``i``: its position, for
         unique names), all computed in one ``select`` with the others'."""
         kind, col = self.col.type, pl.col(self.col.name)
@@ -84,11 +90,25 @@ class _Column:
                 values.mean().alias(f"{i}.mean"),
                 values.var(ddof=0).alias(f"{i}.var"),
             ]
+        if self.counts is not None:  # counted exactly: no sketch needed yet
+            return out
         h = values.hash(_SEED)
-        if len(self.kmv) >= K:  # only hashes below the current K-th can enter
-            h = h.filter(h < int(self.kmv[-1]))
+        self.below = self._threshold(rows)
+        if self.below is not None:
+            h = h.filter(h < self.below)
         out.append(h.unique().implode().alias(f"{i}.hashes"))
         return out
+
+    def _threshold(self, rows: int) -> int | None:
+        """Hashes of a window of ``rows`` that may enter the sketch are below
+        this: its K-th smallest once full; before, one expecting ~4K hashes
+        from the window (a unique over every value is the costliest step),
+        checked in ``_sketch``; None: all (a column with few values)."""
+        if len(self.kmv) >= K:
+            return int(self.kmv[-1])
+        if self.few or rows <= 4 * K:
+            return None
+        return min(_U64 - 1, _U64 // rows * 4 * K)
 
     def add(self, i: int, agg: dict[str, Any], frame: pl.DataFrame, sampled: pl.Series) -> None:
         """Merge the window's aggregates ``agg`` (and its ``frame``, for
@@ -105,8 +125,10 @@ class _Column:
             self.max = hi if self.max is None or hi > self.max else self.max
         if agg.get(f"{i}.n"):
             self._moments(agg[f"{i}.n"], agg[f"{i}.mean"], agg[f"{i}.var"])
-        self._sketch(agg[f"{i}.hashes"])
-        self._count(frame.get_column(self.col.name))
+        if self.counts is not None:
+            self._count(frame.get_column(self.col.name))
+        else:
+            self._sketch(agg[f"{i}.hashes"], frame)
         self.sample.append(sampled.drop_nulls())
 
     def _moments(self, nb: int, mb: float, var: float) -> None:
@@ -117,7 +139,17 @@ class _Column:
         self.m2 += m2b + delta * delta * na * nb / n
         self.n = n
 
-    def _sketch(self, hashes: pl.Series) -> None:
+    def _sketch(self, hashes: pl.Series, frame: pl.DataFrame) -> None:
+        filtered = self.below is not None and len(self.kmv) < K
+        self._merge(hashes)
+        if filtered and len(self.kmv) < K:  # fewer than K below the window's bound:
+            self.few = True  # the column has few values; the window's every hash counts
+            values = frame.get_column(self.col.name).drop_nulls()
+            if self.col.type == "float":
+                values = values.filter(values.is_not_nan())
+            self._merge(values.hash(_SEED).unique())
+
+    def _merge(self, hashes: pl.Series) -> None:
         if not len(hashes):
             return
         both = np.concatenate([self.kmv, hashes.to_numpy()])
@@ -127,15 +159,18 @@ class _Column:
         self.kmv = both[keep][:K]
 
     def _count(self, column: pl.Series) -> None:
-        if self.counts is None:
-            return
-        if self.col.type not in COUNTED or len(self.kmv) > EXACT_VALUES:
-            self.counts = None  # too many distinct values seen already: no counting
-            return
-        for v, c in column.drop_nulls().value_counts().iter_rows():
-            self.counts[v] = self.counts.get(v, 0) + c
-        if len(self.counts) > EXACT_VALUES:
-            self.counts = None
+        """Count the window's values exactly; past ``EXACT_VALUES`` distinct
+        ones, hand every value seen to the sketch and stop counting."""
+        assert self.counts is not None
+        vc = column.drop_nulls().value_counts()
+        if len(vc) <= EXACT_VALUES:
+            for v, c in vc.iter_rows():
+                self.counts[v] = self.counts.get(v, 0) + c
+            if len(self.counts) <= EXACT_VALUES:
+                return
+        seen = pl.concat([pl.Series(list(self.counts), dtype=column.dtype), vc.to_series(0)])
+        self.counts = None
+        self._merge(seen.hash(_SEED).unique())
 
     def result(self, rows: int, step: int) -> dict[str, Any]:
         kind = self.col.type
@@ -276,7 +311,7 @@ def statistics(columns: list[Column], rows: int, windows: Iterable[pa.Table]) ->
         assert isinstance(frame, pl.DataFrame)
         first = (-at) % step  # the window's first row whose table position is a multiple
         picked = frame[np.arange(first, frame.height, step)] if step > 1 else frame
-        exprs = [e for i, a in enumerate(acc) for e in a.exprs(i)]
+        exprs = [e for i, a in enumerate(acc) for e in a.exprs(i, frame.height)]
         if not frame.height:
             continue
         res = frame.select(exprs)

@@ -181,6 +181,7 @@ OTHER_ROUTES: dict[tuple[str, str], str] = {
     ("DELETE", "/api/v1/tokens/{token_id}"): "user",
     ("POST", "/api/v1/datasets"): "full user",
     ("GET", "/api/v1/datasets"): "optional",
+    ("GET", "/api/v1/search"): "optional",
     ("POST", "/api/v1/datasets/{dataset_id}/restore"): "site",
     ("POST", "/api/v1/admin/fsck"): "site",
     ("POST", "/api/v1/admin/gc"): "site",

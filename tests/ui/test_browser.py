@@ -196,7 +196,8 @@ def _flow(page: Any, tmp: Path, shots: Path) -> None:
     assert "1,500" in qty.locator("dl").inner_text()  # distinct values
     page.screenshot(path=shots / "stats.png", full_page=True)
     page.goto(dataset_url)
-    assert page.locator("#grid thead svg.spark").count() == 3
+    # id and qty (names are all distinct: no histogram, no most frequent values)
+    assert page.locator("#grid thead svg.spark").count() == 2
 
     # upload an edited CSV, open compare, find exactly the edited cells highlighted
     edited = _rows()
@@ -289,6 +290,33 @@ def _flow(page: Any, tmp: Path, shots: Path) -> None:
     page.goto(dataset_url + "/settings")
     assert page.get_by_label("Type").count() == 1  # the delete form's confirmation box
     page.screenshot(path=shots / "settings.png", full_page=True)
+
+    # tags and a readme (Markdown, sanitised: its script never runs)
+    page.get_by_label("Tags").fill("inventory, weekly")
+    page.get_by_label("Readme").fill(
+        "## Columns\n\n- **qty**: units in stock\n\n<script>window.pwned = 1</script>"
+    )
+    page.get_by_role("button", name="Save settings").click()
+    page.get_by_text("Settings saved.").wait_for()
+    page.goto(dataset_url)
+    readme = page.locator("#readme")
+    assert readme.locator("h2").inner_text() == "Columns"
+    assert readme.locator("script").count() == 0
+    assert page.evaluate("window.pwned") is None
+
+    # the list is a search: by a column's name, with the match shown; facets narrow it
+    page.goto("/datasets")
+    page.get_by_label("Search datasets").fill("qty")
+    page.get_by_label("Search datasets").press("Enter")
+    row = page.locator("#datasets tbody tr", has_text=name)
+    expect(row).to_have_count(1)
+    matches = row.locator(".match").all_inner_texts()
+    assert "column qty" in matches, matches
+    assert row.locator(".match mark").first.inner_text() == "qty"
+    page.locator("#facet-tag").get_by_role("link", name="inventory").click()
+    expect(page.locator("#found")).to_contain_text("filtered")
+    expect(page.locator("#datasets tbody tr", has_text=name)).to_have_count(1)
+    page.screenshot(path=shots / "search.png", full_page=True)
 
     # an API token: created from the header's link, shown once
     page.get_by_role("link", name="API tokens").click()

@@ -1,0 +1,149 @@
+"""Column statistics (issue 17), on the 1M-row × 12-column benchmark table:
+
+- a fresh import's job time, and the time the worker then spends computing
+  the new version's statistics (logged as "statistics computed"), as a share
+  of the import's: the issue's target is ≤ 10 %;
+- the same for a re-upload with 1 % of rows edited at random, and for one
+  that appends 2 % (the parent's pieces all shared);
+- ``GET …/stats`` once computed (p50, p95 of 30).
+
+Writes ``tests/bench/results/stats-<timestamp>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.bench.bench_import import (  # noqa: E402
+    Stack,
+    free_port,
+    generate_csv,
+    login,
+    machine,
+    percentile,
+    write_results,
+)
+
+
+def _versions(csv: Path, tmp: Path) -> dict[str, Path]:
+    """The table, 1 % of its rows edited (price), and 2 % more rows appended."""
+    df = pl.read_csv(csv, infer_schema_length=0)  # as text: written back byte for byte
+    n = df.height
+    edited = df.with_columns(
+        pl.when(pl.int_range(n).hash(11) % 100 == 0)
+        .then(pl.lit("1.25"))
+        .otherwise(pl.col("price"))
+        .alias("price")
+    )
+    extra = df.head(n // 50).with_columns((pl.col("id").cast(pl.Int64) + n).cast(pl.String))
+    out = {"edited": tmp / "edited.csv", "appended": tmp / "appended.csv"}
+    edited.write_csv(out["edited"])
+    pl.concat([df, extra]).write_csv(out["appended"])
+    return out
+
+
+def _import(h: httpx.Client, ds: str, csv: Path) -> tuple[float, str]:
+    t = time.perf_counter()
+    with csv.open("rb") as f:
+        r = h.post(
+            f"/api/v1/datasets/{ds}/refs/main/uploads",
+            files={"file": ("bench.csv", f, "text/csv")},
+            data={"table": "bench"},
+        )
+    job = r.raise_for_status().json()["job_id"]
+    while True:
+        body = h.get(f"/api/v1/jobs/{job}").json()
+        if body["state"] in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.02)
+    assert body["state"] == "succeeded", body
+    return time.perf_counter() - t, str(body["commit_id"])
+
+
+def _manifest(h: httpx.Client, ds: str, commit: str) -> str:
+    body = h.get(f"/api/v1/datasets/{ds}/commits/{commit}").json()
+    return str(next(t for t in body["tables"] if t["name"] == "bench")["manifest_id"])
+
+
+def _computed(stack: Stack, manifest: str, timeout: float = 120) -> float:
+    """The seconds the worker logged for computing ``manifest``'s statistics."""
+    deadline = time.monotonic() + timeout
+    log = stack.home / "logs" / "worker.log"
+    while time.monotonic() < deadline:
+        for line in reversed(log.read_text(errors="replace").splitlines()):
+            if "statistics computed" in line and manifest in line:
+                return float(json.loads(line[line.index("{") :])["seconds"])
+        time.sleep(0.05)
+    raise RuntimeError(f"no statistics computed for {manifest}")
+
+
+def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
+    csv = tmp / "bench.csv"
+    generate_csv(csv, args.rows)
+    more = _versions(csv, tmp)
+    stack = Stack(tmp / "home", free_port())
+    try:
+        stack.wait_ready(180)
+        h = login(stack)
+        runs: list[dict[str, float]] = []
+        for i in range(args.runs):
+            ds = h.post("/api/v1/datasets", json={"name": f"stats-{i}-{time.time_ns()}"})
+            name = ds.raise_for_status().json()["name"]
+            one: dict[str, float] = {}
+            first = last = ""
+            for label, path in (("fresh", csv), ("edited", more["edited"]),
+                                ("appended", more["appended"])):  # fmt: skip
+                if label == "appended":  # on the first version: all its pieces shared
+                    h.patch(f"/api/v1/datasets/{name}/branches/main",
+                            json={"commit_id": first, "expected_commit_id": last})  # fmt: skip
+                seconds, commit = _import(h, name, path)
+                if label == "fresh":
+                    first = commit
+                last = commit
+                one[f"{label}_import_s"] = seconds
+                one[f"{label}_stats_s"] = _computed(stack, _manifest(h, name, commit))
+                one[f"{label}_share"] = one[f"{label}_stats_s"] / seconds
+            lat = []
+            for _ in range(30):
+                t = time.perf_counter()
+                h.get(f"/api/v1/datasets/{name}/refs/main/stats").raise_for_status()
+                lat.append((time.perf_counter() - t) * 1000)
+            one["get_stats_p50_ms"] = percentile(lat, 50)
+            one["get_stats_p95_ms"] = percentile(lat, 95)
+            runs.append(one)
+            print(json.dumps({k: round(v, 3) for k, v in one.items()}), flush=True)
+        res["runs"] = runs
+        res["median"] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        res["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    finally:
+        stack.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    res: dict[str, Any] = {"machine": machine(), "rows": args.rows}
+    with tempfile.TemporaryDirectory(prefix="dsa-bench-stats-") as tmp:
+        run(args, Path(tmp), res)
+    write_results("stats", res)
+    print(json.dumps(res["median"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
