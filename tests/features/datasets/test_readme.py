@@ -30,7 +30,7 @@ XSS = [
     '<form action="https://evil.example"><input name=p></form>',
     '<object data="x.swf"></object><embed src="x.swf">',
     '<meta http-equiv="refresh" content="0;url=https://evil.example">',
-    '<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>',
+    "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
     '"><img src=x onerror=alert(1)>',
     "<details open ontoggle=alert(1)>",
     "<a href='vbscript:msgbox(1)'>x</a>",
