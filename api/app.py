@@ -44,6 +44,7 @@ from features.integrity.routes import router as integrity_router
 from features.jobs.routes import router as jobs_router
 from features.merges.routes import router as merges_router
 from features.merges.ui import router as merges_ui
+from features.quality.routes import router as quality_router
 from features.refs.routes import router as refs_router
 from features.refs.ui import router as refs_ui
 from features.stats.routes import router as stats_router
@@ -126,6 +127,7 @@ def create_app() -> FastAPI:
         merges_router,
         exports_router,
         stats_router,
+        quality_router,
         integrity_router,
         audit_router,
     ):

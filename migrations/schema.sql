@@ -177,6 +177,28 @@ TABLE layout
   CREATE UNIQUE INDEX layout_pkey ON public.layout USING btree (manifest_id)
   CREATE INDEX layout_used_idx ON public.layout USING btree (used_at) WHERE (state = 'ready'::text)
 
+TABLE quality_config
+  dataset_id uuid NOT NULL
+  rules jsonb NOT NULL
+  threshold double precision NOT NULL
+  gate_branches ARRAY NOT NULL
+  digest text NOT NULL
+  updated_by text
+  updated_at timestamp with time zone NOT NULL DEFAULT now()
+  CONSTRAINT quality_config_dataset_id_fkey FOREIGN KEY (dataset_id) REFERENCES dataset(id) ON DELETE CASCADE
+  CONSTRAINT quality_config_pkey PRIMARY KEY (dataset_id)
+  CREATE UNIQUE INDEX quality_config_pkey ON public.quality_config USING btree (dataset_id)
+
+TABLE quality_result
+  dataset_id uuid NOT NULL
+  commit_id text NOT NULL
+  digest text NOT NULL
+  report jsonb NOT NULL
+  created_at timestamp with time zone NOT NULL DEFAULT now()
+  CONSTRAINT quality_result_dataset_id_fkey FOREIGN KEY (dataset_id) REFERENCES dataset(id) ON DELETE CASCADE
+  CONSTRAINT quality_result_pkey PRIMARY KEY (dataset_id, commit_id, digest)
+  CREATE UNIQUE INDEX quality_result_pkey ON public.quality_result USING btree (dataset_id, commit_id, digest)
+
 TABLE ref
   dataset_id uuid NOT NULL
   name text NOT NULL

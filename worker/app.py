@@ -23,6 +23,7 @@ import features.imports.tasks  # noqa: E402,F401  (registers imports.run)
 import features.integrity.tasks  # noqa: E402,F401  (registers integrity.fsck, .gc, .periodic_gc)
 import features.jobs.tasks  # noqa: E402,F401  (registers jobs.reconcile, jobs.clean_tmp)
 import features.layouts.tasks  # noqa: E402,F401  (registers layouts.build, .follow, .evict)
+import features.quality.tasks  # noqa: E402,F401  (registers quality.follow)
 import features.stats.tasks  # noqa: E402,F401  (registers stats.follow)
 
 celery_app.conf.beat_schedule = {

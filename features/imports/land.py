@@ -35,6 +35,7 @@ from features.imports.build import TableBuild
 from features.imports.context import ImportJob
 from features.imports.errors import JobCancelled, NoLongerAllowed
 from features.jobs import service as jobs_service
+from features.quality import service as quality_service
 from features.refs import service as refs_service
 from features.refs.errors import RefConflict
 
@@ -85,11 +86,15 @@ def land(
             )
         return True
     request = job.request
+    commit = _commit(job, source, head, tables, built)
+    # a gated branch takes no commit below its quality threshold: the job
+    # fails with quality_gate_failed and the branch stays
+    quality_service.require_gate(job.dataset_id, job.branch, commit)
     try:
         refs_service.land(
             dataset_id=job.dataset_id,
             branch=job.branch,
-            commit=_commit(job, source, head, tables, built),
+            commit=commit,
             by=request.author,
             reason=f"import ({request.mode}) of {source['file_name']}"
             + (f", rebased {rebases}x" if rebases else ""),

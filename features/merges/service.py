@@ -48,6 +48,7 @@ from core.storage import get_store
 from features.commits import service as commits_service
 from features.merges.errors import InvalidStrategy, MergeConflict, RevertRoot
 from features.merges.three_way import MAX_CONFLICTS_SHOWN, three_way
+from features.quality import service as quality_service
 from features.refs import service as refs_service
 from features.refs.errors import RefConflict
 
@@ -147,6 +148,7 @@ def _merge_once(
         return {"commit_id": head, "fast_forward": False, "up_to_date": True}
     reason = f"merge {source}"
     if base == head:
+        quality_service.require_gate(dataset_id, target, get_commit(get_store(), src))
         with db.transaction() as conn:
             refs_service.cas_move(
                 conn,
@@ -191,6 +193,7 @@ def _merge_once(
             }
         },
     )
+    quality_service.require_gate(dataset_id, target, commit)
     commit_id = refs_service.land(
         dataset_id=dataset_id,
         branch=target,
@@ -265,6 +268,7 @@ def _revert_once(
             "revert": {"commit_id": target, "strategy": strategy, "conflicts_resolved": count}
         },
     )
+    quality_service.require_gate(dataset_id, branch, new)
     commit_id = refs_service.land(
         dataset_id=dataset_id,
         branch=branch,

@@ -240,6 +240,7 @@ def cas_move(
     db.after_commit(conn, lambda: _send_quietly("stats.follow", expected, new))
     # and the catalog's column names (the datasets feature's task: it reads refs)
     db.after_commit(conn, lambda: _send_quietly("datasets.index", str(dataset_id), new))
+    db.after_commit(conn, lambda: _send_quietly("quality.follow", str(dataset_id), new))
 
 
 def land(

@@ -137,6 +137,9 @@ DATASET_ROUTES: dict[tuple[str, str], Case] = {
     ("GET", f"{D}/refs/{{name:path}}/log"): Case("read", f"{D}/refs/main/log"),
     ("GET", f"{D}/refs/{{ref:path}}/tables"): Case("read", f"{D}/refs/main/tables"),
     ("GET", f"{D}/refs/{{ref:path}}/stats"): Case("read", f"{D}/refs/main/stats"),
+    ("GET", f"{D}/refs/{{ref:path}}/quality"): Case("read", f"{D}/refs/main/quality"),
+    ("GET", f"{D}/quality"): Case("read", f"{D}/quality"),
+    ("PUT", f"{D}/quality"): Case("admin", f"{D}/quality", body={"rules": [], "threshold": 0}),
     ("GET", f"{D}/refs/{{ref:path}}/data"): Case("read", f"{D}/refs/main/data"),
     ("POST", f"{D}/refs/{{branch:path}}/uploads"): Case(
         "write", f"{D}/refs/side/uploads", files=lambda: {"file": ("m.csv", b"id,v\n1,a\n")}

@@ -121,8 +121,8 @@ def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
                 t = time.perf_counter()
                 h.get(f"/api/v1/datasets/{name}/refs/main/stats").raise_for_status()
                 lat.append((time.perf_counter() - t) * 1000)
-            one["get_stats_p50_ms"] = percentile(lat, 50)
-            one["get_stats_p95_ms"] = percentile(lat, 95)
+            one["get_stats_p50_ms"] = percentile(lat, 0.5)
+            one["get_stats_p95_ms"] = percentile(lat, 0.95)
             runs.append(one)
             print(json.dumps({k: round(v, 3) for k, v in one.items()}), flush=True)
         res["runs"] = runs
