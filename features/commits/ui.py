@@ -17,6 +17,7 @@ from features.compare import present as compare_present
 from features.compare import service as compare_service
 from features.data.errors import TableRequired
 from features.datasets import service as datasets_service
+from features.quality import service as quality_service
 from features.refs import service as refs_service
 from features.web import service as web
 
@@ -128,6 +129,9 @@ def history(
             all_parents=not first_parent,
         )
         refs = refs_service.list_refs(conn, dataset_id)
+        # quality badges: reports computed already (never computed for the page)
+        rules = quality_service.config(conn, dataset_id)
+        scores = quality_service.remembered(conn, dataset_id, [c["id"] for c in rows], rules)
     at: dict[str, list[dict[str, Any]]] = {}
     for r in refs:
         at.setdefault(r["commit_id"], []).append(r)
@@ -142,6 +146,7 @@ def history(
         commits=rows,
         graph=graph_rows(rows),
         refs_at=at,
+        scores=scores,
         page=page,
         pages=max(1, -(-total // PER_PAGE)),
         total=total,
@@ -164,6 +169,10 @@ def commit_page(
         commit_id = refs_service.resolve(conn, dataset_id, commit_ref)
         row = service.get(conn, dataset_id, commit_id)
         parent = row["parents"][0] if row["parents"] else None
+        rules = quality_service.config(conn, dataset_id)
+        quality = (
+            quality_service.report(conn, dataset_id, commit_id, rules) if rules["rules"] else None
+        )
         refs = [r for r in refs_service.list_refs(conn, dataset_id) if r["commit_id"] == commit_id]
         store = get_store()
         commit = get_commit(store, commit_id)
@@ -208,6 +217,7 @@ def commit_page(
         refs=refs,
         tables=tables,
         provenance=commit.provenance,
+        quality=quality,
         diff=diff,
         changes=compare_present.changes_grid(diff),
         problem=problem,
