@@ -20,7 +20,7 @@ import structlog
 from core.config import get_settings
 from core.objects import Manifest, Schema, TableEntry, get_manifest, get_schema, put_object
 from core.schema import Column
-from features.imports import lines
+from features.imports import lines, suggest
 from features.imports.acquire import TableInput
 from features.imports.context import BuildContext, WriteJob, Written
 from features.imports.csv_reader import sniff
@@ -59,6 +59,7 @@ def build_table(
         lines_at is not None
         and ctx.request.mode == "replace"
         and table.is_csv
+        and not ctx.request.options.get("column_map")  # the index knows the file's names
         and get_settings().line_index_max_rows > 0
     )
     index = (
@@ -84,7 +85,21 @@ def build_table(
     result: dict[str, Any] = {"rows": written.rows, "table_rows": total}
     if fast is not None:
         result["parsed_rows"] = fast.parsed_rows  # the rest are lines the table already had
+    if current is not None and current.schema != entry.schema:
+        hints = _suggestions(ctx, current, entry)
+        if hints:
+            result["schema_suggestions"] = hints
     return TableBuild(entry, result, written.dialect, made)
+
+
+def _suggestions(ctx: BuildContext, before: TableEntry, after: TableEntry) -> list[dict[str, Any]]:
+    """What the file's changed columns probably meant (``suggest``); a hint
+    never fails an import."""
+    try:
+        return suggest.suggestions(ctx.store, before, after)
+    except Exception:
+        log.warning("could not suggest schema mappings", exc_info=True)
+        return []
 
 
 def _write_job(ctx: BuildContext, table: TableInput, current: TableEntry | None) -> WriteJob:

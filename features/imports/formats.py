@@ -34,6 +34,7 @@ OPTION_NAMES = (
     "skip_rows",
     "encoding",
     "column_types",
+    "column_map",
     "sheet",
     "members",
 )
@@ -123,4 +124,15 @@ def validate_options(options: dict[str, Any]) -> list[tuple[str, str]]:
                 if t not in LOGICAL_TYPES or t == "binary":
                     allowed = ", ".join(x for x in LOGICAL_TYPES if x != "binary")
                     errors.append((f"column_types.{col}", f"must be one of {allowed}"))
+    cm = options.get("column_map")
+    if cm is not None:
+        if not isinstance(cm, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and k and v and len(v) <= 200
+            for k, v in cm.items()
+        ):
+            errors.append(
+                ("column_map", "must be an object of file column name to table column name")
+            )
+        elif len(set(cm.values())) != len(cm):
+            errors.append(("column_map", "maps two columns to one name"))
     return errors

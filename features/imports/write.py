@@ -15,9 +15,11 @@ Windows-1252, then Latin-1.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
+import pyarrow as pa
 import structlog
 
 from core.config import get_settings
@@ -77,7 +79,52 @@ def _write_preferring(ctx: BuildContext, job: WriteJob) -> Written:
 
 
 def _open(ctx: BuildContext, job: WriteJob, **kw: Any) -> TableSource:
-    return job.table.reader(job.table.path, options=job.options, fmt=job.table.format, **kw)
+    """The file's reader; with ``options.column_map``, its columns renamed
+    (the types asked for by table name are passed on by file name)."""
+    cmap: dict[str, str] = job.options.get("column_map") or {}
+    if cmap:
+        back = {to: frm for frm, to in cmap.items()}
+        for k in ("types", "preferred"):
+            if kw.get(k):
+                kw[k] = {back.get(n, n): t for n, t in kw[k].items()}
+    src = job.table.reader(job.table.path, options=job.options, fmt=job.table.format, **kw)
+    return cast(TableSource, Renamed(src, cmap)) if cmap else src
+
+
+class Renamed:
+    """A reader whose columns ``column_map`` renames (file name → table name)."""
+
+    def __init__(self, src: TableSource, cmap: dict[str, str]) -> None:
+        self._src, self._map = src, cmap
+
+    @property
+    def names(self) -> list[str]:
+        names = [self._map.get(n, n) for n in self._src.names]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ImportFailed(
+                f"column_map makes two columns named {dup[0]!r}",
+                code="duplicate_column_name",
+                column_name=dup[0],
+            )
+        return names
+
+    @property
+    def rows(self) -> int:
+        return self._src.rows
+
+    @property
+    def dialect(self) -> dict[str, Any]:
+        return {**self._src.dialect, "column_map": self._map}
+
+    def types(self) -> list[str]:
+        return self._src.types()
+
+    def nullable(self) -> list[bool]:
+        return self._src.nullable()
+
+    def __iter__(self) -> Iterator[tuple[pa.RecordBatch, list[pa.Array | None]]]:
+        return iter(self._src)
 
 
 def _write_pass(ctx: BuildContext, job: WriteJob, preferred: dict[str, str]) -> Written:

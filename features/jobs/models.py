@@ -36,6 +36,12 @@ class JobOut(BaseModel):
     result: dict[str, Any] | None = Field(
         description="a succeeded job's outcome: rows, table, table_rows, unchanged?, rebases?"
     )
+    schema_suggestions: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="an import whose columns differ from the table's: what the change "
+        "probably meant ({kind, from, to, confidence, reason}); options.column_map applies "
+        "renames on the next upload",
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -275,7 +275,21 @@ def to_out(row: dict[str, Any]) -> dict[str, Any]:
         "finished_at": row["finished_at"],
         "links": {"self": f"/api/v1/jobs/{row['id']}"},
     }
+    hints = _suggestions(result)
+    if hints:
+        out["schema_suggestions"] = hints
     return out
+
+
+def _suggestions(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """An import's schema suggestions, each with its table when the file held several."""
+    if "tables" in result:
+        return [
+            {**h, "table": t.get("table")}
+            for t in result["tables"]
+            for h in t.get("schema_suggestions") or []
+        ]
+    return list(result.get("schema_suggestions") or [])
 
 
 def oldest_writer(conn: psycopg.Connection[Any]) -> Any:

@@ -9,7 +9,7 @@ import json
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -34,7 +34,14 @@ _OPTION_FIELDS = ("delimiter", "encoding", "skip_rows", "null_values", "header",
 
 
 @router.get("/datasets/{dataset_id}/upload")
-def upload_page(request: Request, dataset_id: uuid.UUID, branch: str | None = None) -> Response:
+def upload_page(
+    request: Request,
+    dataset_id: uuid.UUID,
+    branch: str | None = None,
+    options: str = Query(
+        "", max_length=20_000, description="the advanced options' JSON, prefilled"
+    ),
+) -> Response:
     user = web.require_user(request)
     with read() as conn:
         ds = datasets_service.require(conn, user, dataset_id, "write")
@@ -48,6 +55,7 @@ def upload_page(request: Request, dataset_id: uuid.UUID, branch: str | None = No
         ref=branch if branch in names else ds["default_branch"],
         branches=branches,
         max_bytes=get_settings().max_upload_bytes,
+        options=options,
     )
 
 
@@ -187,6 +195,9 @@ def _job(request: Request, dataset_id: uuid.UUID, job_id: uuid.UUID) -> dict[str
             k: problem[k] for k in ("file", "sheet", "line", "column", "field") if k in problem
         }
     filename = ((row.get("params") or {}).get("upload") or {}).get("filename")
+    renames = {
+        h["from"]: h["to"] for h in job.get("schema_suggestions") or [] if h["kind"] == "rename"
+    }
     return {
         "dataset": ds,
         "job": job,
@@ -196,6 +207,7 @@ def _job(request: Request, dataset_id: uuid.UUID, job_id: uuid.UUID) -> dict[str
         "filename": filename,
         "ended": job["state"] in ENDED,
         "table": (row.get("params") or {}).get("table"),
+        "column_map": json.dumps({"column_map": renames}) if renames else None,
     }
 
 
