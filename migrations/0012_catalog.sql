@@ -9,7 +9,8 @@ ALTER TABLE dataset
     ADD COLUMN catalog_tables text[] NOT NULL DEFAULT '{}',
     ADD COLUMN catalog_columns text[] NOT NULL DEFAULT '{}',
     ADD COLUMN catalog_commit text,
-    ADD COLUMN search tsvector NOT NULL DEFAULT ''::tsvector;
+    ADD COLUMN search tsvector NOT NULL DEFAULT ''::tsvector,
+    ADD COLUMN search_head tsvector NOT NULL DEFAULT ''::tsvector;
 
 -- Names split on "_" "-" "." (cust_id: cust, id) and are also kept whole;
 -- prose is stemmed (English). Weights: A name and tags, B description,
@@ -20,14 +21,17 @@ LANGUAGE sql IMMUTABLE AS $$
         || coalesce(regexp_replace(array_to_string(names, ' '), '[_.-]+', ' ', 'g'), ''))
 $$;
 
+-- search_head is the document without the readme: small enough to stay in
+-- the row uncompressed, so ranking thousands of matches reads no TOAST.
 CREATE FUNCTION dataset_search_document() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    NEW.search :=
+    NEW.search_head :=
         setweight(dataset_search_names(ARRAY[NEW.name]), 'A')
         || setweight(dataset_search_names(NEW.tags), 'A')
         || setweight(to_tsvector('english', NEW.description), 'B')
-        || setweight(dataset_search_names(NEW.catalog_tables || NEW.catalog_columns), 'B')
+        || setweight(dataset_search_names(NEW.catalog_tables || NEW.catalog_columns), 'B');
+    NEW.search := NEW.search_head
         || setweight(to_tsvector('english', left(NEW.readme, 100000)), 'C');
     RETURN NEW;
 END

@@ -103,6 +103,7 @@ TABLE dataset
   catalog_columns ARRAY NOT NULL DEFAULT '{}'::text[]
   catalog_commit text
   search tsvector NOT NULL DEFAULT ''::tsvector
+  search_head tsvector NOT NULL DEFAULT ''::tsvector
   CONSTRAINT dataset_created_by_fkey FOREIGN KEY (created_by) REFERENCES app_user(id)
   CONSTRAINT dataset_pkey PRIMARY KEY (id)
   CONSTRAINT dataset_visibility_check CHECK ((visibility = ANY (ARRAY['private'::text, 'internal'::text, 'public'::text])))

@@ -17,13 +17,13 @@ import socket
 import sys
 from typing import Any
 
-from dsa import config
+from dsa import config, know
 from dsa.client import Client
 from dsa.errors import DsaClientError, ProblemError
 
 COMMANDS = (
     "login", "datasets", "create", "upload", "log", "tables", "show", "diff",
-    "branch", "tag", "merge", "export", "lock", "pull",
+    "branch", "tag", "merge", "export", "lock", "pull", *know.COMMANDS,
 )  # fmt: skip
 
 
@@ -357,6 +357,7 @@ def register(sub: Any) -> None:
     _account_and_upload(add)
     _reading(add)
     _changing(add)
+    know.register(add)
 
 
 def _account_and_upload(add: Any) -> None:

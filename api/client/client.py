@@ -244,6 +244,25 @@ class Client:
         url = f"{self._ds(dataset)}/refs/{_ref(ref)}/tables"
         return dict(self.session.json("GET", url, params=params))
 
+    def stats(self, dataset: str, ref: str = "main", table: str | None = None) -> dict[str, Any]:
+        """A table's column statistics at a version (``GET …/stats``)."""
+        params = {"table": table} if table else {}
+        url = f"{self._ds(dataset)}/refs/{_ref(ref)}/stats"
+        return dict(self.session.json("GET", url, params=params))
+
+    def quality(self, dataset: str, ref: str = "main") -> dict[str, Any]:
+        """The quality report of a version (``GET …/quality``)."""
+        return dict(self.session.json("GET", f"{self._ds(dataset)}/refs/{_ref(ref)}/quality"))
+
+    def search(
+        self, q: str = "", *, tags: list[str] | None = None, per_page: int = 20
+    ) -> dict[str, Any]:
+        """Datasets matching ``q`` (``GET /api/v1/search``), best first."""
+        params: dict[str, Any] = {"q": q, "per_page": per_page}
+        if tags:
+            params["tag"] = tags
+        return dict(self.session.json("GET", "/api/v1/search", params=params))
+
     def rows(
         self,
         dataset: str,

@@ -142,5 +142,5 @@ class SearchPage(BaseModel):
     total: int
     page: int
     per_page: int
-    facets: Facets
+    facets: Facets | None = Field(default=None, description="with ?facets=true")
     links: Links

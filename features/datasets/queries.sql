@@ -88,17 +88,22 @@ SELECT id FROM dataset WHERE name = %(name)s AND deleted_at IS NULL;
 -- name: search
 -- Live datasets the caller may read matching the query (every one when it
 -- is empty), ranked, with the total; the filters narrow by tags (all of
--- them), visibility and owner (the creator). Headlines for the page only.
-WITH q AS (
+-- them), visibility and owner (the creator). Datasets matching by name,
+-- tags, description or columns rank by cover density over those (the
+-- readme-free document: no TOAST read for thousands of matches), above
+-- those matching in their readme alone. The ranking carries ids only (a
+-- dataset's readme is read for the page's headlines alone).
+WITH q AS NOT MATERIALIZED (  -- inlined: the query a constant the index can use
     SELECT CASE WHEN %(q)s = '' THEN NULL
                 ELSE websearch_to_tsquery('english', %(q)s) || to_tsquery('simple', %(prefix)s)
            END AS query
 ), hits AS (
-    SELECT d.id, d.name, d.description, d.tags, d.readme, d.visibility, d.updated_at,
-           d.catalog_tables, d.catalog_columns, u.username AS owner, q.query,
+    SELECT d.id, d.updated_at,
            CASE WHEN q.query IS NULL THEN 0
-                ELSE ts_rank_cd(d.search, q.query, 32)
+                WHEN d.search_head @@ q.query  -- names, tags, description, columns
+                THEN 0.1 + ts_rank_cd(d.search_head, q.query, 32)
                      + CASE WHEN lower(d.name) = lower(%(q)s) THEN 1 ELSE 0 END
+                ELSE 0.05  -- the readme alone
            END AS score
     FROM dataset d CROSS JOIN q
     LEFT JOIN dataset_permission p ON p.dataset_id = d.id AND p.user_id = %(user_id)s
@@ -112,28 +117,41 @@ WITH q AS (
       AND (%(visibility)s::text IS NULL OR d.visibility = %(visibility)s)
       AND (%(owner)s::text IS NULL OR u.username = %(owner)s)
 ), page AS (
-    SELECT *, count(*) OVER () AS total FROM hits
+    SELECT id, updated_at, score, count(*) OVER () AS total FROM hits
     ORDER BY score DESC, updated_at DESC, id
     LIMIT %(limit)s OFFSET %(offset)s
 )
-SELECT id, name, description, tags, visibility, owner, updated_at, score, total,
-       query IS NOT NULL AND to_tsvector('simple', name) @@ query AS name_matched,
-       CASE WHEN query IS NOT NULL AND to_tsvector('english', description) @@ query
-            THEN ts_headline('english', description, query,
+SELECT d.id, d.name, d.description, d.tags, d.visibility, u.username AS owner, d.updated_at,
+       page.score, page.total,
+       query IS NOT NULL AND to_tsvector('simple', d.name) @@ query AS name_matched,
+       -- the stored document's weights say where a dataset matched (B:
+       -- description, tables, columns; C: readme) without parsing its text
+       CASE WHEN query IS NOT NULL AND ts_filter(d.search, '{b}') @@ query
+                 AND to_tsvector('english', d.description) @@ query
+            THEN ts_headline('english', d.description, query,
                              'StartSel=' || chr(2) || ',StopSel=' || chr(3) || ',MaxWords=30,MinWords=10')
        END AS description_hit,
-       CASE WHEN query IS NOT NULL AND to_tsvector('english', left(readme, 100000)) @@ query
-            THEN ts_headline('english', left(readme, 100000), query,
+       CASE WHEN query IS NOT NULL AND ts_filter(d.search, '{c}') @@ query
+            THEN ts_headline('english', left(d.readme, 20000), query,
                              'StartSel=' || chr(2) || ',StopSel=' || chr(3) || ',MaxWords=30,MinWords=10')
        END AS readme_hit,
-       ARRAY(SELECT t FROM unnest(tags) t WHERE query IS NOT NULL
-             AND dataset_search_names(ARRAY[t]) @@ query) AS tags_hit,
-       ARRAY(SELECT t FROM unnest(catalog_tables) t WHERE query IS NOT NULL
-             AND dataset_search_names(ARRAY[t]) @@ query LIMIT 10) AS tables_hit,
-       ARRAY(SELECT c FROM unnest(catalog_columns) c WHERE query IS NOT NULL
-             AND dataset_search_names(ARRAY[c]) @@ query LIMIT 10) AS columns_hit
-FROM page
-ORDER BY score DESC, updated_at DESC, id;
+       CASE WHEN query IS NOT NULL AND ts_filter(d.search, '{a}') @@ query
+            THEN ARRAY(SELECT t FROM unnest(d.tags) t WHERE dataset_search_names(ARRAY[t]) @@ query)
+            ELSE '{}'
+       END AS tags_hit,
+       CASE WHEN query IS NOT NULL AND ts_filter(d.search, '{b}') @@ query
+            THEN ARRAY(SELECT t FROM unnest(d.catalog_tables) t
+                       WHERE dataset_search_names(ARRAY[t]) @@ query LIMIT 10)
+            ELSE '{}'
+       END AS tables_hit,
+       CASE WHEN query IS NOT NULL AND ts_filter(d.search, '{b}') @@ query
+            THEN ARRAY(SELECT c FROM unnest(d.catalog_columns) c
+                       WHERE dataset_search_names(ARRAY[c]) @@ query LIMIT 10)
+            ELSE '{}'
+       END AS columns_hit
+FROM page JOIN dataset d ON d.id = page.id CROSS JOIN q
+LEFT JOIN app_user u ON u.id = d.created_by
+ORDER BY page.score DESC, page.updated_at DESC, page.id;
 
 -- name: search_facets
 -- What the datasets a search finds are tagged with, who made them, how visible they are.

@@ -62,6 +62,7 @@ def search(
     owner: str | None = Query(None, max_length=100, description="the creator's username"),
     page: int = Query(1, ge=1),
     per_page: int = Query(20, ge=1, le=500),
+    facets: bool = Query(False, description="add facets: tags, visibility, owner with counts"),
     user: User | None = Depends(optional_user),
 ) -> SearchPage:
     """Datasets the caller may read, ranked by full-text search over names,
@@ -77,6 +78,7 @@ def search(
             owner=owner,
             page=page,
             per_page=per_page,
+            with_facets=facets,
         )
     nxt = None
     if page * per_page < body["total"]:

@@ -64,6 +64,7 @@ def _list(
             owner=f["owner"],
             page=page,
             per_page=PER_PAGE,
+            with_facets=True,
         )
     total = found["total"]
     hits = [

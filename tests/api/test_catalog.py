@@ -45,7 +45,7 @@ def catalog(client: Any, admin: dict[str, str], worker: Worker) -> dict[str, Any
 
 
 def _search(client: Any, headers: dict[str, str] | None, **params: Any) -> dict[str, Any]:
-    r = client.get("/api/v1/search", params=params, headers=headers or {})
+    r = client.get("/api/v1/search", params={"facets": True, **params}, headers=headers or {})
     assert r.status_code == 200, r.text
     return dict(r.json())
 

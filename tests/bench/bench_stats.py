@@ -5,7 +5,9 @@
   of the import's: the issue's target is ≤ 10 %;
 - the same for a re-upload with 1 % of rows edited at random, and for one
   that appends 2 % (the parent's pieces all shared);
-- ``GET …/stats`` once computed (p50, p95 of 30).
+- ``GET …/stats`` once computed (p50, p95 of 30);
+- ten quality rules on the fresh table: the first ``GET …/quality``
+  (evaluated) and the next (remembered); the target is ≤ 1 s.
 
 Writes ``tests/bench/results/stats-<timestamp>.json``.
 """
@@ -38,9 +40,17 @@ from tests.bench.bench_import import (  # noqa: E402
 )
 
 
-def _versions(csv: Path, tmp: Path) -> dict[str, Path]:
-    """The table, 1 % of its rows edited (price), and 2 % more rows appended."""
+def _versions(csv: Path, tmp: Path, run: int) -> dict[str, Path]:
+    """The table (its first row's name made the run's own: statistics are
+    remembered by table version, so every run computes its own), 1 % of its
+    rows edited (price), and 2 % more rows appended."""
     df = pl.read_csv(csv, infer_schema_length=0)  # as text: written back byte for byte
+    df = df.with_columns(
+        pl.when(pl.int_range(df.height) == 0)
+        .then(pl.lit(f"run-{run}-{time.time_ns()}"))
+        .otherwise(pl.col("name"))
+        .alias("name")
+    )
     n = df.height
     edited = df.with_columns(
         pl.when(pl.int_range(n).hash(11) % 100 == 0)
@@ -49,7 +59,12 @@ def _versions(csv: Path, tmp: Path) -> dict[str, Path]:
         .alias("price")
     )
     extra = df.head(n // 50).with_columns((pl.col("id").cast(pl.Int64) + n).cast(pl.String))
-    out = {"edited": tmp / "edited.csv", "appended": tmp / "appended.csv"}
+    out = {
+        "fresh": tmp / "fresh.csv",
+        "edited": tmp / "edited.csv",
+        "appended": tmp / "appended.csv",
+    }
+    df.write_csv(out["fresh"])
     edited.write_csv(out["edited"])
     pl.concat([df, extra]).write_csv(out["appended"])
     return out
@@ -73,6 +88,40 @@ def _import(h: httpx.Client, ds: str, csv: Path) -> tuple[float, str]:
     return time.perf_counter() - t, str(body["commit_id"])
 
 
+RULES = [
+    {"name": "ids", "table": "bench", "column": "id", "check": "unique"},
+    {"name": "customers", "table": "bench", "column": "customer_id", "check": "not_null"},
+    {"name": "qty", "table": "bench", "column": "quantity", "check": "between",
+     "args": {"min": 0, "max": 999}},
+    {"name": "price", "table": "bench", "column": "price", "check": "min", "args": {"value": 0}},
+    {"name": "discount", "table": "bench", "column": "discount", "check": "max",
+     "args": {"value": 1}},
+    {"name": "score", "table": "bench", "column": "score", "check": "between",
+     "args": {"min": -2000, "max": 2000}},
+    {"name": "status", "table": "bench", "column": "status", "check": "in",
+     "args": {"values": ["new", "paid", "shipped", "cancelled"]}},
+    {"name": "names", "table": "bench", "column": "name", "check": "regex",
+     "args": {"pattern": "user_[0-9]+_[0-9]+"}},
+    {"name": "rows", "table": "bench", "check": "row_count_min", "args": {"min": 1000}},
+    {"name": "day", "table": "bench", "column": "order_date", "check": "min",
+     "args": {"value": "2000-01-01"}},
+]  # fmt: skip
+
+
+def _quality(h: httpx.Client, ds: str) -> dict[str, float]:
+    """Ten rules on the fresh table: the first report (computed), then again (remembered)."""
+    body = {"rules": RULES, "threshold": 90, "gate_branches": []}
+    h.put(f"/api/v1/datasets/{ds}/quality", json=body).raise_for_status()
+    out = {}
+    for label in ("quality_cold_s", "quality_warm_s"):
+        t = time.perf_counter()
+        body = h.get(f"/api/v1/datasets/{ds}/refs/main/quality").raise_for_status().json()
+        out[label] = time.perf_counter() - t
+    assert len(body["results"]) == len(RULES), body
+    out["quality_score"] = body["score"]
+    return out
+
+
 def _manifest(h: httpx.Client, ds: str, commit: str) -> str:
     body = h.get(f"/api/v1/datasets/{ds}/commits/{commit}").json()
     return str(next(t for t in body["tables"] if t["name"] == "bench")["manifest_id"])
@@ -93,7 +142,6 @@ def _computed(stack: Stack, manifest: str, timeout: float = 120) -> float:
 def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
     csv = tmp / "bench.csv"
     generate_csv(csv, args.rows)
-    more = _versions(csv, tmp)
     stack = Stack(tmp / "home", free_port())
     try:
         stack.wait_ready(180)
@@ -104,8 +152,9 @@ def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
             name = ds.raise_for_status().json()["name"]
             one: dict[str, float] = {}
             first = last = ""
-            for label, path in (("fresh", csv), ("edited", more["edited"]),
-                                ("appended", more["appended"])):  # fmt: skip
+            files = _versions(csv, tmp, i)
+            for label in ("fresh", "edited", "appended"):
+                path = files[label]
                 if label == "appended":  # on the first version: all its pieces shared
                     h.patch(f"/api/v1/datasets/{name}/branches/main",
                             json={"commit_id": first, "expected_commit_id": last})  # fmt: skip
@@ -116,6 +165,8 @@ def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
                 one[f"{label}_import_s"] = seconds
                 one[f"{label}_stats_s"] = _computed(stack, _manifest(h, name, commit))
                 one[f"{label}_share"] = one[f"{label}_stats_s"] / seconds
+                if label == "fresh":
+                    one.update(_quality(h, name))
             lat = []
             for _ in range(30):
                 t = time.perf_counter()
