@@ -37,6 +37,7 @@ docs/benchmarks.md, "Fragmented versions".
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,6 +54,18 @@ BATCH_ROWS = 65_536  # default rows a window (see DSA_EXPORT_BATCH_ROWS for expo
 MAX_WINDOW_GROUPS = 128  # row groups one window may decode (~262,000 rows of 2,048)
 SLICE_MAX_PIECES = 16  # a window of at most this many pieces is sliced, not taken
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="scan-take")
+
+
+def _fresh_pool() -> None:
+    """A forked child has none of its parent's threads, but an executor that
+    had started some believes it still has them and would queue work no
+    thread runs: the child gets its own (a worker that scanned, to score
+    quality rules, then forks the statistics' or an import's child)."""
+    global _POOL
+    _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="scan-take")
+
+
+os.register_at_fork(after_in_child=_fresh_pool)
 
 
 @dataclass

@@ -43,4 +43,7 @@ CREATE TRIGGER dataset_search_document
 
 UPDATE dataset SET name = name;  -- existing datasets get their document
 CREATE INDEX dataset_search_idx ON dataset USING gin (search) WHERE deleted_at IS NULL;
+-- searches test the small document first: a dataset it matches needs no
+-- read of the whole one (TOASTed with the readme's words)
+CREATE INDEX dataset_search_head_idx ON dataset USING gin (search_head) WHERE deleted_at IS NULL;
 CREATE INDEX dataset_tags_idx ON dataset USING gin (tags) WHERE deleted_at IS NULL;

@@ -109,6 +109,7 @@ TABLE dataset
   CONSTRAINT dataset_visibility_check CHECK ((visibility = ANY (ARRAY['private'::text, 'internal'::text, 'public'::text])))
   CREATE UNIQUE INDEX dataset_name_key ON public.dataset USING btree (name) WHERE (deleted_at IS NULL)
   CREATE UNIQUE INDEX dataset_pkey ON public.dataset USING btree (id)
+  CREATE INDEX dataset_search_head_idx ON public.dataset USING gin (search_head) WHERE (deleted_at IS NULL)
   CREATE INDEX dataset_search_idx ON public.dataset USING gin (search) WHERE (deleted_at IS NULL)
   CREATE INDEX dataset_tags_idx ON public.dataset USING gin (tags) WHERE (deleted_at IS NULL)
 

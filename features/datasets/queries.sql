@@ -112,7 +112,7 @@ WITH q AS NOT MATERIALIZED (  -- inlined: the query a constant the index can use
       AND (%(is_admin)s OR d.visibility = 'public' OR p.role IS NOT NULL
            OR (d.visibility = 'internal' AND %(user_id)s::uuid IS NOT NULL))
       AND (%(only)s::uuid[] IS NULL OR d.id = ANY(%(only)s) OR d.visibility = 'public')
-      AND (q.query IS NULL OR d.search @@ q.query)
+      AND (q.query IS NULL OR d.search_head @@ q.query OR d.search @@ q.query)
       AND (%(tags)s::text[] IS NULL OR d.tags @> %(tags)s)
       AND (%(visibility)s::text IS NULL OR d.visibility = %(visibility)s)
       AND (%(owner)s::text IS NULL OR u.username = %(owner)s)
@@ -168,7 +168,7 @@ WITH q AS (
       AND (%(is_admin)s OR d.visibility = 'public' OR p.role IS NOT NULL
            OR (d.visibility = 'internal' AND %(user_id)s::uuid IS NOT NULL))
       AND (%(only)s::uuid[] IS NULL OR d.id = ANY(%(only)s) OR d.visibility = 'public')
-      AND (q.query IS NULL OR d.search @@ q.query)
+      AND (q.query IS NULL OR d.search_head @@ q.query OR d.search @@ q.query)
       AND (%(tags)s::text[] IS NULL OR d.tags @> %(tags)s)
       AND (%(visibility)s::text IS NULL OR d.visibility = %(visibility)s)
       AND (%(owner)s::text IS NULL OR u.username = %(owner)s)

@@ -374,3 +374,21 @@ def test_dsa_urls_read_a_version_with_polars_pandas_and_pyarrow(
     assert listed == [f"{name}@main/people.parquet"]
     with pytest.raises(dsa.ProblemError):
         pd.read_parquet(f"dsa://{name}@nope/people.parquet")
+
+
+def test_what_the_data_holds_from_a_terminal(home: Path, people: dict[str, Any]) -> None:
+    """``dsa stats``, ``dsa quality`` (exit 3 below the threshold, for
+    scripts) and ``dsa search``."""
+    name = people["name"]
+    stats = json.loads(dsa_cmd(home, "stats", f"{name}@main", "--json").stdout)
+    assert stats["row_count"] == ROWS and {c["name"] for c in stats["columns"]} >= {"id"}
+    assert "distinct" in dsa_cmd(home, "stats", name).stdout
+    h = {"Authorization": f"Bearer {people['token']}"}
+    rules = [{"name": "few", "table": "people", "check": "row_count_min", "args": {"min": 10**9}}]
+    r = httpx.put(f"{people['url']}/api/v1/datasets/{name}/quality", headers=h,
+                  json={"rules": rules, "threshold": 100})  # fmt: skip
+    assert r.status_code == 200, r.text
+    low = dsa_cmd(home, "quality", name, check=False)
+    assert low.returncode == 3 and "✗" in low.stdout and "few" in low.stdout
+    found = json.loads(dsa_cmd(home, "search", name, "--json").stdout)
+    assert found["items"][0]["name"] == name
