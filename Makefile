@@ -48,6 +48,8 @@ bench: $(STAMP)
 	$(PY) tests/bench/bench_gc.py
 	$(PY) tests/bench/bench_security.py
 	$(PY) tests/bench/bench_clients.py
+	$(PY) tests/bench/bench_stats.py
+	$(PY) tests/bench/bench_catalog.py
 	$(PY) tests/bench/bench_scaleout.py
 	$(PY) tests/bench/bench_scaleout.py --storage s3
 
