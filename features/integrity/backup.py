@@ -58,6 +58,7 @@ TABLES = (
     "api_token",
     "dataset",
     "dataset_permission",
+    "quality_config",
     "commit",
     "commit_link",
     "ref",
@@ -73,7 +74,8 @@ TABLES = (
 APPEND_ONLY = ("audit_log",)
 # not copied: the target's own (schema_migration), caches whose objects are
 # not copied (layout, stored_export), what only running writers hold (write_hold),
-# digests and statistics recomputed when asked for (table_digest, table_stats)
+# digests, statistics and quality reports recomputed when asked for
+# (table_digest, table_stats, quality_result)
 SKIPPED = (
     "schema_migration",
     "layout",
@@ -81,6 +83,7 @@ SKIPPED = (
     "write_hold",
     "table_digest",
     "table_stats",
+    "quality_result",
 )
 
 
@@ -253,7 +256,8 @@ def restore(source: Path) -> Summary:
     with db.transaction() as conn:
         _portable_text(conn)
         _empty_or_refuse(conn)
-        emptied = [t for t in TABLES if t not in APPEND_ONLY]
+        # (and the caches that point at datasets: reports of a target's own)
+        emptied = [t for t in TABLES if t not in APPEND_ONLY] + ["quality_result"]
         conn.execute(f"TRUNCATE {', '.join(f'{chr(34)}{t}{chr(34)}' for t in emptied)}")
         for table in TABLES:
             s.tables[table] = _load(conn, table, source / "metadata" / f"{table}.copy")
