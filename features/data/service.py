@@ -32,7 +32,7 @@ from features.data.filters import parse_filter, parse_sort
 from features.layouts import service as layouts_service
 from features.refs import service as refs_service
 
-__all__ = ["column_values", "page", "parse_filter", "parse_sort", "tables"]
+__all__ = ["column_values", "json_value", "page", "parse_filter", "parse_sort", "tables"]
 
 MAX_LIMIT = 1000
 _SAFE_INT = 2**53
@@ -169,15 +169,16 @@ def column_values(arr: pa.ChunkedArray, kind: str) -> list[Any]:
     if kind == "integer" and len(arr) and arr.null_count < len(arr):
         big = pc.max(pc.abs(arr)).as_py()
         if big is not None and big > _SAFE_INT:
-            return [_json(v) for v in arr.to_pylist()]
+            return [json_value(v) for v in arr.to_pylist()]
     if kind == "float" and pc.any(pc.invert(pc.is_finite(arr))).as_py():
-        return [_json(v) for v in arr.to_pylist()]
+        return [json_value(v) for v in arr.to_pylist()]
     if kind == "binary":
-        return [_json(v) for v in arr.to_pylist()]
+        return [json_value(v) for v in arr.to_pylist()]
     return arr.to_pylist()  # type: ignore[no-any-return]
 
 
-def _json(v: Any) -> Any:
+def json_value(v: Any) -> Any:
+    """One value in its JSON form ("Values in JSON" in docs/api.md)."""
     if v is None or isinstance(v, (bool, str)):
         return v
     if isinstance(v, int):

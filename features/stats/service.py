@@ -18,12 +18,12 @@ JSON"): dates and datetimes as ISO 8601, integers beyond ±2^53 as strings.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import math
+import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -34,7 +34,7 @@ import structlog
 from core import db, deadline
 from core.config import get_settings
 from core.isolation import run_isolated
-from core.objects import TableEntry, get_commit, get_schema
+from core.objects import Manifest, TableEntry, get_commit, get_schema
 from core.queue import enqueue
 from core.scan import Scan
 from core.schema import arrow_schema
@@ -46,7 +46,6 @@ from features.stats.compute import statistics
 log = structlog.get_logger(__name__)
 Q = db.Queries(__file__)
 VERSION = 1  # of the computation: statistics of another version are computed again
-_SAFE_INT = 2**53
 # what a column's statistics compare on (stats_diff)
 DIFF_FIELDS = (
     "null_count",
@@ -95,7 +94,11 @@ def _compute_and_keep(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     stats = compute(conn, store, entry)
-    seconds = time.perf_counter() - started
+    _keep(entry, stats, time.perf_counter() - started)
+    return stats
+
+
+def _keep(entry: TableEntry, stats: dict[str, Any], seconds: float) -> None:
     with db.transaction() as w:
         w.execute(
             Q.put_stats,
@@ -113,14 +116,19 @@ def _compute_and_keep(
         rows=stats["row_count"],
         seconds=round(seconds, 3),
     )
-    return stats
 
 
 def compute(conn: psycopg.Connection[Any], store: ObjectStore, entry: TableEntry) -> dict[str, Any]:
     """A table version's statistics from its rows (its read copy where it
     has one, else its chunks), window by window, in JSON-ready form."""
-    schema = get_schema(store, entry.schema)
     manifest, key = data_service.source(conn, entry)
+    return _of_rows(store, entry, manifest, key)
+
+
+def _of_rows(
+    store: ObjectStore, entry: TableEntry, manifest: Manifest, key: Callable[[str], str]
+) -> dict[str, Any]:
+    schema = get_schema(store, entry.schema)
     names = [c.name for c in schema.columns]
     read = pa.schema([f.with_nullable(True) for f in arrow_schema(list(schema.columns))])
     scan = Scan(store, manifest, names, schema=read, key=key)
@@ -135,32 +143,14 @@ def compute(conn: psycopg.Connection[Any], store: ObjectStore, entry: TableEntry
 
 
 def _plain(v: Any) -> Any:
-    """``v`` in JSON-ready form (the rules of data pages)."""
+    """``v`` in JSON-ready form (the rules of data pages, ``json_value``)."""
     if isinstance(v, dict):
         return {k: _plain(x) for k, x in v.items()}
     if isinstance(v, list):
         return [_plain(x) for x in v]
-    if v is None or isinstance(v, (bool, str)):
-        return v
-    if isinstance(v, int):
-        return v if -_SAFE_INT <= v <= _SAFE_INT else str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "NaN"
-        if math.isinf(v):
-            return "Infinity" if v > 0 else "-Infinity"
-        return v
-    if isinstance(v, dt.datetime):
-        if v.tzinfo is not None:
-            return v.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-        return v.isoformat()
-    if isinstance(v, (dt.date, dt.time)):
-        return v.isoformat()
-    if isinstance(v, bytes):
-        return base64.b64encode(v).decode()
-    if hasattr(v, "item"):  # a numpy scalar
-        return _plain(v.item())
-    return str(v)
+    if hasattr(v, "item") and not isinstance(v, (bytes, str)):  # a numpy scalar
+        v = v.item()
+    return data_service.json_value(v)
 
 
 def diff(base: dict[str, Any] | None, head: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -207,33 +197,50 @@ def _send(old: str, new: str) -> None:
 
 def follow_move(old: str, new: str) -> None:
     """Compute and remember the statistics of commit ``new``'s table versions
-    that commit ``old`` does not hold (the task ``stats.follow``), in a
-    forked child: polars' thread pool must not start in a worker process
-    that forks import children after (a fork of a process whose pool has
-    threads can hang the child). Never fails: statistics are a cache,
-    computed again when asked for."""
+    that commit ``old`` does not hold and nobody computed (the task
+    ``stats.follow``). The rows are read and counted in a forked child:
+    polars' thread pool must not start in a worker process that forks
+    import children afterwards (a fork of a process whose pool has threads
+    can hang the child). The child touches no database (this process asks
+    and stores); it hands its results back in a file. Never fails:
+    statistics are a cache, computed again when asked for."""
     settings = get_settings()
     try:
-        status = run_isolated(
-            lambda: _compute_new(old, new),
-            memory_bytes=settings.import_memory_limit_bytes,
-            cpu_s=settings.import_cpu_limit_s,
-        )
-        if status != 0:
-            log.warning("statistics child failed", commit=new, status=status)
+        store = get_store()
+        before = list(get_commit(store, old).tables.values())
+        todo = []
+        with db.read() as conn:
+            for _, entry in sorted(get_commit(store, new).tables.items()):
+                if entry not in before and known(conn, entry) is None:
+                    todo.append((entry, *data_service.source(conn, entry)))
+        if not todo:
+            return
+        settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=settings.tmp_dir, prefix="stats-") as tmp:
+            out = Path(tmp) / "stats.json"
+
+            def child() -> None:
+                done = []
+                for entry, manifest, key in todo:
+                    started = time.perf_counter()
+                    stats = _of_rows(store, entry, manifest, key)
+                    done.append([stats, time.perf_counter() - started])
+                out.write_bytes(orjson.dumps(done))
+
+            status = run_isolated(
+                child,
+                memory_bytes=settings.import_memory_limit_bytes,
+                cpu_s=settings.import_cpu_limit_s,
+            )
+            if status != 0:
+                log.warning("statistics child failed", commit=new, status=status)
+                return
+            for (entry, _, _), (stats, seconds) in zip(
+                todo, orjson.loads(out.read_bytes()), strict=True
+            ):
+                _keep(entry, stats, seconds)
     except Exception:
         log.warning("could not compute statistics after a branch moved", commit=new, exc_info=True)
-
-
-def _compute_new(old: str, new: str) -> None:
-    store = get_store()
-    before = get_commit(store, old).tables
-    for _, entry in sorted(get_commit(store, new).tables.items()):
-        if entry in before.values():
-            continue
-        with db.read() as conn:
-            if known(conn, entry) is None:
-                _compute_and_keep(conn, store, entry)
 
 
 def known_at(conn: psycopg.Connection[Any], commit_id: str, table: str) -> dict[str, Any] | None:
