@@ -12,7 +12,7 @@ Who a request counts against:
   (after ``DSA_TRUSTED_PROXIES``), under ``DSA_RATE_LIMIT_ANONYMOUS``.
 
 Expensive requests (compare, merge bases, filtered or sorted pages, exports,
-statistics, which may be computed at the request)
+statistics and quality reports, which may be computed at the request)
 count ``EXPENSIVE_COST`` and take a slot for as long as they run, or get
 429 at once:
 
@@ -52,7 +52,7 @@ from features.exports import service as exports_service
 from features.web import service as web_service
 
 _EXEMPT = ("/static/", "/healthz", "/readyz", "/metrics")
-_EXPENSIVE_PATH = re.compile(r"/(compare|merge-base)/|/(export|stats)$")
+_EXPENSIVE_PATH = re.compile(r"/(compare|merge-base)/|/(export|stats|quality)$")
 _EXPENSIVE_QUERY = re.compile(rb"(^|&)(filter|sort|digest)=")
 
 

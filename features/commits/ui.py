@@ -170,9 +170,8 @@ def commit_page(
         row = service.get(conn, dataset_id, commit_id)
         parent = row["parents"][0] if row["parents"] else None
         rules = quality_service.config(conn, dataset_id)
-        quality = (
-            quality_service.report(conn, dataset_id, commit_id, rules) if rules["rules"] else None
-        )
+        # the report if computed (by the worker after a move, or the API): never here
+        quality = quality_service.remembered(conn, dataset_id, [commit_id], rules).get(commit_id)
         refs = [r for r in refs_service.list_refs(conn, dataset_id) if r["commit_id"] == commit_id]
         store = get_store()
         commit = get_commit(store, commit_id)

@@ -65,9 +65,16 @@ def render_readme(markdown: str) -> str:
     )
 
 
+_OPERATORS = re.compile(r'"|(^|\s)-\w|\sor\s', re.IGNORECASE)
+
+
 def _prefix_query(q: str) -> str:
     """``q``'s words as a prefix query (``cust & amou`` → ``cust:* & amou:*``):
-    words only, so nothing in it is tsquery syntax."""
+    words only, so nothing in it is tsquery syntax. None (empty) when ``q``
+    uses web-search syntax (a phrase, ``-word``, ``or``): the prefix query,
+    OR'ed in, would match what those exclude."""
+    if _OPERATORS.search(q):
+        return ""
     words = _WORD.findall(q.lower())[:MAX_TERMS]
     return " & ".join(f"{w}:*" for w in words)
 

@@ -127,7 +127,12 @@ def validate_options(options: dict[str, Any]) -> list[tuple[str, str]]:
     cm = options.get("column_map")
     if cm is not None:
         if not isinstance(cm, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and k and v and len(v) <= 200
+            isinstance(k, str)
+            and isinstance(v, str)
+            and k
+            and v.strip() == v
+            and 0 < len(v) <= 200
+            and v.isprintable()
             for k, v in cm.items()
         ):
             errors.append(

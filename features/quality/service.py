@@ -28,6 +28,9 @@ from psycopg.types.json import Jsonb
 from core import db
 from core.objects import Commit, get_commit
 from core.storage import get_store
+from features.auth.service import User
+from features.datasets import service as datasets_service
+from features.datasets.errors import RoleRequired
 from features.quality import checks
 from features.quality.errors import InvalidRule, QualityGateFailed
 from features.refs import service as refs_service
@@ -59,6 +62,10 @@ def put_config(
         raise InvalidRule(f"rule names must be unique: {', '.join(dup)}", rule=dup[0])
     for rule in body["rules"]:
         checks.validate(rule)
+    try:
+        version = digest(body["rules"], body["threshold"])
+    except (TypeError, orjson.JSONEncodeError):  # an integer beyond 64 bits, say
+        raise InvalidRule("a rule's args hold a value JSON cannot carry exactly") from None
     for branch in body["gate_branches"]:
         refs_service.validate_name(branch)
     row = conn.execute(
@@ -68,7 +75,7 @@ def put_config(
             "rules": Jsonb(body["rules"]),
             "threshold": body["threshold"],
             "gate_branches": body["gate_branches"],
-            "digest": digest(body["rules"], body["threshold"]),
+            "digest": version,
             "updated_by": by,
         },
     ).fetchone()
@@ -167,6 +174,26 @@ def require_gate(dataset_id: uuid.UUID, branch: str, commit: Commit) -> dict[str
         failing=failing,
         commit_id=commit.id,
     )
+
+
+def require_gate_at(
+    conn: psycopg.Connection[Any], user: User, dataset_id: uuid.UUID, branch: str, ref: str
+) -> None:
+    """``require_gate`` for a branch about to be created at, or reset to, the
+    commit ``ref`` names: a writer cannot put on a gated branch what an
+    import could not. The dataset's admins may (the way out when a gate is
+    wrong)."""
+    try:
+        datasets_service.require(conn, user, dataset_id, "admin")
+        return
+    except RoleRequired:
+        pass
+    with db.read() as r:
+        cfg = config(r, dataset_id)
+    if branch not in cfg["gate_branches"] or not cfg["rules"]:
+        return
+    commit_id = refs_service.resolve(conn, dataset_id, ref)
+    require_gate(dataset_id, branch, get_commit(get_store(), commit_id))
 
 
 def follow(dataset_id: str, commit_id: str) -> None:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from core.db import read, transaction
 from features.auth.service import User, current_user, optional_user
 from features.datasets import service as datasets_service
+from features.quality import service as quality_service
 from features.refs import service
 from features.refs.models import RefList, RefLog, RefOut
 
@@ -59,6 +60,7 @@ def create_branch(
 ) -> dict[str, Any]:
     with transaction() as conn:
         datasets_service.require(conn, user, dataset_id, "write")
+        quality_service.require_gate_at(conn, user, dataset_id, body.name, body.from_)
         return service.create_branch(
             conn,
             dataset_id=dataset_id,
@@ -125,6 +127,7 @@ def patch_branch(
             )
         if body.commit_id is not None:
             assert body.expected_commit_id is not None
+            quality_service.require_gate_at(conn, user, dataset_id, name, body.commit_id)
             out = service.move_branch(
                 conn,
                 dataset_id=dataset_id,

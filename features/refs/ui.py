@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, Form, Request, Response
 
 from core.db import read, transaction
 from core.errors import DsaError
 from features.datasets import service as datasets_service
+from features.quality import service as quality_service
 from features.refs import service
 from features.web import service as web
 
@@ -67,14 +69,19 @@ def create_branch(
         request,
         dataset_id,
         "write",
-        lambda conn, user, ds: service.create_branch(
-            conn,
-            dataset_id=dataset_id,
-            name=name.strip(),
-            from_ref=from_ref.strip() or ds["default_branch"],
-            by=user.username,
+        lambda conn, user, ds: _create_branch(
+            conn, user, dataset_id, name.strip(), from_ref.strip() or ds["default_branch"]
         ),
         f"Branch {name.strip()} created.",
+    )
+
+
+def _create_branch(
+    conn: Any, user: Any, dataset_id: uuid.UUID, name: str, from_ref: str
+) -> dict[str, Any]:
+    quality_service.require_gate_at(conn, user, dataset_id, name, from_ref)
+    return service.create_branch(
+        conn, dataset_id=dataset_id, name=name, from_ref=from_ref, by=user.username
     )
 
 

@@ -129,7 +129,11 @@ class _Column:
             self._count(frame.get_column(self.col.name))
         else:
             self._sketch(agg[f"{i}.hashes"], frame)
-        self.sample.append(sampled.drop_nulls())
+        if kind in NUMERIC or kind in TEMPORAL or (kind in COUNTED and self.counts is None):
+            # quantiles and histograms; estimated top values once counting stopped
+            # (long strings cut: the sample's memory stays bounded)
+            kept = sampled.drop_nulls()
+            self.sample.append(kept.str.slice(0, 200) if kind == "string" else kept)
 
     def _moments(self, nb: int, mb: float, var: float) -> None:
         m2b = var * nb
@@ -195,7 +199,8 @@ class _Column:
             finite = rows - self.nulls - self.nans - self.infs
             out["histogram"] = _histogram(sample, self.min, self.max, kind, finite)
         if kind in COUNTED or kind in TEMPORAL:
-            top, top_approx = self._top(sample, step)
+            values = rows - self.nulls - self.nans
+            top, top_approx = self._top(sample, values / len(sample) if len(sample) else 1.0)
             if top:
                 out["top_values"] = top
                 out["top_values_approx"] = top_approx
@@ -209,7 +214,7 @@ class _Column:
         kth = (int(self.kmv[-1]) + 1) / _U64  # the K-th smallest, as a fraction
         return round((K - 1) / kth), True
 
-    def _top(self, sample: pl.Series, step: int) -> tuple[list[dict[str, Any]], bool]:
+    def _top(self, sample: pl.Series, scale: float) -> tuple[list[dict[str, Any]], bool]:
         """The most frequent values; none when every value is distinct (a
         list of values seen once each says nothing)."""
         if self.counts is not None:
@@ -220,11 +225,12 @@ class _Column:
         if not len(sample):
             return [], False
         vc = sample.value_counts(sort=True)
-        if step == 1 and (len(vc) == 0 or vc.item(0, "count") <= 1):
+        every = scale <= 1.0  # the sample holds every value
+        if every and (len(vc) == 0 or vc.item(0, "count") <= 1):
             return [], False
         # a value seen only a few times in the sample says nothing of the table
-        vc = vc.filter(pl.col("count") >= (5 if step > 1 else 1)).head(TOP)
-        return [{"value": v, "count": c * step} for v, c in vc.iter_rows()], step > 1
+        vc = vc.filter(pl.col("count") >= (1 if every else 5)).head(TOP)
+        return [{"value": v, "count": round(c * scale)} for v, c in vc.iter_rows()], not every
 
 
 def _order(v: Any) -> tuple[int, Any]:

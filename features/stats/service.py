@@ -46,6 +46,7 @@ from features.stats.compute import statistics
 log = structlog.get_logger(__name__)
 Q = db.Queries(__file__)
 VERSION = 1  # of the computation: statistics of another version are computed again
+MAX_TEXT = 200  # characters of a string kept in a statistic (min, max, top values)
 # what a column's statistics compare on (stats_diff)
 DIFF_FIELDS = (
     "null_count",
@@ -99,6 +100,16 @@ def _compute_and_keep(
 
 
 def _keep(entry: TableEntry, stats: dict[str, Any], seconds: float) -> None:
+    """Remember a version's statistics; a cache that cannot be written is
+    logged, never raised (the statistics are still answered)."""
+    try:
+        _put(entry, stats, seconds)
+    except Exception:
+        log.warning("could not remember statistics", manifest=entry.manifest, exc_info=True)
+        return
+
+
+def _put(entry: TableEntry, stats: dict[str, Any], seconds: float) -> None:
     with db.transaction() as w:
         w.execute(
             Q.put_stats,
@@ -150,6 +161,9 @@ def _plain(v: Any) -> Any:
         return [_plain(x) for x in v]
     if hasattr(v, "item") and not isinstance(v, (bytes, str)):  # a numpy scalar
         v = v.item()
+    if isinstance(v, str):  # jsonb holds no NUL; a statistic holds no essay
+        v = v.replace("\x00", "\ufffd")
+        return v if len(v) <= MAX_TEXT else v[:MAX_TEXT] + "…"
     return data_service.json_value(v)
 
 

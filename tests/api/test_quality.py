@@ -164,3 +164,38 @@ def test_rules_are_checked_when_set_and_need_the_admin_role(
     assert len(got["rules"]) == len(RULES)
     stranger = make_user(client, admin)
     assert client.get(url, headers=stranger).status_code == 404
+
+
+def test_a_writer_cannot_reset_or_make_a_gated_branch_below_the_threshold(
+    client: Any, admin: dict[str, str], worker: Worker
+) -> None:
+    """A reset (PATCH) or a new branch is a commit landing on the branch too:
+    a writer gets quality_gate_failed (before the fix, a writer put any
+    commit on a gated branch this way); the dataset's admins may."""
+    owner = make_user(client, admin)
+    ds = make_dataset(client, owner, name=f"qreset-{uuid.uuid4().hex[:8]}")["id"]
+    good = import_csv(client, owner, ds, GOOD, filename="t.csv")["commit_id"]
+    rules = [{"name": "qty cap", "table": "t", "column": "qty", "check": "max",
+              "args": {"value": 100}}]  # fmt: skip
+    body = {"rules": rules, "threshold": 100, "gate_branches": ["main", "release"]}
+    r = client.put(f"/api/v1/datasets/{ds}/quality", headers=owner, json=body)
+    assert r.status_code == 200, r.text
+    writer = make_user(client, admin)
+    client.put(f"/api/v1/datasets/{ds}/permissions/{writer['X-Test-Username']}",
+               headers=owner, json={"role": "write"})  # fmt: skip
+    r = client.post(f"/api/v1/datasets/{ds}/branches", headers=writer,
+                    json={"name": "fix", "from": "main"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    bad = import_csv(client, writer, ds, BAD, filename="t.csv", branch="fix")["commit_id"]
+    reset = client.patch(f"/api/v1/datasets/{ds}/branches/main", headers=writer,
+                         json={"commit_id": bad, "expected_commit_id": good})  # fmt: skip
+    assert reset.status_code == 409 and reset.json()["code"] == "quality_gate_failed"
+    made = client.post(f"/api/v1/datasets/{ds}/branches", headers=writer,
+                       json={"name": "release", "from": bad})  # fmt: skip
+    assert made.status_code == 409 and made.json()["code"] == "quality_gate_failed"
+    refs = {x["name"]: x["commit_id"] for x in
+            client.get(f"/api/v1/datasets/{ds}/refs", headers=owner).json()["items"]}  # fmt: skip
+    assert refs["main"] == good and "release" not in refs
+    by_admin = client.patch(f"/api/v1/datasets/{ds}/branches/main", headers=owner,
+                            json={"commit_id": bad, "expected_commit_id": good})  # fmt: skip
+    assert by_admin.status_code == 200, by_admin.text
