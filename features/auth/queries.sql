@@ -85,3 +85,6 @@ SELECT u.id, u.username, u.is_admin, u.must_change_password,
 FROM api_token t JOIN app_user u ON u.id = t.user_id
 WHERE t.token_hash = %(token_hash)s AND (t.expires_at IS NULL OR t.expires_at > now())
   AND NOT u.disabled;
+
+-- name: usernames
+SELECT id, username FROM app_user WHERE id = ANY(%(ids)s);

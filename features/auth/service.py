@@ -482,6 +482,13 @@ def user_by_name(conn: psycopg.Connection[Any], username: str) -> User:
     return _user(row)
 
 
+def usernames(conn: psycopg.Connection[Any], ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The usernames of these users (disabled ones too), by id, in one query."""
+    if not ids:
+        return {}
+    return {r["id"]: r["username"] for r in conn.execute(Q.usernames, {"ids": ids}).fetchall()}
+
+
 def user_by_id(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> User | None:
     """The user with this id, unless gone or disabled."""
     row = conn.execute(Q.user_by_id, {"id": user_id}).fetchone()

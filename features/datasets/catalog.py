@@ -28,6 +28,8 @@ from markdown_it import MarkdownIt
 from core import db
 from core.objects import get_commit, get_schema
 from core.storage import get_store
+from features.auth import service as auth_service
+from features.auth.errors import UserNotFound
 from features.auth.service import User
 from features.refs import service as refs_service
 from features.refs.errors import BranchNotFound
@@ -103,7 +105,7 @@ def search(
         "only": sorted(user.datasets) if user and user.datasets is not None else None,
         "tags": tags or None,
         "visibility": visibility,
-        "owner": owner,
+        "owner_id": _user_id(conn, owner) if owner else None,
         "limit": per_page,
         "offset": (page - 1) * per_page,
     }
@@ -117,17 +119,24 @@ def search(
         rows = conn.execute(Q.search, params).fetchall()
         if with_facets:
             facets = {"tags": [], "visibility": [], "owner": []}
-            for f in conn.execute(Q.search_facets, params).fetchall():
-                if len(facets[f["facet"]]) < 50:
-                    facets[f["facet"]].append({"value": f["value"], "count": f["n"]})
+            found = conn.execute(Q.search_facets, params).fetchall()
+            owners = auth_service.usernames(
+                conn, [uuid.UUID(f["value"]) for f in found if f["facet"] == "owner"]
+            )
+            for f in found:
+                value = owners.get(uuid.UUID(f["value"])) if f["facet"] == "owner" else f["value"]
+                if value is not None and len(facets[f["facet"]]) < 50:
+                    facets[f["facet"]].append({"value": value, "count": f["n"]})
+            facets["owner"].sort(key=lambda f: (-f["count"], f["value"]))
     total = rows[0]["total"] if rows else 0
     if not rows and page > 1:  # past the end: still say how many there are
         with conn.transaction():
             conn.execute("SET LOCAL random_page_cost = 1.1")
             probe = conn.execute(Q.search, {**params, "limit": 1, "offset": 0}).fetchone()
         total = probe["total"] if probe else 0
+    names = auth_service.usernames(conn, list({r["created_by"] for r in rows if r["created_by"]}))
     return {
-        "items": [_hit(r) for r in rows],
+        "items": [_hit(r, names.get(r["created_by"])) for r in rows],
         "total": total,
         "page": page,
         "per_page": per_page,
@@ -135,7 +144,16 @@ def search(
     }
 
 
-def _hit(row: dict[str, Any]) -> dict[str, Any]:
+def _user_id(conn: psycopg.Connection[Any], username: str) -> uuid.UUID:
+    """The id of the user called ``username``; an id no dataset was made by
+    when there is none (the owner filter then finds nothing)."""
+    try:
+        return auth_service.user_by_name(conn, username).id
+    except UserNotFound:
+        return uuid.UUID(int=0)
+
+
+def _hit(row: dict[str, Any], owner: str | None) -> dict[str, Any]:
     matches: list[dict[str, Any]] = []
     if row["name_matched"]:
         matches.append({"field": "name", "text": row["name"]})
@@ -150,7 +168,7 @@ def _hit(row: dict[str, Any]) -> dict[str, Any]:
         "description": row["description"],
         "tags": row["tags"],
         "visibility": row["visibility"],
-        "owner": row["owner"],
+        "owner": owner,
         "updated_at": row["updated_at"],
         "matches": matches,
         "score": round(float(row["score"]), 6),

@@ -107,7 +107,6 @@ WITH q AS NOT MATERIALIZED (  -- inlined: the query a constant the index can use
            END AS score
     FROM dataset d CROSS JOIN q
     LEFT JOIN dataset_permission p ON p.dataset_id = d.id AND p.user_id = %(user_id)s
-    LEFT JOIN app_user u ON u.id = d.created_by
     WHERE d.deleted_at IS NULL
       AND (%(is_admin)s OR d.visibility = 'public' OR p.role IS NOT NULL
            OR (d.visibility = 'internal' AND %(user_id)s::uuid IS NOT NULL))
@@ -115,13 +114,13 @@ WITH q AS NOT MATERIALIZED (  -- inlined: the query a constant the index can use
       AND (q.query IS NULL OR d.search_head @@ q.query OR d.search @@ q.query)
       AND (%(tags)s::text[] IS NULL OR d.tags @> %(tags)s)
       AND (%(visibility)s::text IS NULL OR d.visibility = %(visibility)s)
-      AND (%(owner)s::text IS NULL OR u.username = %(owner)s)
+      AND (%(owner_id)s::uuid IS NULL OR d.created_by = %(owner_id)s)
 ), page AS (
     SELECT id, updated_at, score, count(*) OVER () AS total FROM hits
     ORDER BY score DESC, updated_at DESC, id
     LIMIT %(limit)s OFFSET %(offset)s
 )
-SELECT d.id, d.name, d.description, d.tags, d.visibility, u.username AS owner, d.updated_at,
+SELECT d.id, d.name, d.description, d.tags, d.visibility, d.created_by, d.updated_at,
        page.score, page.total,
        query IS NOT NULL AND to_tsvector('simple', d.name) @@ query AS name_matched,
        -- the stored document's weights say where a dataset matched (B:
@@ -150,7 +149,6 @@ SELECT d.id, d.name, d.description, d.tags, d.visibility, u.username AS owner, d
             ELSE '{}'
        END AS columns_hit
 FROM page JOIN dataset d ON d.id = page.id CROSS JOIN q
-LEFT JOIN app_user u ON u.id = d.created_by
 ORDER BY page.score DESC, page.updated_at DESC, page.id;
 
 -- name: search_facets
@@ -160,10 +158,9 @@ WITH q AS (
                 ELSE websearch_to_tsquery('english', %(q)s) || to_tsquery('simple', %(prefix)s)
            END AS query
 ), hits AS (
-    SELECT d.tags, d.visibility, u.username AS owner
+    SELECT d.tags, d.visibility, d.created_by
     FROM dataset d CROSS JOIN q
     LEFT JOIN dataset_permission p ON p.dataset_id = d.id AND p.user_id = %(user_id)s
-    LEFT JOIN app_user u ON u.id = d.created_by
     WHERE d.deleted_at IS NULL
       AND (%(is_admin)s OR d.visibility = 'public' OR p.role IS NOT NULL
            OR (d.visibility = 'internal' AND %(user_id)s::uuid IS NOT NULL))
@@ -171,13 +168,13 @@ WITH q AS (
       AND (q.query IS NULL OR d.search_head @@ q.query OR d.search @@ q.query)
       AND (%(tags)s::text[] IS NULL OR d.tags @> %(tags)s)
       AND (%(visibility)s::text IS NULL OR d.visibility = %(visibility)s)
-      AND (%(owner)s::text IS NULL OR u.username = %(owner)s)
+      AND (%(owner_id)s::uuid IS NULL OR d.created_by = %(owner_id)s)
 )
 SELECT 'tags' AS facet, t AS value, count(*) AS n FROM hits, unnest(tags) t GROUP BY t
 UNION ALL
 SELECT 'visibility', visibility, count(*) FROM hits GROUP BY visibility
 UNION ALL
-SELECT 'owner', owner, count(*) FROM hits WHERE owner IS NOT NULL GROUP BY owner
+SELECT 'owner', created_by::text, count(*) FROM hits WHERE created_by IS NOT NULL GROUP BY created_by
 ORDER BY facet, n DESC, value
 
 -- name: set_catalog
