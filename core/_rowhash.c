@@ -369,6 +369,8 @@ static int rh_tag_ok(int tag) {
     switch (tag) {
     case 'i': case 'f': case 'b': case 's':
     case 'x': case 'd': case 't': case 'z':
+    case 'h': case 'u':           /* time, duration: int64 microseconds */
+    case 'n': case 'l': case 'r': /* decimal, list, struct: encoded bytes */
         return 1;
     default:
         return 0;
@@ -455,7 +457,8 @@ static int rh_parse_column(PyObject *item, Py_ssize_t ci, Py_ssize_t nrows,
         if (rh_get_buffer(data, &c->data, &c->has_data, ci, "data") < 0)
             return -1;
     }
-    int varlen = (c->tag == 's' || c->tag == 'x');
+    int varlen = (c->tag == 's' || c->tag == 'x' || c->tag == 'n' ||
+                  c->tag == 'l' || c->tag == 'r');
     if (offsets != Py_None) {
         if (!varlen) {
             PyErr_Format(PyExc_ValueError,
@@ -492,7 +495,7 @@ static int rh_parse_column(PyObject *item, Py_ssize_t ci, Py_ssize_t nrows,
     const char *what = "data";
     Py_ssize_t have = c->dlen;
     switch (c->tag) {
-    case 'i': case 'f': case 't': case 'z':
+    case 'i': case 'f': case 't': case 'z': case 'h': case 'u':
         need = n * 8;
         break;
     case 'd':
@@ -501,7 +504,7 @@ static int rh_parse_column(PyObject *item, Py_ssize_t ci, Py_ssize_t nrows,
     case 'b':
         need = bitmap_need;
         break;
-    default: /* 's', 'x': string bytes are checked per row against offsets */
+    default: /* 's', 'x', 'n', 'l', 'r': string bytes are checked per row against offsets */
         need = (n + 1) * 8;
         what = "offsets";
         have = c->offsets.len;
@@ -677,7 +680,7 @@ static size_t rh_encode_row(Py_ssize_t r, const rh_column *cols, Py_ssize_t ncol
         }
         buf[pos++] = 0x01;
         switch (c->tag) {
-        case 'i': case 't': case 'z':
+        case 'i': case 't': case 'z': case 'h': case 'u':
             /* 8-byte little-endian values copied verbatim */
             memcpy(buf + pos, c->dptr + (size_t)idx * 8, 8);
             pos += 8;
@@ -700,7 +703,7 @@ static size_t rh_encode_row(Py_ssize_t r, const rh_column *cols, Py_ssize_t ncol
         case 'b':
             buf[pos++] = (c->dptr[idx >> 3] >> (idx & 7)) & 1;
             break;
-        default: { /* 's', 'x' */
+        default: { /* 's', 'x', 'n', 'l', 'r': length-prefixed bytes */
             int64_t start = (int64_t)load64_le(c->optr + (size_t)idx * 8);
             int64_t end = (int64_t)load64_le(c->optr + (size_t)idx * 8 + 8);
             if (start < 0 || end < start || end > (int64_t)c->dlen) {

@@ -28,9 +28,12 @@ import blake3
 import pyarrow as pa
 
 import core._rowhash as _rowhash
-from core.schema import Column, arrow_for_hashing
+from core.schema import Column, arrow_for_hashing, parse_type
+from core.typed_values import value_bytes
 
 ROW_HASH_BYTES = 16
+_ENCODED = {ord("n"), ord("l"), ord("r")}  # decimal, list, struct: value bytes built here
+_VARLEN = {ord("s"), ord("x"), *_ENCODED}
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -69,9 +72,11 @@ def _hash_batch(batch: pa.RecordBatch | pa.Table, columns: list[Column]) -> byte
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
         arr, tag = arrow_for_hashing(arr, col.type)
+        if tag in _ENCODED:
+            arr = value_bytes(arr, parse_type(col.type))
         bufs = arr.buffers()
         validity = bufs[0] if arr.null_count else None
-        if tag in (ord("s"), ord("x")):
+        if tag in _VARLEN:
             specs.append((col.name.encode(), tag, validity, bufs[2] or b"", bufs[1], arr.offset))
         else:
             specs.append((col.name.encode(), tag, validity, bufs[1] or b"", None, arr.offset))

@@ -12,7 +12,11 @@ class Links(BaseModel):
 
 
 class ColumnOut(BaseModel):
-    """A column of a stored table (``core.schema.Column.to_json()``)."""
+    """A column of a stored table (``core.schema.Column.to_json()``): with
+    ``precision``/``scale`` (decimal), ``item`` (list) or ``fields`` (struct)
+    where the type has them."""
+
+    model_config = {"extra": "allow"}
 
     name: str
     type: str

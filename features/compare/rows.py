@@ -18,6 +18,7 @@ from core.lru import LRU
 from core.objects import Manifest, Schema
 from core.schema import Column, arrow_type
 from core.storage import ObjectStore
+from core.typed_values import as_text
 
 _projection_cache: LRU[tuple[str, tuple[tuple[str, str, str], ...]], np.ndarray] = LRU(
     max_items=4096, max_bytes=128 * 1024**2, size_of=lambda a: a.nbytes
@@ -177,7 +178,7 @@ class TableRows:
         for i, c in enumerate(cols):
             arr = table.column(i)
             if self._type(c.source) != c.type:
-                arr = pc.cast(arr, arrow_type(c.type))
+                arr = as_text(arr) if c.type == "string" else pc.cast(arr, arrow_type(c.type))
             arrays.append(arr)
         t = pa.table(arrays, names=[c.name for c in cols])
         digest = row_hashes(t, [Column(c.name, c.type) for c in cols])

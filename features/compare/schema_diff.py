@@ -23,6 +23,7 @@ from typing import Any
 
 from core import deadline
 from core.objects import Schema
+from core.schema import kind_of, parse_type
 
 WIDENING = {
     ("integer", "float"),
@@ -35,6 +36,26 @@ WIDENING = {
     ("datetime", "string"),
     ("datetime_tz", "string"),
 }
+
+
+def widening(old: str, new: str) -> bool:
+    """Whether every value of type ``old`` is a value of type ``new``: the pairs
+    above, any exact type to text, and a decimal to one with as many integer
+    digits and at least its scale (an integer to a decimal of 19+ integer digits)."""
+    if (old, new) in WIDENING:
+        return True
+    a, b = kind_of(old), kind_of(new)
+    if b == "string":
+        return a in ("decimal", "time", "duration")
+    if b != "decimal":
+        return False
+    nb = parse_type(new)
+    if a == "integer":
+        return nb.precision - nb.scale >= 19
+    if a != "decimal":
+        return False
+    na = parse_type(old)
+    return nb.scale >= na.scale and nb.precision - nb.scale >= na.precision - na.scale
 
 
 @dataclass
@@ -113,7 +134,7 @@ def diff(
         if n in hcols and bcols[n].type != hcols[n].type:
             pair = (bcols[n].type, hcols[n].type)
             out.retyped.append(
-                {"column": n, "from": pair[0], "to": pair[1], "widening": pair in WIDENING}
+                {"column": n, "from": pair[0], "to": pair[1], "widening": widening(*pair)}
             )
         if n in hcols and bcols[n].nullable != hcols[n].nullable:
             out.nullability.append(

@@ -32,6 +32,7 @@ filter is true. ``x = null`` is refused (write ``x is null``).
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import re
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -40,7 +41,9 @@ import polars as pl
 
 from core.errors import BadRequest
 from core.objects import Schema
-from core.schema import Column
+from core.schema import Column, kind_of, parse_type
+from core.typed_values import parse_duration
+from features.data.dtypes import polars_type
 from features.data.errors import InvalidFilter, InvalidSort, UnknownFilterColumn
 
 MAX_FILTER_CHARS = 8192
@@ -56,6 +59,8 @@ _NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _INT = re.compile(r"-?\d+")
 _OPERATOR = re.compile(r"<=|>=|!=|<>|==|=|<|>")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DECIMAL = re.compile(r"[+-]?(?:\d{1,38}(?:\.\d{0,38})?|\.\d{1,38})")
+_TIME = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?")
 _DATETIME = re.compile(
     r"(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?))?"
     r"(Z|z|[+-]\d{2}:?\d{2})?"
@@ -260,7 +265,7 @@ class _Parser:
         c = pl.col(col.name)
         t = self.tok
         if t.kind == "op":
-            if t.text not in ("=", "!=") and col.type in ("boolean", "binary"):
+            if t.text not in ("=", "!=") and kind_of(col.type) in ("boolean", "binary"):
                 _fail(t.pos, f"{col.type} column {col.name!r} takes only = and !=")
             self.advance()
             value = self.literal(col, t.text)
@@ -286,7 +291,7 @@ class _Parser:
                 self.advance()
                 values.append(self.literal(col, "in"))
             self.expect(")", "',' or ')' in the list of values")
-            dtype = POLARS_TYPES[col.type]
+            dtype = polars_type(col.type)
             test = c.is_in(pl.lit(pl.Series(values=values, dtype=dtype)).implode())
             expr = pl.when(c.is_not_null()).then(test)  # null stays unknown
             return ~expr if negate_in else expr
@@ -325,18 +330,6 @@ class _Parser:
         return _coerce(t, col)
 
 
-POLARS_TYPES: dict[str, Any] = {
-    "integer": pl.Int64,
-    "float": pl.Float64,
-    "boolean": pl.Boolean,
-    "string": pl.String,
-    "binary": pl.Binary,
-    "date": pl.Date,
-    "datetime": pl.Datetime("us"),
-    "datetime_tz": pl.Datetime("us", "UTC"),
-}
-
-
 def _compare(c: pl.Expr, op: str, value: Any) -> pl.Expr:
     v = pl.lit(value)
     if op == "=":
@@ -353,9 +346,11 @@ def _compare(c: pl.Expr, op: str, value: Any) -> pl.Expr:
 
 
 def _coerce(t: Token, col: Column) -> Any:
-    kind = col.type
-    where = f"column {col.name!r} is {kind}"
-    if kind == "binary":
+    kind = kind_of(col.type)
+    where = f"column {col.name!r} is {col.type}"
+    if kind in ("decimal", "time", "duration"):
+        return _exact(t, col, where)
+    if kind in ("binary", "list", "struct"):
         _fail(t.pos, f"{where}: it can only be tested with 'is null' / 'is not null'")
     if kind == "boolean":
         if t.keyword in ("true", "false"):
@@ -386,6 +381,34 @@ def _coerce(t: Token, col: Column) -> Any:
                 pass
         _fail(t.pos, f"{where}: expected a date 'YYYY-MM-DD', found {t.describe()}")
     return _datetime(t, col)
+
+
+def _exact(t: Token, col: Column, where: str) -> Any:
+    """A decimal (a number, quoted or not: compared exactly, never through a
+    float), a time ('HH:MM[:SS[.ffffff]]') or a duration (ISO 8601, or a whole
+    number of microseconds)."""
+    spec = parse_type(col.type)
+    text = t.text
+    if spec.kind == "decimal":
+        if t.kind in ("number", "quoted") and _DECIMAL.fullmatch(text.strip()):
+            return decimal.Decimal(text.strip())
+        _fail(t.pos, f"{where}: expected a number such as 12.50, found {t.describe()}")
+    if spec.kind == "time":
+        if t.kind == "quoted" and _TIME.fullmatch(text):
+            try:
+                return dt.time.fromisoformat(text)
+            except ValueError:
+                pass
+        _fail(t.pos, f"{where}: expected a time 'HH:MM[:SS[.ffffff]]', found {t.describe()}")
+    if t.kind in ("number", "quoted"):
+        try:
+            return parse_duration(text)
+        except (ValueError, OverflowError):
+            pass
+    _fail(
+        t.pos,
+        f"{where}: expected a duration such as 'PT1H30M' or microseconds, found {t.describe()}",
+    )
 
 
 def _datetime(t: Token, col: Column) -> dt.datetime:

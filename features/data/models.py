@@ -24,6 +24,11 @@ class TableList(BaseModel):
 
 
 class PageColumn(BaseModel):
+    """``precision``/``scale`` (decimal), ``item`` (list), ``fields`` (struct)
+    come with the types that have them."""
+
+    model_config = {"extra": "allow"}
+
     name: str
     type: str
 

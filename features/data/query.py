@@ -58,7 +58,7 @@ from core.config import get_settings
 from core.lru import LRU
 from core.objects import Manifest, Schema
 from core.storage import ObjectStore
-from features.data.filters import POLARS_TYPES
+from features.data.dtypes import polars_type
 
 _positions: LRU[tuple[str, str, str, str], Positions] = LRU(
     max_items=4096, max_bytes=64 * 1024**2, size_of=lambda a: a.nbytes
@@ -263,7 +263,7 @@ def _decoded(
         with contextlib.ExitStack() as files:
             scans = [
                 pl.scan_parquet(files.enter_context(store.local_path(object_key(c)))).select(
-                    pl.col(n).cast(POLARS_TYPES[types[n]]) for n in ns
+                    pl.col(n).cast(polars_type(types[n])) for n in ns
                 )
                 for c, ns in missing.items()
             ]
@@ -308,7 +308,7 @@ def _compute_scanning(
             path = files.enter_context(store.local_path(object_key(cid)))
             lf = pl.scan_parquet(path, row_index_name=row_col).select(
                 pl.col(row_col),
-                *(pl.col(n).cast(POLARS_TYPES[types[n]]) for n in needed),
+                *(pl.col(n).cast(polars_type(types[n])) for n in needed),
             )
             if where is not None:
                 lf = lf.filter(where)

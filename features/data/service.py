@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import decimal
 import math
 import uuid
 from collections.abc import Callable
@@ -25,7 +26,9 @@ import pyarrow.compute as pc
 
 from core.chunks import chunk_key, read_rows
 from core.objects import Commit, Manifest, TableEntry, get_commit, get_manifest, get_schema
+from core.schema import Column
 from core.storage import get_store
+from core.typed_values import decimal_text, duration_iso
 from features.data import digests, query
 from features.data.errors import TableNotFound, TableRequired, UnknownColumn
 from features.data.filters import parse_filter, parse_sort
@@ -136,7 +139,7 @@ def page(
     body = {
         "commit_id": commit_id,
         "table": table,
-        "columns": [{"name": names[i], "type": schema.columns[i].type} for i in picked],
+        "columns": [_page_column(schema.columns[i]) for i in picked],
         "rows": rows,
         "offset": offset,
         "limit": limit,
@@ -163,6 +166,17 @@ def source(
     return copy.source()
 
 
+def _page_column(c: Column) -> dict[str, Any]:
+    """A page's column: its name and type (with a parameterised type's
+    ``precision``/``scale``, ``item`` or ``fields``, as in schemas)."""
+    out = c.to_json()
+    del out["nullable"]
+    return out
+
+
+_PLAIN = {"integer", "float", "boolean", "string", "date", "datetime", "datetime_tz"}
+
+
 def column_values(arr: pa.ChunkedArray, kind: str) -> list[Any]:
     """A column's values ready for orjson, which writes dates and datetimes as
     ISO 8601 itself; Python touches single values only where JSON needs help."""
@@ -172,7 +186,7 @@ def column_values(arr: pa.ChunkedArray, kind: str) -> list[Any]:
             return [json_value(v) for v in arr.to_pylist()]
     if kind == "float" and pc.any(pc.invert(pc.is_finite(arr))).as_py():
         return [json_value(v) for v in arr.to_pylist()]
-    if kind == "binary":
+    if kind == "binary" or kind not in _PLAIN:  # exact and nested types
         return [json_value(v) for v in arr.to_pylist()]
     return arr.to_pylist()  # type: ignore[no-any-return]
 
@@ -195,6 +209,16 @@ def json_value(v: Any) -> Any:
         return v.isoformat()
     if isinstance(v, dt.date):
         return v.isoformat()
+    if isinstance(v, dt.time):
+        return v.isoformat()
+    if isinstance(v, dt.timedelta):
+        return duration_iso(v)
+    if isinstance(v, decimal.Decimal):
+        return decimal_text(v)
     if isinstance(v, bytes):
         return base64.b64encode(v).decode()
+    if isinstance(v, list):
+        return [json_value(x) for x in v]
+    if isinstance(v, dict):
+        return {k: json_value(x) for k, x in v.items()}
     return str(v)

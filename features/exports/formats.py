@@ -7,8 +7,10 @@ send, so an export holds one batch in memory whatever the table's size.
 
 Value conventions shared by the text formats (csv, tsv, ndjson, xlsx):
 binary as base64; csv/tsv write dates as ``YYYY-MM-DD``, datetimes as
-``YYYY-MM-DD HH:MM:SS.ffffff`` (``Z`` appended for ``datetime_tz``), null as
-an empty field and an empty string as ``""``; ndjson follows the JSON rules of
+``YYYY-MM-DD HH:MM:SS.ffffff`` (``Z`` appended for ``datetime_tz``), decimals
+as their exact text (``12.30``), times as ``HH:MM:SS.ffffff``, durations in
+ISO 8601, lists and structs as JSON, null as an empty field and an empty
+string as ``""``; ndjson follows the JSON rules of
 the data API (``features.data.service.column_values``).
 
 Formula injection: a text cell that starts with ``=``, ``+``, ``-``, ``@``,
@@ -129,6 +131,47 @@ def _datetime_text(us: pl.Expr, zoned: bool) -> pl.Expr:
     return pl.concat_str(parts)
 
 
+def json_text(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Lists and structs as JSON text, their items in their JSON forms (the
+    data API's); per value in Python, as nested values are rare."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    dumps, value = orjson.dumps, data_service.json_value
+    out = [None if v is None else dumps(value(v)).decode() for v in arr.to_pylist()]
+    return pa.array(out, pa.large_string())
+
+
+def _json_series(s: pl.Series) -> pl.Series:
+    return pl.Series(s.name, json_text(s.to_arrow()), dtype=pl.String)
+
+
+def duration_text(us: pl.Expr) -> pl.Expr:
+    """Microseconds as an ISO 8601 duration, ``P1DT2H3M4.5S`` (the JSON form,
+    ``core.typed_values.duration_iso``), built from polars expressions."""
+    a = us.abs()
+    days, hours = a // _US_A_DAY, a // 3_600_000_000 % 24
+    minutes, seconds, micros = a // 60_000_000 % 60, a // 1_000_000 % 60, a % 1_000_000
+    frac = (
+        pl.when(micros > 0)
+        .then(pl.lit(".") + micros.cast(pl.String).str.zfill(6).str.strip_chars_end("0"))
+        .otherwise(pl.lit(""))
+    )
+    clock = pl.concat_str(
+        pl.when(hours > 0).then(hours.cast(pl.String) + "H").otherwise(pl.lit("")),
+        pl.when(minutes > 0).then(minutes.cast(pl.String) + "M").otherwise(pl.lit("")),
+        pl.when((seconds > 0) | (micros > 0) | (a == 0))
+        .then(seconds.cast(pl.String) + frac + "S")
+        .otherwise(pl.lit("")),
+    )
+    text = pl.concat_str(
+        pl.when(us < 0).then(pl.lit("-")).otherwise(pl.lit("")),
+        pl.lit("P"),
+        pl.when(days > 0).then(days.cast(pl.String) + "D").otherwise(pl.lit("")),
+        pl.when(clock != "").then(pl.lit("T") + clock).otherwise(pl.lit("")),
+    )
+    return pl.when(us.is_null()).then(pl.lit(None, pl.String)).otherwise(text)
+
+
 def base64(arr: pa.Array) -> pa.Array:
     """Binary values as base64 text (there is no Arrow kernel for it)."""
     out = pl.from_arrow(pa.chunked_array([arr]) if isinstance(arr, pa.Array) else arr)
@@ -197,6 +240,9 @@ class CsvEncoder:
                 elif zoned:  # UTC with a "Z", as documented; naive ones by DATETIME_FORMAT
                     exprs.append(col.dt.strftime(DATETIME_FORMAT + "Z").alias(name))
                 continue
+            elif (exact := _exact_text(col, t)) is not None:
+                exprs.append(exact.alias(name))
+                continue
             elif not (pa.types.is_large_string(t) or pa.types.is_string(t)):
                 continue
             elif span is not None and span[0][:1] > b"@":
@@ -231,6 +277,20 @@ class CsvEncoder:
 
     def end(self) -> bytes:
         return b""
+
+
+def _exact_text(col: pl.Expr, t: pa.DataType) -> pl.Expr | None:
+    """Decimals as their exact text, times as ``HH:MM:SS.ffffff``, durations in
+    ISO 8601, lists and structs as JSON; None for the other types."""
+    if pa.types.is_decimal(t):
+        return col.cast(pl.String)
+    if pa.types.is_time(t):
+        return col.dt.strftime("%H:%M:%S%.6f")
+    if pa.types.is_duration(t):
+        return duration_text(col.dt.total_microseconds())
+    if pa.types.is_nested(t):
+        return col.map_batches(_json_series, return_dtype=pl.String)
+    return None
 
 
 class NdjsonEncoder:

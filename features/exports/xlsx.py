@@ -19,7 +19,11 @@ What is written:
 - booleans as booleans; dates and datetimes as Excel serial numbers with a
   ``yyyy-mm-dd`` / ``yyyy-mm-dd hh:mm:ss.000`` format, zoned ones in UTC;
   dates before 1900-03-01 (where Excel's calendar is wrong) as ISO text;
-- binary as base64 text.
+- binary as base64 text;
+- decimals as numbers formatted to their scale (``0.00``), or as exact text
+  beyond 15 digits (Excel's numbers are doubles); times as fractions of a day
+  (``hh:mm:ss.000``), durations as days (``[h]:mm:ss.000``); lists and structs
+  as JSON text.
 
 Cells carry no ``r`` reference: rows and cells follow each other, nulls are
 empty ``<c/>`` elements (readers, Excel included, count positions).
@@ -35,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.exports.formats import _Sink, base64, neutralise, neutralise_name
+from features.exports.formats import _Sink, base64, json_text, neutralise, neutralise_name
 
 SHEET_ROWS = 1_048_575  # data rows per sheet; +1 header row = Excel's limit
 MAX_CELL_CHARS = 32_767
@@ -52,22 +56,50 @@ _HEAD = (
     b"<sheetData>"
 )
 _TAIL = b"</sheetData></worksheet>"
-_STYLES = b"""<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
-<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">
-<numFmts count="2"><numFmt numFmtId="164" formatCode="yyyy\\-mm\\-dd"/>\
-<numFmt numFmtId="165" formatCode="yyyy\\-mm\\-dd\\ hh:mm:ss.000"/></numFmts>
-<fonts count="2"><font><sz val="11"/><name val="Calibri"/></font>\
-<font><b/><sz val="11"/><name val="Calibri"/></font></fonts>
-<fills count="2"><fill><patternFill patternType="none"/></fill>\
-<fill><patternFill patternType="gray125"/></fill></fills>
-<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>
-<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>
-<cellXfs count="4"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>\
-<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>\
-<xf numFmtId="165" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>\
-<xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/></cellXfs>
-<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>
-</styleSheet>"""
+# number formats and cell styles: 1 date, 2 datetime, 3 bold header, then a
+# style per decimal scale 0-15 (``_DECIMAL_STYLE + scale``), time, duration
+_DECIMAL_STYLE = 4
+_MAX_NUMBER_SCALE = 15
+_TIME_STYLE = _DECIMAL_STYLE + _MAX_NUMBER_SCALE + 1
+_DURATION_STYLE = _TIME_STYLE + 1
+_FORMATS = [
+    "yyyy\\-mm\\-dd",
+    "yyyy\\-mm\\-dd\\ hh:mm:ss.000",
+    *("0" + ("." + "0" * k if k else "") for k in range(_MAX_NUMBER_SCALE + 1)),
+    "hh:mm:ss.000",
+    "[h]:mm:ss.000",
+]
+
+
+def _xf(fmt: int) -> str:
+    return (
+        f'<xf numFmtId="{fmt}" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+    )
+
+
+_XFS = [
+    '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>',
+    _xf(164),
+    _xf(165),
+    '<xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/>',
+    *(_xf(166 + k) for k in range(len(_FORMATS) - 2)),
+]
+_STYLES = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    '<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">\n'
+    f'<numFmts count="{len(_FORMATS)}">'
+    + "".join(f'<numFmt numFmtId="{164 + i}" formatCode="{f}"/>' for i, f in enumerate(_FORMATS))
+    + "</numFmts>\n"
+    '<fonts count="2"><font><sz val="11"/><name val="Calibri"/></font>'
+    '<font><b/><sz val="11"/><name val="Calibri"/></font></fonts>\n'
+    '<fills count="2"><fill><patternFill patternType="none"/></fill>'
+    '<fill><patternFill patternType="gray125"/></fill></fills>\n'
+    '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>\n'
+    '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>\n'
+    f'<cellXfs count="{len(_XFS)}">' + "".join(_XFS) + "</cellXfs>\n"
+    '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>\n'
+    "</styleSheet>"
+).encode()
 _RELS = b"""<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">\
 <Relationship Id="rId1" \
@@ -152,8 +184,27 @@ def cells(arr: pa.Array, kind: str, *, raw: bool) -> pa.Array:
             text = pc.strftime(arr, "%Y-%m-%dT%H:%M:%S")
             out = pc.if_else(early, _text_cells(text), out)
     else:
-        out = _text_cells(pc.cast(arr, pa.large_string()))
+        out = _exact_cells(arr, kind, raw=raw)
     return pc.fill_null(out, _lit("<c/>"))
+
+
+def _exact_cells(arr: pa.Array, kind: str, *, raw: bool) -> pa.Array:
+    """Decimals as numbers in their scale's format (as exact text beyond 15
+    digits, which Excel's doubles would round), times as fractions of a day,
+    durations as days in ``[h]:mm:ss``; lists and structs as JSON text."""
+    t = arr.type
+    if pa.types.is_decimal(t):
+        text = pc.cast(arr, pa.large_string())
+        if t.precision <= _MAX_NUMBER_SCALE:
+            return _number_cells(text, f' s="{_DECIMAL_STYLE + t.scale}"')
+        return _text_cells(text)
+    if pa.types.is_time(t) or pa.types.is_duration(t):
+        micros = pc.cast(arr, pa.int64())
+        days = pc.divide(pc.cast(micros, pa.float64()), 86_400e6)
+        style = _TIME_STYLE if pa.types.is_time(t) else _DURATION_STYLE
+        return _number_cells(pc.cast(days, pa.large_string()), f' s="{style}"')
+    text = json_text(arr)
+    return _text_cells(text if raw else neutralise(text))
 
 
 def _rows_xml(parts: list[pa.Array]) -> bytes:

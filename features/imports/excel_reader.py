@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 import python_calamine as calamine
 
 from features.imports.csv_problems import check_forced_columns, check_width
+from features.imports.csv_types import convert
 from features.imports.errors import ImportFailed
 
 BATCH_ROWS = 65_536
@@ -226,7 +227,10 @@ class ExcelSource:
             if v is None or v == "":
                 continue
             try:
-                _value(v, kind)
+                if kind in _ARROW:
+                    _value(v, kind)
+                elif convert(pa.array([_text(v)], pa.large_string()), kind) is None:
+                    raise ValueError(kind)
             except (TypeError, ValueError):
                 return ImportFailed(
                     f"column {self.names[j]!r} is declared {kind}, but row {k + 1} of sheet "
@@ -247,6 +251,12 @@ def _column(
     value (or the forced one). Arrow converts whole lists in C; Python touches
     single cells only for mixed columns and errors."""
     cells = [None if v == "" else v for v in values]
+    if forced is not None and forced not in _ARROW:  # exact and nested types: from text
+        text = pa.array([None if v is None else _text(v) for v in cells], pa.large_string())
+        exact = convert(text, forced)
+        if exact is None:
+            raise src.bad_value(j, forced)
+        return exact, forced
     if forced is not None:
         try:
             return pa.array(

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import Any
 
-from core.schema import LOGICAL_TYPES
+from core.errors import UnknownType
+from core.schema import LOGICAL_TYPES, spec_from_json
 
 SUPPORTED_EXTENSIONS = (
     ".csv",
@@ -121,9 +122,17 @@ def validate_options(options: dict[str, Any]) -> list[tuple[str, str]]:
             errors.append(("column_types", "must be an object of column name to type"))
         else:
             for col, t in ct.items():
-                if t not in LOGICAL_TYPES or t == "binary":
+                try:
+                    ct[col] = text = spec_from_json(t).text()  # objects become canonical text
+                except UnknownType as exc:
+                    text, why = "binary", exc.detail
+                else:
+                    why = ""
+                if text == "binary":
                     allowed = ", ".join(x for x in LOGICAL_TYPES if x != "binary")
-                    errors.append((f"column_types.{col}", f"must be one of {allowed}"))
+                    errors.append(
+                        (f"column_types.{col}", why or f"must be one of {allowed} (decimal(P,S) …)")
+                    )
     cm = options.get("column_map")
     if cm is not None:
         if not isinstance(cm, dict) or not all(

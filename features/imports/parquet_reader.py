@@ -8,11 +8,15 @@ Arrow types map onto DSA's logical types (docs/api.md, "Parquet"):
 - timestamps without a zone -> datetime, with a zone -> datetime_tz (UTC), both
   in microseconds (finer units are truncated toward zero);
 - string, large_string, string_view -> string; binary kinds -> binary;
-- decimals -> string holding the exact decimal text (no rounding through float);
-- time, duration, interval and null columns -> string (ISO-like text; null);
+- decimals of up to 38 digits -> decimal(P,S), exact (decimal128); wider ones
+  or negative scales -> string holding the exact decimal text;
+- time -> time, duration -> duration (microseconds; finer units truncated);
+- lists (of every kind) -> list<T>, structs -> struct<...> when every item and
+  field has a type here (nested at most 8 levels);
 - dictionary columns -> their value type;
-- nested columns (list, struct, map, ...) -> string holding canonical JSON
-  (keys in their stored order for structs, maps as [[key, value], ...]).
+- intervals and null columns -> string (ISO-like text; null); maps, and nested
+  columns holding something without a type here -> string holding canonical
+  JSON (keys in their stored order for structs, maps as [[key, value], ...]).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pyarrow.types as pat
 
+from core.schema import arrow_type, kind_of, logical_of_arrow
 from features.imports.csv_problems import check_forced_columns, check_width
 from features.imports.errors import ImportFailed
 
@@ -37,25 +42,8 @@ _INT64_MAX = 2**63 - 1
 
 
 def logical_type(t: pa.DataType) -> str:
-    if pat.is_dictionary(t):
-        return logical_type(t.value_type)
-    if pat.is_boolean(t):
-        return "boolean"
-    if pat.is_integer(t):
-        return "integer"
-    if pat.is_floating(t):
-        return "float"
-    if pat.is_date(t):
-        return "date"
-    if pat.is_timestamp(t):
-        return "datetime_tz" if t.tz else "datetime"
-    if pat.is_string(t) or pat.is_large_string(t) or t == pa.string_view():
-        return "string"
-    if pat.is_binary(t) or pat.is_large_binary(t) or pat.is_fixed_size_binary(t):
-        return "binary"
-    if t == pa.binary_view():
-        return "binary"
-    return "string"  # decimals, times, durations, nested, null: text
+    """The logical type a Parquet column imports as (text where DSA has none)."""
+    return logical_of_arrow(t) or "string"
 
 
 def _json_default(v: Any) -> Any:
@@ -101,6 +89,8 @@ def convert(arr: pa.Array, kind: str, name: str) -> tuple[pa.Array, str]:
         return pc.cast(arr, pa.timestamp("us", tz="UTC"), safe=False), kind
     if kind == "binary":
         return pc.cast(arr, pa.large_binary()), kind
+    if kind != "string":  # time, duration, decimal(P,S), list<T>, struct<...>
+        return pc.cast(arr, arrow_type(kind), safe=kind_of(kind) == "decimal"), kind
     # string: text kinds cast; decimals and times through Arrow's own formatting;
     # nested ones as JSON
     if pat.is_nested(t):

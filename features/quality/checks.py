@@ -13,6 +13,7 @@ combine them with ``not_null`` to forbid nulls too.
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Callable
 from typing import Any
 
@@ -22,14 +23,14 @@ import pyarrow.compute as pc
 from core import deadline
 from core.objects import Commit, TableEntry, get_manifest, get_schema
 from core.scan import Scan
-from core.schema import arrow_type
+from core.schema import arrow_type, kind_of
 from core.storage import ObjectStore
 from features.data import service as data_service
 from features.quality.errors import InvalidRule
 
 SAMPLE = 5
 COLUMN_CHECKS = {"not_null", "unique", "min", "max", "between", "in", "regex"}
-ORDERED = {"integer", "float", "date", "datetime", "datetime_tz", "string"}
+ORDERED = {"integer", "float", "date", "datetime", "datetime_tz", "string", "decimal", "time"}
 ARGS: dict[str, tuple[str, ...]] = {
     "min": ("value",),
     "max": ("value",),
@@ -183,8 +184,10 @@ class _Column:
 
     def _value(self, v: Any) -> pa.Scalar:
         try:
+            if kind_of(self.kind) == "decimal" and isinstance(v, int | float | str):
+                v = decimal.Decimal(str(v))  # exact: 10.05 is the decimal 10.05
             return pa.array([v]).cast(arrow_type(self.kind))[0]
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ArithmeticError):
             raise InvalidRule(
                 f"{v!r} is not a value of column {self.column!r} ({self.kind})"
             ) from None
@@ -192,7 +195,7 @@ class _Column:
     def _mask(self) -> Callable[[pa.ChunkedArray], pa.ChunkedArray] | None:
         """The kernel giving the failing rows of a window (None: unique)."""
         check, args = self.rule["check"], self.rule.get("args") or {}
-        if check in ("min", "max", "between") and self.kind not in ORDERED:
+        if check in ("min", "max", "between") and kind_of(self.kind) not in ORDERED:
             raise InvalidRule(f"{check} needs an ordered column, not {self.kind}")
         if check == "not_null":
             return pc.is_null

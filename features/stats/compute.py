@@ -34,7 +34,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from core.schema import Column
+from core.schema import Column, kind_of
 
 K = 4096  # KMV sketch size: relative error ~1/sqrt(K) ≈ 1.6 %
 EXACT_VALUES = 1000  # exact top values while a column holds at most this many
@@ -43,7 +43,7 @@ TOP = 10
 BINS = 20
 NUMERIC = {"integer", "float"}
 TEMPORAL = {"date", "datetime", "datetime_tz"}
-ORDERED = NUMERIC | TEMPORAL | {"string", "boolean"}
+ORDERED = NUMERIC | TEMPORAL | {"string", "boolean", "decimal", "time", "duration"}
 COUNTED = {"string", "boolean", "integer", "date"}  # top values worth showing
 _SEED = 0x5EED
 _U64 = 2**64
@@ -73,7 +73,7 @@ class _Column:
     def exprs(self, i: int, rows: int) -> list[pl.Expr]:
         """The window's aggregates of this column (``i``: its position, for
         unique names), all computed in one ``select`` with the others'."""
-        kind, col = self.col.type, pl.col(self.col.name)
+        kind, col = kind_of(self.col.type), pl.col(self.col.name)
         out = [col.null_count().alias(f"{i}.nulls")]
         values = col.drop_nulls()
         if kind == "float":
@@ -113,7 +113,7 @@ class _Column:
     def add(self, i: int, agg: dict[str, Any], frame: pl.DataFrame, sampled: pl.Series) -> None:
         """Merge the window's aggregates ``agg`` (and its ``frame``, for
         value counts) into the column's."""
-        kind = self.col.type
+        kind = kind_of(self.col.type)
         self.nulls += agg[f"{i}.nulls"]
         if kind == "float":
             self.nans += agg[f"{i}.nans"] or 0
@@ -177,7 +177,7 @@ class _Column:
         self._merge(seen.hash(_SEED).unique())
 
     def result(self, rows: int, step: int) -> dict[str, Any]:
-        kind = self.col.type
+        kind = kind_of(self.col.type)
         out: dict[str, Any] = {
             "name": self.col.name,
             "type": kind,

@@ -4,6 +4,7 @@ directory, the filters pages share, ``render`` and ``redirect``."""
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,6 +99,8 @@ def cell_html(value: Any) -> str:
         return repr(value) if isinstance(value, float) and math.isfinite(value) else str(value)
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, list | dict):  # lists and structs, in their JSON form
+        return str(escape(json.dumps(value, ensure_ascii=False, separators=(", ", ": "))))
     return str(escape(str(value)))
 
 

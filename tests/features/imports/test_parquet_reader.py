@@ -42,16 +42,26 @@ def test_every_flat_type_maps_to_a_logical_type(tmp_path: Path) -> None:
                 [decimal.Decimal("1.10"), None, decimal.Decimal("-3.00"), 0], pa.decimal128(10, 2)
             ),
             "cat": pa.array(["x", "y", "x", None]).dictionary_encode(),
-            "t": pa.array([dt.time(1, 2, 3)] * 4, pa.time64("us")),
+            "t": pa.array([dt.time(1, 2, 3)] * 4, pa.time64("ns")),
+            "dur": pa.array([dt.timedelta(seconds=1)] * 4, pa.duration("ms")),
+            "wide": pa.array([decimal.Decimal("1.5")] * 4, pa.decimal256(40, 1)),
+            "nul": pa.nulls(4),
         }
     )
     src, got = _source(tmp_path, table)
     assert src.types() == [
         "integer", "integer", "string", "float", "boolean", "string", "binary",
-        "date", "datetime", "datetime_tz", "string", "string", "string",
+        "date", "datetime", "datetime_tz", "decimal(10,2)", "string", "time",
+        "duration", "string", "string",
     ]  # fmt: skip
     assert got.column("u64").to_pylist() == ["1", "2", "3", str(2**63 + 5)]
-    assert got.column("dec").to_pylist() == ["1.10", None, "-3.00", "0.00"]
+    assert got.column("dec").type == pa.decimal128(10, 2)
+    assert got.column("dec").to_pylist() == [
+        decimal.Decimal("1.10"), None, decimal.Decimal("-3.00"), decimal.Decimal("0.00")
+    ]  # fmt: skip
+    assert got.column("t").to_pylist()[0] == dt.time(1, 2, 3)
+    assert got.column("dur").to_pylist()[0] == dt.timedelta(seconds=1)
+    assert got.column("wide").to_pylist()[0] == "1.5"  # beyond 38 digits: exact text
     assert got.column("cat").to_pylist() == ["x", "y", "x", None]
     assert got.column("tz").to_pylist()[0] == dt.datetime(2024, 1, 1, 12, tzinfo=UTC)
     assert got.column("ts").to_pylist()[0] == dt.datetime(2024, 1, 1, 1, 2, 3, 456789)
@@ -59,19 +69,26 @@ def test_every_flat_type_maps_to_a_logical_type(tmp_path: Path) -> None:
     assert src.rows == 4
 
 
-def test_nested_columns_become_canonical_json(tmp_path: Path) -> None:
+def test_nested_columns_keep_their_types_and_maps_become_json(tmp_path: Path) -> None:
     table = pa.table(
         {
             "l": pa.array([[1, 2], [], None]),
             "st": pa.array([{"a": 1, "b": "x"}, {"a": None, "b": "y"}, None]),
             "m": pa.array([[("k", 1)], [], None], pa.map_(pa.string(), pa.int64())),
+            "lm": pa.array([[[("k", 1)]], [], None], pa.list_(pa.map_(pa.string(), pa.int64()))),
+            "fl": pa.array([[1, 2], [3, 4], None], pa.list_(pa.int16(), 2)),
         }
     )
     src, got = _source(tmp_path, table)
-    assert src.types() == ["string", "string", "string"]
-    assert got.column("l").to_pylist() == ["[1,2]", "[]", None]
-    assert got.column("st").to_pylist() == ['{"a":1,"b":"x"}', '{"a":null,"b":"y"}', None]
+    assert src.types() == [
+        "list<integer>", 'struct<"a":integer,"b":string>', "string", "string", "list<integer>"
+    ]  # fmt: skip
+    assert got.column("l").to_pylist() == [[1, 2], [], None]
+    assert got.column("l").type == pa.large_list(pa.int64())
+    assert got.column("st").to_pylist() == [{"a": 1, "b": "x"}, {"a": None, "b": "y"}, None]
     assert got.column("m").to_pylist() == ['[["k",1]]', "[]", None]
+    assert got.column("lm").to_pylist() == ['[[["k",1]]]', "[]", None]  # a map inside: JSON
+    assert got.column("fl").to_pylist() == [[1, 2], [3, 4], None]
 
 
 def test_damaged_files_fail_clearly(tmp_path: Path) -> None:
