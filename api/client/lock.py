@@ -24,8 +24,9 @@ import tomli_w
 from dsa.client import Client
 from dsa.errors import DsaClientError, ProblemError
 
+from core.errors import UnknownType
 from core.hashing import row_hashes
-from core.schema import Column
+from core.schema import Column, parse_type
 
 VERSION = 1
 HEADER = "# dsa.lock: written by `dsa lock add`; `dsa pull` downloads and verifies it.\n"
@@ -90,7 +91,8 @@ def add(
                 "name": t["name"],
                 "rows": t["row_count"],
                 "digest": t["digest"],
-                "columns": [f"{c['name']}:{c['type']}" for c in t["columns"]],
+                # "name:type", the type as its canonical text (decimal(12,2) …)
+                "columns": [f"{c['name']}:{Column.from_json(c).type}" for c in t["columns"]],
             }
             for t in items
         ],
@@ -118,11 +120,25 @@ def digest_of(path: Path, columns: list[Column]) -> tuple[str, int]:
 
 
 def _columns(spec: list[str]) -> list[Column]:
+    """``name:type`` entries as columns: the type is what follows the first
+    colon after which a type parses (names may hold colons, struct types do)."""
     out = []
     for s in spec:
-        name, _, kind = s.rpartition(":")
-        out.append(Column(name, kind))
+        for i, ch in enumerate(s):
+            if ch == ":" and i and _is_type(s[i + 1 :]):
+                out.append(Column(s[:i], s[i + 1 :]))
+                break
+        else:
+            raise LockError(f"{s!r} is not a column (name:type)")
     return out
+
+
+def _is_type(text: str) -> bool:
+    try:
+        parse_type(text)
+    except UnknownType:
+        return False
+    return True
 
 
 def _verified(path: Path, t: dict[str, Any]) -> bool:

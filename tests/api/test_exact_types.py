@@ -176,13 +176,14 @@ def test_a_csv_export_reimported_is_the_same_table(
 ) -> None:
     """The CSV's text reads back as the same values of the same types (the
     table keeps its types on a re-upload): the same rows, the same digest."""
-    before = client.get(_url(stored, "tables"), headers=admin).json()["items"][0]
+    tables = _url(stored, "tables?digest=true")
+    before = client.get(tables, headers=admin).json()["items"][0]
     text = _export(client, admin, stored, "csv")
     job = import_csv(client, admin, stored["ds"]["id"], text, filename="prices.csv", mode="replace")
     assert job["state"] == "succeeded", job
-    after = client.get(_url(stored, "tables"), headers=admin).json()["items"][0]
+    after = client.get(tables, headers=admin).json()["items"][0]
     assert after["columns"] == before["columns"]
-    assert after["digest"] == before["digest"]
+    assert after["digest"] == before["digest"] and before["digest"].startswith("blake3:")
 
 
 def test_csv_columns_declared_exact(client: Any, admin: dict[str, str], worker: Any) -> None:
@@ -253,3 +254,24 @@ def test_csv_infers_decimal_where_floats_would_round(
     assert types["ratio"]["type"] == "float"  # 15 digits or fewer: a float keeps them
     assert types["sci"]["type"] == "float"  # exponent notation: not fixed-point
     assert [r[1] for r in page["rows"]] == ["12345678901234567.89", "-0.50"]
+
+
+def test_a_pulled_parquet_export_verifies_against_its_digest(
+    client: Any, admin: dict[str, str], stored: dict[str, Any], tmp_path: Any
+) -> None:
+    """What ``dsa pull`` checks: the lock's ``name:type`` columns (types as
+    their canonical text) and the digest of the downloaded Parquet file."""
+    from api.client.lock import _columns, digest_of
+    from core.schema import Column
+
+    table = client.get(_url(stored, "tables?digest=true"), headers=admin).json()["items"][0]
+    spec = [f"{c['name']}:{Column.from_json(c).type}" for c in table["columns"]]
+    assert spec[1] == "price:decimal(12,2)"
+    assert spec[6] == 'meta:struct<"w":decimal(5,1),"s":string>'
+    path = tmp_path / "prices.parquet"
+    path.write_bytes(_export(client, admin, stored, "parquet"))
+    assert digest_of(path, _columns(spec)) == (table["digest"], N)
+    odd = _columns(["a:b:integer", 'n:struct<"x:y":list<time>>'])
+    assert [(c.name, c.type) for c in odd] == [
+        ("a:b", "integer"), ("n", 'struct<"x:y":list<time>>')
+    ]  # fmt: skip
