@@ -21,6 +21,11 @@ The floors, measured in the same run (wall time, same machine): polars
 ``read_csv`` + ``write_parquet``, ``read_parquet`` + ``write_parquet``, and
 ``read_excel`` (calamine through fastexcel).
 
+``--only exact`` (in the default set): the Parquet table with ``price`` as
+``decimal(12,2)``, ``discount`` as ``decimal(7,6)`` and ``created_at``'s
+time of day as a ``time`` column (issue 17's exact types): its import, and
+its CSV and Parquet exports, beside the same for the float table.
+
 Targets (issue 3): Parquet >= 700,000 rows/s, xlsx >= 50,000 rows/s; a
 re-upload committed in <= 1.5 s growing storage by <= 3 % of the first
 version; after 10 versions <= 1.25x the first version's bytes.
@@ -189,14 +194,41 @@ def timed(fn: Any) -> float:
     return time.perf_counter() - t
 
 
+def exact_types(
+    client: httpx.Client, dataset: Any, floats: Path, exact: Path, rows: int
+) -> dict[str, Any]:
+    """The float table and the exact one: import, then CSV and Parquet
+    exports (the median of three each, the second and later from the stored
+    Parquet export or the chunks)."""
+    out: dict[str, Any] = {}
+    for label, path in (("float", floats), ("exact", exact)):
+        ds = dataset(label)
+        got = upload(client, ds, path, f"{label}.parquet")
+        times: dict[str, float] = {"import_s": got["seconds"]}
+        for fmt in ("csv", "parquet"):
+            runs = []
+            for _ in range(3):
+                t = time.perf_counter()
+                with client.stream(
+                    "GET", f"/api/v1/datasets/{ds}/refs/main/export", params={"format": fmt}
+                ) as r:
+                    size = sum(len(b) for b in r.raise_for_status().iter_bytes())
+                runs.append(time.perf_counter() - t)
+            times[f"{fmt}_export_s"] = round(statistics.median(runs), 3)
+            times[f"{fmt}_bytes"] = size
+        out[label] = {"rows": rows, **times}
+        print(label, json.dumps(out[label]), flush=True)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--xlsx-rows", type=int, default=1_000_000)
     ap.add_argument("--versions", type=int, default=10, help="re-uploads after the first")
-    ap.add_argument("--only", choices=["parquet", "xlsx", "reupload"], action="append")
+    ap.add_argument("--only", choices=["parquet", "xlsx", "reupload", "exact"], action="append")
     args = ap.parse_args()
-    only = set(args.only or ["parquet", "xlsx", "reupload"])
+    only = set(args.only or ["parquet", "xlsx", "reupload", "exact"])
     res: dict[str, Any] = {"machine": machine(), "started_at": datetime.now().isoformat()}
     with tempfile.TemporaryDirectory(prefix="dsa-bench-formats-") as d:
         tmp = Path(d)
@@ -204,6 +236,12 @@ def main() -> int:
         df = generate_csv(csv, args.rows)
         parquet = tmp / "bench.parquet"
         df.write_parquet(parquet, compression="zstd")
+        exact = tmp / "exact.parquet"
+        df.with_columns(
+            pl.col("price").cast(pl.Decimal(12, 2)),
+            pl.col("discount").cast(pl.Decimal(7, 6)),
+            pl.col("created_at").dt.time().alias("at"),
+        ).write_parquet(exact, compression="zstd")
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         xlsx = CACHE_DIR / f"bench-{args.xlsx_rows}.xlsx"
         if "xlsx" in only and not xlsx.exists():
@@ -285,6 +323,8 @@ def main() -> int:
             if "xlsx" in only:
                 got = upload(client, dataset("xlsx"), xlsx, "bench.xlsx")
                 res["xlsx"] = {"rows": args.xlsx_rows, "seconds": got["seconds"]}
+            if "exact" in only:
+                res["exact"] = exact_types(client, dataset, parquet, exact, args.rows)
         finally:
             stack.stop()
 

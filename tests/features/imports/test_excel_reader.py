@@ -176,3 +176,26 @@ def test_the_fast_way_is_taken_for_a_plain_sheet(tmp_path: Path) -> None:
     # a header cell that reads like a number: cell by cell
     path = workbook(tmp_path, {"S": [["a", "2024"], [1, 2]]})
     assert excel_reader._read_fast(path, None, None, {}) is None
+
+
+def test_exact_types_declared_for_a_sheet(tmp_path: Path) -> None:
+    """Workbook numbers and times read as declared decimals, times and
+    durations (their text, as Excel shows it, parsed exactly)."""
+    path = workbook(
+        tmp_path,
+        {"A": [["price", "at", "took"], [12.3, dt.time(8, 15), "PT1H"], [-0.05, None, 90]]},
+    )
+    types = {"price": "decimal(10,2)", "at": "time", "took": "duration"}
+    src, table = read(path, column_types=types)
+    assert src.types() == ["decimal(10,2)", "time", "duration"]
+    assert table.column("price").type == pa.decimal128(10, 2)
+    assert [str(v) for v in table.column("price").to_pylist()] == ["12.30", "-0.05"]
+    assert table.column("at").to_pylist() == [dt.time(8, 15), None]
+    assert table.column("took").to_pylist() == [
+        dt.timedelta(hours=1),
+        dt.timedelta(microseconds=90),
+    ]
+    bad = workbook(tmp_path, {"A": [["price"], [1.005]]})
+    with pytest.raises(ImportFailed) as exc:
+        read(bad, column_types={"price": "decimal(10,2)"})
+    assert exc.value.code == "bad_value" and exc.value.extra["row"] == 1
