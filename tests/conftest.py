@@ -154,7 +154,9 @@ class Worker:
         log = Path(self.env["DSA_HOME"]) / "worker.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         seen = log.read_bytes().count(b" ready.") if log.exists() else 0
-        self.proc = _spawn(["worker", "--concurrency", "1"], self.env, log)
+        # two slots, as `dsa worker` takes on this 2-CPU machine: the caches a
+        # branch move sends (statistics, catalog, quality) run beside the next import
+        self.proc = _spawn(["worker", "--concurrency", "2"], self.env, log)
         deadline = time.monotonic() + 60
         while (log.read_bytes() if log.exists() else b"").count(b" ready.") <= seen:
             if self.proc.poll() is not None or time.monotonic() > deadline:

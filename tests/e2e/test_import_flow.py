@@ -354,9 +354,9 @@ def test_parquet_upload_round_trips(
     assert job["progress"]["bytes"] == path.stat().st_size
     tables = http.get(f"/api/v1/datasets/{ds}/refs/main/tables", headers=auth).json()["items"]
     assert tables[0]["name"] == "measures"
-    assert [c["type"] for c in tables[0]["columns"]] == ["integer", "string", "float", "string"]
+    assert [c["type"] for c in tables[0]["columns"]] == ["integer", "string", "float", "list"]
     got = read_all(http, auth, ds, "main")
-    assert got == [[i, None if i % 10 == 0 else f"n{i}", i / 4, f"[{i},{i + 1}]"] for i in range(n)]
+    assert got == [[i, None if i % 10 == 0 else f"n{i}", i / 4, [i, i + 1]] for i in range(n)]
     bad = import_csv(http, auth, ds, path.read_bytes()[:500], filename="measures.parquet")
     assert bad["state"] == "failed" and bad["error"]["code"] == "corrupt_parquet"
 
