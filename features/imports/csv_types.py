@@ -271,20 +271,26 @@ def _significant(
 ) -> bool:  # fmt: skip
     """Whether a value has more than ``FLOAT_DIGITS`` significant digits: an
     integer part of ``0`` and the zeros right after the point do not count
-    (``0.000123`` has 3)."""
+    (``0.000123`` has 3). Only the long values are looked at, and of those
+    only the ones starting ``0.`` digit by digit."""
     last = len(data) - 1
-    first_digit = np.minimum(firsts + signed, last)
-    zero_int = (before == 1) & (data[first_digit] == ord("0"))
-    digits = np.where(zero_int, 0, before) + after
-    at = np.minimum(firsts + np.maximum(dot, 0), last)
-    lead = np.zeros(len(before), dtype=np.int64)
-    going = zero_int & (dot >= 0)
-    for k in range(1, 40):  # zeros after "0.": a few in practice
-        if not going.any():
+    long = np.flatnonzero(before + after > FLOAT_DIGITS)
+    first_digit = data[np.minimum(firsts[long] + signed[long], last)]
+    zero_int = (before[long] == 0) | ((before[long] == 1) & (first_digit == ord("0")))
+    if not zero_int.all():
+        return True  # a long value with a non-zero integer part (no leading zeros: not a float)
+    idx = long[dot[long] >= 0]  # "0.ddd…": the digits after the point, less its leading zeros
+    at = firsts[idx] + dot[idx]
+    digits = after[idx]
+    for k in range(1, 40):
+        if not len(idx):
             break
-        going &= (k <= after) & (data[np.minimum(at + k, last)] == ord("0"))
-        lead += going
-    return bool((digits - lead > FLOAT_DIGITS).any())
+        zero = (k <= after[idx]) & (data[np.minimum(at + k, last)] == ord("0"))
+        done = ~zero
+        if (digits[done] - (k - 1) > FLOAT_DIGITS).any():
+            return True
+        idx, at, digits = idx[zero], at[zero], digits[zero]
+    return False
 
 
 def _widest(a: tuple[int, int, bool], b: tuple[int, int, bool]) -> tuple[int, int, bool]:

@@ -26,6 +26,8 @@ def _infer(*columns: list[str | None]) -> list[str]:
         (["0.000012345678901234567", "1.5"], "float"),  # 17 significant digits
         (["0.0000123456789012345678", "1.5"], "decimal(23,22)"),  # 18
         (["-0.123456789012345678", None], "decimal(19,18)"),
+        ([".00001234567890123456", "1"], "float"),  # 16 significant digits
+        ([".0000123456789012345678", "1"], "decimal(23,22)"),
         (["1e3", "12345678901234567.89"], "float"),  # an exponent: not fixed-point
         (["19.99", "5.00"], "float"),
         (["1" * 30 + ".5" + "1" * 10], "float"),  # 41 digits: beyond decimal128
