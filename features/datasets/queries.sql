@@ -91,11 +91,11 @@ SELECT id FROM dataset WHERE name = %(name)s AND deleted_at IS NULL;
 -- them), visibility and owner (the creator). Datasets matching by name,
 -- tags, description or columns rank by cover density over those (the
 -- readme-free document: no TOAST read for thousands of matches), above
--- those matching in their readme alone. Matches come from the whole
--- document's GIN index (it holds the small one's words too): its answer is
--- exact for word and prefix queries, so no document is read to filter;
--- the ranking carries ids only (a dataset's readme is read for the page's
--- headlines alone) and is counted once, narrow.
+-- those matching in their readme alone. The small document is tested first
+-- (in the row: a match needs no read of the TOASTed whole one); the ranking
+-- carries ids only (a dataset's readme is read for the page's headlines
+-- alone) and is counted once, narrow (a window over the wide rows spilled
+-- to disk for thousands of matches).
 WITH q AS NOT MATERIALIZED (  -- inlined: the query a constant the index can use
     SELECT CASE WHEN %(q)s = '' THEN NULL
                 ELSE websearch_to_tsquery('english', %(q)s) || to_tsquery('simple', %(prefix)s)
@@ -114,7 +114,7 @@ WITH q AS NOT MATERIALIZED (  -- inlined: the query a constant the index can use
       AND (%(is_admin)s OR d.visibility = 'public' OR p.role IS NOT NULL
            OR (d.visibility = 'internal' AND %(user_id)s::uuid IS NOT NULL))
       AND (%(only)s::uuid[] IS NULL OR d.id = ANY(%(only)s) OR d.visibility = 'public')
-      AND (q.query IS NULL OR d.search @@ q.query)
+      AND (q.query IS NULL OR d.search_head @@ q.query OR d.search @@ q.query)
       AND (%(tags)s::text[] IS NULL OR d.tags @> %(tags)s)
       AND (%(visibility)s::text IS NULL OR d.visibility = %(visibility)s)
       AND (%(owner_id)s::uuid IS NULL OR d.created_by = %(owner_id)s)
