@@ -193,6 +193,15 @@ def parse_type(text: str) -> TypeSpec:
     return spec
 
 
+def is_type(text: str) -> bool:
+    """Whether ``text`` is a logical type's canonical string."""
+    try:
+        parse_type(text)
+    except UnknownType:
+        return False
+    return True
+
+
 def spec_from_json(d: Any, depth: int = 0) -> TypeSpec:
     """A type from its JSON form (``{"type": …, …}``) or its canonical string."""
     if isinstance(d, str):

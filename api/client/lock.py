@@ -24,9 +24,8 @@ import tomli_w
 from dsa.client import Client
 from dsa.errors import DsaClientError, ProblemError
 
-from core.errors import UnknownType
 from core.hashing import row_hashes
-from core.schema import Column, parse_type
+from core.schema import Column, is_type
 
 VERSION = 1
 HEADER = "# dsa.lock: written by `dsa lock add`; `dsa pull` downloads and verifies it.\n"
@@ -125,20 +124,12 @@ def _columns(spec: list[str]) -> list[Column]:
     out = []
     for s in spec:
         for i, ch in enumerate(s):
-            if ch == ":" and i and _is_type(s[i + 1 :]):
+            if ch == ":" and i and is_type(s[i + 1 :]):
                 out.append(Column(s[:i], s[i + 1 :]))
                 break
         else:
             raise LockError(f"{s!r} is not a column (name:type)")
     return out
-
-
-def _is_type(text: str) -> bool:
-    try:
-        parse_type(text)
-    except UnknownType:
-        return False
-    return True
 
 
 def _verified(path: Path, t: dict[str, Any]) -> bool:
