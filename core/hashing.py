@@ -28,6 +28,7 @@ import blake3
 import pyarrow as pa
 
 import core._rowhash as _rowhash
+from core.errors import Invalid
 from core.schema import Column, arrow_for_hashing, parse_type
 from core.typed_values import value_bytes
 
@@ -73,7 +74,14 @@ def _hash_batch(batch: pa.RecordBatch | pa.Table, columns: list[Column]) -> byte
             arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
         arr, tag = arrow_for_hashing(arr, col.type)
         if tag in _ENCODED:
-            arr = value_bytes(arr, parse_type(col.type))
+            try:
+                arr = value_bytes(arr, parse_type(col.type))
+            except (OverflowError, ValueError) as exc:  # a nested date past year 9999 …
+                raise Invalid(
+                    f"column {col.name!r} holds a value out of range: {exc}",
+                    code="bad_value",
+                    column=col.name,
+                ) from None
         bufs = arr.buffers()
         validity = bufs[0] if arr.null_count else None
         if tag in _VARLEN:

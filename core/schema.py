@@ -48,6 +48,7 @@ _PARAM_TAGS = {"decimal": "n", "list": "l", "struct": "r"}
 LOGICAL_TYPES = (*_TYPES, *_PARAM_TAGS)
 MAX_DECIMAL_PRECISION = 38
 MAX_NESTING = 8
+MAX_TYPE_TEXT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +128,14 @@ class _Parser:
         return int(self.text[start : self.pos])
 
     def name(self) -> str:
+        if not self.text.startswith('"', self.pos):
+            raise _bad(self.text, f"expected a quoted field name at {self.pos}")
         try:
-            value, end = json.JSONDecoder().raw_decode(self.text, self.pos)
-        except ValueError:
+            value, end = json.decoder.scanstring(self.text, self.pos + 1)  # type: ignore[attr-defined]
+            value.encode()  # a lone surrogate (\ud800) is no UTF-8 name
+        except (ValueError, UnicodeEncodeError):
             raise _bad(self.text, f"expected a quoted field name at {self.pos}") from None
-        if not isinstance(value, str) or not value:
+        if not value:
             raise _bad(self.text, "a field name must be a non-empty string")
         self.pos = end
         return value
@@ -183,9 +187,11 @@ def parse_type(text: str) -> TypeSpec:
     """The ``TypeSpec`` of a logical type's canonical string (``UnknownType``
     for anything else)."""
     if not isinstance(text, str):
-        raise _bad(str(text))
+        raise _bad(str(text)[:200])
     if text in _TYPES:
         return TypeSpec(text)
+    if len(text) > MAX_TYPE_TEXT:
+        raise _bad(text[:200] + "…", f"longer than {MAX_TYPE_TEXT} characters")
     parser = _Parser(text)
     spec = parser.type()
     if parser.pos != len(text):
@@ -205,7 +211,10 @@ def is_type(text: str) -> bool:
 def spec_from_json(d: Any, depth: int = 0) -> TypeSpec:
     """A type from its JSON form (``{"type": …, …}``) or its canonical string."""
     if isinstance(d, str):
-        return parse_type(d)
+        spec = parse_type(d)
+        if depth + _depth(spec) > MAX_NESTING:
+            raise _bad(d[:200], f"nested more than {MAX_NESTING} levels")
+        return spec
     if not isinstance(d, dict) or not isinstance(d.get("type"), str):
         raise _bad(json.dumps(d, default=str)[:200], "expected a type name or object")
     if depth > MAX_NESTING:
@@ -213,7 +222,7 @@ def spec_from_json(d: Any, depth: int = 0) -> TypeSpec:
     kind = d["type"]
     if kind == "decimal":
         p, s = d.get("precision"), d.get("scale", 0)
-        if not isinstance(p, int) or not isinstance(s, int) or isinstance(p, bool):
+        if not isinstance(p, int) or not isinstance(s, int) or type(p) is bool or type(s) is bool:
             raise _bad("decimal", "precision and scale must be integers")
         return decimal_spec(p, s)
     if kind == "list":
@@ -229,6 +238,12 @@ def spec_from_json(d: Any, depth: int = 0) -> TypeSpec:
             out.append((f["name"], spec_from_json(f, depth + 1)))
         return struct_spec(out)
     return parse_type(kind)
+
+
+def _depth(spec: TypeSpec) -> int:
+    if spec.item is not None:
+        return 1 + _depth(spec.item)
+    return 1 + max((_depth(t) for _, t in spec.fields), default=-1)
 
 
 def kind_of(logical: str) -> str:

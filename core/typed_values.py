@@ -92,7 +92,8 @@ def _encode(v: Any, spec: TypeSpec, inner: bool = False) -> bytes:
     if k == "duration":
         return struct.pack("<q", v // _US)
     if k == "decimal":
-        unscaled = int(v.scaleb(spec.scale))
+        with decimal.localcontext(prec=80):  # the default 28 digits would round 38
+            unscaled = int(v.scaleb(spec.scale))
         return bytes((spec.precision, spec.scale)) + unscaled.to_bytes(16, "little", signed=True)
     if k == "list":
         assert spec.item is not None
@@ -154,7 +155,7 @@ def parse_duration(text: str) -> dt.timedelta:
     which have no fixed length) or a whole number of microseconds."""
     s = text.strip()
     if re.fullmatch(r"[+-]?\d{1,19}", s):
-        return dt.timedelta(microseconds=int(s))
+        return _bounded(int(s), text)
     m = _ISO_DURATION.match(s.upper())
     sign, weeks, days, hours, minutes, seconds, frac = m.groups() if m else (None,) * 7
     if not m or s.upper().endswith("T") or not any((weeks, days, hours, minutes, seconds)):
@@ -166,7 +167,21 @@ def parse_duration(text: str) -> dt.timedelta:
         + int(seconds or 0) * 1_000_000
         + int((frac or "").ljust(6, "0") or 0)
     )
-    return dt.timedelta(microseconds=-us if sign == "-" else us)
+    return _bounded(-us if sign == "-" else us, text)
+
+
+_US_MAX = 2**63 - 1
+
+
+def _bounded(us: int, text: str) -> dt.timedelta:
+    """A duration of ``us`` microseconds, which must fit 64 bits (the stored
+    unit) and Python's ±999,999,999 days."""
+    if abs(us) > _US_MAX:
+        raise ValueError(f"{text!r} is beyond the longest duration (about 292,000 years)")
+    try:
+        return dt.timedelta(microseconds=us)
+    except OverflowError:
+        raise ValueError(f"{text!r} is beyond the longest duration") from None
 
 
 def decimal_text(v: decimal.Decimal) -> str:
@@ -188,11 +203,13 @@ def _json_default(v: Any) -> Any:
 
 def as_text(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Any column as ``large_string``: Arrow's cast where it has one, else
-    (durations, lists, structs) the JSON-like text of each value."""
-    try:
-        return arr.cast(pa.large_string())
-    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
-        pass
+    (durations, which Arrow would write as a count; lists, structs) the text of
+    each value as JSON writes it."""
+    if not (pa.types.is_duration(arr.type) or pa.types.is_nested(arr.type)):
+        try:
+            return arr.cast(pa.large_string())
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+            pass
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     out: list[str | None] = []
@@ -216,7 +233,7 @@ def from_json(v: Any, spec: TypeSpec) -> Any:
         return None
     k = spec.kind
     if k == "decimal":
-        if isinstance(v, bool) or not isinstance(v, int | float | str):
+        if isinstance(v, bool) or not isinstance(v, int | float | str | decimal.Decimal):
             raise ValueError(f"{v!r} is not a decimal")
         try:
             return decimal.Decimal(str(v))
@@ -231,8 +248,8 @@ def from_json(v: Any, spec: TypeSpec) -> Any:
         if not isinstance(v, dict) or set(v) - {n for n, _ in spec.fields}:
             raise ValueError(f"{v!r} is not an object of the struct's fields")
         return {n: from_json(v.get(n), t) for n, t in spec.fields}
-    if not isinstance(v, str):
-        return v  # numbers and booleans: Arrow checks them against the type
+    if k in ("integer", "float", "boolean") or not isinstance(v, str):
+        return _scalar(v, k)
     if k == "duration":
         return parse_duration(v)
     if k == "time":
@@ -246,8 +263,25 @@ def from_json(v: Any, spec: TypeSpec) -> Any:
             return base64.b64decode(v, validate=True)
         except binascii.Error:
             raise ValueError(f"{v!r} is not base64") from None
-    if k == "float" and v in ("NaN", "Infinity", "-Infinity"):
-        return float(v.replace("Infinity", "inf"))
-    if k == "integer":
-        return int(v)  # beyond 2^53 the data API writes digits as text
     return v
+
+
+def _scalar(v: Any, k: str) -> Any:
+    """A JSON number, boolean or special float text as ``k``; ``ValueError``
+    for anything that would change on the way (1.7 as an integer)."""
+    if k == "boolean":
+        if isinstance(v, bool):
+            return v
+    elif isinstance(v, bool):
+        pass
+    elif k == "integer":
+        if isinstance(v, str) and re.fullmatch(r"-?\d{1,20}", v):
+            return int(v)  # beyond 2^53 the data API writes digits as text
+        if isinstance(v, int) or (isinstance(v, decimal.Decimal) and v == v.to_integral_value()):
+            return int(v)
+    elif k == "float":
+        if isinstance(v, str) and v in ("NaN", "Infinity", "-Infinity"):
+            return float(v.replace("Infinity", "inf"))
+        if isinstance(v, int | float | decimal.Decimal):
+            return float(v)
+    raise ValueError(f"{v!r} is not a {k}")

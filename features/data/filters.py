@@ -41,7 +41,7 @@ import polars as pl
 
 from core.errors import BadRequest
 from core.objects import Schema
-from core.schema import Column, kind_of, parse_type
+from core.schema import MAX_DECIMAL_PRECISION, Column, TypeSpec, kind_of, parse_type
 from core.typed_values import parse_duration
 from features.data.dtypes import polars_type
 from features.data.errors import InvalidFilter, InvalidSort, UnknownFilterColumn
@@ -292,6 +292,8 @@ class _Parser:
                 values.append(self.literal(col, "in"))
             self.expect(")", "',' or ')' in the list of values")
             dtype = polars_type(col.type)
+            if kind_of(col.type) == "decimal":  # a value the column cannot hold matches nothing
+                values = [v for v in values if _fits(v, parse_type(col.type))]
             test = c.is_in(pl.lit(pl.Series(values=values, dtype=dtype)).implode())
             expr = pl.when(c.is_not_null()).then(test)  # null stays unknown
             return ~expr if negate_in else expr
@@ -391,7 +393,10 @@ def _exact(t: Token, col: Column, where: str) -> Any:
     text = t.text
     if spec.kind == "decimal":
         if t.kind in ("number", "quoted") and _DECIMAL.fullmatch(text.strip()):
-            return decimal.Decimal(text.strip())
+            value = decimal.Decimal(text.strip())
+            if len(value.as_tuple().digits) <= MAX_DECIMAL_PRECISION:
+                return value
+            _fail(t.pos, f"{where}: {t.describe()} has more than 38 digits")
         _fail(t.pos, f"{where}: expected a number such as 12.50, found {t.describe()}")
     if spec.kind == "time":
         if t.kind == "quoted" and _TIME.fullmatch(text):
@@ -409,6 +414,15 @@ def _exact(t: Token, col: Column, where: str) -> Any:
         t.pos,
         f"{where}: expected a duration such as 'PT1H30M' or microseconds, found {t.describe()}",
     )
+
+
+def _fits(v: decimal.Decimal, spec: TypeSpec) -> bool:
+    """Whether ``v`` is a value of ``decimal(P,S)`` (no more scale, no more
+    integer digits)."""
+    v = v.normalize() if v else decimal.Decimal(0)
+    exp = int(v.as_tuple().exponent)
+    whole = len(v.as_tuple().digits) + exp  # digits before the point
+    return -exp <= spec.scale and whole <= spec.precision - spec.scale
 
 
 def _datetime(t: Token, col: Column) -> dt.datetime:

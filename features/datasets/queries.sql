@@ -168,7 +168,7 @@ WITH q AS (
       AND (%(is_admin)s OR d.visibility = 'public' OR p.role IS NOT NULL
            OR (d.visibility = 'internal' AND %(user_id)s::uuid IS NOT NULL))
       AND (%(only)s::uuid[] IS NULL OR d.id = ANY(%(only)s) OR d.visibility = 'public')
-      AND (q.query IS NULL OR d.search @@ q.query)
+      AND (q.query IS NULL OR d.search_head @@ q.query OR d.search @@ q.query)
       AND (%(tags)s::text[] IS NULL OR d.tags @> %(tags)s)
       AND (%(visibility)s::text IS NULL OR d.visibility = %(visibility)s)
       AND (%(owner_id)s::uuid IS NULL OR d.created_by = %(owner_id)s)

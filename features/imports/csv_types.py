@@ -8,6 +8,7 @@ candidate types every value seen so far fits (narrowest first), so a stray
 
 from __future__ import annotations
 
+import decimal
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,8 +109,9 @@ def convert_exact(arr: pa.Array, kind: str) -> pa.Array | None:
             if spec.kind == "duration":
                 values.append(parse_duration(v))
             else:  # a list or struct in JSON, its items as the data API writes them
-                values.append(from_json(json.loads(v), spec))
-        except (ValueError, RecursionError):
+                # (numbers read as decimals: no float rounds them on the way)
+                values.append(from_json(json.loads(v, parse_float=decimal.Decimal), spec))
+        except (ValueError, RecursionError, OverflowError):
             return None
     try:
         return pa.array(values, spec.arrow())
@@ -190,8 +192,9 @@ class TypeInference:
                 self.int_like[i] = self.int_like[i] and not (
                     pc.any(pc.match_substring_regex(values, _NOT_INTEGER)).as_py()
                 )
-            if cands and cands[0] == "float" and (seen := self.fixed[i]) is not None:
-                shape = fixed_point_shape(col)
+            if cands and cands[0] in ("integer", "float") and (seen := self.fixed[i]) is not None:
+                # measured while still integers too: a later decimal needs their digits
+                shape = fixed_point_shape(col) if cands[0] == "float" else _integer_shape(col)
                 self.fixed[i] = None if shape is None else _widest(seen, shape)
             typed.append(out)
         return typed
@@ -291,6 +294,18 @@ def _significant(
             return True
         idx, at, digits = idx[zero], at[zero], digits[zero]
     return False
+
+
+def _integer_shape(arr: pa.Array) -> tuple[int, int, bool]:
+    """``fixed_point_shape`` of a batch that parsed as integers, from its
+    lengths alone (a sign counted as a digit: a precision one too many at
+    worst)."""
+    n = len(arr)
+    if n == 0 or arr.null_count == n:
+        return (0, 0, False)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=n + 1, offset=arr.offset * 8)
+    longest = int(np.diff(offsets).max())
+    return longest, 0, longest > FLOAT_DIGITS
 
 
 def _widest(a: tuple[int, int, bool], b: tuple[int, int, bool]) -> tuple[int, int, bool]:

@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import python_calamine as calamine
 
+from core.typed_values import duration_iso
 from features.imports.csv_problems import check_forced_columns, check_width
 from features.imports.csv_types import convert
 from features.imports.errors import ImportFailed
@@ -105,6 +106,8 @@ def _text(v: Any) -> str:
         return str(int(v))
     if isinstance(v, (dt.date, dt.datetime, dt.time)):
         return v.isoformat()
+    if isinstance(v, dt.timedelta):  # a duration cell: ISO 8601, as durations are written
+        return duration_iso(v)
     return str(v)
 
 

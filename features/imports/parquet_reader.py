@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pyarrow.types as pat
 
-from core.schema import arrow_type, kind_of, logical_of_arrow
+from core.schema import arrow_type, logical_of_arrow
 from features.imports.csv_problems import check_forced_columns, check_width
 from features.imports.errors import ImportFailed
 
@@ -69,6 +69,14 @@ def _to_json_text(arr: pa.Array) -> pa.Array:
     return pa.array(out, pa.large_string())
 
 
+def _truncating(arr: pa.Array, to: pa.DataType) -> pa.Array:
+    """``arr`` cast to ``to``, finer time units truncated to microseconds; a
+    value that would overflow (a nested uint64 above 2^63-1, a duration or
+    timestamp beyond int64 microseconds) or a decimal that would lose digits
+    is an error, never a wrapped value."""
+    return pc.cast(arr, options=pc.CastOptions(target_type=to, allow_time_truncate=True))
+
+
 def convert(arr: pa.Array, kind: str, name: str) -> tuple[pa.Array, str]:
     """``arr`` in the storage type of ``kind`` (and the kind it really got)."""
     t = arr.type
@@ -84,13 +92,13 @@ def convert(arr: pa.Array, kind: str, name: str) -> tuple[pa.Array, str]:
     if kind == "date":
         return pc.cast(arr, pa.date32()), kind
     if kind == "datetime":
-        return pc.cast(arr, pa.timestamp("us"), safe=False), kind
+        return _truncating(arr, pa.timestamp("us")), kind
     if kind == "datetime_tz":
-        return pc.cast(arr, pa.timestamp("us", tz="UTC"), safe=False), kind
+        return _truncating(arr, pa.timestamp("us", tz="UTC")), kind
     if kind == "binary":
         return pc.cast(arr, pa.large_binary()), kind
     if kind != "string":  # time, duration, decimal(P,S), list<T>, struct<...>
-        return pc.cast(arr, arrow_type(kind), safe=kind_of(kind) == "decimal"), kind
+        return _truncating(arr, arrow_type(kind)), kind
     # string: text kinds cast; decimals and times through Arrow's own formatting;
     # nested ones as JSON
     if pat.is_nested(t):

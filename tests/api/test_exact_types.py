@@ -275,3 +275,37 @@ def test_a_pulled_parquet_export_verifies_against_its_digest(
     assert [(c.name, c.type) for c in odd] == [
         ("a:b", "integer"), ("n", 'struct<"x:y":list<time>>')
     ]  # fmt: skip
+
+
+def test_what_a_review_found_stays_fixed(
+    client: Any, admin: dict[str, str], stored: dict[str, Any]
+) -> None:
+    """Each of these was a 500, a wrong answer or a silently changed value."""
+    ds = stored["ds"]["id"]
+    r = client.post(
+        f"/api/v1/datasets/{ds}/refs/main/uploads",
+        files={"file": ("x.csv", b"c\n1\n", "text/csv")},
+        data={"options": json.dumps({"column_types": {"c": "struct<" + "[" * 1000}})},
+        headers=admin,
+    )
+    assert r.status_code == 422, r.text
+    # filters: a value the column cannot hold matches nothing; 39 digits are a 400
+    for f, want in (("price in (9.555)", 0), ("price in (9.551, 9.549)", 0),
+                    ("price in (9.55, 123456789012)", 1), ("took in ('P99999D')", 0)):  # fmt: skip
+        got = client.get(_url(stored, "data"), params={"filter": f}, headers=admin)
+        assert got.status_code == 200 and len(got.json()["rows"]) == want, (f, got.text)
+    bad = client.get(_url(stored, "data"), params={"filter": "price = " + "1" * 39}, headers=admin)
+    assert bad.status_code == 400
+    # a nested uint64 above 2^63-1 is refused, not wrapped to -1
+    other = make_dataset(client, admin)
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"l": pa.array([[2**64 - 1]], pa.list_(pa.uint64()))}), buf)
+    job = import_csv(client, admin, other["id"], buf.getvalue(), filename="u.parquet")
+    assert job["state"] == "failed" and job["error"]["code"] == "bad_value", job
+    # a duration beyond 64-bit microseconds fails the job naming the column
+    job = import_csv(
+        client, admin, other["id"], b"d\nP9999999999D\n",
+        options=json.dumps({"column_types": {"d": "duration"}}),
+    )  # fmt: skip
+    assert job["state"] == "failed" and job["error"]["code"] == "bad_value", job
+    assert job["error"]["column"] == "d"

@@ -176,3 +176,44 @@ def test_durations_in_iso_8601(us: int, text: str) -> None:
 def test_bad_durations_are_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(bad)
+
+
+def test_nested_decimals_of_38_digits_keep_every_digit() -> None:
+    """Python's default 28-digit context rounded them before encoding: two
+    values differing in the last digit hashed the same (a review found it)."""
+    a, b = D("1" * 38), D("1" * 37 + "2")
+    hashes = _hashes([[a], [b]], "list<decimal(38,0)>")
+    assert hashes[0] != hashes[1]
+
+
+def test_a_nested_value_python_cannot_hold_is_a_clear_error() -> None:
+    from core.errors import Invalid
+
+    table = pa.table({"v": pa.array([[3_000_000]], pa.large_list(pa.date32()))})  # year 10183
+    with pytest.raises(Invalid) as exc:
+        row_hashes(table, [Column("v", "list<date>")])
+    assert exc.value.code == "bad_value" and exc.value.extra["column"] == "v"
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["struct<" + "[" * 1000, 'struct<"\\ud800":integer>', "list<" * 20 + "time" + ">" * 20,
+     "x" * 20_000, 'struct<1:integer>'],
+)  # fmt: skip
+def test_hostile_type_strings_are_refused_cheaply(hostile: str) -> None:
+    with pytest.raises(UnknownType):
+        parse_type(hostile)
+
+
+def test_durations_beyond_64_bits_are_refused() -> None:
+    with pytest.raises(ValueError):
+        parse_duration("P9999999999D")
+    with pytest.raises(ValueError):
+        parse_duration(str(2**63))
+
+
+def test_durations_compared_as_text_read_as_iso() -> None:
+    from core.typed_values import as_text
+
+    got = as_text(pa.array([dt.timedelta(days=1), None], pa.duration("us")))
+    assert got.to_pylist() == ["P1D", None]

@@ -40,3 +40,38 @@ def test_which_columns_become_decimal(values: list[str | None], kind: str) -> No
 def test_shape_of_a_sliced_batch_with_signs_and_nulls() -> None:
     arr = pa.array(["x", "+1.25", None, "-300", ".5"], pa.large_string()).slice(1)
     assert fixed_point_shape(arr) == (3, 2, False)
+
+
+def test_integers_seen_before_the_decimal_count_in_its_precision() -> None:
+    names = ["amount"]
+    inf = TypeInference(names)
+    first = pa.array(["100000000000000", "7"], pa.large_string())
+    later = pa.array(["0.123456789012345678901"], pa.large_string())
+    for arr in (first, later):
+        inf.update(pa.RecordBatch.from_arrays([arr], names=names))
+    kind = inf.result()[0]
+    assert kind == "decimal(36,21)"
+    from features.imports.csv_types import convert
+
+    assert convert(first, kind) is not None and convert(later, kind) is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "want"),
+    [
+        ("[1.7]", "list<integer>", None),  # not truncated to 1
+        ("[true]", "list<integer>", None),
+        ("[1.23456789012345678901]", "list<decimal(30,20)>", "1.23456789012345678901"),
+        ('{"q": 12345678901234567.89}', 'struct<"q":decimal(20,2)>', "12345678901234567.89"),
+        ("P9999999999D", "duration", None),  # beyond 64-bit microseconds: refused
+        ('["P9999999999D"]', "list<duration>", None),
+    ],
+)
+def test_exact_text_is_read_exactly_or_refused(text: str, kind: str, want: str | None) -> None:
+    from features.imports.csv_types import convert
+
+    got = convert(pa.array([text], pa.large_string()), kind)
+    if want is None:
+        assert got is None
+    else:
+        assert got is not None and want in str(got.to_pylist())

@@ -199,3 +199,11 @@ def test_exact_types_declared_for_a_sheet(tmp_path: Path) -> None:
     with pytest.raises(ImportFailed) as exc:
         read(bad, column_types={"price": "decimal(10,2)"})
     assert exc.value.code == "bad_value" and exc.value.extra["row"] == 1
+
+
+def test_duration_cells_read_back_as_durations(tmp_path: Path) -> None:
+    """Durations exported to xlsx come back as cells calamine reads as
+    timedeltas: declared ``duration``, they are the same durations."""
+    path = workbook(tmp_path, {"A": [["took"], [dt.timedelta(hours=1, seconds=1)]]})
+    src, table = read(path, column_types={"took": "duration"})
+    assert table.column("took").to_pylist() == [dt.timedelta(hours=1, seconds=1)]
