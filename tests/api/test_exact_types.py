@@ -309,3 +309,36 @@ def test_what_a_review_found_stays_fixed(
     )  # fmt: skip
     assert job["state"] == "failed" and job["error"]["code"] == "bad_value", job
     assert job["error"]["column"] == "d"
+
+
+def test_a_three_way_merge_of_exact_types_keeps_both_edits(
+    client: Any, admin: dict[str, str], worker: Any
+) -> None:
+    ds = make_dataset(client, admin, primary_key=["id"])["id"]
+
+    def put(table: pa.Table, branch: str) -> None:
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        job = import_csv(
+            client, admin, ds, buf.getvalue(), filename="p.parquet", branch=branch, mode="replace"
+        )
+        assert job["state"] == "succeeded", job
+
+    base = _table()
+    put(base, "main")
+    r = client.post(f"/api/v1/datasets/{ds}/branches", json={"name": "fix", "from": "main"},
+                    headers=admin)  # fmt: skip
+    assert r.status_code == 201, r.text
+    price = base.column("price").to_pylist()
+    ours, theirs = list(price), list(price)
+    ours[5], theirs[6] = D("0.01"), D("99999999.99")
+    put(base.set_column(1, "price", pa.array(ours, pa.decimal128(12, 2))), "main")
+    put(base.set_column(1, "price", pa.array(theirs, pa.decimal128(12, 2))), "fix")
+    r = client.post(f"/api/v1/datasets/{ds}/merges", json={"source": "fix", "target": "main"},
+                    headers=admin)  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json()["fast_forward"] is False
+    rows = client.get(f"/api/v1/datasets/{ds}/refs/main/data", params={"limit": 8},
+                      headers=admin).json()["rows"]  # fmt: skip
+    assert rows[5][1] == "0.01" and rows[6][1] == "99999999.99"
+    assert rows[1][6] == {"w": "1.5", "s": "x1"}  # the struct column came through the merge
