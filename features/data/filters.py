@@ -32,7 +32,6 @@ filter is true. ``x = null`` is refused (write ``x is null``).
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import re
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -41,9 +40,8 @@ import polars as pl
 
 from core.errors import BadRequest
 from core.objects import Schema
-from core.schema import MAX_DECIMAL_PRECISION, Column, TypeSpec, kind_of, parse_type
-from core.typed_values import parse_duration
-from features.data.dtypes import polars_type
+from core.schema import Column, kind_of, parse_type
+from features.data.dtypes import exact_literal, fits, polars_type
 from features.data.errors import InvalidFilter, InvalidSort, UnknownFilterColumn
 
 MAX_FILTER_CHARS = 8192
@@ -59,8 +57,6 @@ _NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _INT = re.compile(r"-?\d+")
 _OPERATOR = re.compile(r"<=|>=|!=|<>|==|=|<|>")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_DECIMAL = re.compile(r"[+-]?(?:\d{1,38}(?:\.\d{0,38})?|\.\d{1,38})")
-_TIME = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?")
 _DATETIME = re.compile(
     r"(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?))?"
     r"(Z|z|[+-]\d{2}:?\d{2})?"
@@ -293,7 +289,7 @@ class _Parser:
             self.expect(")", "',' or ')' in the list of values")
             dtype = polars_type(col.type)
             if kind_of(col.type) == "decimal":  # a value the column cannot hold matches nothing
-                values = [v for v in values if _fits(v, parse_type(col.type))]
+                values = [v for v in values if fits(v, parse_type(col.type))]
             test = c.is_in(pl.lit(pl.Series(values=values, dtype=dtype)).implode())
             expr = pl.when(c.is_not_null()).then(test)  # null stays unknown
             return ~expr if negate_in else expr
@@ -386,43 +382,11 @@ def _coerce(t: Token, col: Column) -> Any:
 
 
 def _exact(t: Token, col: Column, where: str) -> Any:
-    """A decimal (a number, quoted or not: compared exactly, never through a
-    float), a time ('HH:MM[:SS[.ffffff]]') or a duration (ISO 8601, or a whole
-    number of microseconds)."""
-    spec = parse_type(col.type)
-    text = t.text
-    if spec.kind == "decimal":
-        if t.kind in ("number", "quoted") and _DECIMAL.fullmatch(text.strip()):
-            value = decimal.Decimal(text.strip())
-            if len(value.as_tuple().digits) <= MAX_DECIMAL_PRECISION:
-                return value
-            _fail(t.pos, f"{where}: {t.describe()} has more than 38 digits")
-        _fail(t.pos, f"{where}: expected a number such as 12.50, found {t.describe()}")
-    if spec.kind == "time":
-        if t.kind == "quoted" and _TIME.fullmatch(text):
-            try:
-                return dt.time.fromisoformat(text)
-            except ValueError:
-                pass
-        _fail(t.pos, f"{where}: expected a time 'HH:MM[:SS[.ffffff]]', found {t.describe()}")
-    if t.kind in ("number", "quoted"):
-        try:
-            return parse_duration(text)
-        except (ValueError, OverflowError):
-            pass
-    _fail(
-        t.pos,
-        f"{where}: expected a duration such as 'PT1H30M' or microseconds, found {t.describe()}",
-    )
-
-
-def _fits(v: decimal.Decimal, spec: TypeSpec) -> bool:
-    """Whether ``v`` is a value of ``decimal(P,S)`` (no more scale, no more
-    integer digits)."""
-    v = v.normalize() if v else decimal.Decimal(0)
-    exp = int(v.as_tuple().exponent)
-    whole = len(v.as_tuple().digits) + exp  # digits before the point
-    return -exp <= spec.scale and whole <= spec.precision - spec.scale
+    """A decimal, time or duration literal (``dtypes.exact_literal``)."""
+    try:
+        return exact_literal(t.text, t.kind, parse_type(col.type))
+    except ValueError as exc:
+        _fail(t.pos, f"{where}: {exc}, found {t.describe()}")
 
 
 def _datetime(t: Token, col: Column) -> dt.datetime:
