@@ -161,6 +161,13 @@ class UnknownType(Invalid):
     default_code = "unknown_type"
 
 
+class BadValue(Invalid):
+    """A value a column's type cannot hold where the row encoding meets it
+    (a nested date past year 9999 …): the import fails naming the column."""
+
+    default_code = "bad_value"
+
+
 class DatabaseNotConfigured(Unavailable):
     default_code = "database_not_configured"
 

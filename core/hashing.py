@@ -28,7 +28,7 @@ import blake3
 import pyarrow as pa
 
 import core._rowhash as _rowhash
-from core.errors import Invalid
+from core.errors import BadValue
 from core.schema import Column, arrow_for_hashing, parse_type
 from core.typed_values import value_bytes
 
@@ -77,10 +77,8 @@ def _hash_batch(batch: pa.RecordBatch | pa.Table, columns: list[Column]) -> byte
             try:
                 arr = value_bytes(arr, parse_type(col.type))
             except (OverflowError, ValueError) as exc:  # a nested date past year 9999 …
-                raise Invalid(
-                    f"column {col.name!r} holds a value out of range: {exc}",
-                    code="bad_value",
-                    column=col.name,
+                raise BadValue(
+                    f"column {col.name!r} holds a value out of range: {exc}", column=col.name
                 ) from None
         bufs = arr.buffers()
         validity = bufs[0] if arr.null_count else None

@@ -187,10 +187,10 @@ def test_nested_decimals_of_38_digits_keep_every_digit() -> None:
 
 
 def test_a_nested_value_python_cannot_hold_is_a_clear_error() -> None:
-    from core.errors import Invalid
+    from core.errors import BadValue
 
     table = pa.table({"v": pa.array([[3_000_000]], pa.large_list(pa.date32()))})  # year 10183
-    with pytest.raises(Invalid) as exc:
+    with pytest.raises(BadValue) as exc:
         row_hashes(table, [Column("v", "list<date>")])
     assert exc.value.code == "bad_value" and exc.value.extra["column"] == "v"
 
