@@ -25,6 +25,7 @@ never stored. What is stored is the result (``service``).
 
 from __future__ import annotations
 
+import decimal
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,14 +35,14 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from core.schema import Column, kind_of
+from core.schema import Column, kind_of, parse_type
 
 K = 4096  # KMV sketch size: relative error ~1/sqrt(K) ≈ 1.6 %
 EXACT_VALUES = 1000  # exact top values while a column holds at most this many
 SAMPLE_ROWS = 100_000  # rows kept for quantiles and histograms
 TOP = 10
 BINS = 20
-NUMERIC = {"integer", "float"}
+NUMERIC = {"integer", "float", "decimal"}  # decimals: moments and bins as floats
 TEMPORAL = {"date", "datetime", "datetime_tz"}
 ORDERED = NUMERIC | TEMPORAL | {"string", "boolean", "decimal", "time", "duration"}
 COUNTED = {"string", "boolean", "integer", "date"}  # top values worth showing
@@ -85,6 +86,8 @@ class _Column:
         if kind in ORDERED:
             out += [values.min().alias(f"{i}.min"), values.max().alias(f"{i}.max")]
         if kind in NUMERIC:
+            if kind == "decimal":
+                values = values.cast(pl.Float64)
             out += [
                 values.count().alias(f"{i}.n"),
                 values.mean().alias(f"{i}.mean"),
@@ -197,7 +200,7 @@ class _Column:
         if (kind in NUMERIC or kind in TEMPORAL) and len(sample):
             out["quantiles"] = _quantiles(sample)
             finite = rows - self.nulls - self.nans - self.infs
-            out["histogram"] = _histogram(sample, self.min, self.max, kind, finite)
+            out["histogram"] = _histogram(sample, self.min, self.max, self.col.type, finite)
         if kind in COUNTED or kind in TEMPORAL:
             values = rows - self.nulls - self.nans
             top, top_approx = self._top(sample, values / len(sample) if len(sample) else 1.0)
@@ -247,11 +250,17 @@ def _quantiles(sample: pl.Series) -> dict[str, Any]:
     }
 
 
-def _histogram(sample: pl.Series, lo: Any, hi: Any, kind: str, total: int) -> list[dict[str, Any]]:
+def _histogram(
+    sample: pl.Series, lo: Any, hi: Any, logical: str, total: int
+) -> list[dict[str, Any]]:
     """``BINS`` equal bins over [lo, hi] (the sample's finite extremes where
     those are infinite), or one bin a value for an integer or date range of
     at most ``BINS`` values; counted in the sample, scaled to ``total``."""
-    phys = sample.to_physical().cast(pl.Float64).to_numpy()
+    kind = logical  # a bare kind, or a decimal's type (its scale rounds the edges)
+    if kind_of(logical) == "decimal":
+        phys = sample.cast(pl.Float64).to_numpy()
+    else:
+        phys = sample.to_physical().cast(pl.Float64).to_numpy()
     a, b = _physical(lo, kind), _physical(hi, kind)
     a = a if math.isfinite(a) else float(phys.min())
     b = b if math.isfinite(b) else float(phys.max())
@@ -288,12 +297,16 @@ def _scaled(counts: np.ndarray, total: int) -> list[int]:
 
 
 def _physical(v: Any, kind: str) -> float:
-    if kind in TEMPORAL:
+    if kind_of(kind) in TEMPORAL:
         return float(pl.Series([v]).to_physical()[0])
     return float(v)
 
 
 def _logical(x: float, kind: str) -> Any:
+    if kind_of(kind) == "decimal":  # a bin edge at the column's scale
+        quantum = decimal.Decimal(1).scaleb(-parse_type(kind).scale)
+        with decimal.localcontext(prec=60):
+            return decimal.Decimal(repr(float(x))).quantize(quantum)
     if kind == "integer":
         return int(round(x))
     if kind == "float":

@@ -30,6 +30,9 @@ def test_pages_and_statistics_over_exact_types(
     assert stats.status_code == 200, stats.text
     cols = {s["name"]: s for s in stats.json()["columns"]}
     assert cols["price"]["min"] == "9.56" and cols["price"]["max"] == "114.45"
+    assert cols["price"]["quantiles"]["p50"] == "62.00"  # exact, from the sample's values
+    assert abs(cols["price"]["mean"] - 61.9875) < 0.01 and len(cols["price"]["histogram"]) == 20
+    assert cols["price"]["histogram"][0]["lo"] == "9.56"  # edges at the column's scale
     assert cols["price"]["null_count"] == 162  # k % 13 == 0 for k < 2100
     assert cols["at"]["min"] == "00:00:00" and cols["took"]["null_count"] == 300
     assert cols["tags"]["null_count"] == 0 and cols["meta"]["null_count"] == 700
