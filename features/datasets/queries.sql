@@ -134,7 +134,14 @@ SELECT d.id, d.name, d.description, d.tags, d.visibility, d.created_by, d.update
                              'StartSel=' || chr(2) || ',StopSel=' || chr(3) || ',MaxWords=30,MinWords=10')
        END AS description_hit,
        CASE WHEN query IS NOT NULL AND ts_filter(d.search, '{c}') @@ query
-            THEN ts_headline('english', left(d.readme, 20000), query,
+            -- the readme's text without its Markdown marks: links as their
+            -- words, no heading, emphasis, code, quote or table marks
+            THEN ts_headline('english', regexp_replace(regexp_replace(regexp_replace(
+                     left(d.readme, 20000),
+                     '!?\[([^]]*)\]\([^)]*\)', '\1', 'g'),
+                     '(^|\n)[ \t]*([-+]|\d+\.)[ \t]+', '\1', 'g'),
+                     '[#*`>|~]+', ' ', 'g'),
+                     query,
                              'StartSel=' || chr(2) || ',StopSel=' || chr(3) || ',MaxWords=30,MinWords=10')
        END AS readme_hit,
        CASE WHEN query IS NOT NULL AND ts_filter(d.search, '{a}') @@ query

@@ -80,7 +80,11 @@ def test_search_ranks_names_above_prose_and_says_what_matched(
     (start, end), *_ = prose["highlights"]
     assert prose["text"][start:end].lower() == WORD
     readme = by_name[catalog["readme"]["name"]]["matches"]
-    assert any(m["field"] == "readme" for m in readme)
+    hit = next(m for m in readme if m["field"] == "readme")
+    # the readme's words, not its Markdown ("# Notes … The **word** archive")
+    assert "*" not in hit["text"] and "#" not in hit["text"], hit
+    (start, end), *_ = hit["highlights"]
+    assert hit["text"][start:end].lower() == WORD
 
 
 def test_search_finds_column_names_once_the_worker_indexed_them(
