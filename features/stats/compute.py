@@ -43,7 +43,7 @@ SAMPLE_ROWS = 100_000  # rows kept for quantiles and histograms
 TOP = 10
 BINS = 20
 NUMERIC = {"integer", "float", "decimal"}  # decimals: moments and bins as floats
-TEMPORAL = {"date", "datetime", "datetime_tz"}
+TEMPORAL = {"date", "datetime", "datetime_tz", "time", "duration"}
 ORDERED = NUMERIC | TEMPORAL | {"string", "boolean", "decimal", "time", "duration"}
 COUNTED = {"string", "boolean", "integer", "date"}  # top values worth showing
 _SEED = 0x5EED
@@ -315,6 +315,8 @@ def _logical(x: float, kind: str) -> Any:
         "date": pl.Date(),
         "datetime": pl.Datetime("us"),
         "datetime_tz": pl.Datetime("us", "UTC"),
+        "time": pl.Time(),  # nanoseconds, as polars holds them (and the sample)
+        "duration": pl.Duration("us"),
     }
     return pl.Series([int(round(x))]).cast(dtype[kind])[0]
 

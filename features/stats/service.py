@@ -39,6 +39,7 @@ from core.queue import enqueue
 from core.scan import Scan
 from core.schema import arrow_schema
 from core.storage import ObjectStore, get_store
+from core.typed_values import parse_duration
 from features.data import service as data_service
 from features.refs import service as refs_service
 from features.stats.compute import statistics
@@ -326,4 +327,9 @@ def _x(v: Any, kind: str) -> float:
         return float(dt.date.fromisoformat(v).toordinal())
     if kind in {"datetime", "datetime_tz"}:
         return dt.datetime.fromisoformat(str(v).replace("Z", "+00:00")).timestamp()
+    if kind == "time":
+        t = dt.time.fromisoformat(v)
+        return t.hour * 3600 + t.minute * 60 + t.second + t.microsecond / 1e6
+    if kind == "duration":
+        return parse_duration(v).total_seconds()
     return float(v)
