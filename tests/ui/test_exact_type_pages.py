@@ -36,7 +36,10 @@ def test_pages_and_statistics_over_exact_types(
     assert cols["price"]["null_count"] == 162  # k % 13 == 0 for k < 2100
     assert cols["at"]["min"] == "00:00:00" and cols["took"]["null_count"] == 300
     assert len(cols["at"]["histogram"]) == 20 and cols["at"]["quantiles"]["p50"] < "13:00:00"
-    assert cols["took"]["max"] == "PT34M59.000005S" and cols["took"]["histogram"][0]["lo"] == "PT1.000005S"
+    assert (
+        cols["took"]["max"] == "PT34M59.000005S"
+        and cols["took"]["histogram"][0]["lo"] == "PT1.000005S"
+    )
     assert cols["tags"]["null_count"] == 0 and cols["meta"]["null_count"] == 700
 
     sign_in(c)
