@@ -147,8 +147,9 @@ class TypeInference:
     preferred: dict[str, str] = field(default_factory=dict)
     candidates: list[list[str]] = field(default_factory=list)
     int_like: list[bool] = field(default_factory=list)
-    # float columns: (most digits before the point, most after, a value with
-    # more than FLOAT_DIGITS digits seen), None once a value is not fixed-point
+    # number columns (integers so far, or floats): (most digits before the
+    # point, most after, a value with more than FLOAT_DIGITS significant
+    # digits seen), None once a value is not fixed-point
     fixed: list[tuple[int, int, bool] | None] = field(default_factory=list)
     has_values: list[bool] = field(default_factory=list)
     has_nulls: list[bool] = field(default_factory=list)

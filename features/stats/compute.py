@@ -250,14 +250,12 @@ def _quantiles(sample: pl.Series) -> dict[str, Any]:
     }
 
 
-def _histogram(
-    sample: pl.Series, lo: Any, hi: Any, logical: str, total: int
-) -> list[dict[str, Any]]:
+def _histogram(sample: pl.Series, lo: Any, hi: Any, kind: str, total: int) -> list[dict[str, Any]]:
     """``BINS`` equal bins over [lo, hi] (the sample's finite extremes where
     those are infinite), or one bin a value for an integer or date range of
     at most ``BINS`` values; counted in the sample, scaled to ``total``."""
-    kind = logical  # a bare kind, or a decimal's type (its scale rounds the edges)
-    if kind_of(logical) == "decimal":
+    # ``kind``: a bare kind, or a decimal's type (its scale rounds the edges)
+    if kind_of(kind) == "decimal":
         phys = sample.cast(pl.Float64).to_numpy()
     else:
         phys = sample.to_physical().cast(pl.Float64).to_numpy()
