@@ -14,6 +14,7 @@ from core.hashing import row_hashes
 from core.objects import Piece
 from core.schema import Column, arrow_type
 from features.imports.csv_types import convert
+from features.stats import service as stats_service
 
 
 class ChunkWriter:
@@ -22,7 +23,13 @@ class ChunkWriter:
     overlap with parsing. Each batch is hashed on the pool as it arrives, so a
     chunk's encoding does not wait for its hashing to start (the last chunk of
     a file then costs only its encoding). At most ``pool size + 1`` chunks are
-    in flight, which bounds memory."""
+    in flight, which bounds memory.
+
+    Each stored chunk's statistics' state (``stats.service.chunk_written``)
+    is computed on a thread of its own, off the path of parsing and writing;
+    at most ``STATS_BEHIND`` chunks wait for it (their rows held)."""
+
+    STATS_BEHIND = 2
 
     def __init__(self, store: Any, columns: list[Column], work: Path, pool: ThreadPoolExecutor):
         self.store = store
@@ -34,6 +41,8 @@ class ChunkWriter:
         self.hashing: list[Future[bytes]] = []  # row hashes of the pending batches
         self.pending_rows = 0
         self.futures: list[Future[tuple[str, int]]] = []
+        self.stats: list[Future[None]] = []
+        self._stats_pool: ThreadPoolExecutor | None = None
         self.rows = 0
 
     def add(self, batch: pa.RecordBatch) -> None:
@@ -57,14 +66,31 @@ class ChunkWriter:
         if len(inflight) > self.pool._max_workers:  # noqa: SLF001 - back-pressure
             inflight[0].result()
         # the hash tasks were queued first (FIFO): waiting on them cannot deadlock
-        self.futures.append(
-            self.pool.submit(_write_hashed, self.store, table, self.columns, self.work, hashing)
+        written = self.pool.submit(
+            _write_hashed, self.store, table, self.columns, self.work, hashing
         )
+        self.futures.append(written)
         self.rows += table.num_rows
+        self._state_of(written, table)
+
+    def _state_of(self, written: Future[tuple[str, int]], table: pa.Table) -> None:
+        if self._stats_pool is None:
+            self._stats_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-stats")
+        behind = [f for f in self.stats if not f.done()]
+        if len(behind) > self.STATS_BEHIND:
+            behind[0].result()
+
+        def state() -> None:
+            cid, _ = written.result()  # a failed write fails the import elsewhere
+            stats_service.chunk_written(self.store, cid, table, self.columns)
+
+        self.stats.append(self._stats_pool.submit(state))
 
     def finish(self) -> list[Piece]:
         self._flush()
-        return [Piece(cid, 0, n) for cid, n in (f.result() for f in self.futures)]
+        pieces = [Piece(cid, 0, n) for cid, n in (f.result() for f in self.futures)]
+        self._close_stats(wait=True)
+        return pieces
 
     def abandon(self) -> None:
         for f in self.futures:
@@ -73,7 +99,19 @@ class ChunkWriter:
         for f in running:
             if not f.cancel():
                 f.exception()  # wait; its chunk is merely unreferenced
+        self._close_stats(wait=False)
         self.futures, self.hashing, self.pending, self.pending_rows = [], [], [], 0
+
+    def _close_stats(self, *, wait: bool) -> None:
+        """The states' thread ended: after the last state (``wait``), or with
+        the queued ones dropped (an abandoned write: a state is a cache)."""
+        if self._stats_pool is not None:
+            self._stats_pool.shutdown(wait=True, cancel_futures=not wait)
+            self._stats_pool = None
+        for f in self.stats:
+            if not f.cancelled():
+                f.exception()  # chunk_written never raises; a failed write raised above
+        self.stats = []
 
 
 def _write_hashed(

@@ -61,7 +61,16 @@ log = structlog.get_logger(__name__)
 
 MIN_GRACE_S = 600.0  # a shorter grace needs force (tests)
 LOCK_KEY = 0x64_73_61_67_63  # "dsagc": the advisory lock gc holds exclusively, fsck shared
-KINDS = ("commits", "schemas", "manifests", "chunks", "lines", "layouts", "exports")
+KINDS = (
+    "commits",
+    "schemas",
+    "manifests",
+    "chunks",
+    "chunkstats",
+    "lines",
+    "layouts",
+    "exports",
+)
 
 
 @dataclass
@@ -311,6 +320,8 @@ class _Run:
     def _kept(self, key: str) -> bool:
         if key in self.marked:
             return True
+        if key.startswith("chunkstats/"):  # a chunk's statistics' state lives as long as it
+            return f"chunks/{key.removeprefix('chunkstats/')}" in self.marked
         if key.startswith("layouts/"):
             prefix = key.split("/", 2)[1]
             return (
@@ -327,7 +338,7 @@ class _Run:
             )
             self.report.unreadable_manifests = self.unreadable[:100]
         for kind in KINDS:
-            if kind == "chunks" and self.unreadable:
+            if kind in ("chunks", "chunkstats") and self.unreadable:
                 for obj in self.store.list(kind):
                     self._count(kind, "kept", obj.size)
                     self.sizes[obj.key] = obj.size

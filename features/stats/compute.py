@@ -35,7 +35,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from core.schema import Column, kind_of, parse_type
+from core.schema import Column, arrow_type, kind_of, parse_type
 
 K = 4096  # KMV sketch size: relative error ~1/sqrt(K) ≈ 1.6 %
 EXACT_VALUES = 1000  # exact top values while a column holds at most this many
@@ -51,7 +51,10 @@ _U64 = 2**64
 
 
 @dataclass
-class _Column:
+class Acc:
+    """A column's accumulator: what its windows (or, merged, its pieces'
+    states: ``state``) have shown so far."""
+
     col: Column
     nulls: int = 0
     nans: int = 0
@@ -66,9 +69,10 @@ class _Column:
     few: bool = False  # fewer than K distinct values below a window's bound seen
     counts: dict[Any, int] | None = field(default_factory=dict)
     sample: list[pl.Series] = field(default_factory=list)
+    counting: bool = True  # counts values exactly from the start (else: ``count_few``)
 
     def __post_init__(self) -> None:
-        if self.col.type not in COUNTED:
+        if self.col.type not in COUNTED or not self.counting:
             self.counts = None
 
     def exprs(self, i: int, rows: int) -> list[pl.Expr]:
@@ -95,6 +99,10 @@ class _Column:
             ]
         if self.counts is not None:  # counted exactly: no sketch needed yet
             return out
+        if self.few and not self.counting and self.col.type in COUNTED:
+            # a chunk's column that looked like few values (``state``): counted
+            out.append(values.value_counts().implode().alias(f"{i}.counts"))
+            return out
         h = values.hash(_SEED)
         self.below = self._threshold(rows)
         if self.below is not None:
@@ -113,15 +121,17 @@ class _Column:
             return None
         return min(_U64 - 1, _U64 // rows * 4 * K)
 
-    def add(self, i: int, agg: dict[str, Any], frame: pl.DataFrame, sampled: pl.Series) -> None:
+    def add(
+        self, i: int, agg: dict[str, Any], frame: pl.DataFrame, sampled: pl.Series | None
+    ) -> None:
         """Merge the window's aggregates ``agg`` (and its ``frame``, for
-        value counts) into the column's."""
+        value counts) into the column's; ``sampled``: the window's rows in
+        the sample, if the accumulator keeps it."""
         kind = kind_of(self.col.type)
         self.nulls += agg[f"{i}.nulls"]
         if kind == "float":
             self.nans += agg[f"{i}.nans"] or 0
             self.infs += agg[f"{i}.infs"] or 0
-            sampled = sampled.filter(sampled.is_finite())
         lo, hi = agg.get(f"{i}.min"), agg.get(f"{i}.max")
         if lo is not None:
             self.min = lo if self.min is None or lo < self.min else self.min
@@ -130,12 +140,23 @@ class _Column:
             self._moments(agg[f"{i}.n"], agg[f"{i}.mean"], agg[f"{i}.var"])
         if self.counts is not None:
             self._count(frame.get_column(self.col.name))
+        elif f"{i}.counts" in agg:
+            self._counted(agg[f"{i}.counts"])
         else:
             self._sketch(agg[f"{i}.hashes"], frame)
+        if sampled is not None:
+            self.take_sample(sampled)
+
+    def take_sample(self, sampled: pl.Series) -> None:
+        """Keep the sampled values a column's result needs: for quantiles and
+        histograms; for estimated top values once counting stopped (nulls,
+        NaN and infinities left out; long strings cut: the sample's memory
+        stays bounded)."""
+        kind = kind_of(self.col.type)
         if kind in NUMERIC or kind in TEMPORAL or (kind in COUNTED and self.counts is None):
-            # quantiles and histograms; estimated top values once counting stopped
-            # (long strings cut: the sample's memory stays bounded)
             kept = sampled.drop_nulls()
+            if kind == "float":
+                kept = kept.filter(kept.is_finite())
             self.sample.append(kept.str.slice(0, 200) if kind == "string" else kept)
 
     def _moments(self, nb: int, mb: float, var: float) -> None:
@@ -156,10 +177,20 @@ class _Column:
                 values = values.filter(values.is_not_nan())
             self._merge(values.hash(_SEED).unique())
 
-    def _merge(self, hashes: pl.Series) -> None:
+    def _counted(self, counts: pl.Series) -> None:
+        """A window's value counts (a struct series): kept while at most
+        ``EXACT_VALUES``, else its values go into the sketch."""
+        vc = counts.struct.unnest()
+        if vc.height <= EXACT_VALUES:
+            self.counts = dict(vc.iter_rows())
+        else:
+            self._merge(vc.to_series(0).hash(_SEED).unique())
+
+    def _merge(self, hashes: pl.Series | np.ndarray) -> None:
         if not len(hashes):
             return
-        both = np.concatenate([self.kmv, hashes.to_numpy()])
+        more = hashes.to_numpy() if isinstance(hashes, pl.Series) else hashes
+        both = np.concatenate([self.kmv, more])
         both.sort()
         keep = np.ones(len(both), dtype=bool)
         keep[1:] = both[1:] != both[:-1]
@@ -179,7 +210,97 @@ class _Column:
         self.counts = None
         self._merge(seen.hash(_SEED).unique())
 
-    def result(self, rows: int, step: int) -> dict[str, Any]:
+    # -- states (``state``): accumulators kept and merged by piece --------------------
+
+    def count_few(self, column: pl.Series) -> None:
+        """A counted column whose sketch holds every one of its (at most
+        ``EXACT_VALUES``) values: counted exactly instead (an accumulator of
+        one window made with ``counting=False``)."""
+        if self.col.type in COUNTED and self.counts is None and len(self.kmv) <= EXACT_VALUES:
+            self.counts = dict(column.drop_nulls().value_counts().iter_rows())
+            self.kmv = np.empty(0, dtype=np.uint64)
+
+    def merge(self, b: Acc, *, sketch: bool = True) -> None:
+        """Fold another run of rows' accumulator into this one (its sketch
+        too unless ``sketch`` is false: ``merge_sketches`` then)."""
+        self.nulls, self.nans, self.infs = (
+            self.nulls + b.nulls,
+            self.nans + b.nans,
+            self.infs + b.infs,
+        )
+        if b.min is not None:
+            self.min = b.min if self.min is None or b.min < self.min else self.min
+            self.max = b.max if self.max is None or b.max > self.max else self.max
+        if b.n:
+            self._moments(b.n, b.mean, b.m2 / b.n)
+        if self.counts is not None and b.counts is not None:
+            for v, c in b.counts.items():
+                self.counts[v] = self.counts.get(v, 0) + c
+            if len(self.counts) > EXACT_VALUES:
+                self._uncount(self.counts)
+        elif self.counts is not None:
+            self._uncount(self.counts)
+        if b.counts is not None and self.counts is None:
+            self._uncount(b.counts)
+        if sketch:
+            self._merge(b.kmv)
+
+    def merge_sketches(self, sketches: list[np.ndarray]) -> None:
+        """Fold many accumulators' sketches into this one's at once."""
+        if any(len(k) for k in sketches):
+            self._merge(np.concatenate(sketches))
+
+    def _uncount(self, counts: dict[Any, int]) -> None:
+        """Stop counting exactly: ``counts``' values go into the sketch."""
+        self.counts = None
+        values = pl.Series(list(counts), dtype=polars_dtype(self.col.type))
+        self._merge(values.hash(_SEED).unique())
+
+    def scalars(self) -> dict[str, Any]:
+        return {
+            "name": self.col.name,
+            "type": self.col.type,
+            "nulls": self.nulls,
+            "nans": self.nans,
+            "infs": self.infs,
+            "n": self.n,
+            "mean": repr(float(self.mean)),  # NaN and infinities are not JSON
+            "m2": repr(float(self.m2)),
+            "counted": self.counts is not None,
+        }
+
+    def extremes(self) -> pl.Series:
+        if self.min is None:
+            return pl.Series([None, None], dtype=pl.Null)
+        return pl.Series([self.min, self.max], dtype=polars_dtype(self.col.type))
+
+    def counts_frame(self) -> pl.DataFrame:
+        assert self.counts is not None
+        dtype = polars_dtype(self.col.type)
+        values = pl.Series("v", list(self.counts), dtype=dtype)
+        return pl.DataFrame([values, pl.Series("c", list(self.counts.values()), pl.Int64)])
+
+    @classmethod
+    def restore(
+        cls,
+        col: Column,
+        scalars: dict[str, Any],
+        extremes: pl.Series,
+        kmv: np.ndarray,
+        counts: pl.DataFrame | None,
+    ) -> Acc:
+        a = cls(col, counting=False)
+        a.nulls, a.nans, a.infs = scalars["nulls"], scalars["nans"], scalars["infs"]
+        a.n, a.mean, a.m2 = scalars["n"], float(scalars["mean"]), float(scalars["m2"])
+        a.min, a.max = extremes[0], extremes[1]
+        a.kmv = kmv.astype(np.uint64, copy=False)
+        if counts is not None:
+            a.counts = dict(
+                zip(counts.get_column("v").to_list(), counts.get_column("c"), strict=True)
+            )
+        return a
+
+    def result(self, rows: int) -> dict[str, Any]:
         kind = kind_of(self.col.type)
         out: dict[str, Any] = {
             "name": self.col.name,
@@ -234,6 +355,11 @@ class _Column:
         # a value seen only a few times in the sample says nothing of the table
         vc = vc.filter(pl.col("count") >= (1 if every else 5)).head(TOP)
         return [{"value": v, "count": round(c * scale)} for v, c in vc.iter_rows()], not every
+
+
+def polars_dtype(kind: str) -> pl.DataType:
+    """The polars type of a column of logical type ``kind``."""
+    return pl.from_arrow(pa.array([], type=arrow_type(kind))).dtype  # type: ignore[union-attr]
 
 
 def _order(v: Any) -> tuple[int, Any]:
@@ -323,7 +449,7 @@ def statistics(columns: list[Column], rows: int, windows: Iterable[pa.Table]) ->
     """The statistics of a table of ``rows`` rows with ``columns``, read as
     ``windows`` (Arrow tables in table order, each with those columns)."""
     step = max(1, math.ceil(rows / SAMPLE_ROWS))
-    acc = [_Column(c) for c in columns]
+    acc = [Acc(c) for c in columns]
     at = 0
     for t in windows:
         frame = pl.from_arrow(t)
@@ -334,7 +460,7 @@ def statistics(columns: list[Column], rows: int, windows: Iterable[pa.Table]) ->
         if not frame.height:
             continue
         res = frame.select(exprs)
-        hashes = [c for c in res.columns if c.endswith(".hashes")]
+        hashes = [c for c in res.columns if c.endswith((".hashes", ".counts"))]
         agg = res.drop(hashes).row(0, named=True)
         agg.update({c: res.get_column(c)[0] for c in hashes})  # Series, not lists
         for i, a in enumerate(acc):
@@ -343,5 +469,5 @@ def statistics(columns: list[Column], rows: int, windows: Iterable[pa.Table]) ->
     return {
         "row_count": at,
         "sample_rows": len(range(0, at, step)),
-        "columns": [a.result(at, step) for a in acc],
+        "columns": [a.result(at) for a in acc],
     }

@@ -1,9 +1,11 @@
 """Column statistics of table versions: computed, remembered, compared.
 
-A version's statistics are computed from its rows in one bounded-memory
-pass (``compute``) and remembered in ``table_stats`` by manifest and schema,
-so every commit that shares a table version shares its statistics. They
-are computed
+A version's statistics are merged from the states its chunks keep beside
+them (``pieces``, ``state``: written by the import that wrote each chunk)
+where its pieces are mostly whole chunks, else computed from its rows in
+one bounded-memory pass (``compute``), and remembered in ``table_stats`` by
+manifest and schema, so every commit that shares a table version shares
+its statistics. They are computed
 
 - by the worker right after a branch moves to a new version (``follow``:
   the task ``stats.follow``, sent once the move has committed; an import's,
@@ -22,7 +24,6 @@ import datetime as dt
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +32,17 @@ import psycopg
 import pyarrow as pa
 import structlog
 
-from core import db, deadline
+from core import db
 from core.config import get_settings
 from core.isolation import run_isolated
-from core.objects import Manifest, TableEntry, get_commit, get_schema
+from core.objects import TableEntry, get_commit
 from core.queue import enqueue
-from core.scan import Scan
-from core.schema import arrow_schema
+from core.schema import Column
 from core.storage import ObjectStore, get_store
 from core.typed_values import parse_duration
 from features.data import service as data_service
 from features.refs import service as refs_service
-from features.stats.compute import statistics
+from features.stats import pieces, state
 
 log = structlog.get_logger(__name__)
 Q = db.Queries(__file__)
@@ -131,27 +131,21 @@ def _put(entry: TableEntry, stats: dict[str, Any], seconds: float) -> None:
 
 
 def compute(conn: psycopg.Connection[Any], store: ObjectStore, entry: TableEntry) -> dict[str, Any]:
-    """A table version's statistics from its rows (its read copy where it
-    has one, else its chunks), window by window, in JSON-ready form."""
-    manifest, key = data_service.source(conn, entry)
-    return _of_rows(store, entry, manifest, key)
+    """A table version's statistics in JSON-ready form: its chunks' states
+    merged where its pieces are whole chunks, else its rows read (its read
+    copy where it has one, else its chunks; ``pieces``)."""
+    return _plain(pieces.of_version(store, entry, data_service.source(conn, entry)))
 
 
-def _of_rows(
-    store: ObjectStore, entry: TableEntry, manifest: Manifest, key: Callable[[str], str]
-) -> dict[str, Any]:
-    schema = get_schema(store, entry.schema)
-    names = [c.name for c in schema.columns]
-    read = pa.schema([f.with_nullable(True) for f in arrow_schema(list(schema.columns))])
-    scan = Scan(store, manifest, names, schema=read, key=key)
-
-    def windows() -> Iterator[pa.Table]:
-        for t in scan:
-            deadline.check()
-            yield t
-
-    stats = statistics(list(schema.columns), manifest.row_count, windows())
-    return _plain(stats)  # type: ignore[no-any-return]
+def chunk_written(store: ObjectStore, cid: str, table: pa.Table, columns: list[Column]) -> None:
+    """An import wrote chunk ``cid`` of ``table``'s rows: keep its statistics'
+    state (``state``) while its rows are in hand, unless kept already (a
+    retried import). Never fails: a missing state is made when needed."""
+    try:
+        if not store.exists(pieces.state_key(cid)):
+            pieces.keep(store, cid, state.chunk_state(cid, table, columns))
+    except Exception:
+        log.warning("could not compute a chunk's statistics", chunk=cid, exc_info=True)
 
 
 def _plain(v: Any) -> Any:
@@ -227,7 +221,7 @@ def follow_move(old: str, new: str) -> None:
         with db.read() as conn:
             for _, entry in sorted(get_commit(store, new).tables.items()):
                 if entry not in before and known(conn, entry) is None:
-                    todo.append((entry, *data_service.source(conn, entry)))
+                    todo.append((entry, data_service.source(conn, entry)))
         if not todo:
             return
         settings.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -236,9 +230,9 @@ def follow_move(old: str, new: str) -> None:
 
             def child() -> None:
                 done = []
-                for entry, manifest, key in todo:
+                for entry, source in todo:
                     started = time.perf_counter()
-                    stats = _of_rows(store, entry, manifest, key)
+                    stats = _plain(pieces.of_version(store, entry, source))
                     done.append([stats, time.perf_counter() - started])
                 out.write_bytes(orjson.dumps(done))
 
@@ -250,7 +244,7 @@ def follow_move(old: str, new: str) -> None:
             if status != 0:
                 log.warning("statistics child failed", commit=new, status=status)
                 return
-            for (entry, _, _), (stats, seconds) in zip(
+            for (entry, _), (stats, seconds) in zip(
                 todo, orjson.loads(out.read_bytes()), strict=True
             ):
                 _keep(entry, stats, seconds)

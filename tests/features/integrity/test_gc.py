@@ -73,6 +73,17 @@ def _clean(name: str, deep: bool = True) -> None:
     assert found == [] and report.problems == 0, found
 
 
+def _a_chunk_state(commit_id: str) -> str:
+    from core.objects import get_commit, get_manifest
+    from features.stats import pieces
+
+    store = get_store()
+    (entry,) = get_commit(store, commit_id).tables.values()
+    key = pieces.state_key(get_manifest(store, entry.manifest).pieces[0].chunk)
+    assert store.exists(key), "the import kept a state beside the chunk"
+    return key
+
+
 def test_orphans_go_and_everything_referenced_stays(
     client: Any, admin: dict[str, str], worker: Any
 ) -> None:
@@ -92,9 +103,13 @@ def test_orphans_go_and_everything_referenced_stays(
         f"lines/{uuid.uuid4().hex[:40]}": b"a line index of a branch long gone",
         f"layouts/{uuid.uuid4().hex * 2}-0123456789abcdef/0": b"a read copy's stray part",
         f"exports/{uuid.uuid4().hex * 2}": b"a stored export nobody recorded",
+        f"chunkstats/{uuid.uuid4().hex * 2}": b"the statistics' state of a chunk long gone",
     }
     for key, data in junk.items():
         _old_object(key, data, day)
+    # a kept chunk's statistics' state, as old: it stays as long as its chunk
+    kept_state = _a_chunk_state(jobs[0]["commit_id"])
+    _old_object(kept_state, get_store().get(kept_state), day)
     young = f"chunks/{uuid.uuid4().hex * 2}"
     _old_object(young, b"written a minute ago", 60)
 
@@ -105,6 +120,7 @@ def test_orphans_go_and_everything_referenced_stays(
     report = service.gc(grace_s=3600)
     assert not any(_exists(k) for k in junk)
     assert _exists(young), "younger than the grace period: kept"
+    assert _exists(kept_state), "the state of a kept chunk stays"
     assert report.deleted_objects >= len(junk) and report.freed_bytes > 0
     assert report.by_kind["chunks"]["kept"] > 0
     _clean(ds["name"])

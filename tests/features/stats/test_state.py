@@ -1,0 +1,144 @@
+"""Statistics merged from chunk states (``features.stats.state``) are the
+statistics of the rows: the same figures as one pass over them, whatever
+the cut into chunks, through the stored form and back."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import math
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.schema import Column, arrow_type
+from features.stats import state
+from features.stats.compute import K, statistics
+from tests.features.stats.test_compute import COLUMNS, _close, _table, _windows, row
+
+ALL = 2**64
+
+
+def _cid(i: int) -> str:
+    return f"{i + 1:016x}" + "0" * 48
+
+
+def _merged(parts: list[pa.Table], columns: list[Column], bound: int = ALL) -> dict[str, Any]:
+    states = [state.chunk_state(_cid(i), p, columns) for i, p in enumerate(parts)]
+    loaded = [state.load(state.dump(s), columns) for s in states]
+    assert all(s is not None for s in loaded)
+    return state.result(state.merge([s for s in loaded if s], columns, bound))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(row, max_size=60), st.lists(st.integers(0, 60), max_size=4))
+def test_merged_states_are_the_statistics_of_the_rows(
+    rows: list[tuple[Any, ...]], cuts: list[int]
+) -> None:
+    """Chunks of at most ``SMALL`` rows keep every row in their samples, so
+    the merge is exact: every figure is the one-pass figure."""
+    t = _table(rows)
+    want = statistics(COLUMNS, t.num_rows, [t])
+    got = _merged(_windows(t, cuts), COLUMNS)
+    assert got["row_count"] == want["row_count"] and got["sample_rows"] == len(rows)
+    for a, b in zip(got["columns"], want["columns"], strict=True):
+        assert set(a) == set(b), a["name"]
+        for key in a:
+            if key in {"mean", "stddev"} and not all(
+                isinstance(x, float) and math.isfinite(x) for x in (a[key], b[key])
+            ):
+                continue  # infinities: inf - inf is NaN, whatever the order of merging
+            if key == "histogram":
+                assert [(x["lo"], x["hi"]) for x in a[key]] == [(x["lo"], x["hi"]) for x in b[key]]
+                assert [x["count"] for x in a[key]] == [x["count"] for x in b[key]]
+            else:
+                assert _close(a[key], b[key]) or a[key] == b[key], (a["name"], key, a[key], b[key])
+
+
+def test_large_chunks_sample_one_row_in_share_and_estimate_distinct() -> None:
+    n = 300_000
+    rng = np.random.default_rng(7)
+    values = rng.integers(0, 150_000, n)
+    cities = rng.choice(["Oslo", "Lima", "Kyoto", "Rome"], n, p=[0.4, 0.3, 0.2, 0.1])
+    t = pa.table({"i": values, "s": pa.array(cities, pa.large_string())})
+    cols = [Column("i", "integer"), Column("s", "string")]
+    parts = [t.slice(a, 131_072) for a in range(0, n, 131_072)]
+    bound = min(ALL * 100_000 // n, *(state.bound_of(p.num_rows) for p in parts))
+    got = _merged(parts, cols, bound)
+    i, s = got["columns"]
+    truth = len(np.unique(values))
+    assert i["distinct_approx"] is True and abs(i["distinct_count"] - truth) / truth < 0.05
+    # the chunks of 131,072 and 37,856 rows keep one row in 32: ~9,400
+    assert abs(got["sample_rows"] - n / state.SHARE) < 0.05 * n / state.SHARE
+    assert sum(b["count"] for b in i["histogram"]) == n
+    assert abs(i["quantiles"]["p50"] - np.median(values)) < 0.02 * 150_000
+    assert i["mean"] == pytest.approx(values.mean())
+    assert i["min"] == values.min() and i["max"] == values.max()
+    assert s["distinct_count"] == 4 and s["distinct_approx"] is False
+    assert [x["value"] for x in s["top_values"]] == ["Oslo", "Lima", "Kyoto", "Rome"]
+    assert s["top_values"][0]["count"] == int((cities == "Oslo").sum())
+
+
+def test_exact_counts_give_way_to_the_sketch_when_chunks_together_hold_many_values() -> None:
+    """Each chunk counts its 800 values exactly; together they hold 1,600,
+    beyond ``EXACT_VALUES``: the counts become hashes in the sketch, still
+    exact (fewer than ``K``)."""
+    a = pa.table({"s": pa.array([f"a{i % 800}" for i in range(4000)], pa.large_string())})
+    b = pa.table({"s": pa.array([f"b{i % 800}" for i in range(4000)], pa.large_string())})
+    (s,) = _merged([a, b, a], [Column("s", "string")])["columns"]
+    assert s["distinct_count"] == 1600 < K and s["distinct_approx"] is False
+    assert s["top_values_approx"] is False  # every row sampled: counted in the sample
+    assert s["top_values"][0]["count"] == 10  # "a…" in two chunks, five times each
+
+
+def test_exact_and_nested_types_survive_the_stored_form() -> None:
+    cols = [
+        Column("d", "decimal(12,2)"),
+        Column("t", "time"),
+        Column("u", "duration"),
+        Column("z", "datetime_tz"),
+        Column("l", "list<integer>"),
+        Column("r", 'struct<"a":string>'),
+    ]
+    n = 50
+    t = pa.table(
+        {
+            "d": pa.array(
+                [decimal.Decimal(f"{i}.{i % 100:02d}") if i % 7 else None for i in range(n)],
+                arrow_type("decimal(12,2)"),
+            ),
+            "t": pa.array([dt.time(i % 24, i % 60) for i in range(n)], arrow_type("time")),
+            "u": pa.array([dt.timedelta(seconds=i * 90) for i in range(n)], arrow_type("duration")),
+            "z": pa.array(
+                [dt.datetime(2024, 1, 1 + i % 28, tzinfo=dt.UTC) for i in range(n)],
+                arrow_type("datetime_tz"),
+            ),
+            "l": pa.array(
+                [[i, i + 1] if i % 3 else None for i in range(n)], arrow_type("list<integer>")
+            ),
+            "r": pa.array([{"a": str(i % 4)} for i in range(n)], arrow_type('struct<"a":string>')),
+        }
+    )
+    want = statistics(cols, n, [t])
+    got = _merged([t.slice(0, 20), t.slice(20)], cols)
+    for a, b in zip(got["columns"], want["columns"], strict=True):
+        moments = ("mean", "stddev")
+        assert {k: v for k, v in a.items() if k not in moments} == {
+            k: v for k, v in b.items() if k not in moments
+        }
+        assert [a.get(k) for k in moments] == pytest.approx([b.get(k) for k in moments])
+
+
+def test_a_state_of_another_version_or_other_columns_is_not_merged() -> None:
+    t = pa.table({"i": pa.array([1, 2, 3], pa.int64())})
+    blob = state.dump(state.chunk_state(_cid(0), t, [Column("i", "integer")]))
+    assert state.load(blob, [Column("i", "integer")]) is not None
+    assert state.load(blob, [Column("j", "integer")]) is None
+    assert state.load(blob, [Column("i", "float")]) is None
+    assert state.load(b"not a state", [Column("i", "integer")]) is None
+    stale = blob.replace(b'"version":1', b'"version":0', 1)
+    assert state.load(stale, [Column("i", "integer")]) is None
