@@ -70,6 +70,7 @@ class Acc:
     counts: dict[Any, int] | None = field(default_factory=dict)
     sample: list[pl.Series] = field(default_factory=list)
     counting: bool = True  # counts values exactly from the start (else: ``count_few``)
+    count_hint: bool = False  # a chunk's column that looks like few values: counted at once
 
     def __post_init__(self) -> None:
         if self.col.type not in COUNTED or not self.counting:
@@ -99,7 +100,7 @@ class Acc:
             ]
         if self.counts is not None:  # counted exactly: no sketch needed yet
             return out
-        if self.few and not self.counting and self.col.type in COUNTED:
+        if self.count_hint and self.col.type in COUNTED:
             # a chunk's column that looked like few values (``state``): counted
             out.append(values.value_counts().implode().alias(f"{i}.counts"))
             return out

@@ -127,14 +127,17 @@ def of_rows(
 
 
 def _probe(acc: list[Acc], frame: pl.DataFrame) -> None:
-    """Mark the columns whose first ``PROBE_ROWS`` rows hold at most
-    ``PROBE_FEW`` values as few: their every hash is kept, or, if counted,
-    their values counted, in the one pass (a sketch filtered for many
-    values that found few would take a second)."""
+    """Guess each column's kind of values from its first ``PROBE_ROWS`` rows,
+    so one pass does: at most ``PROBE_FEW`` values: counted (if a counted
+    type); values repeating within them: every hash kept, unfiltered (a
+    sketch filtered for many values that found few would take a second
+    pass); else the sketch filtered. A wrong guess costs time, not
+    correctness."""
     head = frame.head(PROBE_ROWS)
     seen = head.select([pl.col(a.col.name).n_unique().alias(str(i)) for i, a in enumerate(acc)])
     for a, n in zip(acc, seen.row(0), strict=True):
-        a.few = n <= PROBE_FEW
+        a.count_hint = n <= PROBE_FEW
+        a.few = n <= 0.9 * head.height
 
 
 def chunk_state(cid: str, table: pa.Table, columns: list[Column]) -> State:

@@ -2,9 +2,13 @@
 
 - a fresh import's job time, and the time the worker then spends computing
   the new version's statistics (logged as "statistics computed"), as a share
-  of the import's: the issue's target is ≤ 10 %;
-- the same for a re-upload with 1 % of rows edited at random, and for one
-  that appends 2 % (the parent's pieces all shared);
+  of the import's. Since decision 0035 the import itself computes each
+  chunk's statistics' state (the job time includes it) and the worker only
+  merges them: the import's own overhead (the issue's ≤ 10 %) is measured by
+  ``bench_import.py`` against a checkout without chunk states;
+- the same for a re-upload with 1 % of rows edited at random (its pieces cut
+  every chunk: read in full), and for one that appends 2 % (the parent's
+  pieces all shared: the issue's ≤ 100 ms);
 - ``GET …/stats`` once computed (p50, p95 of 30);
 - ten quality rules on the fresh table: the first ``GET …/quality``
   (evaluated) and the next (remembered); the target is ≤ 1 s.
@@ -131,11 +135,16 @@ def _computed(stack: Stack, manifest: str, timeout: float = 120) -> float:
     """The seconds the worker logged for computing ``manifest``'s statistics."""
     deadline = time.monotonic() + timeout
     log = stack.home / "logs" / "worker.log"
-    while time.monotonic() < deadline:
-        for line in reversed(log.read_text(errors="replace").splitlines()):
-            if "statistics computed" in line and manifest in line:
-                return float(json.loads(line[line.index("{") :])["seconds"])
-        time.sleep(0.05)
+    with log.open("rb") as f:  # read as it grows: rereading it all would load the VM
+        pending = b""
+        while time.monotonic() < deadline:
+            pending += f.read()
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                line = raw.decode(errors="replace")
+                if "statistics computed" in line and manifest in line:
+                    return float(json.loads(line[line.index("{") :])["seconds"])
+            time.sleep(0.05)
     raise RuntimeError(f"no statistics computed for {manifest}")
 
 
