@@ -27,7 +27,8 @@ class ChunkWriter:
 
     Each stored chunk's statistics' state (``stats.service.chunk_written``)
     is computed on a thread of its own, off the path of parsing and writing;
-    at most ``STATS_BEHIND`` chunks wait for it (their rows held)."""
+    at most ``STATS_BEHIND`` + 1 chunks wait for it (their rows held, beside
+    those in flight)."""
 
     STATS_BEHIND = 2
 
@@ -87,9 +88,13 @@ class ChunkWriter:
         self.stats.append(self._stats_pool.submit(state))
 
     def finish(self) -> list[Piece]:
-        self._flush()
-        pieces = [Piece(cid, 0, n) for cid, n in (f.result() for f in self.futures)]
-        self._close_stats(wait=True)
+        written = False
+        try:
+            self._flush()
+            pieces = [Piece(cid, 0, n) for cid, n in (f.result() for f in self.futures)]
+            written = True
+        finally:  # a failed write: the queued states are dropped, not made
+            self._close_stats(wait=written)
         return pieces
 
     def abandon(self) -> None:

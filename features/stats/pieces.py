@@ -66,51 +66,53 @@ def _merged(
 ) -> dict[str, Any] | None:
     """The statistics merged from the whole chunks' states and the other
     pieces' rows; None where the version is read in full instead (at most
-    ``SAMPLE_ROWS`` rows, or less than half of them in whole chunks)."""
+    ``SAMPLE_ROWS`` rows, or less than half of them in whole chunks). The
+    states are folded in as they are loaded (``state.Merger``): memory is
+    the sample's and the columns', whatever the number of chunks."""
     rows = manifest.row_count
     cols = manifest.columns
     first = cols.start == 0  # a piece can be a whole chunk only if it starts it
     if rows <= SAMPLE_ROWS or int(cols.length[first].sum()) * 2 < rows:
         return None
-    numbers = np.unique(cols.chunk[first]).tolist()
-    # on two threads (decoding releases the GIL), each under the caller's deadline
-    contexts = [contextvars.copy_context() for _ in numbers]
+    starting: dict[int, list[int]] = {}  # chunk number -> the pieces that start it
+    for i in np.flatnonzero(first).tolist():
+        starting.setdefault(int(cols.chunk[i]), []).append(i)
+    # loaded on two threads (decoding releases the GIL), each under the caller's deadline
+    contexts = [contextvars.copy_context() for _ in starting]
     loaded = _POOL.map(
-        lambda c, ctx: ctx.run(chunk_state, store, cols.chunks[c], columns), numbers, contexts
+        lambda c, ctx: ctx.run(chunk_state, store, cols.chunks[c], columns), starting, contexts
     )
-    states = dict(zip(numbers, loaded, strict=True))
-    sizes = np.full(len(cols.chunks), -1, dtype=np.int64)
-    sizes[numbers] = [s.rows for s in states.values()]
-    whole = first & (cols.length == sizes[cols.chunk])
+    merger = state.Merger(columns, _U64 * SAMPLE_ROWS // rows)
+    whole = np.zeros(len(first), dtype=bool)
+    for c, made in zip(starting, loaded, strict=True):
+        uses = [i for i in starting[c] if cols.length[i] == made.rows]
+        if uses:
+            whole[uses] = True
+            merger.add(made, times=len(uses))
     if int(cols.length[whole].sum()) * 2 < rows:
         return None
-    bound = min(_U64 * SAMPLE_ROWS // rows, *(states[c].bound for c in cols.chunk[whole]))
-    parts = [states[c] for c in cols.chunk[whole].tolist()]
     rest = Manifest(tuple(p for p, w in zip(manifest.pieces, whole, strict=True) if not w))
     if rest.pieces:
         seed = state.chunk_seed(entry.manifest)
         keys = lambda at, n: state.keys(seed, at, n)  # noqa: E731
-        parts.append(state.of_rows(columns, _windows(store, rest, columns), keys, bound))
+        merger.add(state.of_rows(columns, _windows(store, rest, columns), keys, merger.bound))
     log.info(
         "statistics merged",
         manifest=entry.manifest,
-        chunk_states=len(states),
+        chunk_states=len(starting),
         whole_pieces=int(whole.sum()),
         rows_read=rest.row_count,
     )
-    return state.result(state.merge(parts, columns, bound))
+    return state.result(merger.state())
 
 
 def chunk_state(store: ObjectStore, cid: str, columns: list[Column]) -> state.State:
     """A chunk's stored state, or its state computed from its rows now (and
-    stored: a chunk written before states were, or whose state a newer
-    polars cannot merge)."""
+    stored: a chunk written before states were, or whose state is damaged or
+    made by another polars)."""
     try:
-        got = state.load(store.get(state_key(cid)), columns)
+        got = state.load(store.get(state_key(cid)), columns, cid)
     except ObjectNotFound:
-        got = None
-    except Exception:  # damaged: a cache, made again
-        log.warning("a chunk's statistics state could not be read", chunk=cid, exc_info=True)
         got = None
     if got is not None:
         return got
@@ -125,7 +127,7 @@ def keep(store: ObjectStore, cid: str, made: state.State) -> None:
     """Store a chunk's state; one that cannot be stored is logged (it is made
     again at the next need)."""
     try:
-        store.put(state_key(cid), state.dump(made))
+        store.put(state_key(cid), state.dump(made, cid))
     except Exception:
         log.warning("could not store a chunk's statistics", chunk=cid, exc_info=True)
 

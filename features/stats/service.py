@@ -38,7 +38,7 @@ from core.isolation import run_isolated
 from core.objects import TableEntry, get_commit
 from core.queue import enqueue
 from core.schema import Column
-from core.storage import ObjectStore, get_store
+from core.storage import ObjectStore, get_store, needs_write
 from core.typed_values import parse_duration
 from features.data import service as data_service
 from features.refs import service as refs_service
@@ -142,7 +142,8 @@ def chunk_written(store: ObjectStore, cid: str, table: pa.Table, columns: list[C
     state (``state``) while its rows are in hand, unless kept already (a
     retried import). Never fails: a missing state is made when needed."""
     try:
-        if not store.exists(pieces.state_key(cid)):
+        # needs_write refreshes a kept state's age, as write_chunk does its chunk's
+        if needs_write(store, pieces.state_key(cid)):
             pieces.keep(store, cid, state.chunk_state(cid, table, columns))
     except Exception:
         log.warning("could not compute a chunk's statistics", chunk=cid, exc_info=True)

@@ -107,15 +107,20 @@ def test_statistics_match_polars(rows: list[tuple[Any, ...]], cuts: list[int]) -
             assert stats["quantiles"]["p50"] <= stats["quantiles"]["p75"] <= ordered.max()
 
 
+def large_table(n: int = 300_000) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """``n`` rows: integers of ~150,000 values, four cities of skewed shares."""
+    rng = np.random.default_rng(7)
+    values = rng.integers(0, 150_000, n)
+    cities = rng.choice(["Oslo", "Lima", "Kyoto", "Rome"], n, p=[0.4, 0.3, 0.2, 0.1])
+    return pa.table({"i": values, "s": pa.array(cities, pa.large_string())}), values, cities
+
+
 def test_large_tables_estimate_distinct_and_sample() -> None:
     """Beyond the sketch's size, distinct counts are estimates within 5 %;
     beyond the sample's, quantiles come from every n-th row and histogram
     counts still add up to the column's values."""
     n = 300_000
-    rng = np.random.default_rng(7)
-    values = rng.integers(0, 150_000, n)
-    cities = rng.choice(["Oslo", "Lima", "Kyoto", "Rome"], n, p=[0.4, 0.3, 0.2, 0.1])
-    t = pa.table({"i": values, "s": pa.array(cities, pa.large_string())})
+    t, values, cities = large_table(n)
     cols = [Column("i", "integer"), Column("s", "string")]
     got = statistics(cols, n, (t.slice(a, 65_536) for a in range(0, n, 65_536)))
     i, s = got["columns"]
