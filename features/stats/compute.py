@@ -66,7 +66,7 @@ class Acc:
     m2: float = 0.0
     kmv: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
     below: int | None = None  # this window's hash bound (``_threshold``)
-    few: bool = False  # fewer than K distinct values below a window's bound seen
+    few: bool = False  # few values: every hash kept (fewer than K seen below a bound, or a probe)
     counts: dict[Any, int] | None = field(default_factory=dict)
     sample: list[pl.Series] = field(default_factory=list)
     counting: bool = True  # counts values exactly from the start (else: ``count_few``)

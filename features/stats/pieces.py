@@ -132,9 +132,16 @@ def keep(store: ObjectStore, cid: str, made: state.State) -> None:
         log.warning("could not store a chunk's statistics", chunk=cid, exc_info=True)
 
 
-def _windows(store: ObjectStore, manifest: Manifest, columns: list[Column]) -> Iterator[pa.Table]:
+def _windows(
+    store: ObjectStore,
+    manifest: Manifest,
+    columns: list[Column],
+    key: Callable[[str], str] = chunk_key,
+) -> Iterator[pa.Table]:
+    """The rows of ``manifest`` window by window (from ``key``'s objects: a
+    read copy's parts, or chunks), under the caller's deadline."""
     read = pa.schema([f.with_nullable(True) for f in arrow_schema(columns)])
-    for t in Scan(store, manifest, [c.name for c in columns], schema=read):
+    for t in Scan(store, manifest, [c.name for c in columns], schema=read, key=key):
         deadline.check()
         yield t
 
@@ -142,12 +149,4 @@ def _windows(store: ObjectStore, manifest: Manifest, columns: list[Column]) -> I
 def _read_all(
     store: ObjectStore, columns: list[Column], manifest: Manifest, key: Callable[[str], str]
 ) -> dict[str, Any]:
-    read = pa.schema([f.with_nullable(True) for f in arrow_schema(columns)])
-    scan = Scan(store, manifest, [c.name for c in columns], schema=read, key=key)
-
-    def windows() -> Iterator[pa.Table]:
-        for t in scan:
-            deadline.check()
-            yield t
-
-    return statistics(columns, manifest.row_count, windows())
+    return statistics(columns, manifest.row_count, _windows(store, manifest, columns, key))
