@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -60,6 +61,33 @@ def parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     )
 
 
+def text_extremes(footer: pq.FileMetaData, columns: list[Column]) -> dict[str, tuple[Any, Any]]:
+    """The least and greatest value of each text column of a chunk, from the
+    row groups' statistics its writer computed anyway (by bytes, as polars
+    orders strings); ``(None, None)`` for a column of nulls only. A column
+    is left out where any row group's statistics are missing (the writer
+    drops those of values past its size limit): its extremes are computed."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for i, col in enumerate(columns):
+        if col.type != "string":
+            continue
+        lo = hi = None
+        for r in range(footer.num_row_groups):
+            stats = footer.row_group(r).column(i).statistics
+            if stats is None:
+                break
+            if not stats.has_min_max:
+                if stats.num_values:  # values, but no statistics of them
+                    break
+                continue
+            a, b = stats.min, stats.max
+            lo = a if lo is None or a < lo else lo
+            hi = b if hi is None or b > hi else hi
+        else:
+            out[col.name] = (lo, hi)
+    return out
+
+
 def chunk_schema(columns: list[Column]) -> pa.Schema:
     """A chunk's Arrow schema: the columns, then ``_row_hash``."""
     return arrow_schema(columns).append(
@@ -74,8 +102,11 @@ def write_chunk(
     *,
     tmp_dir: Path,
     hashes: bytes | None = None,
+    on_footer: Callable[[pq.FileMetaData], None] | None = None,
 ) -> tuple[str, int]:
-    """Hash (unless given), encode and store ``table``; returns (chunk id, rows)."""
+    """Hash (unless given), encode and store ``table``; returns (chunk id, rows).
+    ``on_footer`` gets the written file's footer (not called when the chunk
+    was stored already)."""
     settings = get_settings()
     if hashes is None:
         hashes = row_hashes(table, columns)
@@ -93,6 +124,8 @@ def write_chunk(
             with parquet_writer(tmp, schema) as writer:
                 writer.write_table(out, row_group_size=settings.row_group_rows)
             store.put_file(key, tmp, move=True)
+            if on_footer is not None:
+                on_footer(writer.writer.metadata)
         finally:
             tmp.unlink(missing_ok=True)
         failpoints.hit("chunk_written")

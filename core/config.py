@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     max_active_jobs_per_user: int = Field(default=20, ge=1)
     chunk_rows: int = 131_072
     row_group_rows: int = 2_048
+    chunk_stats: bool = True
     page_cache_bytes: int = 256 * 1024**2
     query_cache_bytes: int = 128 * 1024**2
     db_pool_size: int = 10

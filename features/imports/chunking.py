@@ -8,7 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from core.chunks import write_chunk
+from core.chunks import text_extremes, write_chunk
 from core.config import get_settings
 from core.hashing import row_hashes
 from core.objects import Piece
@@ -41,7 +41,7 @@ class ChunkWriter:
         self.pending: list[pa.RecordBatch] = []
         self.hashing: list[Future[bytes]] = []  # row hashes of the pending batches
         self.pending_rows = 0
-        self.futures: list[Future[tuple[str, int]]] = []
+        self.futures: list[Future[Stored]] = []
         self.stats: list[Future[None]] = []
         self._stats_pool: ThreadPoolExecutor | None = None
         self.rows = 0
@@ -74,7 +74,9 @@ class ChunkWriter:
         self.rows += table.num_rows
         self._state_of(written, table)
 
-    def _state_of(self, written: Future[tuple[str, int]], table: pa.Table) -> None:
+    def _state_of(self, written: Future[Stored], table: pa.Table) -> None:
+        if not get_settings().chunk_stats:
+            return
         if self._stats_pool is None:
             self._stats_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-stats")
         behind = [f for f in self.stats if not f.done()]
@@ -82,8 +84,8 @@ class ChunkWriter:
             behind[0].result()
 
         def state() -> None:
-            cid, _ = written.result()  # a failed write fails the import elsewhere
-            stats_service.chunk_written(self.store, cid, table, self.columns)
+            cid, _, extremes = written.result()  # a failed write fails the import elsewhere
+            stats_service.chunk_written(self.store, cid, table, self.columns, extremes)
 
         self.stats.append(self._stats_pool.submit(state))
 
@@ -91,7 +93,7 @@ class ChunkWriter:
         written = False
         try:
             self._flush()
-            pieces = [Piece(cid, 0, n) for cid, n in (f.result() for f in self.futures)]
+            pieces = [Piece(cid, 0, n) for cid, n, _ in (f.result() for f in self.futures)]
             written = True
         finally:  # a failed write: the queued states are dropped, not made
             self._close_stats(wait=written)
@@ -119,11 +121,25 @@ class ChunkWriter:
         self.stats = []
 
 
+Stored = tuple[str, int, dict[str, tuple[Any, Any]] | None]
+"""A stored chunk: its id, its rows, and its text columns' extremes from the
+written file's statistics (None: stored before, nothing written)."""
+
+
 def _write_hashed(
     store: Any, table: pa.Table, columns: list[Column], work: Path, hashing: list[Future[bytes]]
-) -> tuple[str, int]:
+) -> Stored:
     hashes = b"".join(f.result() for f in hashing)
-    return write_chunk(store, table, columns, tmp_dir=work, hashes=hashes)
+    extremes: list[dict[str, tuple[Any, Any]]] = []
+    cid, n = write_chunk(
+        store,
+        table,
+        columns,
+        tmp_dir=work,
+        hashes=hashes,
+        on_footer=lambda footer: extremes.append(text_extremes(footer, columns)),
+    )
+    return cid, n, extremes[0] if extremes else None
 
 
 def columns_of(names: list[str], types: list[str], order: list[str] | None = None) -> list[Column]:

@@ -71,6 +71,7 @@ class Acc:
     sample: list[pl.Series] = field(default_factory=list)
     counting: bool = True  # counts values exactly from the start (else: ``count_few``)
     count_hint: bool = False  # a chunk's column that looks like few values: counted at once
+    known: tuple[Any, Any] | None = None  # a chunk's min and max, from its file's statistics
 
     def __post_init__(self) -> None:
         if self.col.type not in COUNTED or not self.counting:
@@ -88,7 +89,7 @@ class Acc:
                 col.is_infinite().sum().alias(f"{i}.infs"),
             ]
             values = values.filter(values.is_not_nan())
-        if kind in ORDERED:
+        if kind in ORDERED and self.known is None:
             out += [values.min().alias(f"{i}.min"), values.max().alias(f"{i}.max")]
         if kind in NUMERIC:
             if kind == "decimal":
@@ -133,7 +134,7 @@ class Acc:
         if kind == "float":
             self.nans += agg[f"{i}.nans"] or 0
             self.infs += agg[f"{i}.infs"] or 0
-        lo, hi = agg.get(f"{i}.min"), agg.get(f"{i}.max")
+        lo, hi = self.known or (agg.get(f"{i}.min"), agg.get(f"{i}.max"))
         if lo is not None:
             self.min = lo if self.min is None or lo < self.min else self.min
             self.max = hi if self.max is None or hi > self.max else self.max

@@ -137,14 +137,22 @@ def compute(conn: psycopg.Connection[Any], store: ObjectStore, entry: TableEntry
     return _plain(pieces.of_version(store, entry, data_service.source(conn, entry)))
 
 
-def chunk_written(store: ObjectStore, cid: str, table: pa.Table, columns: list[Column]) -> None:
+def chunk_written(
+    store: ObjectStore,
+    cid: str,
+    table: pa.Table,
+    columns: list[Column],
+    known: dict[str, tuple[Any, Any]] | None = None,
+) -> None:
     """An import wrote chunk ``cid`` of ``table``'s rows: keep its statistics'
     state (``state``) while its rows are in hand, unless kept already (a
-    retried import). Never fails: a missing state is made when needed."""
+    retried import); ``known``: extremes from the written file's statistics
+    (``core.chunks.text_extremes``). Never fails: a missing state is made
+    when needed."""
     try:
         # needs_write refreshes a kept state's age, as write_chunk does its chunk's
         if needs_write(store, pieces.state_key(cid)):
-            pieces.keep(store, cid, state.chunk_state(cid, table, columns))
+            pieces.keep(store, cid, state.chunk_state(cid, table, columns, known))
     except Exception:
         log.warning("could not compute a chunk's statistics", chunk=cid, exc_info=True)
 

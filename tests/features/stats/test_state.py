@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.chunks import parquet_writer, text_extremes
 from core.schema import Column, arrow_type
 from features.stats import state
 from features.stats.compute import K, statistics
@@ -34,23 +37,42 @@ def _cid(i: int) -> str:
     return f"{i + 1:016x}" + "0" * 48
 
 
-def _merged(parts: list[pa.Table], columns: list[Column], bound: int = ALL) -> dict[str, Any]:
-    states = [state.chunk_state(_cid(i), p, columns) for i, p in enumerate(parts)]
+def _known(part: pa.Table, columns: list[Column]) -> dict[str, tuple[Any, Any]]:
+    """The text extremes an import's chunk writer hands the state: from the
+    statistics of the file written (row groups of three rows, some of them
+    nulls only)."""
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        parquet_writer(Path(tmp) / "c.parquet", part.schema) as w,
+    ):
+        w.write_table(part, row_group_size=3)
+    return text_extremes(w.writer.metadata, columns)
+
+
+def _merged(
+    parts: list[pa.Table], columns: list[Column], bound: int = ALL, *, footers: bool = False
+) -> dict[str, Any]:
+    states = [
+        state.chunk_state(_cid(i), p, columns, _known(p, columns) if footers else None)
+        for i, p in enumerate(parts)
+    ]
     loaded = [state.load(state.dump(s), columns) for s in states]
     assert all(s is not None for s in loaded)
     return state.result(state.merge([s for s in loaded if s], columns, bound))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(row, max_size=60), st.lists(st.integers(0, 60), max_size=4))
+@given(st.lists(row, max_size=60), st.lists(st.integers(0, 60), max_size=4), st.booleans())
 def test_merged_states_are_the_statistics_of_the_rows(
-    rows: list[tuple[Any, ...]], cuts: list[int]
+    rows: list[tuple[Any, ...]], cuts: list[int], footers: bool
 ) -> None:
     """Chunks of at most ``SMALL`` rows keep every row in their samples, so
-    the merge is exact: every figure is the one-pass figure."""
+    the merge is exact: every figure is the one-pass figure, whether a
+    chunk's text extremes came from its file's statistics (an import) or
+    were computed (a state made when needed)."""
     t = _table(rows)
     want = statistics(COLUMNS, t.num_rows, [t])
-    got = _merged(_windows(t, cuts), COLUMNS)
+    got = _merged(_windows(t, cuts), COLUMNS, footers=footers)
     assert got["row_count"] == want["row_count"] and got["sample_rows"] == len(rows)
     for a, b in zip(got["columns"], want["columns"], strict=True):
         assert set(a) == set(b), a["name"]
@@ -235,3 +257,17 @@ def test_many_states_fold_with_a_bounded_sketch() -> None:
     (i,) = state.result(m.state())["columns"]
     assert i["distinct_approx"] is True and abs(i["distinct_count"] - 10_000) < 500
     assert i["min"] == 0 and i["max"] == 9_999 and i["mean"] == pytest.approx(4_999.5)
+
+
+def test_text_extremes_leave_out_a_column_whose_statistics_the_writer_dropped() -> None:
+    """The Parquet writer keeps no statistics of a row group whose least or
+    greatest value is past its size limit (4 KiB): that column's extremes
+    are computed from the rows, the others' taken from the file."""
+    long = "z" * 5000
+    t = pa.table({"a": ["b", "a", None, "c"], "b": ["x", long, None, "y"], "c": [None] * 4})
+    cols = [Column("a", "string"), Column("b", "string"), Column("c", "string")]
+    t = t.cast(pa.schema([(c.name, arrow_type(c.type)) for c in cols]))
+    known = _known(t, cols)
+    assert known == {"a": ("a", "c"), "c": (None, None)}
+    got = state.chunk_state(_cid(0), t, cols, known).columns
+    assert [(a.min, a.max) for a in got] == [("a", "c"), ("x", long), (None, None)]
