@@ -111,10 +111,10 @@ def search(
     }
     facets: dict[str, list[dict[str, Any]]] | None = None
     with conn.transaction():
-        # the search document is TOASTed: a scan of the table reads every
-        # row's, while the GIN index finds a word's datasets in a few pages;
-        # the default cost model (random_page_cost 4, for disks) picks the
-        # scan for 10,000 datasets. This search costs pages as cached ones.
+        # a scan of the table tests every dataset's document, while the GIN
+        # index finds a rare word's datasets in a few pages; the default cost
+        # model (random_page_cost 4, for disks) picks the scan for 10,000
+        # datasets. This search costs pages as cached ones.
         conn.execute("SET LOCAL random_page_cost = 1.1")
         rows = conn.execute(Q.search, params).fetchall()
         if with_facets:
