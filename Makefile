@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(PY) tests/bench/bench_clients.py
 	$(PY) tests/bench/bench_stats.py
 	$(PY) tests/bench/bench_catalog.py
+	$(PY) tests/bench/bench_webhooks.py
 	$(PY) tests/bench/bench_scaleout.py
 	$(PY) tests/bench/bench_scaleout.py --storage s3
 

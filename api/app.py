@@ -53,6 +53,8 @@ from features.uploads.routes import router as uploads_router
 from features.uploads.ui import router as uploads_ui
 from features.web import service as web_service
 from features.web.ui import router as web_ui
+from features.webhooks.routes import router as webhooks_router
+from features.webhooks.ui import router as webhooks_ui
 
 access_log = structlog.get_logger("dsa.access")
 # on every answer (issue 15, "Security headers"): no MIME sniffing, no
@@ -128,6 +130,7 @@ def create_app() -> FastAPI:
         exports_router,
         stats_router,
         quality_router,
+        webhooks_router,
         integrity_router,
         audit_router,
     ):
@@ -147,6 +150,7 @@ def create_app() -> FastAPI:
         audit_ui,
         exports_ui,
         stats_ui,
+        webhooks_ui,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=web_service.STATIC_DIR), name="static")

@@ -45,6 +45,8 @@ ACTIONS = frozenset(
         "revert",
         "import",
         "export",
+        "webhook.create",
+        "webhook.delete",
     }
 )
 _address: ContextVar[str | None] = ContextVar("dsa_client_address", default=None)

@@ -107,6 +107,13 @@ class Settings(BaseSettings):
     gc_interval: Duration = 0.0
     reflog_retention: Duration = 30 * 86_400.0
     deleted_retention: Duration = 7 * 86_400.0
+    webhook_allow_private: bool = False
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    webhook_retry_base_s: float = Field(default=10.0, gt=0)
+    webhook_retry_window: Duration = 24 * 3600.0
+    webhook_sweep_s: float = Field(default=15.0, gt=0)
+    webhook_log_retention: Duration = 30 * 86_400.0
+    webhooks_per_dataset: int = Field(default=100, ge=1)
     export_cache_bytes: int = 20 * 1024**3
     failpoints: str = ""
     worker_metrics_port: int | None = None

@@ -292,6 +292,51 @@ TABLE upload
   CONSTRAINT upload_pkey PRIMARY KEY (id)
   CREATE UNIQUE INDEX upload_pkey ON public.upload USING btree (id)
 
+TABLE webhook
+  id uuid NOT NULL
+  dataset_id uuid NOT NULL
+  url text NOT NULL
+  events ARRAY NOT NULL
+  secret text NOT NULL
+  created_by uuid
+  created_at timestamp with time zone NOT NULL DEFAULT now()
+  CONSTRAINT webhook_created_by_fkey FOREIGN KEY (created_by) REFERENCES app_user(id) ON DELETE SET NULL
+  CONSTRAINT webhook_dataset_id_fkey FOREIGN KEY (dataset_id) REFERENCES dataset(id) ON DELETE CASCADE
+  CONSTRAINT webhook_events_known CHECK (((cardinality(events) > 0) AND (events <@ ARRAY['commit'::text, 'job.failed'::text, 'quality.failed'::text, 'ref.moved'::text, 'schedule.paused'::text])))
+  CONSTRAINT webhook_pkey PRIMARY KEY (id)
+  CREATE INDEX webhook_dataset_idx ON public.webhook USING btree (dataset_id)
+  CREATE UNIQUE INDEX webhook_pkey ON public.webhook USING btree (id)
+
+TABLE webhook_attempt
+  delivery_id uuid NOT NULL
+  attempt integer NOT NULL
+  at timestamp with time zone NOT NULL DEFAULT now()
+  status_code integer
+  error text
+  duration_ms integer NOT NULL
+  CONSTRAINT webhook_attempt_delivery_id_fkey FOREIGN KEY (delivery_id) REFERENCES webhook_delivery(id) ON DELETE CASCADE
+  CONSTRAINT webhook_attempt_pkey PRIMARY KEY (delivery_id, attempt)
+  CREATE UNIQUE INDEX webhook_attempt_pkey ON public.webhook_attempt USING btree (delivery_id, attempt)
+
+TABLE webhook_delivery
+  id uuid NOT NULL
+  webhook_id uuid NOT NULL
+  event text NOT NULL
+  body text NOT NULL
+  state text NOT NULL DEFAULT 'pending'::text
+  attempts integer NOT NULL DEFAULT 0
+  created_at timestamp with time zone NOT NULL DEFAULT now()
+  next_attempt_at timestamp with time zone NOT NULL DEFAULT now()
+  locked_until timestamp with time zone
+  sent_at timestamp with time zone DEFAULT now()
+  finished_at timestamp with time zone
+  CONSTRAINT webhook_delivery_pkey PRIMARY KEY (id)
+  CONSTRAINT webhook_delivery_state CHECK ((state = ANY (ARRAY['pending'::text, 'delivered'::text, 'failed'::text])))
+  CONSTRAINT webhook_delivery_webhook_id_fkey FOREIGN KEY (webhook_id) REFERENCES webhook(id) ON DELETE CASCADE
+  CREATE INDEX webhook_delivery_due_idx ON public.webhook_delivery USING btree (next_attempt_at) WHERE (state = 'pending'::text)
+  CREATE UNIQUE INDEX webhook_delivery_pkey ON public.webhook_delivery USING btree (id)
+  CREATE INDEX webhook_delivery_webhook_idx ON public.webhook_delivery USING btree (webhook_id, created_at DESC)
+
 TABLE write_hold
   id uuid NOT NULL
   what text NOT NULL

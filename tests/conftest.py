@@ -71,6 +71,12 @@ def stack() -> Iterator[dict[str, str]]:
         # the test file server is on 127.0.0.1; tests/features/imports/test_fetch.py
         # checks that the rule holds when this is off
         "DSA_URL_IMPORT_ALLOW_PRIVATE": "true",
+        # the webhook receivers are on 127.0.0.1 too (tests/e2e/test_webhooks.py
+        # checks the rule with this off); retries and leases made short
+        "DSA_WEBHOOK_ALLOW_PRIVATE": "true",
+        "DSA_WEBHOOK_RETRY_BASE_S": "0.2",
+        "DSA_WEBHOOK_TIMEOUT_S": "1",
+        "DSA_WEBHOOK_SWEEP_S": "0.5",
         # the suite makes thousands of requests from one address with a few
         # tokens: the limits are raised here and tested with their defaults
         # in tests/api/test_rate_limits.py

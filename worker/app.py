@@ -25,12 +25,15 @@ import features.jobs.tasks  # noqa: E402,F401  (registers jobs.reconcile, jobs.c
 import features.layouts.tasks  # noqa: E402,F401  (registers layouts.build, .follow, .evict)
 import features.quality.tasks  # noqa: E402,F401  (registers quality.follow)
 import features.stats.tasks  # noqa: E402,F401  (registers stats.follow)
+import features.webhooks.tasks  # noqa: E402,F401  (registers webhooks.deliver, .sweep, .expire)
 
 celery_app.conf.beat_schedule = {
     "jobs.reconcile": {"task": "jobs.reconcile", "schedule": 30.0},
     "jobs.clean_tmp": {"task": "jobs.clean_tmp", "schedule": 3600.0},
     "imports.clean_uploads": {"task": "imports.clean_uploads", "schedule": 3600.0},
     "layouts.evict": {"task": "layouts.evict", "schedule": 3600.0},
+    "webhooks.sweep": {"task": "webhooks.sweep", "schedule": get_settings().webhook_sweep_s},
+    "webhooks.expire": {"task": "webhooks.expire", "schedule": 3600.0},
 }
 if get_settings().gc_interval > 0:  # off by default
     celery_app.conf.beat_schedule["integrity.periodic_gc"] = {

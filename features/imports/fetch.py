@@ -10,18 +10,16 @@
 - Server-side request forgery: a user must not make the server read its own
   network. Every host is resolved first and refused unless all its addresses
   are public (not loopback, private, link-local, shared, reserved, multicast:
-  that covers 169.254.169.254 and friends). The connection then goes to the
-  checked address itself (the Host header and TLS server name keep the
-  original name), so a second DNS answer cannot swap it, and every redirect is
-  checked the same way. ``DSA_URL_IMPORT_ALLOW_PRIVATE=true`` lifts the rule
+  that covers 169.254.169.254 and friends: ``core.addresses``). The connection
+  then goes to the checked address itself (the Host header and TLS server name
+  keep the original name), so a second DNS answer cannot swap it, and every
+  redirect is checked the same way. ``DSA_URL_IMPORT_ALLOW_PRIVATE=true`` lifts the rule
   for deployments that import from their own network.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 import blake3
 import httpx
 
+from core import addresses
 from features.imports.errors import ImportFailed, UrlNotFound, UrlNotUsable, UrlRefused
 
 MAX_REDIRECTS = 5
@@ -71,39 +70,19 @@ def filename_of(url: str) -> str:
     return name or "download"
 
 
-# IPv6 ranges that carry an IPv4 address to wherever a translator or relay
-# sends it (so possibly a private one), which ``is_global`` calls global:
-# NAT64 (RFC 6052, RFC 8215), 6to4 (RFC 3056), IPv4-compatible (RFC 4291,
-# deprecated). Refused whatever the embedded address (issue 15).
-_TRANSLATED = tuple(
-    ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "::/96")
-)
-
-
-def public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether a URL import (or later a webhook) may connect to ``ip``."""
-    if ip.version == 6 and any(ip in net for net in _TRANSLATED):
-        return False
-    return ip.is_global
-
-
 def check_address(host: str, port: int, *, allow_private: bool) -> str:
-    """The first address ``host`` resolves to, once every address passed the rule."""
+    """``core.addresses.check_address``, its refusals as the import's problems."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ImportFailed(f"cannot resolve {host!r}: {exc}", code="url_unreachable") from None
-    addresses = [str(info[4][0]) for info in infos]
-    for addr in addresses:
-        ip = ipaddress.ip_address(addr.split("%")[0])
-        if not allow_private and not public(ip):
-            raise ImportFailed(  # the address itself is the network's own: not told
-                f"{host} resolves to an address of a private or local network; "
-                "URL imports only read public addresses",
-                code="address_not_allowed",
-                host=host,
-            )
-    return addresses[0]
+        return addresses.check_address(host, port, allow_private=allow_private)
+    except addresses.Unresolvable as exc:
+        raise ImportFailed(str(exc), code="url_unreachable") from None
+    except addresses.NotAllowed:
+        raise ImportFailed(  # the address itself is the network's own: not told
+            f"{host} resolves to an address of a private or local network; "
+            "URL imports only read public addresses",
+            code="address_not_allowed",
+            host=host,
+        ) from None
 
 
 class _Retryable(Exception):
@@ -178,16 +157,10 @@ def _download(
                 raise UrlRefused(f"{current!r} is not an http(s) URL")
             port = parts.port or (443 if parts.scheme == "https" else 80)
             addr = check_address(parts.hostname, port, allow_private=allow_private)
-            host_for_url = f"[{addr}]" if ":" in addr else addr
-            netloc = f"{host_for_url}:{port}"
-            pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-            headers = {"Host": parts.netloc.rsplit("@", 1)[-1]}
+            to = addresses.pin(current, addr)
             try:
                 with client.stream(
-                    "GET",
-                    pinned,
-                    headers=headers,
-                    extensions={"sni_hostname": parts.hostname},
+                    "GET", to.url, headers=to.headers, extensions=to.extensions
                 ) as resp:
                     if resp.status_code in (301, 302, 303, 307, 308):
                         location = resp.headers.get("location")

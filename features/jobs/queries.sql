@@ -38,7 +38,8 @@ RETURNING kind, extract(epoch FROM finished_at - started_at) AS seconds;
 UPDATE job SET state = 'failed', error = %(error)s, finished_at = now()
 WHERE id = %(id)s AND state IN ('queued', 'running')
   AND (%(attempt)s::int IS NULL OR attempts = %(attempt)s)
-RETURNING kind, extract(epoch FROM finished_at - coalesce(started_at, created_at)) AS seconds;
+RETURNING id, kind, dataset_id, ref_name,
+          extract(epoch FROM finished_at - coalesce(started_at, created_at)) AS seconds;
 
 -- name: cancel
 -- Stop a job that has not ended; its worker notices at its next progress report.

@@ -20,6 +20,7 @@ from core import db, metrics
 from core.config import get_settings
 from core.errors import TooManyRequests
 from features.jobs.errors import JobEnded, JobNotFound, WorkerLost
+from features.webhooks import service as webhooks_service
 
 Q = db.Queries(__file__)
 
@@ -189,6 +190,18 @@ def fail(
     ).fetchone()
     if row is not None:
         _ended(row, "failed")
+        if row["dataset_id"] is not None:
+            webhooks_service.emit(
+                conn,
+                row["dataset_id"],
+                "job.failed",
+                {
+                    "job_id": row["id"],
+                    "kind": row["kind"],
+                    "ref": row["ref_name"],
+                    "problem": problem,
+                },
+            )
 
 
 def _ended(row: dict[str, Any], state: str) -> None:

@@ -34,6 +34,7 @@ from features.datasets.errors import RoleRequired
 from features.quality import checks
 from features.quality.errors import InvalidRule, QualityGateFailed
 from features.refs import service as refs_service
+from features.webhooks import service as webhooks_service
 
 log = structlog.get_logger(__name__)
 Q = db.Queries(__file__)
@@ -164,6 +165,7 @@ def require_gate(dataset_id: uuid.UUID, branch: str, commit: Commit) -> dict[str
         for r in body["results"]
         if not r["passed"]
     ]
+    _failed(uuid.UUID(str(dataset_id)), branch, commit.id, body, gated=True)
     raise QualityGateFailed(
         f"branch {branch!r} is gated: this commit scores {body['score']:g}, below the "
         f"threshold {body['threshold']:g}; failing: "
@@ -196,13 +198,40 @@ def require_gate_at(
     require_gate(dataset_id, branch, get_commit(get_store(), commit_id))
 
 
-def follow(dataset_id: str, commit_id: str) -> None:
-    """Compute the report of a commit a branch moved to (the task
-    ``quality.follow``), for datasets with rules; never fails."""
+def follow(dataset_id: str, commit_id: str, branch: str | None = None) -> None:
+    """Compute the report of a commit ``branch`` moved to (the task
+    ``quality.follow``), for datasets with rules, and tell the dataset's
+    webhooks when it is below the threshold; never fails."""
     try:
         with db.read() as conn:
             cfg = config(conn, uuid.UUID(dataset_id))
-            if cfg["rules"]:
-                report(conn, uuid.UUID(dataset_id), commit_id, cfg)
+            if not cfg["rules"]:
+                return
+            body = report(conn, uuid.UUID(dataset_id), commit_id, cfg)
+        if not body["passed"] and branch is not None:
+            _failed(uuid.UUID(dataset_id), branch, commit_id, body, gated=False)
     except Exception:
         log.warning("could not compute a quality report", commit=commit_id, exc_info=True)
+
+
+def _failed(
+    dataset_id: uuid.UUID, branch: str, commit_id: str, body: dict[str, Any], *, gated: bool
+) -> None:
+    """The ``quality.failed`` event: a commit below the threshold, refused by
+    a gate (``gated``: it did not land) or on a branch it moved. Never
+    raises: the refusal, not its telling, is what the caller must see."""
+    try:
+        webhooks_service.emit_now(
+            dataset_id,
+            "quality.failed",
+            {
+                "ref": branch,
+                "commit_id": commit_id,
+                "score": body["score"],
+                "threshold": body["threshold"],
+                "failing": [r["name"] for r in body["results"] if not r["passed"]],
+                "refused": gated,
+            },
+        )
+    except Exception:
+        log.warning("could not record a quality.failed event", commit=commit_id, exc_info=True)

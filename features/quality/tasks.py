@@ -7,5 +7,5 @@ from features.quality import service
 
 
 @celery_app.task(name="quality.follow", acks_late=True, ignore_result=True)
-def follow(dataset_id: str, commit_id: str) -> None:
-    service.follow(dataset_id, commit_id)
+def follow(dataset_id: str, commit_id: str, branch: str | None = None) -> None:
+    service.follow(dataset_id, commit_id, branch)

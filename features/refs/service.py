@@ -43,6 +43,7 @@ from features.refs.errors import (
     RefNotFound,
     TagNotFound,
 )
+from features.webhooks import service as webhooks_service
 
 Q = db.Queries(__file__)
 _HEX = re.compile(r"^[0-9a-f]{7,64}$")
@@ -235,12 +236,18 @@ def cas_move(
         target=name,
         details={"from": expected, "to": new, "reason": reason},
     )
+    webhooks_service.emit(
+        conn,
+        dataset_id,
+        "ref.moved",
+        {"ref": name, "commit_id": new, "previous_commit_id": expected, "by": by, "reason": reason},
+    )
     layouts_service.follow(conn, expected, new)  # read copies follow the branch
     # statistics too (the stats feature's task, sent by name: stats reads refs)
     db.after_commit(conn, lambda: _send_quietly("stats.follow", expected, new))
     # and the catalog's column names (the datasets feature's task: it reads refs)
     db.after_commit(conn, lambda: _send_quietly("datasets.index", str(dataset_id), new))
-    db.after_commit(conn, lambda: _send_quietly("quality.follow", str(dataset_id), new))
+    db.after_commit(conn, lambda: _send_quietly("quality.follow", str(dataset_id), new, name))
 
 
 def land(
@@ -281,6 +288,19 @@ def land(
             reason=reason,
         )
         failpoints.hit("ref_moved")
+        webhooks_service.emit(
+            conn,
+            dataset_id,
+            "commit",
+            {
+                "ref": branch,
+                "commit_id": commit_id,
+                "previous_commit_id": commit.parents[0],
+                "action": action,
+                "by": by,
+                "message": commit.message[:1000],
+            },
+        )
         audit.record(
             conn,
             action,

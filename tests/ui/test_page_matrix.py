@@ -42,6 +42,8 @@ PAGES: dict[str, tuple[str, str]] = {
     f"{D}/jobs/{{job_id}}": ("user+read", f"{D}/jobs/{{job_id}}"),
     f"{D}/jobs/{{job_id}}/outcome": ("user+read", f"{D}/jobs/{{job_id}}/outcome"),
     f"{D}/activity": ("user+admin", f"{D}/activity"),
+    f"{D}/webhooks": ("user+admin", f"{D}/webhooks"),
+    f"{D}/webhooks/{{webhook_id}}": ("user+admin", f"{D}/webhooks/{{webhook_id}}"),
     "/account/tokens": ("user", "/account/tokens"),
     "/account/password": ("user", "/account/password"),
     "/admin/users": ("site", "/admin/users"),
@@ -53,6 +55,9 @@ FORMS = {
     f"{D}/permissions": "admin",
     f"{D}/permissions/{{username}}/delete": "admin",
     f"{D}/delete": "admin",
+    f"{D}/webhooks": "admin",
+    f"{D}/webhooks/{{webhook_id}}/delete": "admin",
+    f"{D}/webhooks/{{webhook_id}}/test": "admin",
     f"{D}/branches": "write",
     f"{D}/tags": "write",
     f"{D}/branches/{{name:path}}/delete": "write",
@@ -105,6 +110,12 @@ def visitors(app: Any, client: Any, admin: dict[str, str], worker: Any) -> Itera
         job = import_csv(client, owner, ds["id"], b"id,v\n1,a\n")
         client.post(f"{d}/tags", json={"name": "v1", "from": "main"}, headers=owner)
         ds["job_id"] = job["id"]
+        hook = client.post(
+            f"{d}/webhooks",
+            json={"url": "http://127.0.0.1:9/never", "events": ["schedule.paused"]},
+            headers=owner,
+        )
+        ds["webhook_id"] = hook.json()["id"]
         datasets[visibility] = ds
     clients = {"anonymous": TestClient(app, raise_server_exceptions=False)}
     for who, (name, password) in people.items():
@@ -150,7 +161,7 @@ def test_each_page_answers_as_its_need_says(visitors: Any, route: str) -> None:
     need, path = PAGES[route]
     wrong = []
     for visibility, ds in datasets.items():
-        url = path.format(dataset_id=ds["id"], job_id=ds["job_id"])
+        url = path.format(dataset_id=ds["id"], job_id=ds["job_id"], webhook_id=ds["webhook_id"])
         for visitor in VISITORS:
             r = clients[visitor].get(url, follow_redirects=False)
             want, got = expected(need, visitor, visibility), outcome(r)
@@ -164,7 +175,7 @@ def test_forms_need_the_sessions_csrf_token(visitors: Any) -> None:
     ds = datasets["private"]
     for route in FORMS:
         url = route.replace("{name:path}", "main").format(
-            dataset_id=ds["id"], username="x", token_id=ds["job_id"]
+            dataset_id=ds["id"], username="x", token_id=ds["job_id"], webhook_id=ds["job_id"]
         )
         r = clients["site_admin"].post(url, data={}, follow_redirects=False)
         if route.endswith("/upload"):  # a form that is not multipart is refused before it is read
@@ -181,6 +192,7 @@ def test_forms_need_the_sessions_csrf_token(visitors: Any) -> None:
 # may get (the page again with the error, a redirect, or the 404 of the
 # missing target where the handler does not render one); a refused visitor
 # gets 403 (can see the dataset), 404 (cannot), or the sign-in page.
+NO_ID = "00000000-0000-4000-8000-0000000000aa"  # no webhook's
 PROBES: dict[str, tuple[dict[str, str], str, frozenset[int]]] = {
     "/datasets": ({"name": "", "visibility": "private"}, "/datasets", frozenset({422})),
     f"{D}/settings": ({"visibility": "same"}, f"{D}/settings", frozenset({303})),
@@ -195,6 +207,13 @@ PROBES: dict[str, tuple[dict[str, str], str, frozenset[int]]] = {
         frozenset({404}),
     ),
     f"{D}/delete": ({"confirm": "not its name"}, f"{D}/delete", frozenset({422})),
+    f"{D}/webhooks": (
+        {"url": "ftp://nobody-at-all", "events": "commit"},
+        f"{D}/webhooks",
+        frozenset({422}),
+    ),
+    f"{D}/webhooks/{{webhook_id}}/delete": ({}, f"{D}/webhooks/{NO_ID}/delete", frozenset({404})),
+    f"{D}/webhooks/{{webhook_id}}/test": ({}, f"{D}/webhooks/{NO_ID}/test", frozenset({404})),
     f"{D}/branches": ({"name": "bad name!", "from": "main"}, f"{D}/branches", frozenset({422})),
     f"{D}/tags": ({"name": "bad name!", "from": "main"}, f"{D}/tags", frozenset({422})),
     # the default branch cannot be deleted (409); protecting main again changes nothing
@@ -230,8 +249,9 @@ PROBES: dict[str, tuple[dict[str, str], str, frozenset[int]]] = {
     "/admin/users/{username}": ({}, "/admin/users/nobody-at-all", frozenset({404})),
 }
 # A dataset form's 404 past the permission check names the missing target
-# ("nobody-at-all"); the 404 of a dataset the visitor may not see does not
-PAST_THE_CHECK = "nobody-at-all"
+# ("nobody-at-all", or the id of no webhook); the 404 of a dataset the
+# visitor may not see does not
+PAST_THE_CHECK = ("nobody-at-all", NO_ID)
 # sign-in is everyone's; sign-out ends only the caller's own session (test_accounts)
 NOT_PROBED = {"/signin", "/signout"}
 
@@ -272,7 +292,7 @@ def test_each_form_lets_in_exactly_whom_its_need_says(visitors: Any, route: str)
             want = expected(need, visitor, visibility)
             r = _post(clients[visitor], url, body, settings)
             got = outcome(r)
-            past = PAST_THE_CHECK in r.text or not route.startswith(D)
+            past = any(m in r.text for m in PAST_THE_CHECK) or not route.startswith(D)
             if want == "200":
                 ok = r.status_code in allowed and (r.status_code != 404 or past)
             else:
