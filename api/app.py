@@ -47,6 +47,8 @@ from features.merges.ui import router as merges_ui
 from features.quality.routes import router as quality_router
 from features.refs.routes import router as refs_router
 from features.refs.ui import router as refs_ui
+from features.schedules.routes import router as schedules_router
+from features.schedules.ui import router as schedules_ui
 from features.stats.routes import router as stats_router
 from features.stats.ui import router as stats_ui
 from features.uploads.routes import router as uploads_router
@@ -131,6 +133,7 @@ def create_app() -> FastAPI:
         stats_router,
         quality_router,
         webhooks_router,
+        schedules_router,
         integrity_router,
         audit_router,
     ):
@@ -151,6 +154,7 @@ def create_app() -> FastAPI:
         exports_ui,
         stats_ui,
         webhooks_ui,
+        schedules_ui,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=web_service.STATIC_DIR), name="static")

@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     webhook_sweep_s: float = Field(default=15.0, gt=0)
     webhook_log_retention: Duration = 30 * 86_400.0
     webhooks_per_dataset: int = Field(default=100, ge=1)
+    schedule_tick_s: float = Field(default=10.0, gt=0)
+    schedule_min_interval_s: float = Field(default=60.0, ge=0)
+    schedule_max_failures: int = Field(default=5, ge=1)
+    schedules_per_dataset: int = Field(default=20, ge=1)
     export_cache_bytes: int = 20 * 1024**3
     failpoints: str = ""
     worker_metrics_port: int | None = None

@@ -242,6 +242,54 @@ TABLE revoked_session
   CREATE INDEX revoked_session_expires_idx ON public.revoked_session USING btree (expires_at)
   CREATE UNIQUE INDEX revoked_session_pkey ON public.revoked_session USING btree (jti)
 
+TABLE schedule
+  id uuid NOT NULL
+  dataset_id uuid NOT NULL
+  branch text NOT NULL
+  cron text NOT NULL
+  urls ARRAY NOT NULL
+  checksum text
+  mode text NOT NULL DEFAULT 'replace'::text
+  options jsonb NOT NULL DEFAULT '{}'::jsonb
+  table_name text
+  message text
+  paused boolean NOT NULL DEFAULT false
+  paused_reason text
+  failures integer NOT NULL DEFAULT 0
+  next_run_at timestamp with time zone
+  etag text
+  last_modified text
+  created_by uuid
+  created_at timestamp with time zone NOT NULL DEFAULT now()
+  updated_at timestamp with time zone NOT NULL DEFAULT now()
+  CONSTRAINT schedule_created_by_fkey FOREIGN KEY (created_by) REFERENCES app_user(id) ON DELETE SET NULL
+  CONSTRAINT schedule_dataset_id_fkey FOREIGN KEY (dataset_id) REFERENCES dataset(id) ON DELETE CASCADE
+  CONSTRAINT schedule_pkey PRIMARY KEY (id)
+  CREATE INDEX schedule_dataset_idx ON public.schedule USING btree (dataset_id)
+  CREATE INDEX schedule_due_idx ON public.schedule USING btree (next_run_at) WHERE (NOT paused)
+  CREATE UNIQUE INDEX schedule_pkey ON public.schedule USING btree (id)
+
+TABLE schedule_run
+  id uuid NOT NULL
+  schedule_id uuid NOT NULL
+  job_id uuid
+  trigger text NOT NULL
+  due_at timestamp with time zone NOT NULL
+  started_at timestamp with time zone NOT NULL DEFAULT now()
+  finished_at timestamp with time zone
+  outcome text
+  commit_id text
+  bytes bigint
+  problem jsonb
+  CONSTRAINT schedule_run_job_id_fkey FOREIGN KEY (job_id) REFERENCES job(id) ON DELETE SET NULL
+  CONSTRAINT schedule_run_outcome CHECK (((outcome IS NULL) OR (outcome = ANY (ARRAY['committed'::text, 'unchanged'::text, 'failed'::text, 'skipped'::text]))))
+  CONSTRAINT schedule_run_pkey PRIMARY KEY (id)
+  CONSTRAINT schedule_run_schedule_id_fkey FOREIGN KEY (schedule_id) REFERENCES schedule(id) ON DELETE CASCADE
+  CONSTRAINT schedule_run_trigger CHECK ((trigger = ANY (ARRAY['cron'::text, 'catch-up'::text, 'manual'::text])))
+  CREATE INDEX schedule_run_open_idx ON public.schedule_run USING btree (schedule_id) WHERE (outcome IS NULL)
+  CREATE UNIQUE INDEX schedule_run_pkey ON public.schedule_run USING btree (id)
+  CREATE INDEX schedule_run_schedule_idx ON public.schedule_run USING btree (schedule_id, started_at DESC)
+
 TABLE schema_migration
   version integer NOT NULL
   name text NOT NULL

@@ -77,6 +77,9 @@ def stack() -> Iterator[dict[str, str]]:
         "DSA_WEBHOOK_RETRY_BASE_S": "0.2",
         "DSA_WEBHOOK_TIMEOUT_S": "1",
         "DSA_WEBHOOK_SWEEP_S": "0.5",
+        # schedules with a seconds field, ticked often (tests/e2e/test_schedules.py)
+        "DSA_SCHEDULE_TICK_S": "0.5",
+        "DSA_SCHEDULE_MIN_INTERVAL_S": "1",
         # the suite makes thousands of requests from one address with a few
         # tokens: the limits are raised here and tested with their defaults
         # in tests/api/test_rate_limits.py

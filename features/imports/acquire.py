@@ -21,9 +21,9 @@ from features.imports.archives import extract
 from features.imports.csv_reader import CsvSource
 from features.imports.errors import ImportFailed
 from features.imports.excel_reader import ExcelSource, check_expansion, sheet_names
-from features.imports.fetch import fetch, redact, url_digest
+from features.imports.fetch import Fetched, NotModified, fetch, filename_of, redact, url_digest
 from features.imports.formats import table_name_from_file, table_name_from_sheet
-from features.imports.models import ImportRequest
+from features.imports.models import ImportRequest, UrlSource
 from features.imports.parquet_reader import ParquetSource
 from features.imports.progress import Progress
 from features.imports.source import TableSource
@@ -50,9 +50,10 @@ class TableInput:
 @contextmanager
 def source_file(
     store: ObjectStore, request: ImportRequest, work: Path, progress: Progress
-) -> Iterator[tuple[Path, dict[str, Any]]]:
+) -> Iterator[tuple[Path | None, dict[str, Any]]]:
     """The file to import and what provenance records of it: the upload, or
-    the download of a URL import."""
+    the download of a URL import; None when a schedule's conditional
+    request found the file unchanged (``not_modified``)."""
     if request.source is None:
         upload = request.upload
         if upload is None or not store.exists(upload.object_key):
@@ -61,18 +62,14 @@ def source_file(
         with fetched(store, upload.object_key, max_bytes=upload.size, work=work) as path:
             yield path, info
         return
-    settings = get_settings()
-    got = fetch(
-        request.source.urls,
-        work / "download",
-        max_bytes=settings.max_upload_bytes,
-        checksum=request.source.checksum,
-        allow_private=settings.url_import_allow_private,
-        timeout_s=settings.url_import_timeout_s,
-        attempts=settings.url_import_attempts,
-        on_bytes=lambda n: progress.update(bytes_read=n),
-        max_seconds=settings.url_import_max_seconds,
-    )
+    src = request.source
+    try:
+        got = _fetch(src, work, progress)
+    except NotModified as same:  # the file fetched last time: nothing to read
+        info = {"file_name": filename_of(same.url), "size": 0, "url": redact(same.url)}
+        info.update(url_digest=url_digest(same.url), not_modified=True)
+        yield None, {**info, **_validators(src.schedule_id, src.etag, src.last_modified)}
+        return
     progress.total_bytes(got.size)
     info = {
         "file_name": got.filename,
@@ -81,8 +78,34 @@ def source_file(
         "sha256": got.sha256,
         "url": redact(got.url),
         "url_digest": url_digest(got.url),
+        **_validators(src.schedule_id, got.etag, got.last_modified),
     }
     yield got.path, info
+
+
+def _validators(schedule_id: str | None, etag: str | None, modified: str | None) -> dict[str, Any]:
+    """A schedule's run's provenance: the schedule, and the validators the
+    next run asks with (none for other URL imports: their commits stay as
+    they were)."""
+    if schedule_id is None:
+        return {}
+    return {"schedule_id": schedule_id, "etag": etag, "last_modified": modified}
+
+
+def _fetch(src: UrlSource, work: Path, progress: Progress) -> Fetched:
+    settings = get_settings()
+    return fetch(
+        src.urls,
+        work / "download",
+        max_bytes=settings.max_upload_bytes,
+        checksum=src.checksum,
+        allow_private=settings.url_import_allow_private,
+        timeout_s=settings.url_import_timeout_s,
+        attempts=settings.url_import_attempts,
+        on_bytes=lambda n: progress.update(bytes_read=n),
+        max_seconds=settings.url_import_max_seconds,
+        conditional=src.conditional(),
+    )
 
 
 def tables_of(path: Path, request: ImportRequest, work: Path) -> list[TableInput]:

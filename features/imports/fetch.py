@@ -43,6 +43,17 @@ class Fetched:
     size: int
     blake3: str
     sha256: str
+    etag: str | None = None  # the server's validators, for the next conditional fetch
+    last_modified: str | None = None
+
+
+class NotModified(Exception):
+    """The server answered 304 to a conditional request: the file is the one
+    fetched last time (``url``: the URL that said so)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
 
 
 def redact(url: str) -> str:
@@ -100,11 +111,14 @@ def fetch(
     attempts: int,
     on_bytes: Callable[[int], None],
     max_seconds: float = 3600.0,
+    conditional: dict[str, str] | None = None,
 ) -> Fetched:
     """Download the first mirror that works; raise ``ImportFailed`` saying why
     none did. ``timeout_s`` bounds each wait for the server; ``max_seconds``
     the whole download, every mirror and attempt included, so a server that
-    trickles a byte just within each timeout cannot hold a worker for ever."""
+    trickles a byte just within each timeout cannot hold a worker for ever.
+    ``conditional``: ``If-None-Match`` / ``If-Modified-Since`` headers from the
+    last download (a schedule's); a 304 raises ``NotModified``."""
     errors: list[str] = []
     deadline = time.monotonic() + max_seconds
 
@@ -122,7 +136,9 @@ def fetch(
         for attempt in range(attempts):
             tick(0)
             try:
-                got = _download(url, dest, max_bytes, allow_private, timeout_s, tick)
+                got = _download(
+                    url, dest, max_bytes, allow_private, timeout_s, tick, conditional or {}
+                )
             except _Retryable as exc:
                 errors.append(f"{redact(url)}: {exc}")
                 if attempt + 1 < attempts:
@@ -147,6 +163,7 @@ def _download(
     allow_private: bool,
     timeout_s: float,
     on_bytes: Callable[[int], None],
+    conditional: dict[str, str],
 ) -> Fetched:
     current = url
     # trust_env=False: no proxy from the environment may hide the real destination
@@ -160,8 +177,10 @@ def _download(
             to = addresses.pin(current, addr)
             try:
                 with client.stream(
-                    "GET", to.url, headers=to.headers, extensions=to.extensions
+                    "GET", to.url, headers={**to.headers, **conditional}, extensions=to.extensions
                 ) as resp:
+                    if resp.status_code == 304 and conditional:
+                        raise NotModified(current)
                     if resp.status_code in (301, 302, 303, 307, 308):
                         location = resp.headers.get("location")
                         if not location:
@@ -205,7 +224,16 @@ def _save(
             b3.update(block)
             sha.update(block)
             on_bytes(size)
-    return Fetched(dest, url, filename_of(url), size, b3.hexdigest(), sha.hexdigest())
+    return Fetched(
+        dest,
+        url,
+        filename_of(url),
+        size,
+        b3.hexdigest(),
+        sha.hexdigest(),
+        etag=resp.headers.get("etag"),
+        last_modified=resp.headers.get("last-modified"),
+    )
 
 
 def _verify(got: Fetched, checksum: str | None) -> None:

@@ -64,6 +64,9 @@ def land(
     )
     if rebases:
         result["rebases"] = rebases
+    for key in ("not_modified", "etag", "last_modified"):  # a schedule's run
+        if source.get(key) is not None:
+            result[key] = source[key]
     done = {"rows": rows, "bytes_read": source["size"]}
 
     def running(conn: psycopg.Connection[Any]) -> None:

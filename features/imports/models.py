@@ -57,11 +57,25 @@ class UploadRef(BaseModel):
 
 
 class UrlSource(BaseModel):
-    """The mirrors a URL import downloads from, tried in order."""
+    """The mirrors a URL import downloads from, tried in order; for a
+    schedule's run, the schedule and the validators of its last download
+    (a conditional request: 304 ends the run unchanged)."""
 
     model_config = ConfigDict(frozen=True)
     urls: list[str]
     checksum: str | None = None
+    schedule_id: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def conditional(self) -> dict[str, str]:
+        """The request headers that ask for the file only if it changed."""
+        out = {}
+        if self.etag:
+            out["If-None-Match"] = self.etag
+        if self.last_modified:
+            out["If-Modified-Since"] = self.last_modified
+        return out
 
 
 class ImportRequest(BaseModel):

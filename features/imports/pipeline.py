@@ -247,6 +247,8 @@ def build_tables(job: ImportJob, work: Path, head: str, progress: Progress) -> d
     ctx = BuildContext(store, work, request, progress)
     parent = get_commit(store, head)
     with source_file(store, request, work, progress) as (path, source):
+        if path is None:  # a schedule's file, not modified since its last run
+            return sandbox.encode(source, {})
         try:
             built = {
                 t.name: build_table(

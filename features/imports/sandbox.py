@@ -130,11 +130,11 @@ def decode(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, TableBuild]]:
         ) from None
     if got.problem is not None:
         raise ChildProblem(got.problem)
-    if got.source is None or not got.tables:
+    if got.source is None or not (got.tables or got.source.get("not_modified") is True):
         raise DsaError("the import failed because of an internal error; it has been logged")
     built = {
         name: TableBuild(TableEntry(t.schema_id, t.manifest, t.row_count), t.result, t.dialect)
-        for name, t in got.tables.items()
+        for name, t in (got.tables or {}).items()
     }
     return got.source, built
 

@@ -22,6 +22,7 @@ from core.storage import COMPRESSED, get_store, put_local
 from features.auth.service import User
 from features.imports import pipeline
 from features.imports.errors import QueueDown
+from features.imports.fetch import redact
 from features.imports.models import (
     ImportRequest,
     ReceivedFile,
@@ -34,6 +35,7 @@ from features.refs import service as refs_service
 
 __all__ = [
     "ImportRequest",
+    "redact",
     "discard_upload",
     "upload_key",
     "request_from_form",

@@ -103,7 +103,37 @@ def _granted(w: World, ds: dict[str, Any]) -> dict[str, str]:
     return {}
 
 
+def _webhook(w: World, ds: dict[str, Any]) -> dict[str, str]:
+    r = w.client.post(
+        f"/api/v1/datasets/{ds['id']}/webhooks",
+        json={"url": "http://127.0.0.1:9/matrix", "events": ["schedule.paused"]},
+        headers=w.owner,
+    )
+    assert r.status_code == 201, r.text
+    return {"webhook_id": r.json()["id"]}
+
+
+def _schedule(w: World, ds: dict[str, Any]) -> dict[str, str]:
+    """The dataset's schedule for reading, pausing and running (one: a
+    dataset may have 20)."""
+    if "schedule_id" not in ds:
+        ds["schedule_id"] = _new_schedule(w, ds)["schedule_id"]
+    return {"schedule_id": ds["schedule_id"]}
+
+
+def _new_schedule(w: World, ds: dict[str, Any]) -> dict[str, str]:
+    r = w.client.post(
+        f"/api/v1/datasets/{ds['id']}/schedules",
+        json={"url": "https://example.invalid/m.csv", "cron": "0 6 1 1 *", "branch": "side"},
+        headers=w.owner,
+    )
+    assert r.status_code == 201, r.text
+    return {"schedule_id": r.json()["id"]}
+
+
 D = "/api/v1/datasets/{dataset_id}"
+W = f"{D}/webhooks/{{webhook_id}}"
+S = f"{D}/schedules/{{schedule_id}}"
 DATASET_ROUTES: dict[tuple[str, str], Case] = {
     ("GET", f"{D}"): Case("read", D),
     ("PATCH", f"{D}"): Case("admin", D, body={"description": "m"}),
@@ -141,6 +171,28 @@ DATASET_ROUTES: dict[tuple[str, str], Case] = {
     ("GET", f"{D}/quality"): Case("read", f"{D}/quality"),
     ("PUT", f"{D}/quality"): Case("admin", f"{D}/quality", body={"rules": [], "threshold": 0}),
     ("GET", f"{D}/refs/{{ref:path}}/data"): Case("read", f"{D}/refs/main/data"),
+    # webhooks send the dataset's activity where they say: its admins' alone
+    ("POST", f"{D}/webhooks"): Case(
+        "admin",
+        f"{D}/webhooks",
+        body={"url": "http://127.0.0.1:9/matrix", "events": ["schedule.paused"]},
+    ),
+    ("GET", f"{D}/webhooks"): Case("admin", f"{D}/webhooks"),
+    ("GET", W): Case("admin", W, setup=_webhook),
+    ("DELETE", W): Case("admin", W, setup=_webhook),
+    ("GET", f"{W}/deliveries"): Case("admin", f"{W}/deliveries", setup=_webhook),
+    ("POST", f"{W}/test"): Case("admin", f"{W}/test", setup=_webhook),
+    # schedules name their sources: the dataset's writers'
+    ("POST", f"{D}/schedules"): Case(
+        "write",
+        f"{D}/schedules",
+        body={"url": "https://example.invalid/m.csv", "cron": "0 6 1 1 *", "branch": "side"},
+    ),
+    ("GET", f"{D}/schedules"): Case("write", f"{D}/schedules"),
+    ("GET", S): Case("write", S, setup=_schedule),
+    ("PATCH", S): Case("write", S, body={"paused": True}, setup=_schedule),
+    ("DELETE", S): Case("write", S, setup=_new_schedule),
+    ("POST", f"{S}/runs"): Case("write", f"{S}/runs", setup=_schedule),
     ("POST", f"{D}/refs/{{branch:path}}/uploads"): Case(
         "write", f"{D}/refs/side/uploads", files=lambda: {"file": ("m.csv", b"id,v\n1,a\n")}
     ),
@@ -340,6 +392,8 @@ def test_dataset_routes(world: World, route: tuple[str, str]) -> None:
                 dataset_id=values.get("dataset_id", ds["id"]),
                 job_id=ds["job_id"],
                 name=values.get("name", ""),
+                webhook_id=values.get("webhook_id", ""),
+                schedule_id=values.get("schedule_id", ""),
             )
             body = case.body
             if callable(body):

@@ -43,6 +43,7 @@ PAGES: dict[str, tuple[str, str]] = {
     f"{D}/jobs/{{job_id}}/outcome": ("user+read", f"{D}/jobs/{{job_id}}/outcome"),
     f"{D}/activity": ("user+admin", f"{D}/activity"),
     f"{D}/webhooks": ("user+admin", f"{D}/webhooks"),
+    f"{D}/schedules": ("user+write", f"{D}/schedules"),
     f"{D}/webhooks/{{webhook_id}}": ("user+admin", f"{D}/webhooks/{{webhook_id}}"),
     "/account/tokens": ("user", "/account/tokens"),
     "/account/password": ("user", "/account/password"),
@@ -56,6 +57,10 @@ FORMS = {
     f"{D}/permissions/{{username}}/delete": "admin",
     f"{D}/delete": "admin",
     f"{D}/webhooks": "admin",
+    f"{D}/schedules": "write",
+    f"{D}/schedules/{{schedule_id}}/pause": "write",
+    f"{D}/schedules/{{schedule_id}}/run": "write",
+    f"{D}/schedules/{{schedule_id}}/delete": "write",
     f"{D}/webhooks/{{webhook_id}}/delete": "admin",
     f"{D}/webhooks/{{webhook_id}}/test": "admin",
     f"{D}/branches": "write",
@@ -175,7 +180,11 @@ def test_forms_need_the_sessions_csrf_token(visitors: Any) -> None:
     ds = datasets["private"]
     for route in FORMS:
         url = route.replace("{name:path}", "main").format(
-            dataset_id=ds["id"], username="x", token_id=ds["job_id"], webhook_id=ds["job_id"]
+            dataset_id=ds["id"],
+            username="x",
+            token_id=ds["job_id"],
+            webhook_id=ds["job_id"],
+            schedule_id=ds["job_id"],
         )
         r = clients["site_admin"].post(url, data={}, follow_redirects=False)
         if route.endswith("/upload"):  # a form that is not multipart is refused before it is read
@@ -192,7 +201,7 @@ def test_forms_need_the_sessions_csrf_token(visitors: Any) -> None:
 # may get (the page again with the error, a redirect, or the 404 of the
 # missing target where the handler does not render one); a refused visitor
 # gets 403 (can see the dataset), 404 (cannot), or the sign-in page.
-NO_ID = "00000000-0000-4000-8000-0000000000aa"  # no webhook's
+NO_ID = "00000000-0000-4000-8000-0000000000aa"  # no webhook's, no schedule's
 PROBES: dict[str, tuple[dict[str, str], str, frozenset[int]]] = {
     "/datasets": ({"name": "", "visibility": "private"}, "/datasets", frozenset({422})),
     f"{D}/settings": ({"visibility": "same"}, f"{D}/settings", frozenset({303})),
@@ -214,6 +223,18 @@ PROBES: dict[str, tuple[dict[str, str], str, frozenset[int]]] = {
     ),
     f"{D}/webhooks/{{webhook_id}}/delete": ({}, f"{D}/webhooks/{NO_ID}/delete", frozenset({404})),
     f"{D}/webhooks/{{webhook_id}}/test": ({}, f"{D}/webhooks/{NO_ID}/test", frozenset({404})),
+    f"{D}/schedules": (
+        {"url": "ftp://nobody-at-all", "cron": "0 6 * * *"},
+        f"{D}/schedules",
+        frozenset({422}),
+    ),
+    f"{D}/schedules/{{schedule_id}}/pause": ({}, f"{D}/schedules/{NO_ID}/pause", frozenset({404})),
+    f"{D}/schedules/{{schedule_id}}/run": ({}, f"{D}/schedules/{NO_ID}/run", frozenset({404})),
+    f"{D}/schedules/{{schedule_id}}/delete": (
+        {},
+        f"{D}/schedules/{NO_ID}/delete",
+        frozenset({404}),
+    ),
     f"{D}/branches": ({"name": "bad name!", "from": "main"}, f"{D}/branches", frozenset({422})),
     f"{D}/tags": ({"name": "bad name!", "from": "main"}, f"{D}/tags", frozenset({422})),
     # the default branch cannot be deleted (409); protecting main again changes nothing
