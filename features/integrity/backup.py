@@ -59,12 +59,15 @@ TABLES = (
     "dataset",
     "dataset_permission",
     "quality_config",
+    "webhook",
+    "schedule",
     "commit",
     "commit_link",
     "ref",
     "ref_log",
     "upload",
     "job",
+    "schedule_run",
     "dataset_object",
     "revoked_session",
     "audit_log",
@@ -75,7 +78,8 @@ APPEND_ONLY = ("audit_log",)
 # not copied: the target's own (schema_migration), caches whose objects are
 # not copied (layout, stored_export), what only running writers hold (write_hold),
 # digests, statistics and quality reports recomputed when asked for
-# (table_digest, table_stats, quality_result)
+# (table_digest, table_stats, quality_result), and webhooks' delivery logs
+# (a restored installation does not post the source's events again)
 SKIPPED = (
     "schema_migration",
     "layout",
@@ -84,6 +88,8 @@ SKIPPED = (
     "table_digest",
     "table_stats",
     "quality_result",
+    "webhook_delivery",
+    "webhook_attempt",
 )
 
 
@@ -256,8 +262,12 @@ def restore(source: Path) -> Summary:
     with db.transaction() as conn:
         _portable_text(conn)
         _empty_or_refuse(conn)
-        # (and the caches that point at datasets: reports of a target's own)
-        emptied = [t for t in TABLES if t not in APPEND_ONLY] + ["quality_result"]
+        # (and the caches and logs that point at datasets: a target's own)
+        emptied = [t for t in TABLES if t not in APPEND_ONLY] + [
+            "quality_result",
+            "webhook_delivery",
+            "webhook_attempt",
+        ]
         conn.execute(f"TRUNCATE {', '.join(f'{chr(34)}{t}{chr(34)}' for t in emptied)}")
         for table in TABLES:
             s.tables[table] = _load(conn, table, source / "metadata" / f"{table}.copy")

@@ -236,12 +236,7 @@ def cas_move(
         target=name,
         details={"from": expected, "to": new, "reason": reason},
     )
-    webhooks_service.emit(
-        conn,
-        dataset_id,
-        "ref.moved",
-        {"ref": name, "commit_id": new, "previous_commit_id": expected, "by": by, "reason": reason},
-    )
+    webhooks_service.ref_moved(conn, dataset_id, name, new, expected, by=by, reason=reason)
     layouts_service.follow(conn, expected, new)  # read copies follow the branch
     # statistics too (the stats feature's task, sent by name: stats reads refs)
     db.after_commit(conn, lambda: _send_quietly("stats.follow", expected, new))
@@ -288,19 +283,7 @@ def land(
             reason=reason,
         )
         failpoints.hit("ref_moved")
-        webhooks_service.emit(
-            conn,
-            dataset_id,
-            "commit",
-            {
-                "ref": branch,
-                "commit_id": commit_id,
-                "previous_commit_id": commit.parents[0],
-                "action": action,
-                "by": by,
-                "message": commit.message[:1000],
-            },
-        )
+        webhooks_service.committed(conn, dataset_id, branch, commit_id, commit, action, by=by)
         audit.record(
             conn,
             action,

@@ -26,6 +26,7 @@ import structlog
 
 from core import addresses, db, queue
 from core.config import get_settings
+from core.objects import Commit
 from features.webhooks import post
 from features.webhooks.errors import (
     TooManyWebhooks,
@@ -156,6 +157,38 @@ def emit(
     transaction commits (never if it rolls back). ``data``: the event's
     members beside ``event``, ``delivery_id``, ``at`` and ``dataset``."""
     _emit(conn, dataset_id, event, data, None)
+
+
+def ref_moved(
+    conn: psycopg.Connection[Any],
+    dataset_id: uuid.UUID,
+    ref: str,
+    new: str,
+    previous: str,
+    *,
+    by: str,
+    reason: str,
+) -> None:
+    """The ``ref.moved`` event: any move of a branch."""
+    data = {"ref": ref, "commit_id": new, "previous_commit_id": previous, "by": by}
+    emit(conn, dataset_id, "ref.moved", {**data, "reason": reason})
+
+
+def committed(
+    conn: psycopg.Connection[Any],
+    dataset_id: uuid.UUID,
+    branch: str,
+    commit_id: str,
+    commit: Commit,
+    action: str,
+    *,
+    by: str,
+) -> None:
+    """The ``commit`` event: a new commit landed on ``branch`` (``action``:
+    import, merge, revert)."""
+    data = {"ref": branch, "commit_id": commit_id, "previous_commit_id": commit.parents[0]}
+    emit(conn, dataset_id, "commit", {**data, "action": action, "by": by,
+                                      "message": commit.message[:1000]})  # fmt: skip
 
 
 def emit_now(dataset_id: uuid.UUID, event: str, data: dict[str, Any]) -> None:
