@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(PY) tests/bench/bench_stats.py
 	$(PY) tests/bench/bench_catalog.py
 	$(PY) tests/bench/bench_webhooks.py
+	$(PY) tests/bench/bench_schedules.py
 	$(PY) tests/bench/bench_scaleout.py
 	$(PY) tests/bench/bench_scaleout.py --storage s3
 

@@ -78,3 +78,22 @@ def pin(url: str, addr: str) -> Pinned:
         {"Host": parts.netloc.rsplit("@", 1)[-1]},
         {"sni_hostname": parts.hostname},
     )
+
+
+def redact(url: str) -> str:
+    """The URL as others may see it (provenance, schedules, the audit log):
+    no user name or password, and no query string (pre-signed URLs and
+    webhook endpoints carry their credential there), nor fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None:
+        host += f":{port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", "")) + (
+        "?<redacted>" if parts.query else ""
+    )

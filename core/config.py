@@ -118,6 +118,7 @@ class Settings(BaseSettings):
     schedule_min_interval_s: float = Field(default=60.0, ge=0)
     schedule_max_failures: int = Field(default=5, ge=1)
     schedules_per_dataset: int = Field(default=20, ge=1)
+    schedule_run_retention: Duration = 30 * 86_400.0
     export_cache_bytes: int = 20 * 1024**3
     failpoints: str = ""
     worker_metrics_port: int | None = None
@@ -130,6 +131,7 @@ class Settings(BaseSettings):
     rate_limit_login_user: RateRule = "10/15 minutes"
     rate_limit_login_address: RateRule = "100/15 minutes"
     rate_limit_imports: RateRule = "300/hour"
+    rate_limit_webhook_tests: RateRule = "30/hour"
     rate_limit_user_lookups: RateRule = "30/hour"
     anonymous_expensive_concurrency: int | None = Field(default=None, ge=1)
     # expensive requests (api/ratelimits.py): slots per API process and per user, and a deadline

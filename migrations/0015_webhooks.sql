@@ -36,6 +36,8 @@ CREATE TABLE webhook_delivery (
 CREATE INDEX webhook_delivery_webhook_idx ON webhook_delivery (webhook_id, created_at DESC);
 CREATE INDEX webhook_delivery_due_idx ON webhook_delivery (next_attempt_at)
     WHERE state = 'pending';
+CREATE INDEX webhook_delivery_ended_idx ON webhook_delivery (finished_at)
+    WHERE state <> 'pending';
 
 CREATE TABLE webhook_attempt (
     delivery_id uuid NOT NULL REFERENCES webhook_delivery (id) ON DELETE CASCADE,

@@ -19,6 +19,7 @@ CREATE TABLE schedule (
     next_run_at timestamptz,
     etag text,  -- the validators of the last download, for a conditional fetch
     last_modified text,
+    validated_commit text,  -- the branch's head they matched: sent only while it still is
     created_by uuid REFERENCES app_user (id) ON DELETE SET NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()

@@ -259,6 +259,7 @@ TABLE schedule
   next_run_at timestamp with time zone
   etag text
   last_modified text
+  validated_commit text
   created_by uuid
   created_at timestamp with time zone NOT NULL DEFAULT now()
   updated_at timestamp with time zone NOT NULL DEFAULT now()
@@ -382,6 +383,7 @@ TABLE webhook_delivery
   CONSTRAINT webhook_delivery_state CHECK ((state = ANY (ARRAY['pending'::text, 'delivered'::text, 'failed'::text])))
   CONSTRAINT webhook_delivery_webhook_id_fkey FOREIGN KEY (webhook_id) REFERENCES webhook(id) ON DELETE CASCADE
   CREATE INDEX webhook_delivery_due_idx ON public.webhook_delivery USING btree (next_attempt_at) WHERE (state = 'pending'::text)
+  CREATE INDEX webhook_delivery_ended_idx ON public.webhook_delivery USING btree (finished_at) WHERE (state <> 'pending'::text)
   CREATE UNIQUE INDEX webhook_delivery_pkey ON public.webhook_delivery USING btree (id)
   CREATE INDEX webhook_delivery_webhook_idx ON public.webhook_delivery USING btree (webhook_id, created_at DESC)
 

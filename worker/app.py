@@ -24,7 +24,7 @@ import features.integrity.tasks  # noqa: E402,F401  (registers integrity.fsck, .
 import features.jobs.tasks  # noqa: E402,F401  (registers jobs.reconcile, jobs.clean_tmp)
 import features.layouts.tasks  # noqa: E402,F401  (registers layouts.build, .follow, .evict)
 import features.quality.tasks  # noqa: E402,F401  (registers quality.follow)
-import features.schedules.tasks  # noqa: E402,F401  (registers schedules.tick)
+import features.schedules.tasks  # noqa: E402,F401  (registers schedules.tick, .expire)
 import features.stats.tasks  # noqa: E402,F401  (registers stats.follow)
 import features.webhooks.tasks  # noqa: E402,F401  (registers webhooks.deliver, .sweep, .expire)
 
@@ -36,6 +36,7 @@ celery_app.conf.beat_schedule = {
     "webhooks.sweep": {"task": "webhooks.sweep", "schedule": get_settings().webhook_sweep_s},
     "webhooks.expire": {"task": "webhooks.expire", "schedule": 3600.0},
     "schedules.tick": {"task": "schedules.tick", "schedule": get_settings().schedule_tick_s},
+    "schedules.expire": {"task": "schedules.expire", "schedule": 3600.0},
 }
 if get_settings().gc_interval > 0:  # off by default
     celery_app.conf.beat_schedule["integrity.periodic_gc"] = {

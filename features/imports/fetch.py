@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import blake3
 import httpx
@@ -56,19 +56,7 @@ class NotModified(Exception):
         self.url = url
 
 
-def redact(url: str) -> str:
-    """The URL as readers of the dataset may see it: no user name or
-    password, and no query string (pre-signed URLs carry their credential
-    there), nor fragment. ``url_digest`` tells runs of different URLs apart."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port is not None:
-        host += f":{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", "")) + (
-        "?<redacted>" if parts.query else ""
-    )
+redact = addresses.redact
 
 
 def url_digest(url: str) -> str:
@@ -231,9 +219,18 @@ def _save(
         size,
         b3.hexdigest(),
         sha.hexdigest(),
-        etag=resp.headers.get("etag"),
-        last_modified=resp.headers.get("last-modified"),
+        etag=_validator(resp.headers.get("etag")),
+        last_modified=_validator(resp.headers.get("last-modified")),
     )
+
+
+def _validator(value: str | None) -> str | None:
+    """An ``ETag`` or ``Last-Modified`` the next request can send back: printable
+    ASCII of a sane length, else none (a conditional request then asks for
+    the whole file, rather than failing on a header it cannot encode)."""
+    if value and len(value) <= 512 and value.isascii() and value.isprintable():
+        return value
+    return None
 
 
 def _verify(got: Fetched, checksum: str | None) -> None:

@@ -65,7 +65,7 @@ def land(
     if rebases:
         result["rebases"] = rebases
     for key in ("not_modified", "etag", "last_modified"):  # a schedule's run
-        if source.get(key) is not None:
+        if key in source:  # a download without validators clears the last ones
             result[key] = source[key]
     done = {"rows": rows, "bytes_read": source["size"]}
 
@@ -82,7 +82,10 @@ def land(
         # only if the branch is still where the import read it
         with db.transaction() as conn:
             running(conn)
-            if refs_service.get_branch(conn, job.dataset_id, job.branch)["commit_id"] != head:
+            moved = refs_service.get_branch(conn, job.dataset_id, job.branch)["commit_id"] != head
+            # a schedule's file not modified since it matched ``head``: done,
+            # wherever the branch went since (the next run compares afresh)
+            if moved and not source.get("not_modified"):
                 return False
             jobs_service.succeed(
                 conn, job.id, commit_id=head, result={**result, "unchanged": True}, **done

@@ -275,6 +275,11 @@ def restore(source: Path) -> Summary:
                 raise BackupError(
                     f"{source}: {table} holds {s.tables[table]} rows, not as recorded"
                 )
+        # a restored copy (a drill, a staging copy) imports nothing until told
+        conn.execute(
+            "UPDATE schedule SET paused = true, paused_reason = 'restored from a backup: "
+            "resume it where it should run' WHERE NOT paused"
+        )
         conn.execute(
             "SELECT setval('commit_chain_seq', greatest((SELECT max(chain) FROM commit), 1))"
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.errors import Conflict, Invalid, NotFound
+from core.errors import Conflict, Forbidden, Invalid, NotFound
 
 
 class ScheduleNotFound(NotFound):
@@ -26,3 +26,10 @@ class RunInProgress(Conflict):
     """The schedule's last run has not ended: a run now would overlap it."""
 
     default_code = "run_in_progress"
+
+
+class ScheduleOwnerGone(Forbidden):
+    """The schedule's creator no longer exists or is disabled: its runs
+    cannot be authored by anyone."""
+
+    default_code = "schedule_owner_gone"

@@ -32,11 +32,12 @@ DELETE FROM schedule WHERE id = %(id)s AND dataset_id = %(dataset_id)s RETURNING
 
 -- name: runs
 -- The latest runs of some schedules, newest first (``per`` of each).
-SELECT * FROM (
-    SELECT r.*, row_number() OVER (PARTITION BY r.schedule_id ORDER BY r.started_at DESC) AS k
-    FROM schedule_run r WHERE r.schedule_id = ANY (%(ids)s)
-) x WHERE k <= %(per)s
-ORDER BY schedule_id, started_at DESC;
+SELECT r.* FROM unnest(%(ids)s::uuid[]) AS s(id)
+CROSS JOIN LATERAL (
+    SELECT * FROM schedule_run x WHERE x.schedule_id = s.id
+    ORDER BY x.started_at DESC LIMIT %(per)s
+) r
+ORDER BY r.schedule_id, r.started_at DESC;
 
 -- name: due
 -- Schedules whose time has come, taken by this tick: another beat (or a
@@ -75,10 +76,12 @@ WHERE id = %(id)s;
 
 -- name: succeeded
 -- A run that worked: the failures in a row start again, and the next run
--- asks with this download's validators.
+-- asks with this download's validators (none: the download had none),
+-- while the branch is still at the commit they matched.
 UPDATE schedule SET failures = 0,
     etag = CASE WHEN %(validators)s THEN %(etag)s ELSE etag END,
-    last_modified = CASE WHEN %(validators)s THEN %(last_modified)s ELSE last_modified END
+    last_modified = CASE WHEN %(validators)s THEN %(last_modified)s ELSE last_modified END,
+    validated_commit = CASE WHEN %(validators)s THEN %(commit_id)s ELSE validated_commit END
 WHERE id = %(id)s;
 
 -- name: failed
@@ -91,3 +94,10 @@ RETURNING failures, paused, dataset_id, branch;
 UPDATE schedule SET paused = true, paused_reason = %(reason)s, updated_at = now()
 WHERE id = %(id)s AND NOT paused
 RETURNING id;
+
+-- name: expire_runs
+-- Ended runs older than the retention (the latest of each schedule kept).
+DELETE FROM schedule_run r
+WHERE r.outcome IS NOT NULL AND r.started_at < now() - make_interval(secs => %(keep_s)s)
+  AND r.id <> (SELECT x.id FROM schedule_run x WHERE x.schedule_id = r.schedule_id
+               ORDER BY x.started_at DESC LIMIT 1);

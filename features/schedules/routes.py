@@ -64,9 +64,7 @@ def patch(
 ) -> ScheduleOut:
     """Pause or resume a schedule, or change its cron."""
     with transaction() as conn:
-        datasets_service.require(conn, user, dataset_id, "write")
-        branch = service.branch_of(conn, dataset_id, schedule_id)
-        datasets_service.require_branch(conn, user, dataset_id, branch)
+        service.require_change(conn, user, dataset_id, schedule_id)
         row = service.update(conn, dataset_id, schedule_id, paused=body.paused, cron=body.cron)
     return ScheduleOut(**row)
 
@@ -76,7 +74,7 @@ def delete(
     dataset_id: uuid.UUID, schedule_id: uuid.UUID, user: User = Depends(current_user)
 ) -> Response:
     with transaction() as conn:
-        datasets_service.require(conn, user, dataset_id, "write")
+        service.require_change(conn, user, dataset_id, schedule_id)
         service.delete(conn, dataset_id, schedule_id)
     return Response(status_code=204)
 

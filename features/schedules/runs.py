@@ -15,8 +15,8 @@ does two things, each in a transaction of its own:
    service that was down runs what it missed once (``catch-up``), not once
    per missed time. A schedule whose last run has not ended skips this
    time (``skipped``): runs never overlap. One whose creator has the most
-   jobs a user may have queued (``DSA_MAX_ACTIVE_JOBS_PER_USER``) stays due
-   for a later tick: waiting for room is not failing.
+   jobs a user may have queued (``DSA_MAX_ACTIVE_JOBS_PER_USER``) waits 30 s
+   for room, behind others' due runs: waiting is not failing.
 
 A run is an ordinary import job (``imports.service.submit_url``) authored
 by the schedule's creator, who must still be able to write to the branch.
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -36,11 +36,13 @@ from psycopg.types.json import Jsonb
 
 from core import db
 from core.config import get_settings
-from core.errors import DsaError, Forbidden, TooManyRequests
+from core.errors import DsaError, TooManyRequests
 from features.auth import service as auth_service
 from features.datasets import service as datasets_service
 from features.imports import service as imports_service
 from features.jobs import service as jobs_service
+from features.refs import service as refs_service
+from features.schedules.errors import ScheduleOwnerGone
 from features.webhooks import service as webhooks_service
 
 log = structlog.get_logger(__name__)
@@ -92,10 +94,9 @@ def start(
 def _submit(conn: psycopg.Connection[Any], schedule: dict[str, Any], due_at: datetime) -> Any:
     user = auth_service.user_by_id(conn, schedule["created_by"]) if schedule["created_by"] else None
     if user is None:
-        raise Forbidden(
+        raise ScheduleOwnerGone(
             "the schedule's creator no longer exists or is disabled; "
-            "make the schedule again as another user",
-            code="schedule_owner_gone",
+            "make the schedule again as another user"
         )
     dataset_id, branch = schedule["dataset_id"], schedule["branch"]
     ds = datasets_service.require_branch(conn, user, dataset_id, branch)
@@ -110,11 +111,17 @@ def _submit(conn: psycopg.Connection[Any], schedule: dict[str, Any], due_at: dat
         primary_key=ds["primary_key"],
     )
     assert request.source is not None
+    # the last download's validators, while the branch is where they matched
+    # (a reset or another writer since: the whole file is read and compared)
+    same = (
+        refs_service.get_branch(conn, dataset_id, branch)["commit_id"]
+        == schedule["validated_commit"]
+    )
     source = request.source.model_copy(
         update={
             "schedule_id": str(schedule["id"]),
-            "etag": schedule["etag"],
-            "last_modified": schedule["last_modified"],
+            "etag": schedule["etag"] if same else None,
+            "last_modified": schedule["last_modified"] if same else None,
         }
     )
     request = request.model_copy(update={"source": source})
@@ -196,6 +203,7 @@ def end_runs(conn: psycopg.Connection[Any], limit: int = 1000) -> int:
                     "validators": validators,
                     "etag": result.get("etag"),
                     "last_modified": result.get("last_modified"),
+                    "commit_id": job["commit_id"],
                 },
             )
             continue
@@ -236,10 +244,17 @@ def tick(limit: int = 1000) -> dict[str, int]:
     with db.transaction() as conn:
         ended = end_runs(conn)
     started = skipped = deferred = 0
+    full: set[Any] = set()  # creators whose job quota is full: their runs wait
     with db.transaction() as conn:
         now = datetime.now(UTC)
-        late = max(60.0, 3 * get_settings().schedule_tick_s)
+        tick_s = get_settings().schedule_tick_s
+        late = max(60.0, 3 * tick_s)
+        later = now + timedelta(seconds=max(30.0, tick_s))
         for schedule in conn.execute(Q.due, {"limit": limit}).fetchall():
+            if schedule["created_by"] in full:
+                conn.execute(Q.set_next, {"id": schedule["id"], "next_run_at": later})
+                deferred += 1
+                continue
             conn.execute(
                 Q.set_next, {"id": schedule["id"], "next_run_at": next_time(schedule["cron"], now)}
             )
@@ -253,11 +268,21 @@ def tick(limit: int = 1000) -> dict[str, int]:
             try:
                 start(conn, schedule, trigger, due_at)
             except TooManyRequests:
-                # its creator has the most jobs one may queued: it stays due, for a later tick
-                conn.execute(Q.set_next, {"id": schedule["id"], "next_run_at": due_at})
+                # its creator has the most jobs one may queued: it waits (behind
+                # other creators' due runs) for a tick with room
+                conn.execute(Q.set_next, {"id": schedule["id"], "next_run_at": later})
+                full.add(schedule["created_by"])
                 deferred += 1
                 continue
             started += 1
     if started or ended or skipped or deferred:
         log.info("schedules tick", started=started, ended=ended, skipped=skipped, deferred=deferred)
     return {"started": started, "ended": ended, "skipped": skipped, "deferred": deferred}
+
+
+def expire() -> int:
+    """Forget ended runs older than ``DSA_SCHEDULE_RUN_RETENTION`` (each
+    schedule's latest kept); how many (the hourly ``schedules.expire``)."""
+    with db.transaction() as conn:
+        keep = get_settings().schedule_run_retention
+        return conn.execute(Q.expire_runs, {"keep_s": keep}).rowcount

@@ -13,6 +13,7 @@ failed runs in a row pause the schedule and fire ``schedule.paused``.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -23,8 +24,10 @@ from psycopg.types.json import Jsonb
 
 from core import db
 from core.config import get_settings
-from core.errors import DsaError
+from features.auth.service import User
+from features.datasets import service as datasets_service
 from features.imports import service as imports_service
+from features.refs.errors import BranchNotFound
 from features.schedules import runs
 from features.schedules.errors import (
     InvalidCron,
@@ -37,6 +40,7 @@ Q = db.Queries(__file__)
 RECENT_RUNS = 20
 
 tick = runs.tick
+expire = runs.expire
 
 
 def check_cron(cron: str, now: datetime | None = None) -> str:
@@ -139,6 +143,18 @@ def branch_of(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, schedule_id:
     return str(get(conn, dataset_id, schedule_id)["branch"])
 
 
+def require_change(
+    conn: psycopg.Connection[Any], user: User, dataset_id: uuid.UUID, schedule_id: uuid.UUID
+) -> None:
+    """The caller may pause, change or delete the schedule: the write role,
+    and the admin role when its branch is protected (as for an import onto
+    it); a schedule whose branch was deleted, any writer."""
+    datasets_service.require(conn, user, dataset_id, "write")
+    branch = branch_of(conn, dataset_id, schedule_id)
+    with contextlib.suppress(BranchNotFound):
+        datasets_service.require_branch(conn, user, dataset_id, branch)
+
+
 def update(
     conn: psycopg.Connection[Any],
     dataset_id: uuid.UUID,
@@ -193,10 +209,8 @@ def run_now(
         raise ScheduleNotFound(f"schedule {schedule_id} does not exist")
     if conn.execute(Q.open_run, {"id": schedule_id}).fetchone() is not None:
         raise RunInProgress("the schedule's last run has not ended yet; try again once it has")
-    started = runs.start(conn, dict(row), "manual", datetime.now(UTC))
-    if started["outcome"] == "failed":
-        raise DsaError(started["problem"]["detail"], code=started["problem"]["code"])
-    return started
+    # a manual run that cannot start raises (its creator gone, no room): the caller sees why
+    return runs.start(conn, dict(row), "manual", datetime.now(UTC))
 
 
 def _runs(
@@ -216,7 +230,8 @@ def _runs(
 
 def out(row: dict[str, Any], recent: list[dict[str, Any]]) -> dict[str, Any]:
     """A schedule as the API shows it: URLs without credentials or query strings."""
-    shown = {k: v for k, v in row.items() if k not in ("etag", "last_modified", "table_name")}
+    hidden = ("etag", "last_modified", "validated_commit", "table_name")
+    shown = {k: v for k, v in row.items() if k not in hidden}
     return shown | {
         "urls": [imports_service.redact(u) for u in row["urls"]],
         "table": row["table_name"],

@@ -1,4 +1,4 @@
-"""Thin Celery task of the schedules feature: beat's tick."""
+"""Thin Celery tasks of the schedules feature: beat's tick, and the runs' log kept short."""
 
 from __future__ import annotations
 
@@ -9,3 +9,8 @@ from features.schedules import service
 @celery_app.task(name="schedules.tick", ignore_result=True)
 def tick() -> None:
     service.tick()
+
+
+@celery_app.task(name="schedules.expire", ignore_result=True)
+def expire() -> None:
+    service.expire()

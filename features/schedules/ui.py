@@ -110,9 +110,7 @@ def pause(
     user = web.require_user(request)
     web.check_csrf(request, csrf)
     with transaction() as conn:
-        datasets_service.require(conn, user, dataset_id, "write")
-        branch = service.branch_of(conn, dataset_id, schedule_id)
-        datasets_service.require_branch(conn, user, dataset_id, branch)
+        service.require_change(conn, user, dataset_id, schedule_id)
         service.update(conn, dataset_id, schedule_id, paused=paused == "true", cron=None)
     return web.redirect(f"/datasets/{dataset_id}/schedules")
 
@@ -148,6 +146,6 @@ def remove(
     user = web.require_user(request)
     web.check_csrf(request, csrf)
     with transaction() as conn:
-        datasets_service.require(conn, user, dataset_id, "write")
+        service.require_change(conn, user, dataset_id, schedule_id)
         service.delete(conn, dataset_id, schedule_id)
     return web.redirect(f"/datasets/{dataset_id}/schedules")

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Event = Literal["commit", "job.failed", "quality.failed", "ref.moved", "schedule.paused"]
@@ -23,9 +24,20 @@ class WebhookCreate(BaseModel):
     @field_validator("url")
     @classmethod
     def _http(cls, url: str) -> str:
+        """An http(s) URL that every part of the post can handle: printable
+        ASCII (IDN hosts in their xn-- form), a port that is a port, a host
+        name of labels under 64 characters."""
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            port = parts.port
+            host = (parts.hostname or "").encode("idna")
+            httpx.URL(url)
+        except (ValueError, UnicodeError, httpx.InvalidURL):
+            raise ValueError(f"{url!r} is not a URL a webhook can post to") from None
+        if parts.scheme not in ("http", "https") or not host or port == 0:
             raise ValueError(f"{url!r} is not an http(s) URL")
+        if not (url.isascii() and url.isprintable()):
+            raise ValueError("the URL must be printable ASCII (percent-encode the rest)")
         return url
 
     @field_validator("events")

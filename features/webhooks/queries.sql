@@ -46,9 +46,10 @@ RETURNING id;
 -- name: claim
 -- Take a due delivery for one attempt: a lease (``locked_until``) keeps
 -- other workers off it while this one posts; a worker that dies leaves it
--- to the sweep once the lease ends.
+-- to the sweep once the lease ends (the claim clears ``sent_at``: taken).
 UPDATE webhook_delivery x
-SET attempts = x.attempts + 1, locked_until = now() + make_interval(secs => %(lease_s)s)
+SET attempts = x.attempts + 1, locked_until = now() + make_interval(secs => %(lease_s)s),
+    sent_at = NULL
 FROM webhook w
 WHERE x.id = %(id)s AND w.id = x.webhook_id AND x.state = 'pending'
   AND x.next_attempt_at <= now() AND (x.locked_until IS NULL OR x.locked_until < now())
@@ -78,19 +79,27 @@ WHERE id = %(id)s AND attempts = %(attempt)s AND state = 'pending'
 RETURNING state;
 
 -- name: due
--- Deliveries to send a worker now, marked sent: due, not leased and not
--- sent within a lease (a retry, one whose worker died mid-post, one whose
--- task never reached the queue), oldest first. A delivery sent twice is
--- posted once: the claim takes it once.
+-- Deliveries to send a worker now, marked sent: due and not leased (a
+-- retry; one whose worker died mid-post, its lease over), or due and sent
+-- long ago but never taken (its message lost: a broker restart). A
+-- delivery queued and still waiting in a backlog is not sent again (the
+-- queue would fill with copies); one sent twice is posted once: the claim
+-- takes it once.
 UPDATE webhook_delivery SET sent_at = now()
 WHERE id IN (
     SELECT id FROM webhook_delivery
     WHERE state = 'pending' AND next_attempt_at <= now()
-      AND (locked_until IS NULL OR locked_until < now())
-      AND (sent_at IS NULL OR sent_at < now() - make_interval(secs => %(lease_s)s))
+      AND CASE WHEN locked_until IS NOT NULL THEN locked_until < now()
+               ELSE sent_at IS NULL OR sent_at < now() - interval '10 minutes' END
     ORDER BY next_attempt_at LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED)
 RETURNING id;
+
+-- name: give_up
+-- Pending deliveries past their retry window and not being posted: failed.
+UPDATE webhook_delivery SET state = 'failed', finished_at = now(), locked_until = NULL
+WHERE state = 'pending' AND created_at < now() - make_interval(secs => %(window_s)s)
+  AND (locked_until IS NULL OR locked_until < now());
 
 -- name: deliveries
 -- A webhook's deliveries, newest first, each with its attempts.

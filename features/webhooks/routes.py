@@ -4,7 +4,7 @@ import uuid
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from core import audit
+from core import addresses, audit
 from core.db import read, transaction
 from features.auth.service import User, current_user
 from features.datasets import service as datasets_service
@@ -42,7 +42,7 @@ def create(
             actor=user,
             dataset_id=dataset_id,
             target=str(row["id"]),
-            details={"url": body.url, "events": list(body.events)},
+            details={"url": addresses.redact(body.url), "events": list(body.events)},
         )
     return WebhookCreated(**row)
 
@@ -100,4 +100,4 @@ def send_test(
     """Send a ``ping`` event to this webhook (its delivery shows in the log)."""
     with transaction() as conn:
         datasets_service.require(conn, user, dataset_id, "admin")
-        return TestSent(delivery_id=service.send_test(conn, dataset_id, webhook_id))
+        return TestSent(delivery_id=service.send_test(conn, dataset_id, webhook_id, by=user.id))

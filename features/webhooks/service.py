@@ -24,7 +24,7 @@ import orjson
 import psycopg
 import structlog
 
-from core import addresses, db, queue
+from core import addresses, db, queue, ratelimit
 from core.config import get_settings
 from core.objects import Commit
 from features.webhooks import post
@@ -83,11 +83,11 @@ def check_url(url: str) -> None:
     """``url``'s host resolves, to addresses a webhook may post to."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
         addresses.check_address(host, port, allow_private=get_settings().webhook_allow_private)
-    except addresses.Unresolvable as exc:
-        raise WebhookUrlUnresolvable(str(exc), host=host) from None
+    except (addresses.Unresolvable, ValueError, UnicodeError) as exc:
+        raise WebhookUrlUnresolvable(f"cannot resolve {host!r}: {exc}", host=host) from None
     except addresses.NotAllowed:
         raise WebhookAddressNotAllowed(
             f"{host} resolves to an address of a private or local network; "
@@ -141,10 +141,15 @@ def deliveries(
 
 
 def send_test(
-    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, webhook_id: uuid.UUID
+    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, webhook_id: uuid.UUID, *, by: uuid.UUID
 ) -> uuid.UUID:
-    """A ``ping`` delivery to this webhook alone; its id."""
+    """A ``ping`` delivery to this webhook alone; its id. At most
+    ``DSA_RATE_LIMIT_WEBHOOK_TESTS`` a user (each may hold a worker for a
+    slow receiver's timeout, and is retried for a day)."""
     get(conn, dataset_id, webhook_id)
+    rule = get_settings().rate_limit_webhook_tests
+    if rule:
+        ratelimit.hit(rule, "webhook-tests", str(by), what="test events")
     (delivery,) = _emit(conn, dataset_id, TEST_EVENT, {"webhook_id": str(webhook_id)}, webhook_id)
     return delivery
 
@@ -265,8 +270,12 @@ def sweep(limit: int = 1000) -> int:
     """Queue the deliveries due now (the beat task ``webhooks.sweep``): the
     retries, and any whose worker died or whose task never reached the
     queue; how many."""
-    lease = post.lease_s(get_settings().webhook_timeout_s)
+    settings = get_settings()
+    lease = post.lease_s(settings.webhook_timeout_s)
     with db.transaction() as conn:
+        # deliveries past their window without a last attempt (a worker died
+        # on it, or it never got one): failed, never posted after the window
+        conn.execute(Q.give_up, {"window_s": settings.webhook_retry_window})
         ids = [r["id"] for r in conn.execute(Q.due, {"limit": limit, "lease_s": lease})]
     _send(ids)
     return len(ids)

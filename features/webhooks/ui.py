@@ -8,7 +8,7 @@ import uuid
 
 from fastapi import APIRouter, Form, Request, Response
 
-from core import audit
+from core import addresses, audit
 from core.db import read, transaction
 from core.errors import DsaError
 from features.datasets import service as datasets_service
@@ -80,7 +80,7 @@ def add(
                 actor=user,
                 dataset_id=dataset_id,
                 target=str(row["id"]),
-                details={"url": body.url, "events": list(body.events)},
+                details={"url": addresses.redact(body.url), "events": list(body.events)},
             )
     except DsaError as err:
         if err.status not in (409, 422):
@@ -112,7 +112,7 @@ def test_event(
     web.check_csrf(request, csrf)
     with transaction() as conn:
         datasets_service.require(conn, user, dataset_id, "admin")
-        service.send_test(conn, dataset_id, webhook_id)
+        service.send_test(conn, dataset_id, webhook_id, by=user.id)
     return web.redirect(f"/datasets/{dataset_id}/webhooks/{webhook_id}?sent=1")
 
 

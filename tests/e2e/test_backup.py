@@ -91,6 +91,11 @@ def test_a_live_installation_backed_up_and_restored_elsewhere_answers_the_same(
     gone = make_dataset(http, auth)
     assert http.delete(f"/api/v1/datasets/{gone['id']}", headers=auth).status_code == 204
     before = {ds["name"]: _views(http, auth, ds) for ds in (a, b)}
+    sched = http.post(
+        f"/api/v1/datasets/{a['id']}/schedules",
+        json={"url": "https://example.invalid/f.csv", "cron": "0 6 1 1 *"},
+        headers=auth,
+    ).json()
 
     env = {**os.environ, **stack}
     target = tmp_path / "backup"
@@ -121,6 +126,12 @@ def test_a_live_installation_backed_up_and_restored_elsewhere_answers_the_same(
             other_auth = {"Authorization": f"Bearer {token}"}
             for ds in (a, b):
                 assert _views(other, other_auth, ds) == before[ds["name"]], ds["name"]
+            # a restored copy runs no schedule until told (a drill must not import)
+            restored_sched = other.get(
+                f"/api/v1/datasets/{a['id']}/schedules/{sched['id']}", headers=other_auth
+            ).json()
+            assert restored_sched["paused"] is True
+            assert "restored from a backup" in restored_sched["paused_reason"]
             deleted = other.get(f"/api/v1/datasets/{gone['id']}", headers=other_auth)
             assert deleted.status_code == 404  # still deleted, and restorable there
             back = other.post(f"/api/v1/datasets/{gone['id']}/restore", headers=other_auth)

@@ -27,6 +27,7 @@ from tests.e2e.test_webhooks import Receiver, _checked, _hook
 class Source:
     """Serves ``/data.csv`` (ETag and Last-Modified, 304 to a request whose
     validators match), ``/same.csv`` (the same bytes, no validators),
+    ``/moved.csv`` (a redirect to ``/same.csv``),
     ``/gone.csv`` (404) and ``/slow.csv`` (answers after ``slow_s``); notes
     the conditional headers of every request."""
 
@@ -57,6 +58,12 @@ class Source:
                     return self._send(body, {"ETag": etag, "Last-Modified": source.modified()})
                 if path == "/same.csv":
                     return self._send(b"id,v\n1,a\n", {})
+                if path == "/moved.csv":  # the publisher moved the file
+                    self.send_response(302)
+                    self.send_header("Location", "/same.csv")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
                 if path == "/slow.csv":
                     time.sleep(source.slow_s)
                     return self._send(b"id,v\n1,a\n", {})
@@ -244,8 +251,11 @@ def test_a_schedule_commits_only_real_changes(
 def test_identical_content_without_validators_makes_no_commit(
     http: httpx.Client, auth: dict[str, str], source: Source, beat: None
 ) -> None:
+    """The file is served through a redirect (followed, as URL imports
+    follow them, each hop checked) and without validators: the runs after
+    the first read it and find the branch's rows."""
     ds = make_dataset(http, auth)["id"]
-    sched = _schedule(http, auth, ds, url=f"{source.url}/same.csv", cron="* * * * * */2")
+    sched = _schedule(http, auth, ds, url=f"{source.url}/moved.csv", cron="* * * * * */2")
     _runs_until(
         http,
         auth,
@@ -332,3 +342,47 @@ def test_a_service_that_was_down_runs_what_it_missed_once(
     assert datetime.now(UTC) < nxt <= datetime.now(UTC) + timedelta(hours=1)
     assert nxt.minute == 0 and nxt.second == 0
     http.delete(f"/api/v1/datasets/{ds}/schedules/{sched['id']}", headers=auth)
+
+
+def test_a_branch_moved_elsewhere_is_compared_with_the_whole_file(
+    http: httpx.Client, auth: dict[str, str], source: Source, beat: None
+) -> None:
+    """The validators stand for the commit they matched: after a reset of the
+    branch, the next run asks without them, reads the file and commits it
+    again, so the mirror catches up with its source."""
+    ds = make_dataset(http, auth)["id"]
+    source.body = b"id,v\n1,a\n"
+    first = _commits(http, auth, ds)[-1]["id"]
+    sched = _schedule(http, auth, ds, url=f"{source.url}/data.csv", cron="* * * * * */2")
+    sid = sched["id"]
+    _runs_until(
+        http, auth, ds, sid, lambda r: [x["outcome"] for x in r][:2] == ["committed", "unchanged"]
+    )
+    http.patch(f"/api/v1/datasets/{ds}/schedules/{sid}", json={"paused": True}, headers=auth)
+    head = http.get(f"/api/v1/datasets/{ds}/branches/main", headers=auth).json()["commit_id"]
+    r = http.patch(
+        f"/api/v1/datasets/{ds}/branches/main",
+        json={"commit_id": first, "expected_commit_id": head},
+        headers=auth,
+    )
+    assert r.status_code == 200, r.text
+    seen = len(source.requests)
+    http.patch(f"/api/v1/datasets/{ds}/schedules/{sid}", json={"paused": False}, headers=auth)
+    got = _runs_until(
+        http, auth, ds, sid, lambda r: sum(x["outcome"] == "committed" for x in r) >= 2
+    )
+    asked = [q for q in source.requests[seen:] if q["path"] == "/data.csv"]
+    assert asked[0]["if_none_match"] is None and asked[0]["if_modified_since"] is None
+    again = next(x for x in got["runs"] if x["outcome"] == "committed")
+    assert again["commit_id"] != head  # a new commit on the reset branch, same rows as before
+    rows = http.get(f"/api/v1/datasets/{ds}/refs/main/data?table=data", headers=auth).json()
+    assert rows["rows"] == [[1, "a"]]
+    http.delete(f"/api/v1/datasets/{ds}/schedules/{sid}", headers=auth)
+
+
+def test_validators_that_cannot_be_sent_back_are_not_kept() -> None:
+    from features.imports.fetch import _validator
+
+    assert _validator('"abc-123"') == '"abc-123"'
+    assert _validator('"café"') is None and _validator("a\x01b") is None
+    assert _validator("x" * 600) is None and _validator(None) is None

@@ -165,6 +165,11 @@ def test_webhooks_are_managed_by_the_datasets_admins_and_the_secret_shown_once(
         {"url": f"{receiver.url}/ok", "events": []},
         {"url": f"{receiver.url}/ok", "events": ["commit"], "secret": "short"},
         {"url": "http://no-such-host.invalid/x", "events": ["commit"]},
+        # URLs no request can be made of: refused when made, never a 500
+        {"url": "https://example.com/\x01", "events": ["commit"]},
+        {"url": "http://example.com:99999/x", "events": ["commit"]},
+        {"url": "http://a..b/x", "events": ["commit"]},
+        {"url": "http://" + "x" * 70 + ".com/", "events": ["commit"]},
     ]
     for body in bad:
         r = http.post(f"/api/v1/datasets/{ds}/webhooks", json=body, headers=auth)
@@ -183,6 +188,18 @@ def test_webhooks_are_managed_by_the_datasets_admins_and_the_secret_shown_once(
         ("DELETE", f"/api/v1/datasets/{ds}/webhooks/{made['id']}"),
     ):
         assert http.request(method, path, headers=writer).status_code == 403
+    audited = http.get(
+        "/api/v1/audit", params={"dataset": ds, "action": "webhook.create"}, headers=auth
+    ).json()["items"]
+    assert audited and audited[0]["details"]["url"] == f"{receiver.url}/ok/a"
+    tokened = http.post(
+        f"/api/v1/datasets/{ds}/webhooks",
+        json={"url": f"{receiver.url}/ok/b?token=sekrit", "events": ["commit"]},
+        headers=auth,
+    )
+    assert tokened.status_code == 201
+    audit_text = http.get("/api/v1/audit", params={"dataset": ds}, headers=auth).text
+    assert "sekrit" not in audit_text and "?<redacted>" in audit_text
     assert (
         http.delete(f"/api/v1/datasets/{ds}/webhooks/{made['id']}", headers=auth).status_code == 204
     )
@@ -353,3 +370,29 @@ def test_a_gate_refusing_a_commit_sends_quality_failed_and_job_failed(
     assert q["ref"] == "main" and q["refused"] is True and q["failing"] == ["names"]
     assert q["score"] < q["threshold"] == 100
     assert bodies["job.failed"]["problem"]["code"] == "quality_gate_failed"
+
+
+def test_a_delivery_past_its_window_is_failed_and_never_posted(
+    http: httpx.Client, auth: dict[str, str], receiver: Receiver, stack: dict[str, str]
+) -> None:
+    """A pending delivery whose window ended without a last attempt (its
+    worker died; it never got one) is marked failed by the sweep, and the
+    sweep does not send it again."""
+    import psycopg
+
+    from features.webhooks import service
+
+    ds = make_dataset(http, auth)["id"]
+    hook = _hook(http, auth, ds, f"{receiver.url}/ok/late-{ds}", ["schedule.paused"])
+    late = uuid.uuid4()
+    with psycopg.connect(stack["DSA_DATABASE_URL"], autocommit=True) as c:
+        c.execute(
+            "INSERT INTO webhook_delivery (id, webhook_id, event, body, created_at, sent_at)"
+            " VALUES (%s, %s, 'ping', '{}', now() - interval '2 days', NULL)",
+            (late, hook["id"]),
+        )
+    service.sweep()
+    (delivery,) = _log(http, auth, ds, hook["id"])
+    assert delivery["id"] == str(late) and delivery["state"] == "failed"
+    time.sleep(1)
+    assert not receiver.of(f"/ok/late-{ds}")

@@ -1,5 +1,5 @@
 """The tick's rules that the end-to-end tests cannot time: a run waiting for
-room in its creator's job quota stays due (it is not a failure), and the
+room in its creator's job quota waits (it is not a failure), and the
 message template fills in its three placeholders and nothing else."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import make_dataset
 
 
-def test_a_run_waiting_for_room_stays_due_and_starts_once_there_is(
+def test_a_run_waiting_for_room_waits_and_starts_once_there_is(
     client: Any, admin: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from core import db
@@ -59,9 +59,11 @@ def test_a_run_waiting_for_room_stays_due_and_starts_once_there_is(
             ).fetchone()
             n = conn.execute("SELECT count(*) AS n FROM schedule_run WHERE schedule_id = %s",
                              (sid,)).fetchone()["n"]  # fmt: skip
-        assert row["next_run_at"] == due and row["failures"] == 0 and n == 0
+        # not failed, not run: waiting 30 s for room, behind other creators' runs
+        assert row["next_run_at"] > datetime.now(UTC) and row["failures"] == 0 and n == 0
         with db.transaction() as conn:
             jobs_service.cancel(conn, blocker["id"])
+            conn.execute("UPDATE schedule SET next_run_at = %s WHERE id = %s", (due, sid))
         assert runs.tick()["started"] >= 1
         with db.read() as conn:
             (run,) = conn.execute(
