@@ -15,8 +15,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.errors import InvalidRequest
 from features.imports.errors import UnsupportedFormat
@@ -76,6 +77,35 @@ class UrlSource(BaseModel):
         if self.last_modified:
             out["If-Modified-Since"] = self.last_modified
         return out
+
+
+class UrlFields(BaseModel):
+    """What a request to import from URLs says (a URL import's body, a
+    schedule's): ``url`` and/or ``urls`` (mirrors, in order), checked to be
+    http(s) URLs, and how to read the file."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str | None = Field(default=None, max_length=4096)
+    urls: list[str] | None = Field(default=None, min_length=1, max_length=10)
+    checksum: str | None = Field(default=None, pattern=r"^(blake3|sha256):[0-9a-fA-F]{64}$")
+    mode: str | None = None
+    message: str | None = Field(default=None, max_length=10_000)
+    table: str | None = None
+    options: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _some_url(self) -> UrlFields:
+        urls = self.all_urls()
+        if not urls:
+            raise ValueError("give 'url' or 'urls'")
+        for u in urls:
+            parts = urlsplit(u)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{u!r} is not an http(s) URL")
+        return self
+
+    def all_urls(self) -> list[str]:
+        return ([self.url] if self.url else []) + list(self.urls or [])
 
 
 class ImportRequest(BaseModel):

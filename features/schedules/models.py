@@ -5,36 +5,17 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from features.imports.models import UrlFields
 
 
-class ScheduleCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    url: str | None = Field(default=None, max_length=4096)
-    urls: list[str] | None = Field(default=None, min_length=1, max_length=10)
+class ScheduleCreate(UrlFields):
+    """A URL import's fields (``imports.models.UrlFields``), its branch and cron."""
+
     branch: str = Field(default="main", min_length=1, max_length=200)
     cron: str = Field(min_length=1, max_length=200)
-    mode: str | None = None
-    options: dict[str, Any] | None = None
-    checksum: str | None = Field(default=None, pattern=r"^(blake3|sha256):[0-9a-fA-F]{64}$")
-    message: str | None = Field(default=None, max_length=10_000)
-    table: str | None = None
-
-    @model_validator(mode="after")
-    def _some_url(self) -> ScheduleCreate:
-        urls = self.all_urls()
-        if not urls:
-            raise ValueError("give 'url' or 'urls'")
-        for u in urls:
-            parts = urlsplit(u)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{u!r} is not an http(s) URL")
-        return self
-
-    def all_urls(self) -> list[str]:
-        return ([self.url] if self.url else []) + list(self.urls or [])
 
 
 class SchedulePatch(BaseModel):

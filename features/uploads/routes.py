@@ -2,11 +2,9 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from core import ratelimit
@@ -16,6 +14,7 @@ from core.storage import get_store
 from features.auth.service import User, current_user
 from features.datasets import service as datasets_service
 from features.imports import service as imports_service
+from features.imports.models import UrlFields
 from features.jobs import service as jobs_service
 from features.uploads import multipart
 from features.uploads.errors import FileMissing, UploadTooLarge
@@ -125,30 +124,8 @@ async def upload(
     )
 
 
-class UrlImport(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    url: str | None = Field(default=None, max_length=4096)
-    urls: list[str] | None = Field(default=None, min_length=1, max_length=10)
-    checksum: str | None = Field(default=None, pattern=r"^(blake3|sha256):[0-9a-fA-F]{64}$")
-    mode: str | None = None
-    message: str | None = Field(default=None, max_length=10_000)
-    table: str | None = None
-    options: dict[str, Any] | None = None
+class UrlImport(UrlFields):
     expected_commit_id: str | None = None
-
-    @model_validator(mode="after")
-    def _some_url(self) -> UrlImport:
-        urls = self.all_urls()
-        if not urls:
-            raise ValueError("give 'url' or 'urls'")
-        for u in urls:
-            parts = urlsplit(u)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{u!r} is not an http(s) URL")
-        return self
-
-    def all_urls(self) -> list[str]:
-        return ([self.url] if self.url else []) + list(self.urls or [])
 
 
 @router.post(

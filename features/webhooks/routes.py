@@ -4,7 +4,6 @@ import uuid
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from core import addresses, audit
 from core.db import read, transaction
 from features.auth.service import User, current_user
 from features.datasets import service as datasets_service
@@ -34,15 +33,7 @@ def create(
             url=body.url,
             events=list(body.events),
             secret=body.secret,
-            created_by=user.id,
-        )
-        audit.record(
-            conn,
-            "webhook.create",
             actor=user,
-            dataset_id=dataset_id,
-            target=str(row["id"]),
-            details={"url": addresses.redact(body.url), "events": list(body.events)},
         )
     return WebhookCreated(**row)
 
@@ -69,10 +60,7 @@ def delete(
 ) -> Response:
     with transaction() as conn:
         datasets_service.require(conn, user, dataset_id, "admin")
-        service.delete(conn, dataset_id, webhook_id)
-        audit.record(
-            conn, "webhook.delete", actor=user, dataset_id=dataset_id, target=str(webhook_id)
-        )
+        service.delete(conn, dataset_id, webhook_id, actor=user)
     return Response(status_code=204)
 
 

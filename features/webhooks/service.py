@@ -24,7 +24,8 @@ import orjson
 import psycopg
 import structlog
 
-from core import addresses, db, queue, ratelimit
+from core import addresses, audit, db, queue, ratelimit
+from core.audit import Actor
 from core.config import get_settings
 from core.objects import Commit
 from features.webhooks import post
@@ -47,7 +48,7 @@ def create(
     url: str,
     events: list[str],
     secret: str | None,
-    created_by: uuid.UUID | None,
+    actor: Actor,
 ) -> dict[str, Any]:
     """Register a webhook; its secret (the one given, or a new one) is in
     the answer, and never again. The URL's host must resolve, to public
@@ -72,10 +73,13 @@ def create(
             "url": url,
             "events": events,
             "secret": secret,
-            "created_by": created_by,
+            "created_by": actor.id,
         },
     ).fetchone()
     assert row is not None
+    details = {"url": addresses.redact(url), "events": events}  # endpoints carry tokens in queries
+    audit.record(conn, "webhook.create", actor=actor, dataset_id=dataset_id,
+                 target=str(row["id"]), details=details)  # fmt: skip
     return {**row, "secret": secret, "last_delivery": None}
 
 
@@ -109,10 +113,13 @@ def get(
     return dict(row)
 
 
-def delete(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, webhook_id: uuid.UUID) -> None:
+def delete(
+    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, webhook_id: uuid.UUID, *, actor: Actor
+) -> None:
     """Remove a webhook, its pending deliveries and its log."""
     if conn.execute(Q.delete, {"id": webhook_id, "dataset_id": dataset_id}).fetchone() is None:
         raise WebhookNotFound(f"webhook {webhook_id} does not exist")
+    audit.record(conn, "webhook.delete", actor=actor, dataset_id=dataset_id, target=str(webhook_id))
 
 
 def deliveries(

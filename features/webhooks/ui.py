@@ -8,7 +8,6 @@ import uuid
 
 from fastapi import APIRouter, Form, Request, Response
 
-from core import addresses, audit
 from core.db import read, transaction
 from core.errors import DsaError
 from features.datasets import service as datasets_service
@@ -72,15 +71,7 @@ def add(
                 url=body.url,
                 events=list(body.events),
                 secret=body.secret,
-                created_by=user.id,
-            )
-            audit.record(
-                conn,
-                "webhook.create",
                 actor=user,
-                dataset_id=dataset_id,
-                target=str(row["id"]),
-                details={"url": addresses.redact(body.url), "events": list(body.events)},
             )
     except DsaError as err:
         if err.status not in (409, 422):
@@ -97,10 +88,7 @@ def remove(
     web.check_csrf(request, csrf)
     with transaction() as conn:
         datasets_service.require(conn, user, dataset_id, "admin")
-        service.delete(conn, dataset_id, webhook_id)
-        audit.record(
-            conn, "webhook.delete", actor=user, dataset_id=dataset_id, target=str(webhook_id)
-        )
+        service.delete(conn, dataset_id, webhook_id, actor=user)
     return web.redirect(f"/datasets/{dataset_id}/webhooks")
 
 
