@@ -4,8 +4,6 @@ import uuid
 
 from fastapi import APIRouter, Depends, Response
 
-from core import ratelimit
-from core.config import get_settings
 from core.db import read, transaction
 from features.auth.service import User, current_user
 from features.datasets import service as datasets_service
@@ -88,15 +86,7 @@ def run_now(
     dataset_id: uuid.UUID, schedule_id: uuid.UUID, user: User = Depends(current_user)
 ) -> RunStarted:
     """Run the schedule now (its next times stay); 409 while a run is going."""
-    with transaction() as conn:
-        datasets_service.require(conn, user, dataset_id, "write")
-        branch = service.branch_of(conn, dataset_id, schedule_id)
-        datasets_service.require_branch(conn, user, dataset_id, branch)
-    rule = get_settings().rate_limit_imports
-    if rule:
-        ratelimit.hit(rule, "imports", str(user.id), what="uploads and imports")
-    with transaction() as conn:
-        started = service.run_now(conn, dataset_id, schedule_id)
+    started = service.run_by(user, dataset_id, schedule_id)
     job = started["job_id"]
     return RunStarted(
         run_id=started["run_id"], job_id=job, links={"job": f"/api/v1/jobs/{job}"} if job else {}

@@ -22,7 +22,7 @@ import psycopg
 from croniter import CroniterBadCronError, croniter
 from psycopg.types.json import Jsonb
 
-from core import db
+from core import db, ratelimit
 from core.config import get_settings
 from features.auth.service import User
 from features.datasets import service as datasets_service
@@ -197,6 +197,21 @@ def delete(conn: psycopg.Connection[Any], dataset_id: uuid.UUID, schedule_id: uu
     """Remove a schedule and its runs' records (their jobs and commits stay)."""
     if conn.execute(Q.delete, {"id": schedule_id, "dataset_id": dataset_id}).fetchone() is None:
         raise ScheduleNotFound(f"schedule {schedule_id} does not exist")
+
+
+def run_by(user: User, dataset_id: uuid.UUID, schedule_id: uuid.UUID) -> dict[str, Any]:
+    """``user`` starts a run now (the API's ``POST …/runs``, the UI's "Run
+    now"): who may import onto its branch, within their import rate
+    (``DSA_RATE_LIMIT_IMPORTS``)."""
+    with db.transaction() as conn:
+        datasets_service.require(conn, user, dataset_id, "write")
+        branch = branch_of(conn, dataset_id, schedule_id)
+        datasets_service.require_branch(conn, user, dataset_id, branch)
+    rule = get_settings().rate_limit_imports
+    if rule:
+        ratelimit.hit(rule, "imports", str(user.id), what="uploads and imports")
+    with db.transaction() as conn:
+        return run_now(conn, dataset_id, schedule_id)
 
 
 def run_now(

@@ -8,8 +8,6 @@ import uuid
 
 from fastapi import APIRouter, Form, Request, Response
 
-from core import ratelimit
-from core.config import get_settings
 from core.db import read, transaction
 from core.errors import DsaError
 from features.datasets import service as datasets_service
@@ -122,15 +120,7 @@ def run(
     user = web.require_user(request)
     web.check_csrf(request, csrf)
     try:
-        with transaction() as conn:
-            datasets_service.require(conn, user, dataset_id, "write")
-            branch = service.branch_of(conn, dataset_id, schedule_id)
-            datasets_service.require_branch(conn, user, dataset_id, branch)
-        rule = get_settings().rate_limit_imports
-        if rule:
-            ratelimit.hit(rule, "imports", str(user.id), what="uploads and imports")
-        with transaction() as conn:
-            started = service.run_now(conn, dataset_id, schedule_id)
+        started = service.run_by(user, dataset_id, schedule_id)
     except DsaError as err:
         if err.status != 409:
             raise
