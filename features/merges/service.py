@@ -51,6 +51,7 @@ from features.merges.three_way import MAX_CONFLICTS_SHOWN, three_way
 from features.quality import service as quality_service
 from features.refs import service as refs_service
 from features.refs.errors import RefConflict
+from features.webhooks import service as webhooks_service
 
 __all__ = ["MAX_CONFLICTS_SHOWN", "STRATEGIES", "merge", "revert", "three_way"]
 
@@ -159,6 +160,10 @@ def _merge_once(
                 by=by,
                 reason=f"{reason} (fast-forward)",
             )
+            webhooks_service.committed(
+                conn, dataset_id, target, src, get_commit(get_store(), src), "merge", by=by,
+                previous=head,
+            )  # fmt: skip
             audit.record(
                 conn,
                 "merge",

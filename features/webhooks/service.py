@@ -195,12 +195,20 @@ def committed(
     action: str,
     *,
     by: str,
+    previous: str | None = None,
 ) -> None:
-    """The ``commit`` event: a new commit landed on ``branch`` (``action``:
-    import, merge, revert)."""
-    data = {"ref": branch, "commit_id": commit_id, "previous_commit_id": commit.parents[0]}
-    emit(conn, dataset_id, "commit", {**data, "action": action, "by": by,
-                                      "message": commit.message[:1000]})  # fmt: skip
+    """The ``commit`` event: ``branch`` moved to a new commit made by
+    ``action`` (import, merge, revert), or fast-forwarded by a merge to
+    one (``previous``: where it was, when not the commit's first parent)."""
+    data = {
+        "ref": branch,
+        "commit_id": commit_id,
+        "previous_commit_id": previous or commit.parents[0],
+        "action": action,
+        "by": by,
+        "message": commit.message[:1000],
+    }
+    emit(conn, dataset_id, "commit", data | ({"fast_forward": True} if previous else {}))
 
 
 def emit_now(dataset_id: uuid.UUID, event: str, data: dict[str, Any]) -> None:

@@ -396,3 +396,23 @@ def test_a_delivery_past_its_window_is_failed_and_never_posted(
     assert delivery["id"] == str(late) and delivery["state"] == "failed"
     time.sleep(1)
     assert not receiver.of(f"/ok/late-{ds}")
+
+
+def test_a_merge_tells_commit_fast_forward_or_not(
+    http: httpx.Client, auth: dict[str, str], receiver: Receiver
+) -> None:
+    ds = make_dataset(http, auth)["id"]
+    import_csv(http, auth, ds, b"id,v\n1,a\n", filename="t.csv")
+    r = http.post(f"/api/v1/datasets/{ds}/branches", json={"name": "dev", "from": "main"},
+                  headers=auth)  # fmt: skip
+    assert r.status_code == 201, r.text
+    dev = import_csv(http, auth, ds, b"id,v\n1,a\n2,b\n", filename="t.csv", branch="dev")
+    path = f"/ok/merge-{ds}"
+    _hook(http, auth, ds, f"{receiver.url}{path}", ["commit"])
+    r = http.post(f"/api/v1/datasets/{ds}/merges", json={"source": "dev", "target": "main"},
+                  headers=auth)  # fmt: skip
+    assert r.status_code == 200 and r.json()["fast_forward"] is True, r.text
+    (post,) = receiver.wait(path, 1)
+    body = _checked(post)
+    assert body["action"] == "merge" and body["fast_forward"] is True
+    assert body["ref"] == "main" and body["commit_id"] == dev["commit_id"]
