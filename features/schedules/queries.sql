@@ -1,6 +1,7 @@
 -- name: lock_dataset
--- One schedule created at a time per dataset (the limit holds under a race).
-SELECT id FROM dataset WHERE id = %(dataset_id)s FOR NO KEY UPDATE;
+-- One schedule created at a time per dataset (the limit holds under a race): a
+-- lock of this transaction on the dataset's id, not a row of another feature's.
+SELECT pg_advisory_xact_lock(hashtextextended('schedules:' || %(dataset_id)s::text, 0));
 
 -- name: count_of_dataset
 SELECT count(*) AS n FROM schedule WHERE dataset_id = %(dataset_id)s;

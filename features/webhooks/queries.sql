@@ -8,8 +8,9 @@ RETURNING id, dataset_id, url, events, created_by, created_at;
 SELECT count(*) AS n FROM webhook WHERE dataset_id = %(dataset_id)s;
 
 -- name: lock_dataset
--- One webhook created at a time per dataset (the limit holds under a race).
-SELECT id FROM dataset WHERE id = %(dataset_id)s FOR NO KEY UPDATE;
+-- One webhook created at a time per dataset (the limit holds under a race): a
+-- lock of this transaction on the dataset's id, not a row of another feature's.
+SELECT pg_advisory_xact_lock(hashtextextended('webhooks:' || %(dataset_id)s::text, 0));
 
 -- name: list
 SELECT w.id, w.dataset_id, w.url, w.events, w.created_by, w.created_at,
