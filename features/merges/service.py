@@ -131,6 +131,37 @@ def merge(
         )
 
 
+def _fast_forward(
+    dataset_id: uuid.UUID, source: str, src: str, target: str, head: str, by: str
+) -> dict[str, Any]:
+    """Move ``target`` from ``head`` to ``src``, which descends from it (once
+    the gate passed): the move, its webhooks' ``commit`` event, the audit entry."""
+    commit = get_commit(get_store(), src)
+    quality_service.require_gate(dataset_id, target, commit)
+    with db.transaction() as conn:
+        refs_service.cas_move(
+            conn,
+            dataset_id=dataset_id,
+            name=target,
+            new=src,
+            expected=head,
+            by=by,
+            reason=f"merge {source} (fast-forward)",
+        )
+        webhooks_service.committed(
+            conn, dataset_id, target, src, commit, "merge", by=by, previous=head
+        )
+        audit.record(
+            conn,
+            "merge",
+            actor=by,
+            dataset_id=dataset_id,
+            target=target,
+            details={"commit_id": src, "source": source, "fast_forward": True},
+        )
+    return {"commit_id": src, "fast_forward": True, "up_to_date": False}
+
+
 def _merge_once(
     dataset: dict[str, Any],
     source: str,
@@ -149,30 +180,7 @@ def _merge_once(
         return {"commit_id": head, "fast_forward": False, "up_to_date": True}
     reason = f"merge {source}"
     if base == head:
-        quality_service.require_gate(dataset_id, target, get_commit(get_store(), src))
-        with db.transaction() as conn:
-            refs_service.cas_move(
-                conn,
-                dataset_id=dataset_id,
-                name=target,
-                new=src,
-                expected=head,
-                by=by,
-                reason=f"{reason} (fast-forward)",
-            )
-            webhooks_service.committed(
-                conn, dataset_id, target, src, get_commit(get_store(), src), "merge", by=by,
-                previous=head,
-            )  # fmt: skip
-            audit.record(
-                conn,
-                "merge",
-                actor=by,
-                dataset_id=dataset_id,
-                target=target,
-                details={"commit_id": src, "source": source, "fast_forward": True},
-            )
-        return {"commit_id": src, "fast_forward": True, "up_to_date": False}
+        return _fast_forward(dataset_id, source, src, target, head, by)
     store = get_store()
     ours, theirs = get_commit(store, head), get_commit(store, src)
     base_c = get_commit(store, base) if base else Commit((), {}, "", "", "")
