@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench install clean browser screenshots lock
+.PHONY: up test test-slow lint bench bench-scale install clean browser screenshots lock
 
 $(STAMP): pyproject.toml core/_rowhash.c core/_pieces.c features/imports/_records.c features/compare/_intervals.c
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -34,6 +34,10 @@ browser:
 test: $(STAMP) lint browser
 	$(PY) -m pytest
 
+# the tests marked slow (a 10M-row import's memory, ~5 GB of disk, minutes)
+test-slow: $(STAMP)
+	$(PY) -m pytest --slow -m slow
+
 bench: $(STAMP)
 	$(PY) tests/bench/bench_import.py
 	$(PY) tests/bench/bench_formats.py
@@ -54,6 +58,10 @@ bench: $(STAMP)
 	$(PY) tests/bench/bench_schedules.py
 	$(PY) tests/bench/bench_scaleout.py
 	$(PY) tests/bench/bench_scaleout.py --storage s3
+
+# issue 19's 100M-row suite: ~40 GB of disk, about an hour (not part of bench)
+bench-scale: $(STAMP)
+	$(PY) tests/bench/bench_scale.py
 
 # the pinned, hashed set of runtime dependencies the Dockerfile installs
 # (after changing pyproject.toml's dependencies); tests/test_dependencies.py

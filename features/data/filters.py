@@ -199,41 +199,45 @@ class _Parser:
         return self.advance()
 
     # filter = or_expr, then the end
-    def parse(self) -> pl.Expr:
-        expr = self.or_expr()
+    def parse(self) -> Cond:
+        cond = self.or_expr()
         if self.tok.kind != "end":
             if self.tok.kind == ")":
                 _fail(self.tok.pos, "unmatched ')'")
             _fail(self.tok.pos, f"expected 'and', 'or' or the end, found {self.tok.describe()}")
-        return expr
+        return cond
 
-    def or_expr(self) -> pl.Expr:
-        expr = self.and_expr()
+    def or_expr(self) -> Cond:
+        expr, zone = self.and_expr()
         while self.at_keyword("or"):
             self.advance()
-            expr = expr | self.and_expr()
-        return expr
+            e, z = self.and_expr()
+            expr = expr | e
+            zone = None if zone is None or z is None else zone | z
+        return expr, zone
 
-    def and_expr(self) -> pl.Expr:
-        expr = self.not_expr()
+    def and_expr(self) -> Cond:
+        expr, zone = self.not_expr()
         while self.at_keyword("and"):
             self.advance()
-            expr = expr & self.not_expr()
-        return expr
+            e, z = self.not_expr()
+            expr = expr & e
+            zone = z if zone is None else zone if z is None else zone & z
+        return expr, zone
 
-    def not_expr(self) -> pl.Expr:
+    def not_expr(self) -> Cond:
         self.depth += 1
         if self.depth > MAX_DEPTH:
             _fail(self.tok.pos, f"the filter nests deeper than {MAX_DEPTH} levels")
         try:
             if self.at_keyword("not"):
                 self.advance()
-                return ~self.not_expr()
+                return ~self.not_expr()[0], None  # a "maybe" negated says nothing
             if self.tok.kind == "(":
                 self.advance()
-                expr = self.or_expr()
+                cond = self.or_expr()
                 self.expect(")", "')'")
-                return expr
+                return cond
             return self.predicate()
         finally:
             self.depth -= 1
@@ -256,7 +260,7 @@ class _Parser:
             )
         _fail(t.pos, f"expected a column name, 'not' or '(', found {t.describe()}{hint}")
 
-    def predicate(self) -> pl.Expr:
+    def predicate(self) -> Cond:
         col, ctok = self.column()
         c = pl.col(col.name)
         t = self.tok
@@ -265,7 +269,12 @@ class _Parser:
                 _fail(t.pos, f"{col.type} column {col.name!r} takes only = and !=")
             self.advance()
             value = self.literal(col, t.text)
-            return _compare(c, t.text, value)
+            return _compare(c, t.text, value), _zone(col, t.text, [value])
+        return self._other(col, ctok), None
+
+    def _other(self, col: Column, ctok: Token) -> pl.Expr:
+        c = pl.col(col.name)
+        t = self.tok
         if self.at_keyword("is"):
             self.advance()
             negate = self.at_keyword("not")
@@ -326,6 +335,10 @@ class _Parser:
                 "quote text with single quotes)",
             )
         return _coerce(t, col)
+
+
+# a filter's expression, and its test of a chunk's extremes (``parse_filter_zones``)
+Cond = tuple[pl.Expr, pl.Expr | None]
 
 
 def _compare(c: pl.Expr, op: str, value: Any) -> pl.Expr:
@@ -423,7 +436,52 @@ def parse_filter(text: str, schema: Schema) -> pl.Expr:
     Raises ``InvalidFilter`` (400) with ``position`` (0-based character
     offset) for syntax and type errors, or ``UnknownFilterColumn`` with
     ``position`` and ``column``."""
+    return _Parser(text, schema).parse()[0]
+
+
+def parse_filter_zones(text: str, schema: Schema) -> tuple[pl.Expr, pl.Expr | None]:
+    """``parse_filter``'s expression, and what it asks of a chunk's column
+    extremes: an expression over columns ``zone_min(c)``/``zone_max(c)``,
+    false only for chunks that cannot hold a passing row (None: any chunk
+    may). Comparisons of integer, date, time, text and decimal columns
+    with a value say something; ``and``/``or`` combine them; anything else
+    (floats, which may hold NaN, ``!=``, ``not``, nulls, text search) may
+    match anywhere."""
     return _Parser(text, schema).parse()
+
+
+def zone_min(column: str) -> str:
+    return f"{column}\0min"
+
+
+def zone_max(column: str) -> str:
+    return f"{column}\0max"
+
+
+# kinds whose Parquet min/max order is the filter's (floats may hold NaN)
+ZONE_KINDS = frozenset({"integer", "date", "time", "string", "decimal"})
+ZONE_MAX_VALUES = 64
+
+
+def _zone(col: Column, op: str, values: list[Any]) -> pl.Expr | None:
+    if kind_of(col.type) not in ZONE_KINDS or op == "!=" or len(values) > ZONE_MAX_VALUES:
+        return None
+    lo, hi = pl.col(zone_min(col.name)), pl.col(zone_max(col.name))
+    dtype = polars_type(col.type)
+    parts = []
+    for value in values:
+        v = pl.lit(value, dtype=dtype)
+        if op in ("=", "in"):
+            parts.append((lo <= v) & (hi >= v))
+        elif op == "<":
+            parts.append(lo < v)
+        elif op == "<=":
+            parts.append(lo <= v)
+        elif op == ">":
+            parts.append(hi > v)
+        else:
+            parts.append(hi >= v)
+    return pl.any_horizontal(parts) if len(parts) > 1 else parts[0]
 
 
 def parse_sort(text: str, schema: Schema) -> list[tuple[str, bool]]:

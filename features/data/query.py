@@ -58,6 +58,7 @@ from core.config import get_settings
 from core.lru import LRU
 from core.objects import Manifest, Schema
 from core.storage import ObjectStore
+from features.data import zones
 from features.data.dtypes import polars_type
 
 _positions: LRU[tuple[str, str, str, str], Positions] = LRU(
@@ -74,16 +75,19 @@ def positions(
     order: list[tuple[str, bool]],
     key: tuple[str, str],
     object_key: Callable[[str], str] = chunk_key,
+    zone: pl.Expr | None = None,
 ) -> Positions:
     """Table positions of the rows passing ``where``, in ``order`` (table
     order for ties and when unsorted); cached under ``key`` (the filter and
     sort texts) with the manifest and schema ids. ``len()`` is their count
     and a slice gives a page of them as int64. ``object_key``: where the
-    manifest's chunks are read from (a read copy's parts: ``core.layouts``)."""
+    manifest's chunks are read from (a read copy's parts: ``core.layouts``);
+    ``zone``: the filter's test of chunks' extremes (``filters.parse_filter_zones``),
+    which lets a scan skip chunks that cannot match."""
     cache_key = (manifest.id, schema.id, *key)
     got = _positions.get(cache_key)
     if got is None:
-        got = _compute(store, manifest, schema, where, order, object_key)
+        got = _compute(store, manifest, schema, where, order, object_key, zone)
         got.setflags(write=False)
         _positions.max_bytes = get_settings().query_cache_bytes // 4
         _positions.put(cache_key, got)
@@ -108,6 +112,7 @@ def _compute(
     where: pl.Expr | None,
     order: list[tuple[str, bool]],
     object_key: Callable[[str], str],
+    zone: pl.Expr | None = None,
 ) -> Positions:
     cols = manifest.columns
     if len(cols.chunk) == 0:
@@ -121,7 +126,7 @@ def _compute(
     # decoded columns are kept (and reused by the next query on them) unless
     # they would crowd the cache: ~16 bytes a value is a generous estimate
     if not needed or manifest.row_count * 16 * len(needed) > budget // 3:
-        return _compute_scanning(store, manifest, types, needed, where, order, object_key)
+        return _compute_scanning(store, manifest, types, needed, where, order, object_key, zone)
 
     frames = _decoded(store, cols.chunks, needed, types, object_key)
     sizes = np.fromiter((f.height for f in frames), np.int64, len(frames))
@@ -292,9 +297,11 @@ def _compute_scanning(
     where: pl.Expr | None,
     order: list[tuple[str, bool]],
     object_key: Callable[[str], str],
+    zone: pl.Expr | None = None,
 ) -> np.ndarray:
     """``_compute`` for queries whose columns are too big to keep: each chunk
-    is scanned with projection and predicate pushdown (row groups whose
+    whose extremes do not rule the filter out (``zones.may_match``) is
+    scanned with projection and predicate pushdown (row groups whose
     statistics exclude the filter are skipped), and the matches are mapped
     onto the manifest's pieces."""
     cols = manifest.columns
@@ -303,8 +310,11 @@ def _compute_scanning(
     chunk_col = _fresh_name("__chunk", names)
     sort_names = [n for n, _ in order]
     frames = []
+    keep = zones.may_match(store, cols.chunks, zone, types, object_key)
     with contextlib.ExitStack() as files:
         for k, cid in enumerate(cols.chunks):
+            if not keep[k]:
+                continue
             path = files.enter_context(store.local_path(object_key(cid)))
             lf = pl.scan_parquet(path, row_index_name=row_col).select(
                 pl.col(row_col),
@@ -319,6 +329,8 @@ def _compute_scanning(
                     *sort_names,
                 )
             )
+        if not frames:  # no chunk can hold a match
+            return np.zeros(0, dtype=np.int64)
         found = deadline.collect(pl.concat(frames, how="vertical"))
 
     # matches as sorted keys chunk << 32 | row (each scan keeps its file's order)

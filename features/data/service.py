@@ -31,11 +31,19 @@ from core.storage import get_store
 from core.typed_values import decimal_text, duration_iso
 from features.data import digests, query
 from features.data.errors import TableNotFound, TableRequired, UnknownColumn
-from features.data.filters import parse_filter, parse_sort
+from features.data.filters import parse_filter, parse_filter_zones, parse_sort
 from features.layouts import service as layouts_service
 from features.refs import service as refs_service
 
-__all__ = ["column_values", "json_value", "page", "parse_filter", "parse_sort", "tables"]
+__all__ = [
+    "column_values",
+    "json_value",
+    "page",
+    "parse_filter",
+    "parse_filter_zones",
+    "parse_sort",
+    "tables",
+]
 
 MAX_LIMIT = 1000
 _SAFE_INT = 2**53
@@ -106,7 +114,7 @@ def page(
         picked = list(range(len(names)))
     filter = filter.strip() if filter else None
     sort = sort.strip() if sort else None
-    where = parse_filter(filter, schema) if filter else None
+    where, zone = parse_filter_zones(filter, schema) if filter else (None, None)
     order = parse_sort(sort, schema) if sort else []
     manifest, object_key = source(conn, entry)
     wanted = tuple(names[i] for i in picked)
@@ -127,6 +135,7 @@ def page(
             order=order,
             key=(filter or "", sort or ""),
             object_key=object_key,
+            zone=zone,
         )
         total = len(found)
         at = found[offset : offset + limit]

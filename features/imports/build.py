@@ -71,7 +71,7 @@ def build_table(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lines") as scanner:
         scanning = _scan_lines(ctx, job, scanner) if by_lines and fast is None else None
         written = fast.written if fast is not None else write_table(ctx, job)
-        scan = scanning.result() if scanning is not None else None
+        scan = _scanned(scanning)
     schema, manifest, total = _store(ctx, job, current, written)
     entry = TableEntry(schema=schema.id, manifest=manifest.id, row_count=total)
     made = None
@@ -137,6 +137,19 @@ def _scan_lines(
             get_settings().line_index_max_rows,
         )
     return None
+
+
+def _scanned(scanning: Future[lines.Scan | None] | None) -> lines.Scan | None:
+    """The scan of the file's lines, if it ran: the next upload's shortcut,
+    so a scan that failed (memory, disk) costs that upload speed, not this
+    import."""
+    if scanning is None:
+        return None
+    try:
+        return scanning.result()
+    except Exception:
+        log.warning("could not index the file's lines", exc_info=True)
+        return None
 
 
 def _store(

@@ -39,6 +39,7 @@ from core.objects import Manifest, Piece
 from core.schema import Column
 from core.storage import ObjectStore
 from features.imports.errors import ImportFailed
+from features.imports.matching import EXTERNAL_ROWS, Pairing, halves, match, spill_parent
 
 # Compaction: when matching would leave the table in more pieces than this
 # (at least COMPACT_MIN_PIECES, and runs of fewer than COMPACT_MIN_RUN rows on
@@ -78,16 +79,23 @@ class DedupWriter:
         self._sink: pa.ipc.RecordBatchFileWriter | None = None
         # row hashes of each batch, computed on the pool (in order)
         self._hashing: list[Future[bytes]] = []
+        self._hashed: list[bytes] = []  # row hashes of the batches done (in memory)
         self._parent: Future[tuple[list[str], pl.DataFrame]] | None = None
+        # past EXTERNAL_ROWS on either side, both go to disk (``matching``)
+        self._pairing: Pairing | None = None
+        self._parent_spilled: Future[None] | None = None
         self.rows = 0
 
     @property
     def hashes(self) -> list[bytes]:
-        return [f.result() for f in self._hashing]
+        return self._hashed + [f.result() for f in self._hashing]
 
     def add(self, batch: pa.RecordBatch) -> None:
-        if self._parent is None and self.prefetch_parent:
-            self._parent = self.pool.submit(self._parent_rows)
+        if self._parent is None and self._pairing is None and self.prefetch_parent:
+            if self.parent.row_count > EXTERNAL_ROWS:
+                self._go_external()
+            else:
+                self._parent = self.pool.submit(self._parent_rows)
         if self._sink is None:
             self._sink = pa.ipc.new_file(str(self.spill_path), batch.schema)
         self._sink.write_batch(batch)
@@ -96,23 +104,55 @@ class DedupWriter:
             pending[0].result()
         self._hashing.append(self.pool.submit(row_hashes, batch, self.columns))
         self.rows += batch.num_rows
+        if self._pairing is None and self.prefetch_parent and self.rows > EXTERNAL_ROWS:
+            self._go_external()
+        self._collect(wait=False)
+
+    def _go_external(self) -> None:
+        """From now on, the row hashes go to disk; the parent's rows too,
+        unless they are being read into memory already (a small parent)."""
+        self._pairing = Pairing(self.work, f"{id(self)}")
+        if self._parent is None:
+            self._parent_spilled = self.pool.submit(
+                spill_parent, self._pairing, self.store, self.parent
+            )
+        for h in self._hashed:
+            self._pairing.add_new(*halves(h))
+        self._hashed = []
+
+    def _collect(self, *, wait: bool) -> None:
+        """The row hashes computed so far, in order, kept (or spilled)."""
+        while self._hashing and (wait or self._hashing[0].done()):
+            h = self._hashing.pop(0).result()
+            if self._pairing is not None:
+                self._pairing.add_new(*halves(h))
+            else:
+                self._hashed.append(h)
 
     def abandon(self) -> None:
         if self._sink is not None:
             self._sink.close()
             self._sink = None
-        running: list[Future[Any]] = [*self._hashing, *([self._parent] if self._parent else [])]
+        running: list[Future[Any]] = [
+            *self._hashing,
+            *(f for f in (self._parent, self._parent_spilled) if f is not None),
+        ]
         for f in running:
             if not f.cancel():
                 f.exception()  # wait for it: it may still read the batch
         self.spill_path.unlink(missing_ok=True)
-        self._hashing, self._parent, self.rows = [], None, 0
+        if self._pairing is not None:
+            self._pairing.close()
+        self._hashing, self._hashed, self._parent, self.rows = [], [], None, 0
+        self._pairing = self._parent_spilled = None
 
     def finish(self) -> Sequence[Piece]:
         if self._sink is not None:
             self._sink.close()
         if self.rows == 0:
             return []
+        if self._pairing is not None:
+            return self._finish_external(self._pairing)
         parent_chunks, parent = (
             self._parent.result() if self._parent is not None else self._parent_rows()
         )
@@ -122,6 +162,31 @@ class DedupWriter:
         if too_fragmented(runs.height, self.rows):
             # too fragmented to read well: store this version afresh, in order
             return self._write(None)
+        ids = parent_chunks + self._write(unmatched.to_arrow())
+        return _pieces(ids, runs)
+
+    def _finish_external(self, pairing: Pairing) -> Sequence[Piece]:
+        """``finish`` by the external match (``matching``)."""
+        self._collect(wait=True)
+        try:
+            if self._parent is not None:  # read into memory before the file grew
+                parent_chunks, parent = self._parent.result()
+                self._parent = None
+                columns = [parent.get_column(c).to_numpy() for c in ("h1", "h2", "chunk", "pos")]
+                pairing.add_old(*columns)
+                del parent, columns
+            else:
+                assert self._parent_spilled is not None
+                self._parent_spilled.result()
+                parent_chunks = list(self.parent.columns.chunks)
+            max_runs = max(COMPACT_MIN_PIECES, self.rows // COMPACT_MIN_RUN)
+            placed = pairing.place(len(parent_chunks), self.chunk_rows, max_runs)
+        finally:
+            pairing.close()
+            self._pairing = None
+        if placed is None:  # too fragmented: stored afresh, as in memory
+            return self._write(None)
+        unmatched, runs = placed
         ids = parent_chunks + self._write(unmatched.to_arrow())
         return _pieces(ids, runs)
 
@@ -171,7 +236,9 @@ class DedupWriter:
         writer = self.make_chunk_writer()
         offset = 0
         mask = unmatched.combine_chunks() if isinstance(unmatched, pa.ChunkedArray) else unmatched
-        with pa.memory_map(str(self.spill_path)) as source:
+        # read, not mapped: a mapped spill of a 100M-row file would count
+        # its ~10 GB towards the process's resident memory as it is read
+        with pa.OSFile(str(self.spill_path)) as source:
             reader = pa.ipc.open_file(source)
             for i in range(reader.num_record_batches):
                 batch = reader.get_batch(i)
@@ -185,25 +252,6 @@ class DedupWriter:
         self.spill_path.unlink(missing_ok=True)
         pieces = writer.finish()
         return pieces if mask is None else [p.chunk for p in pieces]
-
-
-def match(new: pl.DataFrame, old: pl.DataFrame) -> pl.DataFrame:
-    """Each row of ``new`` (hash halves ``h1``, ``h2``) with the columns of its
-    partner in ``old`` (``h1``, ``h2`` and payload columns; null: no partner),
-    pairing the k-th copy of a hash in ``new`` with the k-th in ``old``."""
-    payload = [c for c in old.columns if c not in ("h1", "h2")]
-    if _unique(new) and _unique(old):
-        # no row repeats on either side (the usual case): occurrences are all
-        # 0 and the first half of the hash finds the partner; the second
-        # half confirms it
-        return new.join(
-            old.rename({"h2": "h2p"}), on="h1", how="left", maintain_order="left"
-        ).with_columns(
-            pl.when(pl.col("h2") == pl.col("h2p")).then(pl.col(c)).alias(c) for c in payload
-        )
-    return _with_occurrence(new).join(
-        _with_occurrence(old), on=["h1", "h2", "occ"], how="left", maintain_order="left"
-    )
 
 
 def positions(manifest: Manifest) -> tuple[list[str], pl.DataFrame]:
@@ -265,27 +313,6 @@ def _halves(buf: pa.Buffer, offset: int, n: int) -> pl.DataFrame:
     )
     assert isinstance(words, pl.Series)
     return pl.DataFrame({"h1": words.gather_every(2), "h2": words.gather_every(2, offset=1)})
-
-
-def _unique(df: pl.DataFrame) -> bool:
-    """Whether no two rows share the first half of their hash (a distinct count
-    is ~3x cheaper than finding the duplicates)."""
-    return bool(df.get_column("h1").n_unique() == df.height)
-
-
-def _with_occurrence(df: pl.DataFrame) -> pl.DataFrame:
-    """``occ``: how many earlier rows have the same hash (0 for most rows).
-
-    A window over all rows costs ~1.2 s per million; only rows whose first
-    half repeats (found in ~0.1 s) can have an earlier copy, so only they are
-    numbered."""
-    occ = pl.zeros(df.height, dtype=pl.UInt32, eager=True)
-    repeated = df.get_column("h1").is_duplicated()
-    if repeated.any():
-        idx = repeated.arg_true()
-        sub = df[idx].select(occ=pl.int_range(pl.len(), dtype=pl.UInt32).over(["h1", "h2"]))
-        occ = occ.scatter(idx, sub.get_column("occ"))
-    return df.with_columns(occ=occ)
 
 
 def _runs(placed: pl.DataFrame) -> pl.DataFrame:

@@ -64,8 +64,17 @@ from features.imports.chunking import ChunkWriter, assemble, columns_of
 from features.imports.compression import open_decoded
 from features.imports.context import BuildContext, WriteJob, Written
 from features.imports.csv_reader import WHITESPACE, CsvSource, detect_header, sniff
-from features.imports.dedup import _halves, _pieces, match, place, positions, too_fragmented
+from features.imports.dedup import (
+    COMPACT_MIN_PIECES,
+    COMPACT_MIN_RUN,
+    _halves,
+    _pieces,
+    place,
+    positions,
+    too_fragmented,
+)
 from features.imports.errors import ImportFailed
+from features.imports.matching import EXTERNAL_ROWS, SLICE_ROWS, Pairing, match, table_slices
 
 log = structlog.get_logger(__name__)
 # v2: lines hashed with the installation's secret, the file authenticated
@@ -87,7 +96,7 @@ class LineIndex(NamedTuple):
 
 
 class Scan(NamedTuple):
-    buf: Any  # the file's plain bytes (memory-mapped)
+    buf: Any  # the file's plain bytes, by slice (``_Lines``)
     header: bytes | None  # the hash of the header line
     hashes: bytes  # 16 bytes a data line
     spans: np.ndarray  # (start, end) of each data line in buf
@@ -141,36 +150,60 @@ def scanned(
         if size == 0:
             yield None
             return
-        with open(plain, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            yield _scan(buf, size, dialect, max_rows)
+        with open(plain, "rb") as f:
+            yield _scan(f.fileno(), size, dialect, max_rows)
     finally:
         if plain is not path:
             plain.unlink(missing_ok=True)
 
 
-def _scan(buf: Any, size: int, dialect: dict[str, Any], max_rows: int) -> Scan | None:
-    """Every line of the file, the header (if any) among them."""
-    pos = len(BOM) if buf[: len(BOM)] == BOM else 0
-    hashes, spans, count, window = [], [], 0, SCAN_WINDOW
+class _Lines:
+    """The file's bytes by slice (``Scan.buf``): the changed lines read where
+    they are, the file never mapped whole."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __getitem__(self, at: slice) -> bytes:
+        return os.pread(self.fd, at.stop - at.start, at.start)
+
+
+def _scan(fd: int, size: int, dialect: dict[str, Any], max_rows: int) -> Scan | None:
+    """Every line of the file, the header (if any) among them. The file is
+    mapped a window at a time: a whole 14 GB file would need that much
+    address space (past the import's limit) and count in its resident
+    memory as it is read."""
+    pos = len(BOM) if os.pread(fd, len(BOM), 0) == BOM else 0
+    hashes: list[bytes] = []
+    spans: list[np.ndarray] = []
+    count, window, secret = 0, SCAN_WINDOW, line_secret()
     while pos < size:
         stop = min(size, pos + window)
-        h, s, nxt = _records.split_hash(
-            buf, pos, stop, stop == size, dialect["delimiter"], secret=line_secret()
-        )
+        base = pos - pos % mmap.ALLOCATIONGRANULARITY
+        with mmap.mmap(fd, stop - base, offset=base, access=mmap.ACCESS_READ) as buf:
+            h, s, nxt = _records.split_hash(
+                buf,
+                pos - base,
+                stop - base,
+                stop == size,
+                dialect["delimiter"],
+                secret=secret,
+            )
         if not h and stop < size:
             window *= 2  # one line longer than the window
             continue
         hashes.append(h)
-        spans.append(s)
+        spans.append(np.frombuffer(s, dtype="<i8") + base)
         count += len(h) // 16
+        nxt += base
         # past the limit, or sure to get there (from the lines so far): stop
         # before holding 32 bytes a line of a file far too long to index
         if count > max_rows + 1 or count * size > 2 * max_rows * nxt:
             return None
         pos = nxt
     every = b"".join(hashes)
-    at = np.frombuffer(b"".join(spans), dtype="<i8").reshape(-1, 2)
-    return Scan(buf, None, every, at, None)
+    at = np.concatenate(spans).reshape(-1, 2) if spans else np.zeros((0, 2), np.int64)
+    return Scan(_Lines(fd), None, every, at, None)
 
 
 def with_header(scan: Scan | None, header: bool) -> Scan | None:
@@ -237,7 +270,11 @@ def reupload(ctx: BuildContext, job: WriteJob, index: LineIndex) -> Reuploaded |
             # lines are matched on the header the index had
             detecting = ex.submit(detect_header, path, job.options, fmt)
             dialect["header"] = index.fingerprint["header"]
-        built = _reupload(ctx, path, job.previous, index, job.options, dialect)
+        try:
+            built = _reupload(ctx, path, job.previous, index, job.options, dialect)
+        except OSError:  # the shortcut could not run (memory, disk): read every row
+            log.warning("re-upload by lines failed; reading every row", exc_info=True)
+            return None
         if detecting is not None:
             try:
                 if detecting.result() != dialect["header"]:
@@ -267,14 +304,15 @@ def _reupload(
             return None
         schema, manifest = previous
         rows = len(scan.spans)
-        chunks, at = positions(manifest)
-        old = pl.concat([_halves(pa.py_buffer(index.hashes), 0, len(at)), at], how="horizontal")
-        new = _halves(pa.py_buffer(scan.hashes), 0, rows)
-        unpaired, runs = place(match(new, old), len(chunks), settings.chunk_rows)
+        chunks = list(manifest.columns.chunks)
+        placed = _place(scan.hashes, index.hashes, manifest, settings.chunk_rows, ctx.work)
+        if placed is None:  # too fragmented to keep
+            return None
+        unpaired, runs = placed
         changed = unpaired.arg_true().to_numpy()
         progress.update(rows=rows - len(changed))
         progress.check()
-        if len(changed) > rows * (1 - MIN_PAIRED) or too_fragmented(runs.height, rows):
+        if len(changed) > rows * (1 - MIN_PAIRED):
             return None
         types = [c.type for c in schema.columns]
         nullable = [c.nullable for c in schema.columns]
@@ -289,6 +327,41 @@ def _reupload(
         written = Written(list(schema.names), types, nullable, pieces, rows, dialect)
         new_index = LineIndex(("", ""), index.fingerprint, scan.hashes)
         return Reuploaded(written, new_index, len(changed))
+
+
+def _place(
+    new: bytes, old: bytes, manifest: Manifest, chunk_rows: int, work: Path
+) -> tuple[pl.Series, pl.DataFrame] | None:
+    """The file's lines (``new`` hashes) paired with the table's (``old``,
+    a hash a row of ``manifest``) and placed, as ``dedup`` places rows: in
+    memory, or on disk past ``EXTERNAL_ROWS`` (``matching``); None when the
+    version would be too fragmented."""
+    rows, max_runs = len(new) // 16, max(COMPACT_MIN_PIECES, len(new) // 16 // COMPACT_MIN_RUN)
+    if max(rows, manifest.row_count) <= EXTERNAL_ROWS:
+        chunks, at = positions(manifest)
+        before = pl.concat([_halves(pa.py_buffer(old), 0, len(at)), at], how="horizontal")
+        unpaired, runs = place(
+            match(_halves(pa.py_buffer(new), 0, rows), before), len(chunks), chunk_rows
+        )
+        return None if too_fragmented(runs.height, rows) else (unpaired, runs)
+    pairing = Pairing(work, "lines")
+
+    def spill_old() -> None:
+        stored = np.frombuffer(old, dtype="<u8").reshape(-1, 2)
+        for first, chunk, pos in table_slices(manifest):
+            h = stored[first : first + len(chunk)]
+            pairing.add_old(h[:, 0], h[:, 1], chunk, pos)
+
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spill") as ex:
+            spilling = ex.submit(spill_old)  # the sides' buckets are apart: both at once
+            lines = np.frombuffer(new, dtype="<u8").reshape(-1, 2)
+            for lo in range(0, rows, SLICE_ROWS):
+                pairing.add_new(lines[lo : lo + SLICE_ROWS, 0], lines[lo : lo + SLICE_ROWS, 1])
+            spilling.result()
+        return pairing.place(len(manifest.columns.chunks), chunk_rows, max_runs)
+    finally:
+        pairing.close()
 
 
 def _parse_changed(

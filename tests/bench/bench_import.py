@@ -76,6 +76,15 @@ def _h(k: int) -> pl.Expr:
 
 
 def generate_csv(path: Path, rows: int) -> pl.DataFrame:
+    df = frame(0, rows)
+    df.write_csv(path)
+    return df
+
+
+def frame(start: int, rows: int) -> pl.DataFrame:
+    """Rows ``start`` to ``start + rows`` of the seeded table: each row is a
+    function of its number alone, so a large file is written batch by batch
+    (``bench_scale.py``) with the same rows as a small one's."""
     cities = [
         "Amsterdam",
         "Berlin",
@@ -100,12 +109,12 @@ def generate_csv(path: Path, rows: int) -> pl.DataFrame:
     ]
     statuses = ["new", "paid", "shipped", "cancelled"]
     words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
-    base = pl.DataFrame({"i": pl.int_range(0, rows, dtype=pl.Int64, eager=True)})
+    base = pl.DataFrame({"i": pl.int_range(start, start + rows, dtype=pl.Int64, eager=True)})
 
     def null_5pct(k: int, expr: pl.Expr) -> pl.Expr:
         return pl.when(_h(k) % 100 < 5).then(None).otherwise(expr)
 
-    df = base.select(
+    return base.select(
         pl.col("i").alias("id"),
         (_h(1) % 100_000 + 1).cast(pl.Int64).alias("customer_id"),
         null_5pct(2, _h(3) % 1_000).cast(pl.Int64).alias("quantity"),
@@ -132,8 +141,6 @@ def generate_csv(path: Path, rows: int) -> pl.DataFrame:
             + pl.duration(seconds=_h(17) % (5 * 365 * 86_400), milliseconds=_h(18) % 1_000)
         ).alias("created_at"),
     )
-    df.write_csv(path)
-    return df
 
 
 # --------------------------------------------------------------------------- floor
