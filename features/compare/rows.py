@@ -28,6 +28,7 @@ _projection_cache: LRU[tuple[str, tuple[tuple[str, str, str], ...]], np.ndarray]
 # reads chunks in parallel (Parquet decoding and hashing release the GIL);
 # one pool for the process, since starting threads per request costs ~5 ms
 POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="compare")
+HASH_BATCH = 16  # chunks whose hash columns are in hand at once (stored_hashes)
 
 # logical types whose values are exactly an int64
 _EXACT = {"integer", "date", "datetime", "datetime_tz"}
@@ -88,13 +89,19 @@ class TableRows:
         if len(positions) == 0:
             return out
         chunk_of, row, names = self._locate(positions)
-        wanted = np.unique(chunk_of)
+        order = np.argsort(chunk_of, kind="stable")
+        wanted, first = np.unique(chunk_of[order], return_index=True)
+        ends = np.append(first[1:], len(order))
         # each chunk's hash column is read (and cached) once; reads overlap
-        # on a few threads (Parquet decoding releases the GIL)
-        columns = deadline.map_on(POOL, lambda c: read_hashes(self.store, names[int(c)]), wanted)
-        for c, col in zip(wanted, columns, strict=True):
-            sel = chunk_of == c
-            out[sel] = col[row[sel]]
+        # on a few threads (Parquet decoding releases the GIL), a batch of
+        # chunks at a time: a 0.1 % edit of a 100M-row table touches all of
+        # its 763 chunks, 1.6 GB of hashes if held at once
+        for lo in range(0, len(wanted), HASH_BATCH):
+            batch = wanted[lo : lo + HASH_BATCH]
+            columns = deadline.map_on(POOL, lambda c: read_hashes(self.store, names[int(c)]), batch)
+            for k, col in enumerate(columns, lo):
+                sel = order[first[k] : ends[k]]
+                out[sel] = col[row[sel]]
         return out
 
     def read(self, positions: np.ndarray, columns: list[str]) -> pa.Table:
