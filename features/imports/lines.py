@@ -89,17 +89,22 @@ SCAN_WINDOW = 64 * 1024 * 1024
 BOM = b"\xef\xbb\xbf"
 
 
+# 16-byte line hashes one after the other
+Hashes = bytes | bytearray | memoryview
+
+
 class LineIndex(NamedTuple):
     table: tuple[str, str]  # (schema id, manifest id) of the table it describes
     fingerprint: dict[str, Any]
-    hashes: bytes  # 16 bytes a data line, in row order
+    hashes: Hashes  # 16 bytes a data line, in row order
 
 
 class Scan(NamedTuple):
     buf: Any  # the file's plain bytes, by slice (``_Lines``)
     header: bytes | None  # the hash of the header line
-    hashes: bytes  # 16 bytes a data line
-    spans: np.ndarray  # (start, end) of each data line in buf
+    hashes: Hashes  # 16 bytes a data line
+    # (start, end) of each data line in buf; (lines, 0) when not kept
+    spans: np.ndarray
     header_span: tuple[int, int] | None
 
 
@@ -129,7 +134,7 @@ def fingerprint(dialect: dict[str, Any], options: dict[str, Any], header: bytes 
 
 @contextmanager
 def scanned(
-    path: Path, dialect: dict[str, Any], work: Path, max_rows: int
+    path: Path, dialect: dict[str, Any], work: Path, max_rows: int, *, spans: bool = True
 ) -> Iterator[Scan | None]:
     """The file's lines found and hashed; None when the file has more than
     ``max_rows`` of them, is empty, or cannot be decompressed (the full import
@@ -151,7 +156,7 @@ def scanned(
             yield None
             return
         with open(plain, "rb") as f:
-            yield _scan(f.fileno(), size, dialect, max_rows)
+            yield _scan(f.fileno(), size, dialect, max_rows, spans=spans)
     finally:
         if plain is not path:
             plain.unlink(missing_ok=True)
@@ -168,14 +173,18 @@ class _Lines:
         return os.pread(self.fd, at.stop - at.start, at.start)
 
 
-def _scan(fd: int, size: int, dialect: dict[str, Any], max_rows: int) -> Scan | None:
+def _scan(
+    fd: int, size: int, dialect: dict[str, Any], max_rows: int, *, spans: bool = True
+) -> Scan | None:
     """Every line of the file, the header (if any) among them. The file is
     mapped a window at a time: a whole 14 GB file would need that much
     address space (past the import's limit) and count in its resident
     memory as it is read."""
     pos = len(BOM) if os.pread(fd, len(BOM), 0) == BOM else 0
-    hashes: list[bytes] = []
-    spans: list[np.ndarray] = []
+    # grown in place (a 10M-line file's 160 MB of hashes are not joined
+    # from parts into a second copy), each window's spans only when asked for
+    every = bytearray()
+    at: list[np.ndarray] = []
     count, window, secret = 0, SCAN_WINDOW, line_secret()
     while pos < size:
         stop = min(size, pos + window)
@@ -192,8 +201,9 @@ def _scan(fd: int, size: int, dialect: dict[str, Any], max_rows: int) -> Scan | 
         if not h and stop < size:
             window *= 2  # one line longer than the window
             continue
-        hashes.append(h)
-        spans.append(np.frombuffer(s, dtype="<i8") + base)
+        every += h
+        if spans:
+            at.append(np.frombuffer(s, dtype="<i8") + base)
         count += len(h) // 16
         nxt += base
         # past the limit, or sure to get there (from the lines so far): stop
@@ -201,9 +211,10 @@ def _scan(fd: int, size: int, dialect: dict[str, Any], max_rows: int) -> Scan | 
         if count > max_rows + 1 or count * size > 2 * max_rows * nxt:
             return None
         pos = nxt
-    every = b"".join(hashes)
-    at = np.concatenate(spans).reshape(-1, 2) if spans else np.zeros((0, 2), np.int64)
-    return Scan(_Lines(fd), None, every, at, None)
+    if not spans:
+        return Scan(_Lines(fd), None, every, np.zeros((count, 0), np.int64), None)
+    where = np.concatenate(at).reshape(-1, 2) if at else np.zeros((0, 2), np.int64)
+    return Scan(_Lines(fd), None, every, where, None)
 
 
 def with_header(scan: Scan | None, header: bool) -> Scan | None:
@@ -212,13 +223,15 @@ def with_header(scan: Scan | None, header: bool) -> Scan | None:
         return scan
     if not len(scan.spans):
         return None
-    first = (int(scan.spans[0, 0]), int(scan.spans[0, 1]))
-    return Scan(scan.buf, scan.hashes[:16], scan.hashes[16:], scan.spans[1:], first)
+    first = (int(scan.spans[0, 0]), int(scan.spans[0, 1])) if scan.spans.shape[1] else None
+    lines = memoryview(scan.hashes)  # slices without copies
+    return Scan(scan.buf, bytes(lines[:16]), lines[16:], scan.spans[1:], first)
 
 
 def scan_file(path: Path, dialect: dict[str, Any], work: Path, max_rows: int) -> Scan | None:
-    """``scanned`` for the hashes only (the file is closed again)."""
-    with scanned(path, dialect, work, max_rows) as scan:
+    """``scanned`` for the hashes only (the file is closed again; the lines'
+    places are not kept)."""
+    with scanned(path, dialect, work, max_rows, spans=False) as scan:
         return scan._replace(buf=None) if scan is not None else None
 
 
@@ -330,7 +343,7 @@ def _reupload(
 
 
 def _place(
-    new: bytes, old: bytes, manifest: Manifest, chunk_rows: int, work: Path
+    new: Hashes, old: Hashes, manifest: Manifest, chunk_rows: int, work: Path
 ) -> tuple[pl.Series, pl.DataFrame] | None:
     """The file's lines (``new`` hashes) paired with the table's (``old``,
     a hash a row of ``manifest``) and placed, as ``dedup`` places rows: in
@@ -425,7 +438,7 @@ def _secret_of(key: bytes) -> bytes:
     return blake3.blake3(b"xxh3 secret", key=key).digest(length=192)
 
 
-def _mac(dataset_id: Any, branch: str, table: str, head: dict[str, Any], hashes: bytes) -> str:
+def _mac(dataset_id: Any, branch: str, table: str, head: dict[str, Any], hashes: Hashes) -> str:
     """The index file's MAC: keyed BLAKE3 over where it belongs (dataset,
     branch, table), what it describes (schema, manifest, fingerprint) and
     every line hash. A file moved, edited or made by anyone without the

@@ -44,11 +44,11 @@ from core.objects import Manifest
 from core.storage import ObjectStore
 
 EXTERNAL_ROWS = 4_000_000
-GROUP_ROWS = 4_000_000
+GROUP_ROWS = 2_000_000
 RANGE_ROWS = 4_000_000
 SLICE_ROWS = 1 << 20
 BUCKETS = 256
-FLUSH_BYTES = 64 * 1024**2
+FLUSH_BYTES = 32 * 1024**2
 CHUNK_CACHE = 32  # chunks' hash columns kept while the parent's rows are read
 
 # records are columns of uint64 words: (h1, h2, row) new, (h1, h2, chunk << 32 |

@@ -242,6 +242,10 @@ def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> bool:
         "DSA_ADMIN_USER": ADMIN_USER,
         "DSA_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "DSA_LOG_LEVEL": "WARNING",
+        # one client timing thousands of requests: the per-user limits on
+        # requests and expensive ones (issue 15) would answer 429
+        "DSA_RATE_LIMIT_USER": "1000000/minute",
+        "DSA_EXPENSIVE_PER_USER": "64",
     }
     os.environ.update(env)
     api = None
