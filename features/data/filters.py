@@ -32,6 +32,7 @@ filter is true. ``x = null`` is refused (write ``x is null``).
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import re
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -430,6 +431,16 @@ def _datetime(t: Token, col: Column) -> dt.datetime:
     return value
 
 
+def _exact_in(value: Any, col: Column, kind: str) -> bool:
+    """Whether ``value`` is a value of ``col``'s type as it is (compared with
+    a chunk's extremes in that type without rounding)."""
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+    if kind == "decimal":
+        return isinstance(value, decimal.Decimal) and fits(value, parse_type(col.type))
+    return True
+
+
 def parse_filter(text: str, schema: Schema) -> pl.Expr:
     """``text`` as a boolean polars expression over ``schema``'s columns.
 
@@ -464,13 +475,19 @@ ZONE_MAX_VALUES = 64
 
 
 def _zone(col: Column, op: str, values: list[Any]) -> pl.Expr | None:
-    if kind_of(col.type) not in ZONE_KINDS or op == "!=" or len(values) > ZONE_MAX_VALUES:
+    kind = kind_of(col.type)
+    if kind not in ZONE_KINDS or op == "!=" or len(values) > ZONE_MAX_VALUES:
         return None
+    if not all(_exact_in(v, col, kind) for v in values):
+        return None  # `n < 1.5` on integers: the value as the column's type would round it
     lo, hi = pl.col(zone_min(col.name)), pl.col(zone_max(col.name))
     dtype = polars_type(col.type)
     parts = []
     for value in values:
-        v = pl.lit(value, dtype=dtype)
+        try:
+            v = pl.lit(value, dtype=dtype)
+        except Exception:  # noqa: BLE001 - a shortcut only: the filter decides
+            return None
         if op in ("=", "in"):
             parts.append((lo <= v) & (hi >= v))
         elif op == "<":

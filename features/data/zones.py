@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import structlog
 
@@ -78,11 +79,14 @@ def extremes(store: ObjectStore, key: str, column: str) -> tuple[Any, Any]:
 def _read(store: ObjectStore, key: str, column: str) -> tuple[Any, Any]:
     with contextlib.ExitStack() as stack:
         f = stack.enter_context(store.open_arrow(key))
-        meta = pq.ParquetFile(f).metadata
-        names = [meta.schema.column(i).path for i in range(meta.num_columns)]
-        if column not in names or meta.num_row_groups == 0:
+        pf = pq.ParquetFile(f)
+        meta, fields = pf.metadata, pf.schema_arrow
+        k = fields.get_field_index(column)
+        if k < 0 or meta.num_row_groups == 0 or pa.types.is_nested(fields.field(k).type):
             return _NOTHING
-        j = names.index(column)
+        # the column's leaf: after every leaf of the fields before it (a
+        # dotted path would confuse a column `a.b` with a struct's field)
+        j = sum(_leaves(fields.field(i).type) for i in range(k))
         lows, highs = [], []
         for g in range(meta.num_row_groups):
             stats = meta.row_group(g).column(j).statistics
@@ -95,3 +99,14 @@ def _read(store: ObjectStore, key: str, column: str) -> tuple[Any, Any]:
         if not lows:
             return _NOTHING
         return min(lows), max(highs)
+
+
+def _leaves(t: pa.DataType) -> int:
+    """How many Parquet leaf columns a field of type ``t`` is stored as."""
+    if pa.types.is_struct(t):
+        return sum(_leaves(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_map(t):
+        return _leaves(t.key_type) + _leaves(t.item_type)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _leaves(t.value_type)
+    return 1

@@ -133,6 +133,8 @@ class DedupWriter:
         if self._sink is not None:
             self._sink.close()
             self._sink = None
+        if self._pairing is not None:
+            self._pairing.stop.set()  # the parent's spill stops at its next slice
         running: list[Future[Any]] = [
             *self._hashing,
             *(f for f in (self._parent, self._parent_spilled) if f is not None),
@@ -149,7 +151,9 @@ class DedupWriter:
     def finish(self) -> Sequence[Piece]:
         if self._sink is not None:
             self._sink.close()
+            self._sink = None
         if self.rows == 0:
+            self.abandon()  # a parent spilled for nothing: stopped, its files gone
             return []
         if self._pairing is not None:
             return self._finish_external(self._pairing)

@@ -285,7 +285,7 @@ def reupload(ctx: BuildContext, job: WriteJob, index: LineIndex) -> Reuploaded |
             dialect["header"] = index.fingerprint["header"]
         try:
             built = _reupload(ctx, path, job.previous, index, job.options, dialect)
-        except OSError:  # the shortcut could not run (memory, disk): read every row
+        except (OSError, MemoryError):  # the shortcut could not run: read every row
             log.warning("re-upload by lines failed; reading every row", exc_info=True)
             return None
         if detecting is not None:

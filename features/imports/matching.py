@@ -31,6 +31,7 @@ large group, and meets the import's memory limit.
 from __future__ import annotations
 
 import shutil
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -170,6 +171,7 @@ class Pairing:
         self.new = Buckets(self.dir / "new", NEW)
         self.old = Buckets(self.dir / "old", OLD)
         self.new_rows = 0
+        self.stop = threading.Event()  # set: a spill in progress gives up (``spill_parent``)
 
     def add_new(self, h1: np.ndarray, h2: np.ndarray) -> None:
         idx = np.arange(self.new_rows, self.new_rows + len(h1), dtype=np.uint64)
@@ -330,6 +332,8 @@ def spill_parent(pairing: Pairing, store: ObjectStore, manifest: Manifest) -> No
         return cache[c]
 
     for _, chunk, pos in table_slices(manifest):
+        if pairing.stop.is_set():  # the import was abandoned (cancelled, failed)
+            return
         h = np.empty((len(chunk), 2), np.uint64)
         used, inverse = np.unique(chunk, return_inverse=True)
         order = np.argsort(inverse, kind="stable")

@@ -185,7 +185,8 @@ def compared(client: httpx.Client, stack: Stack, ds: str, base: str, head: str) 
 def exported(client: httpx.Client, ds: str, ref: str, fmt: str) -> dict[str, Any]:
     """One export read by curl (a Python client reading 1 MB blocks tops out
     near 120 MB/s here, below the server)."""
-    url = f"{client.base_url}api/v1/datasets/{ds}/refs/{ref}/export?format={fmt}"
+    base = str(client.base_url).rstrip("/")
+    url = f"{base}/api/v1/datasets/{ds}/refs/{ref}/export?format={fmt}"
     auth = f"Authorization: {client.headers['Authorization']}"
     t = time.perf_counter()
     out = subprocess.run(

@@ -25,9 +25,8 @@ from typing import Any
 
 import pytest
 
-from tests.bench.bench_formats import upload
-from tests.bench.bench_import import RssSampler, Stack, frame, free_port, login
-from tests.bench.bench_scale import edited, write_version
+from tests.bench.bench_import import Stack, frame, free_port, login
+from tests.bench.bench_scale import edited, imported, write_version
 
 pytestmark = pytest.mark.slow
 
@@ -48,17 +47,12 @@ def big() -> Iterator[tuple[Stack, Path]]:
 
 
 def _imported(stack: Stack, client: Any, ds: str, csv: Path) -> dict[str, Any]:
-    sampler = RssSampler(stack.worker_procs, interval=0.2)
-    sampler.start()
-    try:
-        got = upload(client, ds, csv, "big.csv")
-    finally:
-        sampler.stop()
-    job = got["job"]
-    assert job["state"] == "succeeded", job.get("error")
-    # the largest process of the worker's tree at its peak (VmHWM): the import's child
-    assert sampler.max_single <= PEAK_BYTES, sampler.max_single / 2**20
-    return dict(job["result"])
+    """The upload's job result (``upload`` fails on a failed job), the
+    import's process within ``PEAK_BYTES`` (the largest of the worker's
+    tree at its high-water mark: the import's child)."""
+    got = imported(client, stack, ds, csv, ROWS)
+    assert got["worker_peak_single_bytes"] <= PEAK_BYTES, got["worker_peak_single_bytes"] / 2**20
+    return dict(got["result"])
 
 
 def test_a_10m_row_table_imports_and_re_uploads_in_bounded_memory(

@@ -5,6 +5,7 @@ repeat rows, and chunks have tiny row groups so reads cross them."""
 
 from __future__ import annotations
 
+import decimal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -90,7 +92,8 @@ def _leaf() -> st.SearchStrategy[str]:
         st.builds(
             lambda op, v: f"n {op} {v}",
             st.sampled_from(["=", "!=", "<", "<=", ">", ">="]),
-            st.integers(-1, 16),
+            # values an integer column cannot hold exactly too: never rounded
+            st.one_of(st.integers(-1, 16), st.sampled_from(["1.5", "-0.5", "9.5", "1e30"])),
         ),
         st.builds(
             lambda op, v: f"f {op} {v}",
@@ -280,6 +283,9 @@ def test_chunks_their_extremes_rule_out_are_skipped_with_the_same_answer(
         ("n > 100 or s < 'a'", [False, False, False, False]),
         ("not (n >= 10)", [True, True, True, True]),  # a negation says nothing
         ("f > 100", [True, True, True, True]),  # floats may hold NaN: never skipped
+        ("n < 0.5", [True, True, True, True]),  # not an integer: never rounded to 0
+        ("n > 9.5", [True, True, True, True]),
+        ("n < 1e30", [True, True, True, True]),
     ],
 )
 def test_a_chunks_extremes_rule_it_out(
@@ -290,3 +296,57 @@ def test_a_chunks_extremes_rule_it_out(
     types = {c.name: c.type for c in COLUMNS}
     got = zones.may_match(store, [cid for cid, _ in made], zone, types, chunk_key)
     assert got.tolist() == kept
+
+
+def test_decimal_values_the_column_cannot_hold_never_skip_a_chunk(tmp_path: Path) -> None:
+    """Review of issue 19's chunk skipping: ``d < 1.005`` on decimal(10,2)
+    values 1.00–3.00 matches 1.00; rounding the value to the column's scale
+    (1.00) would rule the chunk out."""
+    cols = [Column("d", "decimal(10,2)")]
+    schema = Schema(tuple(cols))
+    store = LocalStore(tmp_path / "objects")
+    values = [decimal.Decimal(v) for v in ("1.00", "2.00", "3.00")]
+    table = pa.table({"d": pa.array(values, pa.decimal128(10, 2))}, schema=arrow_schema(cols))
+    cid, _ = write_chunk(store, table, cols, tmp_dir=tmp_path / "tmp")
+    for where, expected in [
+        ("d < 1.005", [0]),
+        ("d > 2.999", [2]),
+        ("d = 2.00", [1]),
+        ("d < 0.5", []),
+        ("d = 123456789012", []),
+    ]:
+        expr, zone = data_service.parse_filter_zones(where, schema)
+        if where == "d < 0.5":
+            assert zone is not None  # an exact value: the chunk is ruled out
+        s = get_settings()
+        old = s.query_cache_bytes
+        s.query_cache_bytes = 64
+        try:
+            query.clear_cache()
+            got = query.positions(
+                store,
+                Manifest((Piece(cid, 0, 3),)),
+                schema,
+                where=expr,
+                order=[],
+                key=(where, ""),
+                zone=zone,
+            )
+        finally:
+            s.query_cache_bytes = old
+        assert got[:].tolist() == expected, where
+
+
+def test_a_column_named_like_a_struct_field_reads_its_own_extremes(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "objects")
+    table = pa.table(
+        {
+            "a": pa.array([{"b": 100}, {"b": 200}], pa.struct([("b", pa.int64())])),
+            "a.b": pa.array(["x", "y"]),
+        }
+    )
+    path = tmp_path / "c.parquet"
+    pq.write_table(table, path)
+    store.put_file("chunks/test", path)
+    assert zones.extremes(store, "chunks/test", "a.b") == ("x", "y")
+    assert zones.extremes(store, "chunks/test", "a") == (None, None)  # a struct: no extremes

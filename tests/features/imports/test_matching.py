@@ -206,3 +206,28 @@ def test_lines_are_placed_on_disk_as_in_memory(
     assert on_disk[0].to_list() == in_memory[0].to_list()
     assert on_disk[1].rows() == in_memory[1].rows()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_file_against_a_big_parent_leaves_nothing_behind(
+    tmp_path: Path, small_chunks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review of issue 19: a file of no rows whose parent was being spilled
+    stops the spill and removes it (it went on to the end, and stayed)."""
+    store = LocalStore(tmp_path / "objects")
+    parent = _version(store, tmp_path / "w0", list(range(6000)), None)
+    monkeypatch.setattr(dedup, "EXTERNAL_ROWS", 1000)
+    work = tmp_path / "w1"
+    work.mkdir()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        writer = DedupWriter(
+            store,
+            COLUMNS,
+            work,
+            pool,
+            parent,
+            get_settings().chunk_rows,
+            lambda: ChunkWriter(store, COLUMNS, work, pool),
+        )
+        writer.add(_batch([]))
+        assert writer.finish() == []
+    assert [p.name for p in work.iterdir()] == []
