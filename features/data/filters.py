@@ -32,7 +32,6 @@ filter is true. ``x = null`` is refused (write ``x is null``).
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import re
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -44,6 +43,7 @@ from core.objects import Schema
 from core.schema import Column, kind_of, parse_type
 from features.data.dtypes import exact_literal, fits, polars_type
 from features.data.errors import InvalidFilter, InvalidSort, UnknownFilterColumn
+from features.data.zones import zone_of
 
 MAX_FILTER_CHARS = 8192
 MAX_DEPTH = 64
@@ -270,7 +270,7 @@ class _Parser:
                 _fail(t.pos, f"{col.type} column {col.name!r} takes only = and !=")
             self.advance()
             value = self.literal(col, t.text)
-            return _compare(c, t.text, value), _zone(col, t.text, [value])
+            return _compare(c, t.text, value), zone_of(col, t.text, [value])
         return self._other(col, ctok), None
 
     def _other(self, col: Column, ctok: Token) -> pl.Expr:
@@ -431,16 +431,6 @@ def _datetime(t: Token, col: Column) -> dt.datetime:
     return value
 
 
-def _exact_in(value: Any, col: Column, kind: str) -> bool:
-    """Whether ``value`` is a value of ``col``'s type as it is (compared with
-    a chunk's extremes in that type without rounding)."""
-    if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
-    if kind == "decimal":
-        return isinstance(value, decimal.Decimal) and fits(value, parse_type(col.type))
-    return True
-
-
 def parse_filter(text: str, schema: Schema) -> pl.Expr:
     """``text`` as a boolean polars expression over ``schema``'s columns.
 
@@ -459,46 +449,6 @@ def parse_filter_zones(text: str, schema: Schema) -> tuple[pl.Expr, pl.Expr | No
     (floats, which may hold NaN, ``!=``, ``not``, nulls, text search) may
     match anywhere."""
     return _Parser(text, schema).parse()
-
-
-def zone_min(column: str) -> str:
-    return f"{column}\0min"
-
-
-def zone_max(column: str) -> str:
-    return f"{column}\0max"
-
-
-# kinds whose Parquet min/max order is the filter's (floats may hold NaN)
-ZONE_KINDS = frozenset({"integer", "date", "time", "string", "decimal"})
-ZONE_MAX_VALUES = 64
-
-
-def _zone(col: Column, op: str, values: list[Any]) -> pl.Expr | None:
-    kind = kind_of(col.type)
-    if kind not in ZONE_KINDS or op == "!=" or len(values) > ZONE_MAX_VALUES:
-        return None
-    if not all(_exact_in(v, col, kind) for v in values):
-        return None  # `n < 1.5` on integers: the value as the column's type would round it
-    lo, hi = pl.col(zone_min(col.name)), pl.col(zone_max(col.name))
-    dtype = polars_type(col.type)
-    parts = []
-    for value in values:
-        try:
-            v = pl.lit(value, dtype=dtype)
-        except Exception:  # noqa: BLE001 - a shortcut only: the filter decides
-            return None
-        if op in ("=", "in"):
-            parts.append((lo <= v) & (hi >= v))
-        elif op == "<":
-            parts.append(lo < v)
-        elif op == "<=":
-            parts.append(lo <= v)
-        elif op == ">":
-            parts.append(hi > v)
-        else:
-            parts.append(hi >= v)
-    return pl.any_horizontal(parts) if len(parts) > 1 else parts[0]
 
 
 def parse_sort(text: str, schema: Schema) -> list[tuple[str, bool]]:

@@ -17,6 +17,7 @@ column (all nulls, a value too long for the writer to keep) may match.
 from __future__ import annotations
 
 import contextlib
+import decimal
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,12 +28,65 @@ import pyarrow.parquet as pq
 import structlog
 
 from core.lru import LRU
+from core.schema import Column, kind_of, parse_type
 from core.storage import ObjectStore
-from features.data.dtypes import polars_type
-from features.data.filters import zone_max, zone_min
+from features.data.dtypes import fits, polars_type
 
 log = structlog.get_logger(__name__)
 _NOTHING = (None, None)
+
+
+def zone_min(column: str) -> str:
+    return f"{column}\0min"
+
+
+def zone_max(column: str) -> str:
+    return f"{column}\0max"
+
+
+# kinds whose Parquet min/max order is the filter's (floats may hold NaN)
+ZONE_KINDS = frozenset({"integer", "date", "time", "string", "decimal"})
+ZONE_MAX_VALUES = 64
+
+
+def zone_of(col: Column, op: str, values: list[Any]) -> pl.Expr | None:
+    """What ``col op value`` asks of a chunk's extremes (an expression over
+    ``zone_min(col)``/``zone_max(col)``); None when it cannot say."""
+    kind = kind_of(col.type)
+    if kind not in ZONE_KINDS or op == "!=" or len(values) > ZONE_MAX_VALUES:
+        return None
+    if not all(_exact_in(v, col, kind) for v in values):
+        return None  # `n < 1.5` on integers: the value as the column's type would round it
+    lo, hi = pl.col(zone_min(col.name)), pl.col(zone_max(col.name))
+    dtype = polars_type(col.type)
+    parts = []
+    for value in values:
+        try:
+            v = pl.lit(value, dtype=dtype)
+        except Exception:  # noqa: BLE001 - a shortcut only: the filter decides
+            return None
+        if op in ("=", "in"):
+            parts.append((lo <= v) & (hi >= v))
+        elif op == "<":
+            parts.append(lo < v)
+        elif op == "<=":
+            parts.append(lo <= v)
+        elif op == ">":
+            parts.append(hi > v)
+        else:
+            parts.append(hi >= v)
+    return pl.any_horizontal(parts) if len(parts) > 1 else parts[0]
+
+
+def _exact_in(value: Any, col: Column, kind: str) -> bool:
+    """Whether ``value`` is a value of ``col``'s type as it is (compared with
+    a chunk's extremes in that type without rounding)."""
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+    if kind == "decimal":
+        return isinstance(value, decimal.Decimal) and fits(value, parse_type(col.type))
+    return True
+
 
 _extremes: LRU[tuple[str, str], tuple[Any, Any]] = LRU(
     max_items=1_000_000, max_bytes=64 * 1024**2, size_of=lambda t: 64 + sum(len(str(v)) for v in t)
