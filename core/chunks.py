@@ -292,9 +292,11 @@ _hash_columns: LRU[str, np.ndarray] = LRU(
 )
 
 
-def read_hashes(store: ObjectStore, cid: str) -> np.ndarray:
+def read_hashes(store: ObjectStore, cid: str, *, keep: bool = True) -> np.ndarray:
     """Every row hash of a chunk as an ``(rows, 2)`` uint64 array (16 bytes a
-    row), cached: comparing and merging versions match rows by these alone."""
+    row), cached unless ``keep`` is false (a pass over every chunk of a big
+    table, which would only churn the cache): comparing and merging versions
+    match rows by these alone."""
     got = _hash_columns.get(cid)
     if got is None:
         with opened(store, chunk_key(cid)) as pf:
@@ -303,7 +305,8 @@ def read_hashes(store: ObjectStore, cid: str) -> np.ndarray:
         buf = arr.buffers()[1]
         got = np.frombuffer(buf, dtype=np.uint64, count=2 * len(arr), offset=arr.offset * 16)
         got = got.reshape(-1, 2)
-        _hash_columns.put(cid, got)
+        if keep:
+            _hash_columns.put(cid, got)
     return got
 
 

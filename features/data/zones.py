@@ -16,7 +16,6 @@ column (all nulls, a value too long for the writer to keep) may match.
 
 from __future__ import annotations
 
-import contextlib
 import decimal
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,9 +23,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 import structlog
 
+from core.chunks import footer
 from core.lru import LRU
 from core.schema import Column, kind_of, parse_type
 from core.storage import ObjectStore
@@ -131,28 +130,27 @@ def extremes(store: ObjectStore, key: str, column: str) -> tuple[Any, Any]:
 
 
 def _read(store: ObjectStore, key: str, column: str) -> tuple[Any, Any]:
-    with contextlib.ExitStack() as stack:
-        f = stack.enter_context(store.open_arrow(key))
-        pf = pq.ParquetFile(f)
-        meta, fields = pf.metadata, pf.schema_arrow
-        k = fields.get_field_index(column)
-        if k < 0 or meta.num_row_groups == 0 or pa.types.is_nested(fields.field(k).type):
+    # the footer not kept in the chunks' cache: the extremes are kept here
+    meta = footer(store, key, keep=False)
+    fields = meta.schema.to_arrow_schema()
+    k = fields.get_field_index(column)
+    if k < 0 or meta.num_row_groups == 0 or pa.types.is_nested(fields.field(k).type):
+        return _NOTHING
+    # the column's leaf: after every leaf of the fields before it (a
+    # dotted path would confuse a column `a.b` with a struct's field)
+    j = sum(_leaves(fields.field(i).type) for i in range(k))
+    lows, highs = [], []
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(j).statistics
+        if stats is None or not stats.has_min_max:
+            if stats is not None and stats.null_count == meta.row_group(g).num_rows:
+                continue  # all null: no value to pass a comparison
             return _NOTHING
-        # the column's leaf: after every leaf of the fields before it (a
-        # dotted path would confuse a column `a.b` with a struct's field)
-        j = sum(_leaves(fields.field(i).type) for i in range(k))
-        lows, highs = [], []
-        for g in range(meta.num_row_groups):
-            stats = meta.row_group(g).column(j).statistics
-            if stats is None or not stats.has_min_max:
-                if stats is not None and stats.null_count == meta.row_group(g).num_rows:
-                    continue  # all null: no value to pass a comparison
-                return _NOTHING
-            lows.append(stats.min)
-            highs.append(stats.max)
-        if not lows:
-            return _NOTHING
-        return min(lows), max(highs)
+        lows.append(stats.min)
+        highs.append(stats.max)
+    if not lows:
+        return _NOTHING
+    return min(lows), max(highs)
 
 
 def _leaves(t: pa.DataType) -> int:

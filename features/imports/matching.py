@@ -38,9 +38,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
-from core.chunks import ROW_HASH_COLUMN, chunk_key
+from core.chunks import read_hashes
 from core.objects import Manifest
 from core.storage import ObjectStore
 
@@ -323,10 +322,7 @@ def spill_parent(pairing: Pairing, store: ObjectStore, manifest: Manifest) -> No
         if c in cache:
             cache.move_to_end(c)
             return cache[c]
-        with store.open_arrow(chunk_key(ids[c])) as f:
-            col = pq.read_table(f, columns=[ROW_HASH_COLUMN]).column(0).combine_chunks()
-        words = np.frombuffer(col.buffers()[1], dtype="<u8").reshape(-1, 2)
-        cache[c] = words[col.offset : col.offset + len(col)]
+        cache[c] = read_hashes(store, ids[c], keep=False)
         if len(cache) > CHUNK_CACHE:
             cache.popitem(last=False)
         return cache[c]
