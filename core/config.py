@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     url_import_attempts: int = 3
     url_import_max_seconds: Duration = 3600.0
     tmp_retention_s: float = 24 * 3600.0
-    line_index_max_rows: int = 10_000_000
+    line_index_max_rows: int = 1_000_000_000
     export_batch_rows: int = 65_536
     layout_cache_bytes: int = 4 * 1024**3
     layout_eager_bytes: int = 256 * 1024**2

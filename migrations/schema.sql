@@ -134,6 +134,13 @@ TABLE dataset_permission
   CONSTRAINT dataset_permission_user_id_fkey FOREIGN KEY (user_id) REFERENCES app_user(id) ON DELETE CASCADE
   CREATE UNIQUE INDEX dataset_permission_pkey ON public.dataset_permission USING btree (dataset_id, user_id)
 
+TABLE disjoint_rows
+  base_manifest_id text NOT NULL
+  head_manifest_id text NOT NULL
+  created_at timestamp with time zone NOT NULL DEFAULT now()
+  CONSTRAINT disjoint_rows_pkey PRIMARY KEY (base_manifest_id, head_manifest_id)
+  CREATE UNIQUE INDEX disjoint_rows_pkey ON public.disjoint_rows USING btree (base_manifest_id, head_manifest_id)
+
 TABLE job
   id uuid NOT NULL
   kind text NOT NULL

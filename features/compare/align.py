@@ -355,19 +355,22 @@ def align(
     read_head: HashReader,
     *,
     shortcut: bool = True,
+    by_hash: bool = True,
 ) -> Alignment:
     """Rules 1 and 2. ``shortcut=False`` skips rule 1 (tables whose rows are
-    compared on a projection, where stored rows do not say enough)."""
+    compared on a projection, where stored rows do not say enough);
+    ``by_hash=False`` skips rule 2 (the rows rule 1 leaves are known to
+    share no hash: ``service.remember_disjoint``)."""
     nb, nh = int(base.columns.length.sum()), int(head.columns.length.sum())
     ident = identity_segments(base, head) if shortcut else np.empty((0, 3), _I64)
     rest_b = complement(ident[:, 0], ident[:, 2], nb)
     rest_h = complement(ident[:, 1], ident[:, 2], nh)
-    if len(rest_b) and len(rest_h):
+    if by_hash and len(rest_b) and len(rest_h):
         mb, mh = match_by_hash(rest_b, read_base(rest_b), rest_h, read_head(rest_h))
-        by_hash = _runs(mb, mh)
+        hashed = _runs(mb, mh)
     else:
-        by_hash = np.empty((0, 3), _I64)
-    seg = np.concatenate([ident, by_hash]) if len(by_hash) else ident
+        hashed = np.empty((0, 3), _I64)
+    seg = np.concatenate([ident, hashed]) if len(hashed) else ident
     seg = seg[np.argsort(seg[:, 1], kind="stable")] if len(seg) else seg
     return Alignment(nb, nh, seg.astype(_I64).reshape(-1, 3))
 

@@ -17,7 +17,7 @@ import psycopg
 import pyarrow as pa
 import structlog
 
-from core import deadline
+from core import db, deadline
 from core.chunks import chunk_key
 from core.config import get_settings
 from core.errors import StoredObjectError
@@ -37,6 +37,7 @@ from features.stats import service as stats_service
 log = structlog.get_logger(__name__)
 FIRST_PAGE = 100  # the page a summary's client reads next (the routes' default limit)
 MAX_LIMIT = 1000
+Q = db.Queries(__file__)
 REMOVE, ADD, MODIFY = 0, 1, 2
 _OPS = {REMOVE: "remove", ADD: "add", MODIFY: "modify"}
 _EMPTY = Schema(())
@@ -135,8 +136,34 @@ def projection(
     return bcols, hcols
 
 
-def diff_table(base: TableVersion, head: TableVersion, primary_key: list[str] | None) -> TableDiff:
-    """Rules 1-4 of ``align`` for one table (no caching)."""
+def remember_disjoint(
+    conn: psycopg.Connection[Any], base_manifest: str, head_manifest: str
+) -> None:
+    """Record that the rows of two versions that are not the same stored row
+    on both sides share no row hash (an import that matched ``head`` against
+    ``base`` exhaustively knows it; decision 0041): their compare then skips
+    matching by hash, which reads the hashes of every row group an edit
+    touched (rule 2 of ``align``)."""
+    conn.execute(Q.remember_disjoint, {"base": base_manifest, "head": head_manifest})
+
+
+def _disjoint(conn: psycopg.Connection[Any], base: TableVersion, head: TableVersion) -> bool:
+    if base.entry is None or head.entry is None:
+        return False
+    row = conn.execute(Q.disjoint, {"a": base.entry.manifest, "b": head.entry.manifest}).fetchone()
+    return bool(row and row["known"])
+
+
+def diff_table(
+    base: TableVersion,
+    head: TableVersion,
+    primary_key: list[str] | None,
+    *,
+    disjoint: bool = False,
+) -> TableDiff:
+    """Rules 1-4 of ``align`` for one table (no caching); ``disjoint``: the
+    rows the sides do not share as stored rows are known to share no row
+    hash (``remember_disjoint``), so rule 2 finds nothing and is skipped."""
     deadline.check()
     sd = _schema_diff(base, head)
     bproj, hproj = projection(sd, base.schema, head.schema)
@@ -145,7 +172,11 @@ def diff_table(base: TableVersion, head: TableVersion, primary_key: list[str] | 
         key = list(primary_key)
     if base.entry and head.entry and same_columns(base.schema, head.schema):
         al = alignment.align(
-            base.manifest, head.manifest, base.rows.stored_hashes, head.rows.stored_hashes
+            base.manifest,
+            head.manifest,
+            base.rows.stored_hashes,
+            head.rows.stored_hashes,
+            by_hash=not disjoint,
         )
     elif hproj:
         al = alignment.align(
@@ -243,7 +274,7 @@ def compare(
     cache_key = (base_ref, head_ref, name, tuple(pk) if pk else None)
     td = _diffs.get(cache_key)
     if td is None:
-        td = diff_table(base, head, pk)
+        td = diff_table(base, head, pk, disjoint=_disjoint(conn, base, head))
         _diffs.put(cache_key, td)
     total = len(td.op)
     # a summary (limit=0) readies the read copies its first page will use:

@@ -33,14 +33,16 @@ log = structlog.get_logger(__name__)
 @dataclass(frozen=True)
 class TableBuild:
     """A table built by an import: its entry in the new commit, its part of
-    the job's result, the dialect read (provenance) and, for a CSV that
-    replaced a table, the line index of the table it makes (saved once the
-    version lands)."""
+    the job's result, the dialect read (provenance), for a CSV that
+    replaced a table the line index of the table it makes (saved once the
+    version lands), and whether its rows were matched exhaustively against
+    the version it replaced (``Written.disjoint``; decision 0041)."""
 
     entry: TableEntry
     result: dict[str, Any]
     dialect: dict[str, Any]
     index: lines.LineIndex | None = None
+    disjoint: bool = False
 
 
 def build_table(
@@ -63,10 +65,13 @@ def build_table(
         and get_settings().line_index_max_rows > 0
     )
     index = (
-        lines.load(*lines_at, table.name, current) if by_lines and current and lines_at else None
+        lines.load(*lines_at, table.name, current, ctx.work)
+        if by_lines and current and lines_at
+        else None
     )
     fast = lines.reupload(ctx, job, index) if index and job.previous else None
     if index is not None:
+        index.hashes.path.unlink(missing_ok=True)  # 16 bytes a row of the job's disk
         log.info("re-upload by lines" if fast else "line index not usable: reading every row")
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lines") as scanner:
         scanning = _scan_lines(ctx, job, scanner) if by_lines and fast is None else None
@@ -89,7 +94,8 @@ def build_table(
         hints = _suggestions(ctx, current, entry)
         if hints:
             result["schema_suggestions"] = hints
-    return TableBuild(entry, result, written.dialect, made)
+    disjoint = written.disjoint and ctx.request.mode == "replace" and current is not None
+    return TableBuild(entry, result, written.dialect, made, disjoint)
 
 
 def _suggestions(ctx: BuildContext, before: TableEntry, after: TableEntry) -> list[dict[str, Any]]:

@@ -86,3 +86,6 @@ class Written:
     pieces: Sequence[Piece]
     rows: int
     dialect: dict[str, Any] = field(default_factory=dict)
+    # the rows not re-used from the version replaced share no row hash with
+    # its rows left out (a match of every row against every row; decision 0041)
+    disjoint: bool = False

@@ -85,6 +85,10 @@ class DedupWriter:
         self._pairing: Pairing | None = None
         self._parent_spilled: Future[None] | None = None
         self.rows = 0
+        # set by ``finish`` when every row was matched against every parent
+        # row and the rows written fresh are those with no partner: none of
+        # them equals a parent row the version leaves out (decision 0041)
+        self.exhaustive = False
 
     @property
     def hashes(self) -> list[bytes]:
@@ -167,6 +171,7 @@ class DedupWriter:
             # too fragmented to read well: store this version afresh, in order
             return self._write(None)
         ids = parent_chunks + self._write(unmatched.to_arrow())
+        self.exhaustive = True
         return _pieces(ids, runs)
 
     def _finish_external(self, pairing: Pairing) -> Sequence[Piece]:
@@ -192,6 +197,7 @@ class DedupWriter:
             return self._write(None)
         unmatched, runs = placed
         ids = parent_chunks + self._write(unmatched.to_arrow())
+        self.exhaustive = True
         return _pieces(ids, runs)
 
     def _parent_rows(self, extra: list[str] | None = None) -> tuple[list[str], pl.DataFrame]:

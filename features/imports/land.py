@@ -30,6 +30,7 @@ from core.objects import (
 from core.schema import Column
 from core.storage import ObjectStore
 from features.auth import service as auth_service
+from features.compare import service as compare_service
 from features.datasets import service as datasets_service
 from features.imports.build import TableBuild
 from features.imports.context import ImportJob
@@ -76,6 +77,10 @@ def land(
 
     def succeed(conn: psycopg.Connection[Any], commit_id: str) -> None:
         jobs_service.succeed(conn, job.id, commit_id=commit_id, result=result, **done)
+        for name, table in built.items():
+            before = parent.tables.get(name)
+            if table.disjoint and before is not None and job.request.mode == "replace":
+                compare_service.remember_disjoint(conn, before.manifest, table.entry.manifest)
 
     if tables == parent.tables:
         # nothing to commit; still, the file's table is what the branch holds

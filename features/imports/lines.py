@@ -31,6 +31,11 @@ The index is a cache beside the versioned objects: one object per
 (dataset, branch, table) under ``lines/`` in the object store, 16 bytes a
 row, replaced by each import that lands there, so any worker of any node
 takes the fast path. Losing it only costs speed.
+
+Memory stays bounded whatever the file's length (issue 19): the scan writes
+its hashes and the lines' places to files in the job's work directory, the
+index is streamed to another (``line_index.Records``), and past
+``matching.EXTERNAL_ROWS`` the pairing runs on disk.
 """
 
 from __future__ import annotations
@@ -67,15 +72,19 @@ from features.imports.dedup import (
     positions,
     too_fragmented,
 )
+from features.imports.disjoint import fresh_rows_are_new
 from features.imports.errors import ImportFailed
 from features.imports.line_index import (  # noqa: F401 - the index's API, used as lines.*
+    BLOCK,
     MAGIC,
-    Hashes,
     LineIndex,
+    Records,
+    RecordWriter,
     index_key,
     line_secret,
     load,
     save,
+    work_file,
 )
 from features.imports.matching import EXTERNAL_ROWS, SLICE_ROWS, Pairing, match, table_slices
 
@@ -92,10 +101,13 @@ BOM = b"\xef\xbb\xbf"
 class Scan(NamedTuple):
     buf: Any  # the file's plain bytes, by slice (``_Lines``)
     header: bytes | None  # the hash of the header line
-    hashes: Hashes  # 16 bytes a data line
-    # (start, end) of each data line in buf; (lines, 0) when not kept
-    spans: np.ndarray
+    hashes: Records  # 16 bytes a data line, in a file of the work dir
+    spans: Records | None  # (start, end) of each data line in buf, when kept
     header_span: tuple[int, int] | None
+
+    @property
+    def rows(self) -> int:
+        return self.hashes.count
 
 
 def fingerprint(dialect: dict[str, Any], options: dict[str, Any], header: bytes | None) -> Any:
@@ -146,7 +158,12 @@ def scanned(
             yield None
             return
         with open(plain, "rb") as f:
-            yield _scan(f.fileno(), size, dialect, max_rows, spans=spans)
+            scan = _scan(f.fileno(), size, dialect, max_rows, work, spans=spans)
+            try:
+                yield scan
+            finally:
+                if scan is not None and scan.spans is not None:
+                    scan.spans.path.unlink(missing_ok=True)
     finally:
         if plain is not path:
             plain.unlink(missing_ok=True)
@@ -164,63 +181,63 @@ class _Lines:
 
 
 def _scan(
-    fd: int, size: int, dialect: dict[str, Any], max_rows: int, *, spans: bool = True
+    fd: int, size: int, dialect: dict[str, Any], max_rows: int, work: Path, *, spans: bool = True
 ) -> Scan | None:
     """Every line of the file, the header (if any) among them. The file is
-    mapped a window at a time: a whole 14 GB file would need that much
-    address space (past the import's limit) and count in its resident
-    memory as it is read."""
+    mapped a window at a time (a whole 14 GB file would need that much
+    address space, past the import's limit, and count in its resident
+    memory as it is read); hashes and places go to files in ``work``."""
     pos = len(BOM) if os.pread(fd, len(BOM), 0) == BOM else 0
-    # grown in place (a 10M-line file's 160 MB of hashes are not joined
-    # from parts into a second copy), each window's spans only when asked for
-    every = bytearray()
-    at: list[np.ndarray] = []
-    count, window, secret = 0, SCAN_WINDOW, line_secret()
-    while pos < size:
-        stop = min(size, pos + window)
-        base = pos - pos % mmap.ALLOCATIONGRANULARITY
-        with mmap.mmap(fd, stop - base, offset=base, access=mmap.ACCESS_READ) as buf:
-            h, s, nxt = _records.split_hash(
-                buf,
-                pos - base,
-                stop - base,
-                stop == size,
-                dialect["delimiter"],
-                secret=secret,
-            )
-        if not h and stop < size:
-            window *= 2  # one line longer than the window
-            continue
-        every += h
-        if spans:
-            at.append(np.frombuffer(s, dtype="<i8") + base)
-        count += len(h) // 16
-        nxt += base
-        # past the limit, or sure to get there (from the lines so far): stop
-        # before holding 32 bytes a line of a file far too long to index
-        if count > max_rows + 1 or count * size > 2 * max_rows * nxt:
-            return None
-        pos = nxt
-    if not spans:
-        return Scan(_Lines(fd), None, every, np.zeros((count, 0), np.int64), None)
-    where = np.concatenate(at).reshape(-1, 2) if at else np.zeros((0, 2), np.int64)
-    return Scan(_Lines(fd), None, every, where, None)
+    hashes = RecordWriter(work_file(work, "hashes"))
+    places = RecordWriter(work_file(work, "spans")) if spans else None
+    window, secret, done = SCAN_WINDOW, line_secret(), False
+    try:
+        while pos < size:
+            stop = min(size, pos + window)
+            base = pos - pos % mmap.ALLOCATIONGRANULARITY
+            with mmap.mmap(fd, stop - base, offset=base, access=mmap.ACCESS_READ) as buf:
+                h, s, nxt = _records.split_hash(
+                    buf, pos - base, stop - base, stop == size, dialect["delimiter"], secret=secret
+                )
+            if not h and stop < size:
+                window *= 2  # one line longer than the window
+                continue
+            hashes.add(h)
+            if places is not None:
+                places.add(np.frombuffer(s, dtype="<i8") + base)
+            nxt += base
+            # past the limit, or sure to get there (from the lines so far): stop
+            # before writing 32 bytes a line of a file far too long to index
+            if hashes.count > max_rows + 1 or hashes.count * size > 2 * max_rows * nxt:
+                return None
+            pos = nxt
+        done = True
+    finally:
+        found = hashes.close()
+        where = places.close() if places is not None else None
+        if not done:
+            for records in (found, where):
+                if records is not None:
+                    records.path.unlink(missing_ok=True)
+    return Scan(_Lines(fd), None, found, where, None)
 
 
 def with_header(scan: Scan | None, header: bool) -> Scan | None:
     """The scan with its first line taken as the header when there is one."""
     if scan is None or not header:
         return scan
-    if not len(scan.spans):
+    if not scan.rows:
         return None
-    first = (int(scan.spans[0, 0]), int(scan.spans[0, 1])) if scan.spans.shape[1] else None
-    lines = memoryview(scan.hashes)  # slices without copies
-    return Scan(scan.buf, bytes(lines[:16]), lines[16:], scan.spans[1:], first)
+    spans, first = scan.spans, None
+    if spans is not None:
+        start, end = spans.words(0, 1, "<i8")[0].tolist()
+        spans, first = spans.after(1), (start, end)
+    return Scan(scan.buf, scan.hashes.read(0, 1), scan.hashes.after(1), spans, first)
 
 
 def scan_file(path: Path, dialect: dict[str, Any], work: Path, max_rows: int) -> Scan | None:
-    """``scanned`` for the hashes only (the file is closed again; the lines'
-    places are not kept)."""
+    """``scanned`` for the hashes only (the file is closed again, its lines'
+    places not kept; the hashes' file stays in ``work``)."""
     with scanned(path, dialect, work, max_rows, spans=False) as scan:
         return scan._replace(buf=None) if scan is not None else None
 
@@ -238,7 +255,7 @@ def index_of(
     if scan is None:
         return None
     scan = with_header(scan, bool(dialect["header"]))
-    if scan is None or len(scan.spans) != rows:
+    if scan is None or scan.rows != rows:
         return None
     fp = fingerprint(dialect, options, scan.header)
     if fp is None:
@@ -278,13 +295,17 @@ def reupload(ctx: BuildContext, job: WriteJob, index: LineIndex) -> Reuploaded |
         except (OSError, MemoryError):  # the shortcut could not run: read every row
             log.warning("re-upload by lines failed; reading every row", exc_info=True)
             return None
-        if detecting is not None:
-            try:
-                if detecting.result() != dialect["header"]:
-                    return None
-            except ImportFailed:
-                return None
+        if detecting is not None and built is not None and not _same_header(detecting, dialect):
+            built.index.hashes.path.unlink(missing_ok=True)
+            return None
     return built
+
+
+def _same_header(detecting: Any, dialect: dict[str, Any]) -> bool:
+    try:
+        return bool(detecting.result() == dialect["header"])
+    except ImportFailed:
+        return False
 
 
 def _reupload(
@@ -295,76 +316,108 @@ def _reupload(
     options: dict[str, Any],
     dialect: dict[str, Any],
 ) -> Reuploaded | None:
+    with scanned(path, dialect, ctx.work, get_settings().line_index_max_rows) as lines:
+        built = None
+        try:
+            built = _by_lines(ctx, path, previous, index, options, dialect, lines)
+        finally:
+            if built is None and lines is not None:
+                lines.hashes.path.unlink(missing_ok=True)  # 16 bytes a line of the disk
+        return built
+
+
+def _by_lines(
+    ctx: BuildContext,
+    path: Path,
+    previous: tuple[Schema, Manifest],
+    index: LineIndex,
+    options: dict[str, Any],
+    dialect: dict[str, Any],
+    lines: Scan | None,
+) -> Reuploaded | None:
     settings = get_settings()
     progress = ctx.progress
-    with scanned(path, dialect, ctx.work, settings.line_index_max_rows) as lines:
-        scan = with_header(lines, bool(dialect["header"]))
-        if scan is None or not len(scan.spans):
+    scan = with_header(lines, bool(dialect["header"]))
+    if scan is None or not scan.rows:
+        return None
+    progress.check()  # a cancel stops here; the scan is the longest step
+    progress.update(bytes_read=path.stat().st_size)
+    if fingerprint(dialect, options, scan.header) != index.fingerprint:
+        return None
+    schema, manifest = previous
+    rows = scan.rows
+    chunks = list(manifest.columns.chunks)
+    placed = _place(scan.hashes, index.hashes, manifest, settings.chunk_rows, ctx.work)
+    if placed is None:  # too fragmented to keep
+        return None
+    unpaired, runs = placed
+    if unpaired.sum() > rows * (1 - MIN_PAIRED):
+        return None
+    changed = unpaired.arg_true().to_numpy()
+    progress.update(rows=rows - len(changed))
+    progress.check()
+    types = [c.type for c in schema.columns]
+    nullable = [c.nullable for c in schema.columns]
+    new_chunks: list[str] = []
+    if len(changed):
+        parsed = _parse_changed(scan, changed, dialect, ctx.work, ctx.store, schema)
+        if parsed is None:
             return None
-        progress.check()  # a cancel stops here; the scan is the longest step
-        progress.update(bytes_read=path.stat().st_size)
-        if fingerprint(dialect, options, scan.header) != index.fingerprint:
-            return None
-        schema, manifest = previous
-        rows = len(scan.spans)
-        chunks = list(manifest.columns.chunks)
-        placed = _place(scan.hashes, index.hashes, manifest, settings.chunk_rows, ctx.work)
-        if placed is None:  # too fragmented to keep
-            return None
-        unpaired, runs = placed
-        changed = unpaired.arg_true().to_numpy()
-        progress.update(rows=rows - len(changed))
-        progress.check()
-        if len(changed) > rows * (1 - MIN_PAIRED):
-            return None
-        types = [c.type for c in schema.columns]
-        nullable = [c.nullable for c in schema.columns]
-        new_chunks: list[str] = []
-        if len(changed):
-            parsed = _parse_changed(scan, changed, dialect, ctx.work, ctx.store, schema)
-            if parsed is None:
-                return None
-            new_chunks, file_nullable = parsed
-            nullable = [a or b for a, b in zip(nullable, file_nullable, strict=True)]
-        pieces = _pieces(chunks + new_chunks, runs)
-        written = Written(list(schema.names), types, nullable, pieces, rows, dialect)
-        new_index = LineIndex(("", ""), index.fingerprint, scan.hashes)
-        return Reuploaded(written, new_index, len(changed))
+        new_chunks, file_nullable = parsed
+        nullable = [a or b for a, b in zip(nullable, file_nullable, strict=True)]
+    pieces = _pieces(chunks + new_chunks, runs)
+    progress.check()
+    apart = fresh_rows_are_new(ctx.store, manifest, runs, new_chunks)
+    written = Written(list(schema.names), types, nullable, pieces, rows, dialect, apart)
+    new_index = LineIndex(("", ""), index.fingerprint, scan.hashes)
+    return Reuploaded(written, new_index, len(changed))
 
 
 def _place(
-    new: Hashes, old: Hashes, manifest: Manifest, chunk_rows: int, work: Path
+    new: Records, old: Records, manifest: Manifest, chunk_rows: int, work: Path
 ) -> tuple[pl.Series, pl.DataFrame] | None:
     """The file's lines (``new`` hashes) paired with the table's (``old``,
     a hash a row of ``manifest``) and placed, as ``dedup`` places rows: in
     memory, or on disk past ``EXTERNAL_ROWS`` (``matching``); None when the
     version would be too fragmented."""
-    rows, max_runs = len(new) // 16, max(COMPACT_MIN_PIECES, len(new) // 16 // COMPACT_MIN_RUN)
+    rows, max_runs = new.count, max(COMPACT_MIN_PIECES, new.count // COMPACT_MIN_RUN)
     if max(rows, manifest.row_count) <= EXTERNAL_ROWS:
         chunks, at = positions(manifest)
-        before = pl.concat([_halves(pa.py_buffer(old), 0, len(at)), at], how="horizontal")
+        before = pl.concat([_halves(pa.py_buffer(old.all()), 0, len(at)), at], how="horizontal")
         unpaired, runs = place(
-            match(_halves(pa.py_buffer(new), 0, rows), before), len(chunks), chunk_rows
+            match(_halves(pa.py_buffer(new.all()), 0, rows), before), len(chunks), chunk_rows
         )
         return None if too_fragmented(runs.height, rows) else (unpaired, runs)
     pairing = Pairing(work, "lines")
 
     def spill_old() -> None:
-        stored = np.frombuffer(old, dtype="<u8").reshape(-1, 2)
         for first, chunk, pos in table_slices(manifest):
-            h = stored[first : first + len(chunk)]
+            h = old.words(first, first + len(chunk))
             pairing.add_old(h[:, 0], h[:, 1], chunk, pos)
 
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spill") as ex:
             spilling = ex.submit(spill_old)  # the sides' buckets are apart: both at once
-            lines = np.frombuffer(new, dtype="<u8").reshape(-1, 2)
             for lo in range(0, rows, SLICE_ROWS):
-                pairing.add_new(lines[lo : lo + SLICE_ROWS, 0], lines[lo : lo + SLICE_ROWS, 1])
+                h = new.words(lo, lo + SLICE_ROWS)
+                pairing.add_new(h[:, 0], h[:, 1])
             spilling.result()
         return pairing.place(len(manifest.columns.chunks), chunk_rows, max_runs)
     finally:
         pairing.close()
+
+
+def _places(spans: Records, changed: np.ndarray) -> Iterator[tuple[int, int]]:
+    """The (start, end) of each ``changed`` line (ascending), read from the
+    spans' file a block at a time, only the stretch each block needs."""
+    step = BLOCK // 16
+    block = changed // step
+    cuts = np.flatnonzero(np.diff(block)) + 1
+    for part in np.split(changed, cuts):
+        if len(part):
+            lo = int(part[0])
+            words = spans.words(lo, int(part[-1]) + 1, "<i8")
+            yield from words[part - lo].tolist()
 
 
 def _parse_changed(
@@ -383,7 +436,8 @@ def _parse_changed(
     with open(mini, "wb") as f:
         if scan.header_span is not None:
             f.write(buf[scan.header_span[0] : scan.header_span[1]] + b"\n")
-        for start, end in scan.spans[changed].tolist():
+        assert scan.spans is not None
+        for start, end in _places(scan.spans, changed):
             f.write(buf[start:end])
             f.write(b"\n")
     options = {

@@ -68,6 +68,7 @@ class _Table(BaseModel):
     row_count: int = Field(ge=0)
     result: dict[str, Any]
     dialect: dict[str, Any]
+    disjoint: bool = False
 
 
 class _Built(BaseModel):
@@ -111,6 +112,7 @@ def encode(source: dict[str, Any], built: dict[str, TableBuild]) -> dict[str, An
             "row_count": t.entry.row_count,
             "result": t.result,
             "dialect": t.dialect,
+            "disjoint": t.disjoint,
         }
         for name, t in built.items()
     }
@@ -133,7 +135,12 @@ def decode(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, TableBuild]]:
     if got.source is None or not (got.tables or got.source.get("not_modified") is True):
         raise DsaError("the import failed because of an internal error; it has been logged")
     built = {
-        name: TableBuild(TableEntry(t.schema_id, t.manifest, t.row_count), t.result, t.dialect)
+        name: TableBuild(
+            TableEntry(t.schema_id, t.manifest, t.row_count),
+            t.result,
+            t.dialect,
+            disjoint=t.disjoint,
+        )
         for name, t in (got.tables or {}).items()
     }
     return got.source, built

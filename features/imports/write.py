@@ -169,7 +169,8 @@ def _write_pass(ctx: BuildContext, job: WriteJob, preferred: dict[str, str]) -> 
         nullable = [nullable[names.index(n)] for n in order]
         final = [final[names.index(n)] for n in order]
         names = list(order)
-    return Written(names, final, nullable, pieces, src.rows, src.dialect)
+    disjoint = type(writer) is DedupWriter and writer.exhaustive  # not an upsert's
+    return Written(names, final, nullable, pieces, src.rows, src.dialect, disjoint)
 
 
 def _speculative_pass(

@@ -78,7 +78,8 @@ APPEND_ONLY = ("audit_log",)
 # not copied: the target's own (schema_migration), caches whose objects are
 # not copied (layout, stored_export), what only running writers hold (write_hold),
 # digests, statistics and quality reports recomputed when asked for
-# (table_digest, table_stats, quality_result), and webhooks' delivery logs
+# (table_digest, table_stats, quality_result), imports' hints that spare a
+# compare its reads (disjoint_rows), and webhooks' delivery logs
 # (a restored installation does not post the source's events again)
 SKIPPED = (
     "schema_migration",
@@ -86,6 +87,7 @@ SKIPPED = (
     "stored_export",
     "write_hold",
     "table_digest",
+    "disjoint_rows",
     "table_stats",
     "quality_result",
     "webhook_delivery",

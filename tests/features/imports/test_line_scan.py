@@ -9,6 +9,7 @@ import errno
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from features.imports import lines
@@ -32,17 +33,50 @@ def test_the_scan_by_windows_finds_the_lines_one_window_finds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = _csv(tmp_path, 40_000)
+
+    def seen(scan: lines.Scan) -> tuple[bytes, list[list[int]]]:
+        assert scan.spans is not None
+        return scan.hashes.all(), scan.spans.words(0, scan.rows, "<i8").tolist()
+
     with lines.scanned(path, DIALECT, tmp_path, 10**6) as whole:
         assert whole is not None
-        expected = (whole.hashes, whole.spans.tolist())
+        expected = seen(whole)
     monkeypatch.setattr(lines, "SCAN_WINDOW", 5000)  # ~100 windows, lines cut at their ends
     with lines.scanned(path, DIALECT, tmp_path, 10**6) as scan:
-        assert scan is not None
-        assert (scan.hashes, scan.spans.tolist()) == expected
+        assert scan is not None and scan.rows == 40_001
+        assert seen(scan) == expected
         data = path.read_bytes()
-        for start, end in scan.spans[[0, 1, 7, 39_999, 40_000]].tolist():
+        for start, end in [expected[1][i] for i in (0, 1, 7, 39_999, 40_000)]:
             assert scan.buf[start:end] == data[start:end]
-        assert scan.buf[int(scan.spans[8, 0]) : int(scan.spans[8, 1])].startswith(b'7,"text 7\n')
+        start, end = expected[1][8]
+        assert scan.buf[start:end].startswith(b'7,"text 7\n')
+
+
+def test_changed_lines_are_found_in_the_spans_file_block_by_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _csv(tmp_path, 40_000)
+    monkeypatch.setattr(lines, "BLOCK", 16 * 1000)  # 41 blocks of places
+    with lines.scanned(path, DIALECT, tmp_path, 10**6) as scan:
+        assert scan is not None and scan.spans is not None
+        every = scan.spans.words(0, scan.rows, "<i8").tolist()
+        changed = np.array([0, 1, 999, 1000, 1001, 17_500, 39_999, 40_000])
+        assert list(lines._places(scan.spans, changed)) == [every[i] for i in changed]
+        assert list(lines._places(scan.spans, np.array([], np.int64))) == []
+
+
+def test_a_scan_keeps_its_hashes_in_the_work_dir_and_drops_its_places(tmp_path: Path) -> None:
+    path = _csv(tmp_path, 1000)
+    work = tmp_path / "work"
+    with lines.scanned(path, DIALECT, work, 10**6) as scan:
+        assert scan is not None and scan.spans is not None
+        assert scan.hashes.path.stat().st_size == 16 * 1001
+        spans = scan.spans.path
+        assert spans.exists()
+    assert not spans.exists() and scan.hashes.path.exists()
+    with lines.scanned(path, DIALECT, work, 10) as too_long:
+        assert too_long is None
+    assert sorted(p.name for p in work.iterdir()) == [scan.hashes.path.name]
 
 
 def test_a_line_scan_that_fails_costs_speed_not_the_import(

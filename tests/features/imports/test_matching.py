@@ -199,13 +199,22 @@ def test_lines_are_placed_on_disk_as_in_memory(
     new = np.concatenate([old[:3000], old[2900:3100], rng.integers(0, 2**63, (40, 2), np.uint64)])
     ids = [f"{i:064x}" for i in range(3)]
     manifest = Manifest.from_columns(ids, [0, 1, 2, 0], [0, 0, 0, 2000], [2000, 1000, 1000, 1000])
-    in_memory = lines._place(new.tobytes(), old.tobytes(), manifest, 1000, tmp_path)
+    files = tmp_path / "hashes"
+    files.mkdir()
+    (files / "new").write_bytes(new.tobytes())
+    (files / "old").write_bytes(b"head" + old.tobytes())
+    new_file = lines.Records(files / "new", 0, len(new))
+    old_file = lines.Records(files / "old", 4, len(old))
+    work = tmp_path / "work"
+    work.mkdir()
+    in_memory = lines._place(new_file, old_file, manifest, 1000, work)
     monkeypatch.setattr(lines, "EXTERNAL_ROWS", 1000)
-    on_disk = lines._place(new.tobytes(), old.tobytes(), manifest, 1000, tmp_path)
+    monkeypatch.setattr(lines, "SLICE_ROWS", 700)  # slices that cut pieces and files
+    on_disk = lines._place(new_file, old_file, manifest, 1000, work)
     assert in_memory is not None and on_disk is not None
     assert on_disk[0].to_list() == in_memory[0].to_list()
     assert on_disk[1].rows() == in_memory[1].rows()
-    assert list(tmp_path.iterdir()) == []
+    assert list(work.iterdir()) == []
 
 
 def test_an_empty_file_against_a_big_parent_leaves_nothing_behind(
