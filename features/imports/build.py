@@ -10,6 +10,7 @@ here touches a ref: landing is ``land``'s.
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -64,15 +65,20 @@ def build_table(
         and not ctx.request.options.get("column_map")  # the index knows the file's names
         and get_settings().line_index_max_rows > 0
     )
+    began = time.perf_counter()
     index = (
         lines.load(*lines_at, table.name, current, ctx.work)
         if by_lines and current and lines_at
         else None
     )
+    load_s = round(time.perf_counter() - began, 3)
     fast = lines.reupload(ctx, job, index) if index and job.previous else None
     if index is not None:
         index.hashes.path.unlink(missing_ok=True)  # 16 bytes a row of the job's disk
-        log.info("re-upload by lines" if fast else "line index not usable: reading every row")
+        if fast is not None:
+            log.info("re-upload by lines", load_s=load_s, **fast.seconds)
+        else:
+            log.info("line index not usable: reading every row")
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lines") as scanner:
         scanning = _scan_lines(ctx, job, scanner) if by_lines and fast is None else None
         written = fast.written if fast is not None else write_table(ctx, job)

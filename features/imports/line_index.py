@@ -90,12 +90,16 @@ class RecordWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.file = open(path, "wb")  # noqa: SIM115 - closed by ``close``
-        self.count = 0
+        self.bytes = 0
+
+    @property
+    def count(self) -> int:
+        return self.bytes // 16
 
     def add(self, data: bytes | np.ndarray) -> None:
         raw = memoryview(data if isinstance(data, bytes) else data.data).cast("B")
         self.file.write(raw)
-        self.count += len(raw) // 16
+        self.bytes += len(raw)
 
     def close(self) -> Records:
         self.file.close()
@@ -144,6 +148,7 @@ def load(
     (missing, damaged, stale or unreachable: None, and the import reads in
     full), streamed to a file in ``work`` while its MAC is checked."""
     key = index_key(dataset_id, branch, table)
+    path: Path | None = None
     try:
         with get_store().open(key) as f:
             if f.read(len(MAGIC)) != MAGIC:
@@ -157,12 +162,16 @@ def load(
             path = work_file(work, "index")
             out = RecordWriter(path)
             try:
-                while block := f.read(BLOCK):
+                left = 16 * entry.row_count + 1  # one byte more than it may hold: too long
+                while left > 0 and (block := f.read(min(BLOCK, left))):
                     check.update(block)
                     out.add(block)
+                    left -= len(block)
             finally:
                 hashes = out.close()
     except (DsaError, OSError):
+        if path is not None:
+            path.unlink(missing_ok=True)
         return None
     if path.stat().st_size != 16 * entry.row_count or not hmac.compare_digest(
         mac.encode(), check.hexdigest().encode()
@@ -189,6 +198,7 @@ def _head(line: bytes, entry: TableEntry) -> dict[str, Any] | None:
 
 
 def work_file(work: Path, kind: str) -> Path:
+    """A new empty file in ``work`` for records of ``kind``."""
     work.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f"lines-{kind}-", dir=work)
     os.close(fd)

@@ -43,6 +43,7 @@ from __future__ import annotations
 import mmap
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -266,11 +267,13 @@ def index_of(
 @dataclass(frozen=True)
 class Reuploaded:
     """A table built by lines: what was written, the new table's index
-    (``table`` filled in once its manifest is known) and the lines parsed."""
+    (``table`` filled in once its manifest is known), the lines parsed and
+    the seconds each step took (logged)."""
 
     written: Written
     index: LineIndex
     parsed_rows: int
+    seconds: dict[str, float]
 
 
 def reupload(ctx: BuildContext, job: WriteJob, index: LineIndex) -> Reuploaded | None:
@@ -316,10 +319,12 @@ def _reupload(
     options: dict[str, Any],
     dialect: dict[str, Any],
 ) -> Reuploaded | None:
+    began = time.perf_counter()
     with scanned(path, dialect, ctx.work, get_settings().line_index_max_rows) as lines:
         built = None
         try:
-            built = _by_lines(ctx, path, previous, index, options, dialect, lines)
+            seconds = {"scan_s": round(time.perf_counter() - began, 3)}
+            built = _by_lines(ctx, path, previous, index, options, dialect, lines, seconds)
         finally:
             if built is None and lines is not None:
                 lines.hashes.path.unlink(missing_ok=True)  # 16 bytes a line of the disk
@@ -334,6 +339,7 @@ def _by_lines(
     options: dict[str, Any],
     dialect: dict[str, Any],
     lines: Scan | None,
+    seconds: dict[str, float],
 ) -> Reuploaded | None:
     settings = get_settings()
     progress = ctx.progress
@@ -347,7 +353,9 @@ def _by_lines(
     schema, manifest = previous
     rows = scan.rows
     chunks = list(manifest.columns.chunks)
+    began = time.perf_counter()
     placed = _place(scan.hashes, index.hashes, manifest, settings.chunk_rows, ctx.work)
+    seconds["match_s"] = round(time.perf_counter() - began, 3)
     if placed is None:  # too fragmented to keep
         return None
     unpaired, runs = placed
@@ -359,6 +367,7 @@ def _by_lines(
     types = [c.type for c in schema.columns]
     nullable = [c.nullable for c in schema.columns]
     new_chunks: list[str] = []
+    began = time.perf_counter()
     if len(changed):
         parsed = _parse_changed(scan, changed, dialect, ctx.work, ctx.store, schema)
         if parsed is None:
@@ -366,11 +375,14 @@ def _by_lines(
         new_chunks, file_nullable = parsed
         nullable = [a or b for a, b in zip(nullable, file_nullable, strict=True)]
     pieces = _pieces(chunks + new_chunks, runs)
+    seconds["parse_s"] = round(time.perf_counter() - began, 3)
     progress.check()
+    began = time.perf_counter()
     apart = fresh_rows_are_new(ctx.store, manifest, runs, new_chunks)
+    seconds["check_s"] = round(time.perf_counter() - began, 3)
     written = Written(list(schema.names), types, nullable, pieces, rows, dialect, apart)
     new_index = LineIndex(("", ""), index.fingerprint, scan.hashes)
-    return Reuploaded(written, new_index, len(changed))
+    return Reuploaded(written, new_index, len(changed), seconds)
 
 
 def _place(

@@ -103,3 +103,27 @@ def test_a_line_scan_that_fails_costs_speed_not_the_import(
         .json()["rows"]
     )
     assert rows[7] == [7, 70]
+
+
+def test_an_index_streams_back_and_one_too_long_or_altered_is_refused(tmp_path: Path) -> None:
+    from core.objects import TableEntry
+    from core.storage import get_store
+
+    store = get_store()
+    data = tmp_path / "hashes"
+    data.write_bytes(bytes(range(256)) * 10)  # 160 records
+    entry = TableEntry("a" * 64, "b" * 64, 160)
+    index = lines.LineIndex(("a" * 64, "b" * 64), {"delimiter": ","}, lines.Records(data, 0, 160))
+    lines.save("ds", "main", "t", index)
+    work = tmp_path / "work"
+    got = lines.load("ds", "main", "t", entry, work)
+    assert got is not None and got.hashes.all() == data.read_bytes()
+    assert got.fingerprint == {"delimiter": ","} and got.table == index.table
+    key = lines.index_key("ds", "main", "t")
+    raw = store.get(key)
+    for bad in (raw + b"\0" * 16, raw[:-16], raw[:-1] + bytes([raw[-1] ^ 1])):
+        store.put(key, bad)
+        assert lines.load("ds", "main", "t", entry, work) is None
+    store.put(key, raw)
+    assert lines.load("ds", "main", "t", TableEntry("a" * 64, "b" * 64, 161), work) is None
+    assert [p.name for p in work.iterdir()] == [got.hashes.path.name]
