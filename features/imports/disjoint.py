@@ -12,8 +12,8 @@ The full path knows it for free (``dedup.DedupWriter`` matched every row
 against every parent row). The line path does not: lines pair by their
 bytes, and a line written another way ("1.50" for "1.5") can hold the row
 an unpaired line of the old file held. So it checks: the fresh rows' hashes
-(few) against the hashes of the rows left out, read chunk by chunk and
-dropped as it goes.
+(few) against the hashes of the rows left out, read chunk by chunk (only the
+row groups that hold them) and dropped as it goes.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import polars as pl
 
-from core.chunks import read_hashes
+from core.chunks import ROW_HASH_COLUMN, read_hashes, take_rows
 from core.objects import Manifest
 from core.storage import ObjectStore
 
@@ -75,13 +75,12 @@ def fresh_rows_are_new(
     parts = [read_hashes(store, c, keep=False) for c in fresh_chunks]
     if sum(len(p) for p in parts) > MAX_FRESH:
         return False
-    fresh = pl.DataFrame(np.concatenate(parts), schema=["h1", "h2"], orient="row").unique()
+    fresh = _frame(np.concatenate(parts)).unique()
     del parts
     ids = manifest.columns.chunks
 
     def hit(c: int) -> bool:
-        h = read_hashes(store, ids[c], keep=False)[left[c]]
-        old = pl.DataFrame(h, schema=["h1", "h2"], orient="row")
+        old = _frame(_hashes_at(store, ids[c], left[c]))
         return old.join(fresh, on=["h1", "h2"], how="semi").height > 0
 
     chunks = sorted(left)
@@ -90,3 +89,18 @@ def fresh_rows_are_new(
             if any(pool.map(hit, chunks[lo : lo + 4])):
                 return False
     return True
+
+
+def _frame(h: np.ndarray) -> pl.DataFrame:
+    return pl.DataFrame({"h1": h[:, 0], "h2": h[:, 1]})
+
+
+def _hashes_at(store: ObjectStore, cid: str, rows: np.ndarray) -> np.ndarray:
+    """The row hashes of a chunk's ``rows`` (sorted, unique) as an (n, 2)
+    uint64 array, decoding only the row groups that hold them."""
+    col = take_rows(store, cid, rows, (ROW_HASH_COLUMN,)).column(0)
+    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    words = np.frombuffer(
+        arr.buffers()[1], dtype=np.uint64, count=2 * len(arr), offset=arr.offset * 16
+    )
+    return words.reshape(-1, 2)
