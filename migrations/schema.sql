@@ -135,11 +135,13 @@ TABLE dataset_permission
   CREATE UNIQUE INDEX dataset_permission_pkey ON public.dataset_permission USING btree (dataset_id, user_id)
 
 TABLE disjoint_rows
+  dataset_id uuid NOT NULL
   base_manifest_id text NOT NULL
   head_manifest_id text NOT NULL
   created_at timestamp with time zone NOT NULL DEFAULT now()
-  CONSTRAINT disjoint_rows_pkey PRIMARY KEY (base_manifest_id, head_manifest_id)
-  CREATE UNIQUE INDEX disjoint_rows_pkey ON public.disjoint_rows USING btree (base_manifest_id, head_manifest_id)
+  CONSTRAINT disjoint_rows_dataset_fkey FOREIGN KEY (dataset_id) REFERENCES dataset(id) ON DELETE CASCADE
+  CONSTRAINT disjoint_rows_pkey PRIMARY KEY (dataset_id, base_manifest_id, head_manifest_id)
+  CREATE UNIQUE INDEX disjoint_rows_pkey ON public.disjoint_rows USING btree (dataset_id, base_manifest_id, head_manifest_id)
 
 TABLE job
   id uuid NOT NULL

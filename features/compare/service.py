@@ -92,7 +92,8 @@ class TableDiff:
         }
 
 
-_diffs: LRU[tuple[str, str, str, tuple[str, ...] | None], TableDiff] = LRU(max_items=32)
+# by dataset too: a diff may rest on what the dataset's imports recorded (decision 0041)
+_diffs: LRU[tuple[uuid.UUID, str, str, str, tuple[str, ...] | None], TableDiff] = LRU(max_items=32)
 
 
 def same_columns(a: Schema, b: Schema) -> bool:
@@ -137,20 +138,29 @@ def projection(
 
 
 def remember_disjoint(
-    conn: psycopg.Connection[Any], base_manifest: str, head_manifest: str
+    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, base_manifest: str, head_manifest: str
 ) -> None:
-    """Record that the rows of two versions that are not the same stored row
-    on both sides share no row hash (an import that matched ``head`` against
-    ``base`` exhaustively knows it; decision 0041): their compare then skips
-    matching by hash, which reads the hashes of every row group an edit
-    touched (rule 2 of ``align``)."""
-    conn.execute(Q.remember_disjoint, {"base": base_manifest, "head": head_manifest})
+    """Record that the rows of two versions of the dataset that are not the
+    same stored row on both sides share no row hash (an import that matched
+    ``head`` against ``base`` exhaustively knows it; decision 0041): their
+    compare then skips matching by hash, which reads the hashes of every row
+    group an edit touched (rule 2 of ``align``). Kept per dataset: what one
+    dataset's import says is not taken for another's versions."""
+    conn.execute(
+        Q.remember_disjoint,
+        {"dataset_id": dataset_id, "base": base_manifest, "head": head_manifest},
+    )
 
 
-def _disjoint(conn: psycopg.Connection[Any], base: TableVersion, head: TableVersion) -> bool:
+def _disjoint(
+    conn: psycopg.Connection[Any], dataset_id: uuid.UUID, base: TableVersion, head: TableVersion
+) -> bool:
     if base.entry is None or head.entry is None:
         return False
-    row = conn.execute(Q.disjoint, {"a": base.entry.manifest, "b": head.entry.manifest}).fetchone()
+    row = conn.execute(
+        Q.disjoint,
+        {"dataset_id": dataset_id, "a": base.entry.manifest, "b": head.entry.manifest},
+    ).fetchone()
     return bool(row and row["known"])
 
 
@@ -271,10 +281,10 @@ def compare(
     name = pick_table(base_c, head_c, table)
     base, head = versions(store, base_c, head_c, name)
     pk = list(dataset["primary_key"]) if dataset.get("primary_key") else None
-    cache_key = (base_ref, head_ref, name, tuple(pk) if pk else None)
+    cache_key = (dataset_id, base_ref, head_ref, name, tuple(pk) if pk else None)
     td = _diffs.get(cache_key)
     if td is None:
-        td = diff_table(base, head, pk, disjoint=_disjoint(conn, base, head))
+        td = diff_table(base, head, pk, disjoint=_disjoint(conn, dataset_id, base, head))
         _diffs.put(cache_key, td)
     total = len(td.op)
     # a summary (limit=0) readies the read copies its first page will use:

@@ -72,9 +72,12 @@ def build_table(
         else None
     )
     load_s = round(time.perf_counter() - began, 3)
-    fast = lines.reupload(ctx, job, index) if index and job.previous else None
+    try:
+        fast = lines.reupload(ctx, job, index) if index and job.previous else None
+    finally:
+        if index is not None:
+            index.hashes.path.unlink(missing_ok=True)  # 16 bytes a row of the job's disk
     if index is not None:
-        index.hashes.path.unlink(missing_ok=True)  # 16 bytes a row of the job's disk
         if fast is not None:
             log.info("re-upload by lines", load_s=load_s, **fast.seconds)
         else:
@@ -93,6 +96,8 @@ def build_table(
             made = lines.index_of(
                 scan, written.dialect, ctx.request.options, written.rows, schema, manifest
             )
+            if made is None and scan is not None:
+                scan.hashes.path.unlink(missing_ok=True)
     result: dict[str, Any] = {"rows": written.rows, "table_rows": total}
     if fast is not None:
         result["parsed_rows"] = fast.parsed_rows  # the rest are lines the table already had

@@ -22,20 +22,26 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
+import structlog
 
 from core.chunks import ROW_HASH_COLUMN, read_hashes, take_rows
 from core.objects import Manifest
 from core.storage import ObjectStore
 
-# past this many fresh rows the check is not made (the compare matches by
-# hash, as without it): their hashes are held while the old rows are read
+log = structlog.get_logger(__name__)
+
+# past this many fresh rows, or rows left out, the check is not made (the
+# compare matches by hash, as without it): the fresh rows' hashes are held
+# while the old rows are read, the left-out rows' places all at once
 MAX_FRESH = 4_000_000
+MAX_LEFT_OUT = 8_000_000
 
 
-def _left_out(manifest: Manifest, runs: pl.DataFrame) -> dict[int, np.ndarray]:
+def _left_out(manifest: Manifest, runs: pl.DataFrame) -> dict[int, np.ndarray] | None:
     """Chunk index → rows of that chunk the old version (``manifest``) uses
     more often than the new one (``runs``: chunk index, start, length;
-    indexes past the old chunks are fresh rows)."""
+    indexes past the old chunks are fresh rows); None past ``MAX_LEFT_OUT``
+    of them."""
     cols = manifest.columns
     n_old = len(cols.chunks)
     runs = runs.filter(pl.col("chunk") < n_old)
@@ -45,6 +51,7 @@ def _left_out(manifest: Manifest, runs: pl.DataFrame) -> dict[int, np.ndarray]:
     sign = np.r_[np.ones(len(cols.chunk), np.int64), -np.ones(runs.height, np.int64)]
     order = np.argsort(chunk, kind="stable")
     out: dict[int, np.ndarray] = {}
+    held = 0
     bounds = np.flatnonzero(np.diff(chunk[order])) + 1
     for part in np.split(order, bounds):
         if not len(part):
@@ -56,25 +63,46 @@ def _left_out(manifest: Manifest, runs: pl.DataFrame) -> dict[int, np.ndarray]:
         np.add.at(diff, s + n, -w)
         count = np.cumsum(diff[:-1])
         rows = np.flatnonzero(count > 0)
+        held += len(rows)
+        if held > MAX_LEFT_OUT:
+            return None
         if len(rows):
             out[int(chunk[part[0]])] = rows
     return out
 
 
 def fresh_rows_are_new(
+    store: ObjectStore,
+    manifest: Manifest,
+    runs: pl.DataFrame,
+    fresh_chunks: list[str],
+    fresh_rows: int,
+) -> bool:
+    """Whether no row of ``fresh_chunks`` (the new version's ``fresh_rows``
+    rows written afresh) has the hash of a row of ``manifest`` the new
+    version (``runs`` over the old chunks, then the fresh ones) leaves out.
+    False when the check is too big to make or cannot be made: the claim is
+    an optional shortcut for compare, never a reason to fail an import."""
+    if not fresh_chunks or not fresh_rows:
+        return True
+    if fresh_rows > MAX_FRESH:
+        return False
+    try:
+        return _check(store, manifest, runs, fresh_chunks)
+    except Exception:  # noqa: BLE001 - unreadable chunk, store down: no claim
+        log.warning("could not check that the fresh rows are new", exc_info=True)
+        return False
+
+
+def _check(
     store: ObjectStore, manifest: Manifest, runs: pl.DataFrame, fresh_chunks: list[str]
 ) -> bool:
-    """Whether no row of ``fresh_chunks`` (the new version's rows written
-    afresh) has the hash of a row of ``manifest`` the new version (``runs``
-    over the old chunks, then the fresh ones) leaves out."""
-    if not fresh_chunks:
-        return True
     left = _left_out(manifest, runs)
+    if left is None:
+        return False
     if not left:
         return True
     parts = [read_hashes(store, c, keep=False) for c in fresh_chunks]
-    if sum(len(p) for p in parts) > MAX_FRESH:
-        return False
     fresh = _frame(np.concatenate(parts)).unique()
     del parts
     ids = manifest.columns.chunks

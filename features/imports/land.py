@@ -80,7 +80,9 @@ def land(
         for name, table in built.items():
             before = parent.tables.get(name)
             if table.disjoint and before is not None and job.request.mode == "replace":
-                compare_service.remember_disjoint(conn, before.manifest, table.entry.manifest)
+                compare_service.remember_disjoint(
+                    conn, job.dataset_id, before.manifest, table.entry.manifest
+                )
 
     if tables == parent.tables:
         # nothing to commit; still, the file's table is what the branch holds

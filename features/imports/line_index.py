@@ -217,10 +217,14 @@ def save(dataset_id: Any, branch: str, table: str, index: LineIndex) -> None:
     for block in index.hashes.blocks():
         mac.update(block)
     head["mac"] = mac.hexdigest()
+    line = MAGIC + json.dumps(head, sort_keys=True).encode() + b"\n"
+    if len(line) - len(MAGIC) > HEAD_MAX:  # ``load`` would refuse it: keep none
+        log.info("line index not kept: its head is too long", bytes=len(line))
+        return
     path = work_file(get_settings().tmp_dir, "save")
     try:
         with open(path, "wb") as f:
-            f.write(MAGIC + json.dumps(head, sort_keys=True).encode() + b"\n")
+            f.write(line)
             for block in index.hashes.blocks():
                 f.write(block)
         get_store().put_file(index_key(dataset_id, branch, table), path, move=True)

@@ -190,9 +190,10 @@ def _scan(
     memory as it is read); hashes and places go to files in ``work``."""
     pos = len(BOM) if os.pread(fd, len(BOM), 0) == BOM else 0
     hashes = RecordWriter(work_file(work, "hashes"))
-    places = RecordWriter(work_file(work, "spans")) if spans else None
+    places: RecordWriter | None = None
     window, secret, done = SCAN_WINDOW, line_secret(), False
     try:
+        places = RecordWriter(work_file(work, "spans")) if spans else None
         while pos < size:
             stop = min(size, pos + window)
             base = pos - pos % mmap.ALLOCATIONGRANULARITY
@@ -378,7 +379,7 @@ def _by_lines(
     seconds["parse_s"] = round(time.perf_counter() - began, 3)
     progress.check()
     began = time.perf_counter()
-    apart = fresh_rows_are_new(ctx.store, manifest, runs, new_chunks)
+    apart = fresh_rows_are_new(ctx.store, manifest, runs, new_chunks, len(changed))
     seconds["check_s"] = round(time.perf_counter() - began, 3)
     written = Written(list(schema.names), types, nullable, pieces, rows, dialect, apart)
     new_index = LineIndex(("", ""), index.fingerprint, scan.hashes)

@@ -274,8 +274,11 @@ def _save_line_indexes(job: ImportJob, built: dict[str, TableBuild]) -> None:
     land is never used (``lines.load`` checks the manifest)."""
     for name, table in built.items():
         if table.index is not None:
-            with contextlib.suppress(OSError, DsaError):  # a cache: losing it costs speed
-                lines.save(job.dataset_id, job.branch, name, table.index)
+            try:
+                with contextlib.suppress(OSError, DsaError):  # a cache: losing it costs speed
+                    lines.save(job.dataset_id, job.branch, name, table.index)
+            finally:
+                table.index.hashes.path.unlink(missing_ok=True)
 
 
 def _land_rebasing(

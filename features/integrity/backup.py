@@ -266,6 +266,7 @@ def restore(source: Path) -> Summary:
         _empty_or_refuse(conn)
         # (and the caches and logs that point at datasets: a target's own)
         emptied = [t for t in TABLES if t not in APPEND_ONLY] + [
+            "disjoint_rows",
             "quality_result",
             "webhook_delivery",
             "webhook_attempt",

@@ -5,6 +5,7 @@ answer as with it (``align``'s rule 2)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from core import db
 from core.objects import Manifest, get_commit
 from core.storage import get_store
 from features.compare import service as compare_service
-from features.imports import lines
+from features.imports import disjoint, lines
 from features.imports.disjoint import _left_out
 from tests.conftest import import_csv, make_dataset
 from tests.features.imports.test_concurrent_writers import ctx  # noqa: F401
@@ -43,8 +44,27 @@ def test_rows_left_out_are_what_the_old_version_uses_more_often() -> None:
     got = {c: rows.tolist() for c, rows in _left_out(old, runs).items()}
     # chunk 0: rows 0-5 and 5-6 used (row 5 twice); left: 6, 7 (twice, once), 8, 9
     assert got == {0: [6, 7, 8, 9], 1: [0]}
-    nothing = {c: rows.tolist() for c, rows in _left_out(old, runs.clear()).items()}
-    assert nothing == {0: list(range(10)), 1: list(range(5))}
+    everything = _left_out(old, runs.clear())
+    assert everything is not None
+    assert {c: r.tolist() for c, r in everything.items()} == {0: list(range(10)), 1: list(range(5))}
+
+
+def test_a_check_too_big_or_unreadable_claims_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review of issue 19: the check is an optional shortcut; its limits
+    hold before anything is read, and a failure costs the claim, not the
+    import."""
+    ids = [f"{i:064x}" for i in range(2)]
+    old = Manifest.from_columns(ids[:1], [0], [0], [10])
+    runs = pl.DataFrame(
+        {"chunk": [0, 1], "start": [0, 0], "length": [5, 5]},
+        schema={"chunk": pl.UInt64, "start": pl.UInt64, "length": pl.UInt64},
+    )
+    store = get_store()
+    assert not disjoint.fresh_rows_are_new(store, old, runs, [ids[1]], 5)  # no such chunk
+    monkeypatch.setattr(disjoint, "MAX_FRESH", 4)
+    assert not disjoint.fresh_rows_are_new(store, old, runs, [ids[1]], 5)
+    monkeypatch.setattr(disjoint, "MAX_LEFT_OUT", 4)
+    assert disjoint._left_out(old, runs) is None
 
 
 def _hint(before: str, after: str) -> bool:
@@ -106,6 +126,15 @@ def test_a_reupload_records_that_its_fresh_rows_are_new(
     )
     assert r.status_code == 200, r.text
     assert r.json()["summary"] == summary
+    # what one dataset's import recorded is not taken for another's versions
+    store = get_store()
+    base, head = compare_service.versions(
+        store, get_commit(store, got["v1"]), get_commit(store, got["v2"]), "t"
+    )
+    with db.transaction() as conn:
+        assert compare_service._disjoint(conn, uuid.UUID(got["ds"]), base, head)
+        assert compare_service._disjoint(conn, uuid.UUID(got["ds"]), head, base)
+        assert not compare_service._disjoint(conn, uuid.uuid4(), base, head)
 
 
 def test_a_line_written_otherwise_holding_a_row_left_out_records_nothing(
