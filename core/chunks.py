@@ -300,14 +300,19 @@ def read_hashes(store: ObjectStore, cid: str, *, keep: bool = True) -> np.ndarra
     got = _hash_columns.get(cid)
     if got is None:
         with opened(store, chunk_key(cid)) as pf:
-            col = pf.read(columns=[ROW_HASH_COLUMN]).column(0)
-        arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-        buf = arr.buffers()[1]
-        got = np.frombuffer(buf, dtype=np.uint64, count=2 * len(arr), offset=arr.offset * 16)
-        got = got.reshape(-1, 2)
+            got = hash_words(pf.read(columns=[ROW_HASH_COLUMN]).column(0))
         if keep:
             _hash_columns.put(cid, got)
     return got
+
+
+def hash_words(col: pa.ChunkedArray) -> np.ndarray:
+    """A ``_row_hash`` column (16-byte values) as an ``(rows, 2)`` uint64
+    array, without copying when it is one chunk."""
+    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    buf = arr.buffers()[1]
+    words = np.frombuffer(buf, dtype=np.uint64, count=2 * len(arr), offset=arr.offset * 16)
+    return words.reshape(-1, 2)
 
 
 def take_rows(

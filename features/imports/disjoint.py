@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 import structlog
 
-from core.chunks import ROW_HASH_COLUMN, read_hashes, take_rows
+from core.chunks import ROW_HASH_COLUMN, hash_words, read_hashes, take_rows
 from core.objects import Manifest
 from core.storage import ObjectStore
 
@@ -126,9 +126,4 @@ def _frame(h: np.ndarray) -> pl.DataFrame:
 def _hashes_at(store: ObjectStore, cid: str, rows: np.ndarray) -> np.ndarray:
     """The row hashes of a chunk's ``rows`` (sorted, unique) as an (n, 2)
     uint64 array, decoding only the row groups that hold them."""
-    col = take_rows(store, cid, rows, (ROW_HASH_COLUMN,)).column(0)
-    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-    words = np.frombuffer(
-        arr.buffers()[1], dtype=np.uint64, count=2 * len(arr), offset=arr.offset * 16
-    )
-    return words.reshape(-1, 2)
+    return hash_words(take_rows(store, cid, rows, (ROW_HASH_COLUMN,)).column(0))
