@@ -35,11 +35,13 @@ takes the fast path. Losing it only costs speed.
 Memory stays bounded whatever the file's length (issue 19): the scan writes
 its hashes and the lines' places to files in the job's work directory, the
 index is streamed to another (``line_index.Records``), and past
-``matching.EXTERNAL_ROWS`` the pairing runs on disk.
+``matching.EXTERNAL_ROWS`` the pairing compares the lines in place first
+(``aligned``, decision 0042), else runs on disk.
 """
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import shutil
@@ -59,7 +61,7 @@ import structlog
 from core.config import get_settings
 from core.objects import Manifest, Schema
 from core.storage import ObjectStore
-from features.imports import _records  # type: ignore[attr-defined]  # C extension
+from features.imports import _records, aligned  # type: ignore[attr-defined]  # _records: C
 from features.imports.chunking import ChunkWriter, assemble, columns_of
 from features.imports.compression import open_decoded
 from features.imports.context import BuildContext, WriteJob, Written
@@ -391,8 +393,8 @@ def _place(
 ) -> tuple[pl.Series, pl.DataFrame] | None:
     """The file's lines (``new`` hashes) paired with the table's (``old``,
     a hash a row of ``manifest``) and placed, as ``dedup`` places rows: in
-    memory, or on disk past ``EXTERNAL_ROWS`` (``matching``); None when the
-    version would be too fragmented."""
+    memory, or past ``EXTERNAL_ROWS`` in place (``aligned``) or else on
+    disk (``matching``); None when the version would be too fragmented."""
     rows, max_runs = new.count, max(COMPACT_MIN_PIECES, new.count // COMPACT_MIN_RUN)
     if max(rows, manifest.row_count) <= EXTERNAL_ROWS:
         chunks, at = positions(manifest)
@@ -401,6 +403,8 @@ def _place(
             match(_halves(pa.py_buffer(new.all()), 0, rows), before), len(chunks), chunk_rows
         )
         return None if too_fragmented(runs.height, rows) else (unpaired, runs)
+    with contextlib.suppress(aligned.Misaligned):  # most lines stand where they were
+        return aligned.place(new, old, manifest, chunk_rows, max_runs, EXTERNAL_ROWS)
     pairing = Pairing(work, "lines")
 
     def spill_old() -> None:

@@ -197,7 +197,7 @@ class Pairing:
         self._pair(hits)
         hits.flush()
         masks: list[pl.Series] = []
-        runs = _Runs()
+        runs = Runs()
         placed_new = 0  # unmatched rows placed so far: the next one's place
         for r, lo in enumerate(range(0, rows, span)):
             n = min(span, rows - lo)
@@ -248,7 +248,7 @@ def _groups(counts: np.ndarray) -> Iterator[list[int]]:
         yield group
 
 
-class _Runs:
+class Runs:
     """Runs of rows at consecutive positions of one chunk, range by range,
     a run carried over a range's end when the next range continues it."""
 
