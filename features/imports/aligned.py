@@ -2,33 +2,36 @@
 first (decision 0042).
 
 A re-upload mostly repeats its lines where they were: line i of the new
-file *is* row i of the version it replaces, but for the few lines edited.
-Pairing by hash on disk (``matching.Pairing``, decision 0039) writes and
-sorts every hash of both sides (~35 s of a 100M-row re-upload on a quiet
-machine); comparing the two hash files place by place reads each once.
-The result must be the one the pairing by hash and occurrence gives (the
-k-th copy of a line with the k-th copy), so that a re-upload by lines and a
-full import make the same version. Three passes, in slices:
+file *is* row i + d of the version it replaces (d changing only where lines
+were inserted or deleted), but for the few lines edited. Pairing by hash on
+disk (``matching.Pairing``, decision 0039) writes and sorts every hash of
+both sides (~32 s of a 100M-row re-upload on a quiet machine); walking the
+two hash files side by side reads each once. The result must be the one
+the pairing by hash and occurrence gives (the k-th copy of a line with the
+k-th copy), so that a re-upload by lines and a full import make the same
+version. Three passes, in slices:
 
-1. **Compare in place.** Lines ``i`` where the new and the old hash differ,
-   and the longer side's tail, are *left over*; the rest pair with
-   themselves for now.
+1. **Walk** (``_Walk``): new line i against old line i + d. Lines that
+   differ are *left over* on both sides; where they differ to a slice's
+   end, a few later lines are looked up near their place to find a new d
+   (an insertion or deletion; the lines skipped are left over). The map
+   from new places to old ones keeps the order.
 2. **Find the copies.** A hash left over on either side is *unsettled*:
    its copies may pair otherwise than in place. Every line paired in place
    whose hash is unsettled (its first half, a superset) joins the left-over
    lines on both sides.
 3. **Pair the unsettled** by hash and occurrence (``matching.match``) over
-   all their copies; every other line keeps its place. For a hash with no
-   copy left over, its copies stand at the same places on both sides, so
-   the k-th pairs with the k-th there too: the pairing is exactly the
-   pairing by occurrence (tested against it).
+   all their copies; every other line keeps its place. A hash with no copy
+   left over has its copies paired in place by an order-keeping map, so the
+   k-th pairs with the k-th there too: the pairing is exactly the pairing by
+   occurrence (tested against it).
 
 Then each line is placed as ``Pairing.place`` places it (range by range).
-When too much is left over (an insertion near the top shifts every line
-after it; a file sorted otherwise; a file of many copies of a line), it
-says so (``Misaligned``) after the first pass and the caller pairs by hash.
-Memory: the left-over and unsettled lines (~60 bytes each, at most
-``limit`` of them) and a range's places.
+When too much is left over (a file sorted otherwise, a shift the walk does
+not find, a file of many copies of a line), it says so (``Misaligned``) as
+soon as it knows and the caller pairs by hash. Memory: the left-over and
+unsettled lines (~60 bytes each, at most ``limit`` of them a side) and a
+range's places.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ from features.imports.line_index import Records
 from features.imports.matching import RANGE_ROWS, SLICE_ROWS, Runs, match
 
 FILTER_BITS = 24  # 16 MiB of flags
+RUN = 32  # this many lines out of place in a row, up to a slice's end: look for a shift
+WINDOW = 1 << 16  # a shift of up to this many lines (an insertion or deletion) is found
+PROBES = 21  # lines looked up past a shift's start: 1, 2, 4, ... 2**20 lines on
 
 
 class Misaligned(Exception):
@@ -52,111 +58,190 @@ def place(
 ) -> tuple[pl.Series, pl.DataFrame] | None:
     """The unmatched mask of ``new``'s lines and their runs (chunk index,
     start, length), as ``Pairing.place`` gives them; None past ``max_runs``
-    runs. Raises ``Misaligned`` when more than ``limit`` lines are left over
-    or unsettled."""
-    n, m = new.count, old.count
-    left_new, left_old = _left_over(new, old, limit)
+    runs. Raises ``Misaligned`` when more than ``limit`` lines of either side
+    are left over or unsettled."""
+    walk = _Walk(new, old, limit)
+    walk.run()
+    left_new, left_old = walk.left_new.lines(), walk.left_old.lines()
     unsettled = np.unique(np.concatenate([left_new[1][:, 0], left_old[1][:, 0]]))
-    settled_apart = _copies(new, min(n, m), left_new[0], unsettled, limit - len(left_new[0]))
-    partner = _pair_unsettled(left_new, left_old, settled_apart)
-    return _placed(n, manifest, chunk_rows, max_runs, partner)
+    room = limit - max(len(left_new[0]), len(left_old[0]))
+    copies = _copies(new, walk.stretches, left_new[0], unsettled, room)
+    partner = _pair_unsettled(left_new, left_old, copies)
+    return _placed(new.count, manifest, chunk_rows, max_runs, walk.stretches, partner)
 
 
 Lines = tuple[np.ndarray, np.ndarray]  # positions, (n, 2) hash words
+Stretch = tuple[int, int, int]  # new lines [lo, hi) stand at old lines [lo + d, hi + d)
 
 
-def _left_over(new: Records, old: Records, limit: int) -> tuple[Lines, Lines]:
-    """Pass 1: the lines of each side whose hash differs from the other
-    side's at the same place, and each side's tail past the other's end."""
-    n, m = new.count, old.count
-    both = min(n, m)
-    if max(n, m) - both > limit:
-        raise Misaligned
-    at: list[np.ndarray] = []
-    new_words: list[np.ndarray] = []
-    old_words: list[np.ndarray] = []
-    count = 0
-    for lo in range(0, both, SLICE_ROWS):
-        hi = min(both, lo + SLICE_ROWS)
-        a, b = new.words(lo, hi), old.words(lo, hi)
-        differ = np.flatnonzero((a[:, 0] != b[:, 0]) | (a[:, 1] != b[:, 1]))
-        count += len(differ)
-        if count + max(n, m) - both > limit:
+class _Left:
+    """One side's left-over lines, in ascending order, at most ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.at: list[np.ndarray] = [np.empty(0, np.int64)]
+        self.words: list[np.ndarray] = [np.empty((0, 2), np.uint64)]
+        self.count, self.limit = 0, limit
+
+    def add(self, at: np.ndarray, words: np.ndarray) -> None:
+        self.count += len(at)
+        if self.count > self.limit:
             raise Misaligned
-        at.append(differ + lo)
-        new_words.append(a[differ])
-        old_words.append(b[differ])
-    places = np.concatenate([*at, np.empty(0, np.int64)]).astype(np.int64)
-    words = np.empty((0, 2), np.uint64)
-    tail_new = np.arange(both, n, dtype=np.int64)
-    tail_old = np.arange(both, m, dtype=np.int64)
-    return (
-        (
-            np.concatenate([places, tail_new]),
-            np.concatenate([words, *new_words, new.words(both, n)]),
-        ),
-        (
-            np.concatenate([places, tail_old]),
-            np.concatenate([words, *old_words, old.words(both, m)]),
-        ),
-    )
+        self.at.append(at.astype(np.int64))
+        self.words.append(words)
+
+    def span(self, records: Records, lo: int, hi: int) -> None:
+        if hi > lo:
+            self.add(np.arange(lo, hi, dtype=np.int64), records.words(lo, hi))
+
+    def lines(self) -> Lines:
+        return np.concatenate(self.at), np.concatenate(self.words)
 
 
-def _copies(new: Records, both: int, left: np.ndarray, unsettled: np.ndarray, room: int) -> Lines:
+class _Walk:
+    """Pass 1: walks both files slice by slice, comparing new line i with old
+    line i + d. Lines that differ are left over on both sides. Where the
+    lines differ up to a slice's end (``RUN`` or more in a row), a few later
+    lines of the new file are looked up in the old one near their place
+    (``_sync``): found, d changes there (an insertion or deletion: the lines
+    between are left over); not found, the walk goes on with d (an edited
+    stretch). Old places only grow from stretch to stretch, so the map from
+    new places to old ones keeps the order."""
+
+    def __init__(self, new: Records, old: Records, limit: int) -> None:
+        self.new, self.old = new, old
+        self.left_new, self.left_old = _Left(limit), _Left(limit)
+        self.stretches: list[Stretch] = []
+
+    def run(self) -> None:
+        n, m = self.new.count, self.old.count
+        i, d = 0, 0
+        old_end = 0  # old lines before this are paired or left over
+        synced = 0  # no shift is looked for before this line (one was found up to it)
+        while i < n and i + d < m:
+            hi = min(n, i + SLICE_ROWS, m - d)
+            a, b = self.new.words(i, hi), self.old.words(i + d, hi + d)
+            differ = (a[:, 0] != b[:, 0]) | (a[:, 1] != b[:, 1])
+            cut = hi - i
+            if differ[-1]:
+                agree = np.flatnonzero(~differ)
+                cut = int(agree[-1]) + 1 if len(agree) else 0  # the run of differing lines
+            shift = None
+            if hi - i - cut >= RUN and i + cut >= synced:
+                shift = self._sync(i + cut, d, i + cut + d)
+            if shift is None:
+                cut = hi - i
+            at = np.flatnonzero(differ[:cut])
+            self.left_new.add(at + i, a[at])
+            self.left_old.add(at + i + d, b[at])
+            if cut:
+                self.stretches.append((i, i + cut, d))
+            old_end = i + cut + d
+            i += cut
+            if shift is not None:
+                start, d, synced = shift
+                self.left_new.span(self.new, i, start)
+                self.left_old.span(self.old, old_end, start + d)
+                i, old_end = start, start + d
+        self.left_new.span(self.new, i, n)
+        self.left_old.span(self.old, old_end, m)
+
+    def _sync(self, p: int, d: int, old_end: int) -> tuple[int, int, int] | None:
+        """Where the new file's lines from ``p`` on stand in the old one: the
+        first new line to compare at the new offset, the offset, and the
+        line up to which ``RUN`` lines agree at it (no shift is looked for
+        before it: the walk moves on); None when not found. Probes lines
+        p + 1, p + 2, p + 4, ...: one found once in the old lines within
+        ``WINDOW`` of its place, with ``RUN`` lines after it agreeing,
+        gives the offset."""
+        n, m = self.new.count, self.old.count
+        for k in range(PROBES):
+            q = p + (1 << k)
+            if q + RUN > n:
+                return None
+            lo, hi = max(old_end, q + d - WINDOW), min(m, q + d + WINDOW)
+            if hi - lo < RUN:
+                continue
+            probe = self.new.words(q, q + RUN)
+            near = self.old.words(lo, hi)
+            hits = np.flatnonzero((near[:, 0] == probe[0, 0]) & (near[:, 1] == probe[0, 1]))
+            if len(hits) != 1:
+                continue
+            j = lo + int(hits[0])
+            if j + RUN > m or not np.array_equal(self.old.words(j, j + RUN), probe):
+                continue
+            shifted = j - q
+            return max(p, old_end - shifted), shifted, q + RUN
+        return None
+
+
+def _copies(
+    new: Records, stretches: list[Stretch], left: np.ndarray, unsettled: np.ndarray, room: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pass 2: the lines paired in place (the same on both sides) whose
-    hash's first half is unsettled. A table of ``FILTER_BITS`` flags by the
-    hash's top bits rules out most lines with one gather (measured: ~10x a
-    hash-set lookup of each), a binary search settles the rest."""
-    empty: Lines = (np.empty(0, np.int64), np.empty((0, 2), np.uint64))
-    if not len(unsettled):
-        return empty
-    shift = np.uint64(64 - FILTER_BITS)
-    flags = np.zeros(1 << FILTER_BITS, bool)
-    flags[unsettled >> shift] = True
-    at: list[np.ndarray] = [empty[0]]
-    words: list[np.ndarray] = [empty[1]]
-    count = 0
-    for lo in range(0, both, SLICE_ROWS):
-        hi = min(both, lo + SLICE_ROWS)
-        a = new.words(lo, hi)
-        maybe = np.flatnonzero(flags[a[:, 0] >> shift])
-        h1 = a[maybe, 0]
-        k = np.minimum(np.searchsorted(unsettled, h1), len(unsettled) - 1)
-        hit = np.zeros(hi - lo, bool)
-        hit[maybe[unsettled[k] == h1]] = True
-        i, j = np.searchsorted(left, [lo, hi])
-        hit[left[i:j] - lo] = False  # left over: on both sides' lists already
-        found = np.flatnonzero(hit)
-        count += len(found)
-        if count > room:
-            raise Misaligned
-        at.append(found + lo)
-        words.append(a[found])
-    return np.concatenate(at), np.concatenate(words)
+    hash's first half is unsettled: their new and old places and hashes. A
+    table of ``FILTER_BITS`` flags by the hash's top bits rules out most
+    lines with one gather (measured: ~10x a hash-set lookup of each), a
+    binary search settles the rest."""
+    at: list[np.ndarray] = [np.empty(0, np.int64)]
+    to: list[np.ndarray] = [np.empty(0, np.int64)]
+    words: list[np.ndarray] = [np.empty((0, 2), np.uint64)]
+    if len(unsettled):
+        shift = np.uint64(64 - FILTER_BITS)
+        flags = np.zeros(1 << FILTER_BITS, bool)
+        flags[unsettled >> shift] = True
+        count = 0
+        for s_lo, s_hi, d in stretches:
+            for lo in range(s_lo, s_hi, SLICE_ROWS):
+                hi = min(s_hi, lo + SLICE_ROWS)
+                a = new.words(lo, hi)
+                maybe = np.flatnonzero(flags[a[:, 0] >> shift])
+                h1 = a[maybe, 0]
+                k = np.minimum(np.searchsorted(unsettled, h1), len(unsettled) - 1)
+                hit = np.zeros(hi - lo, bool)
+                hit[maybe[unsettled[k] == h1]] = True
+                i, j = np.searchsorted(left, [lo, hi])
+                hit[left[i:j] - lo] = False  # left over: on both sides' lists already
+                found = np.flatnonzero(hit)
+                count += len(found)
+                if count > room:
+                    raise Misaligned
+                at.append(found + lo)
+                to.append(found + lo + d)
+                words.append(a[found])
+    return np.concatenate(at), np.concatenate(to), np.concatenate(words)
 
 
-def _pair_unsettled(left_new: Lines, left_old: Lines, copies: Lines) -> Lines:
+def _pair_unsettled(
+    left_new: Lines, left_old: Lines, copies: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> Lines:
     """Pass 3: every line of the left-over or unsettled ones with its partner
     (the old line's place, -1 for none), by hash and occurrence."""
+    at, to, words = copies
 
-    def side(lines: Lines) -> tuple[np.ndarray, pl.DataFrame]:
-        at = np.concatenate([lines[0], copies[0]])
-        words = np.concatenate([lines[1], copies[1]])
-        order = np.argsort(at, kind="stable")
-        at, words = at[order], words[order]
-        return at, pl.DataFrame({"h1": words[:, 0], "h2": words[:, 1], "at": at})
+    def side(lines: Lines, places: np.ndarray) -> tuple[np.ndarray, pl.DataFrame]:
+        where = np.concatenate([lines[0], places])
+        hashes = np.concatenate([lines[1], words])
+        order = np.argsort(where, kind="stable")
+        where, hashes = where[order], hashes[order]
+        return where, pl.DataFrame({"h1": hashes[:, 0], "h2": hashes[:, 1], "at": where})
 
-    new_at, new_frame = side(left_new)
-    _, old_frame = side(left_old)
+    new_at, new_frame = side(left_new, at)
+    _, old_frame = side(left_old, to)
     got = match(new_frame.drop("at"), old_frame).get_column("at")
     return new_at, got.fill_null(-1).to_numpy().astype(np.int64)
 
 
 def _placed(
-    n: int, manifest: Manifest, chunk_rows: int, max_runs: int, partner: Lines
+    n: int,
+    manifest: Manifest,
+    chunk_rows: int,
+    max_runs: int,
+    stretches: list[Stretch],
+    partner: Lines,
 ) -> tuple[pl.Series, pl.DataFrame] | None:
-    """Each new line placed where its partner is, or at the next free place
-    in the new chunks, range by range; the runs they make."""
+    """Each new line placed where its partner is (in place within a stretch,
+    else as paired by occurrence), or at the next free place in the new
+    chunks, range by range; the runs they make."""
     cols = manifest.columns
     first = cols.pos.astype(np.int64)
     new_chunk_base = len(cols.chunks)
@@ -164,9 +249,17 @@ def _placed(
     masks: list[pl.Series] = []
     runs = Runs()
     placed_new = 0
+    s_lo = np.array([lo for lo, _, _ in stretches], np.int64)
     for lo in range(0, n, RANGE_ROWS):
         hi = min(n, lo + RANGE_ROWS)
-        old = np.arange(lo, hi, dtype=np.int64)  # every line past m is in ``at``
+        old = np.full(hi - lo, -1, np.int64)
+        first_stretch = max(0, int(np.searchsorted(s_lo, lo, side="right")) - 1)
+        for a, b, d in stretches[first_stretch:]:
+            if a >= hi:
+                break
+            a, b = max(a, lo), min(b, hi)
+            if b > a:
+                old[a - lo : b - lo] = np.arange(a + d, b + d, dtype=np.int64)
         a, b = np.searchsorted(at, [lo, hi])
         old[at[a:b] - lo] = to[a:b]
         unmatched = old < 0

@@ -78,6 +78,8 @@ def _edited(
     ),
     slice_rows=st.sampled_from([1, 7, 64, 1 << 20]),
     range_rows=st.sampled_from([1, 13, 1 << 20]),
+    run=st.sampled_from([1, 3, 32]),
+    window=st.sampled_from([2, 50, 1 << 16]),
 )
 def test_lines_paired_in_place_are_paired_as_by_occurrence(
     tmp_path_factory: pytest.TempPathFactory,
@@ -87,6 +89,8 @@ def test_lines_paired_in_place_are_paired_as_by_occurrence(
     edits: list[tuple[str, int]],
     slice_rows: int,
     range_rows: int,
+    run: int,
+    window: int,
 ) -> None:
     rng = np.random.default_rng(seed)
     pool = rng.integers(0, 2**63, (distinct, 2), dtype=np.uint64)
@@ -99,21 +103,57 @@ def test_lines_paired_in_place_are_paired_as_by_occurrence(
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(aligned, "SLICE_ROWS", slice_rows)
         mp.setattr(aligned, "RANGE_ROWS", range_rows)
+        mp.setattr(aligned, "RUN", run)
+        mp.setattr(aligned, "WINDOW", window)
         got = aligned.place(new_file, old_file, manifest, 11, 10**9, 10**9)
     assert expected is not None and got is not None
     assert got[0].to_list() == expected[0].to_list()
     assert got[1].rows() == expected[1].rows()
 
 
-def test_a_shifted_file_is_paired_by_hash_instead(
+@pytest.mark.parametrize("shift", ["insert", "delete", "both", "block"])
+def test_lines_inserted_or_deleted_shift_the_walk_not_the_pairing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shift: str
+) -> None:
+    """A line inserted or deleted near the top moves every later line: the
+    walk finds the new offset, so little is left over and the join on disk
+    does not run; the pairing is the one by occurrence."""
+    rng = np.random.default_rng(7)
+    old = rng.integers(0, 2**63, (20_000, 2), dtype=np.uint64)
+    fresh = rng.integers(0, 2**63, (600, 2), np.uint64)
+    new = {
+        "insert": np.concatenate([old[:10], fresh[:1], old[10:]]),
+        "delete": np.concatenate([old[:10], old[11:]]),
+        "both": np.concatenate([old[:10], fresh[:3], old[10:5000], old[5002:15000], old[15001:]]),
+        "block": np.concatenate([old[:100], fresh, old[100:9000], old[9500:]]),
+    }[shift]
+    new_file, old_file = _records(tmp_path / "new", new), _records(tmp_path / "old", old)
+    manifest = Manifest.from_columns(["0" * 64, "1" * 64], [0, 1], [0, 0], [10_000, 10_000])
+    work = tmp_path / "work"
+    work.mkdir()
+    expected = lines._place(new_file, old_file, manifest, 1000, work)
+
+    def no_join(*args: object) -> None:
+        raise AssertionError("paired on disk")
+
+    monkeypatch.setattr(lines, "EXTERNAL_ROWS", 2000)
+    monkeypatch.setattr(lines, "Pairing", no_join)
+    monkeypatch.setattr(aligned, "SLICE_ROWS", 4096)
+    got = lines._place(new_file, old_file, manifest, 1000, work)
+    assert expected is not None and got is not None
+    assert got[0].to_list() == expected[0].to_list()
+    assert got[1].rows() == expected[1].rows()
+
+
+def test_a_file_out_of_order_is_paired_by_hash_instead(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A line inserted near the top leaves every later line out of place:
-    past the limit the pairing says so, and ``lines._place`` pairs by hash
-    on disk, with the same result."""
-    rng = np.random.default_rng(7)
+    """A file whose halves swapped places pairs one half in place and leaves
+    the other over: past the limit the walk says so, and ``lines._place``
+    pairs by hash on disk, with the same result."""
+    rng = np.random.default_rng(9)
     old = rng.integers(0, 2**63, (3000, 2), dtype=np.uint64)
-    new = np.concatenate([old[:10], rng.integers(0, 2**63, (1, 2), np.uint64), old[10:]])
+    new = np.concatenate([old[1500:], old[:1500]])
     new_file, old_file = _records(tmp_path / "new", new), _records(tmp_path / "old", old)
     manifest = Manifest.from_columns(["0" * 64], [0], [0], [3000])
     with pytest.raises(aligned.Misaligned):
