@@ -140,6 +140,7 @@ class _Shape:
     starts: list[int]  # first row of each row group
     ends: list[int]
     kv: dict[bytes, bytes]
+    spans: list[tuple[int, int]]  # each row group's first byte and the byte past its last
 
 
 # Parsed footers, by object key. A parsed footer holds ~10x its serialised
@@ -159,7 +160,7 @@ _footers: LRU[str, pq.FileMetaData] = LRU(
     size_of=lambda m: m.serialized_size * _FOOTER_GROWTH,
 )
 _shapes: LRU[str, _Shape] = LRU(
-    max_items=100_000, max_bytes=32 * 1024**2, size_of=lambda f: 200 + 80 * len(f.starts)
+    max_items=100_000, max_bytes=32 * 1024**2, size_of=lambda f: 200 + 160 * len(f.starts)
 )
 _groups: LRU[tuple[str, int, tuple[str, ...] | None], pa.Table] = LRU(
     max_items=100_000, max_bytes=256 * 1024**2, size_of=lambda t: t.nbytes
@@ -188,14 +189,23 @@ def footer(store: ObjectStore, key: str, *, keep: bool = True) -> pq.FileMetaDat
 
 
 def _shape_of(meta: pq.FileMetaData) -> _Shape:
-    starts, ends, total = [], [], 0
+    starts, ends, spans, total = [], [], [], 0
     for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
         starts.append(total)
-        total += meta.row_group(i).num_rows
+        total += group.num_rows
         ends.append(total)
+        lo, hi = 1 << 62, 0
+        for j in range(group.num_columns):
+            col = group.column(j)
+            first = col.data_page_offset
+            if col.has_dictionary_page and col.dictionary_page_offset:
+                first = min(first, col.dictionary_page_offset)
+            lo, hi = min(lo, first), max(hi, first + col.total_compressed_size)
+        spans.append((lo, hi) if hi else (0, 0))
     # only DSA's own keys: the rest (Arrow's schema, ~3 KB) is the footer's
     kv = {k: v for k, v in (meta.metadata or {}).items() if k.startswith(b"dsa.")}
-    return _Shape(starts, ends, kv)
+    return _Shape(starts, ends, kv, spans)
 
 
 def _shape(store: ObjectStore, key: str, *, keep: bool = True) -> _Shape:
@@ -244,6 +254,25 @@ def row_group_starts(
     f = _shape(store, key, keep=keep)
     starts = np.asarray([*f.starts, f.ends[-1] if f.ends else 0], dtype=np.int64)
     return starts, f.kv
+
+
+def will_read_groups(store: ObjectStore, key: str, first: int, last: int) -> None:
+    """Tell the store that row groups ``first`` to ``last`` of the Parquet
+    object ``key`` are read soon (``ObjectStore.will_read``)."""
+    spans = _shape(store, key).spans
+    lo, hi = spans[first][0], spans[last][1]
+    if hi > lo:
+        store.will_read(key, lo, hi - lo)
+
+
+def will_read_rows(store: ObjectStore, key: str, start: int, length: int) -> None:
+    """Tell the store that rows ``[start, start + length)`` of the Parquet
+    object ``key`` are read soon: the row groups holding them."""
+    shape = _shape(store, key)
+    if length > 0 and shape.starts:
+        first = bisect.bisect_right(shape.starts, start) - 1
+        last = bisect.bisect_right(shape.starts, start + length - 1) - 1
+        will_read_groups(store, key, max(first, 0), max(last, 0))
 
 
 def _group(

@@ -381,6 +381,9 @@ class S3Store:
         """A random-access file Arrow reads by ranged GETs (footers, row groups)."""
         return pa.PythonFile(_Reader(self, key, self._size(key)), mode="r")
 
+    def will_read(self, key: str, start: int, length: int) -> None:
+        """Nothing: a read's ranged GETs are coalesced by Arrow's pre-buffering."""
+
     def exists(self, key: str) -> bool:
         try:
             self._size(key, cached=False)

@@ -46,7 +46,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.chunks import chunk_key, opened, row_group_starts
+from core.chunks import chunk_key, opened, row_group_starts, will_read_groups
 from core.objects import Manifest, by_chunk
 from core.storage import ObjectStore
 
@@ -295,6 +295,11 @@ class Scan:
             self._chunks[k] = c
         return c
 
+    def _missing(self, k: int, groups: np.ndarray) -> list[np.ndarray]:
+        """Runs of adjacent row groups of chunk ``k`` not kept from the last window."""
+        missing = [g for g in groups.tolist() if (k, g) not in self._kept]
+        return np.split(missing, np.flatnonzero(np.diff(missing) != 1) + 1) if missing else []
+
     def read(self, w: Window) -> pa.Table:
         """Window ``w``'s rows in table order."""
         parts: list[pa.Table] = []
@@ -302,11 +307,13 @@ class Scan:
         first = np.empty(len(w.chunk), dtype=np.int64)  # each piece's first row in ``parts``
         at = 0
         plan = self.plan(w)
+        wanted = {k: self._missing(k, groups) for k, (_, _, groups) in plan.items()}
+        for k, runs in wanted.items():  # every chunk's bytes asked for before any is read
+            for run in runs:
+                will_read_groups(self.store, self._chunk(k).key, int(run[0]), int(run[-1]))
         for k, (mine, g0, groups) in plan.items():
             chunk = self._chunk(k)
-            missing = [g for g in groups.tolist() if (k, g) not in self._kept]
-            runs = np.split(missing, np.flatnonzero(np.diff(missing) != 1) + 1) if missing else []
-            for run in runs:
+            for run in wanted[k]:
                 read = chunk.read(run.tolist())
                 self.groups_read += len(read)
                 self._kept.update(((k, int(g)), t) for g, t in zip(run, read, strict=True))

@@ -31,7 +31,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.chunks import footer
+from core.chunks import footer, will_read_rows
 from core.config import get_settings
 from core.objects import Manifest
 from core.storage import ObjectStore
@@ -199,6 +199,10 @@ def _frames(
     chunks = src.manifest.columns.chunks
     for part in _plan(src.manifest, min(get_settings().row_group_rows, export.row_count)):
         if isinstance(part, _Long):
+            # read ahead by the kernel while the part before is written (this
+            # runs a part ahead, on ``rows.ahead``'s thread), not page by page
+            for cid, start, length in part.pieces:
+                will_read_rows(store, src.key(cid), start, length)
             yield part
             continue
         for w, t in rows.windows(store, export, src, offset=part.lo, limit=part.hi - part.lo):

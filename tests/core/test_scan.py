@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from core import scan as scan_module
 from core.chunks import read_rows, write_chunk
 from core.config import get_settings
-from core.objects import Manifest
+from core.objects import Manifest, Piece
 from core.scan import Scan
 from core.schema import Column, arrow_schema
 from core.storage import LocalStore
@@ -167,3 +168,47 @@ def test_chunks_that_disagree_on_nullability_read_together(
     got = pa.concat_tables(list(Scan(store, m, NAMES, schema=schema, batch_rows=64)))
     assert got.schema == schema
     assert got.column("id").to_pylist() == [*range(20), 10_000, 10_001, *range(20, 50)]
+
+
+def test_the_bytes_of_the_row_groups_a_window_reads_are_asked_for_first(
+    chunks: tuple[LocalStore, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before a window is read, the store is told which bytes of each chunk
+    it reads (the kernel reads them ahead in large requests: a mapped
+    file's reads fault pages in one by one): each span covers exactly the
+    column chunks of the row groups read, and every span comes before the
+    first read."""
+    store, ids = chunks
+    events: list[tuple[str, str, int, int]] = []
+    monkeypatch.setattr(store, "will_read", lambda k, s, n: events.append(("hint", k, s, n)))
+    real = scan_module._Chunk.read
+
+    def read(self: scan_module._Chunk, groups: list[int]) -> list[pa.Table]:
+        events.append(("read", self.key, groups[0], groups[-1]))
+        return real(self, groups)
+
+    monkeypatch.setattr(scan_module._Chunk, "read", read)
+    manifest = Manifest.of([Piece(ids[1], 10, 60), Piece(ids[3], 0, 40), Piece(ids[1], 100, 20)])
+    scan = Scan(store, manifest, list(NAMES), batch_rows=1000)
+    assert sum(t.num_rows for t in scan) == 120
+    kinds = [e[0] for e in events]
+    assert kinds == ["hint"] * kinds.count("hint") + ["read"] * kinds.count("read")
+    reads = [e for e in events if e[0] == "read"]
+    hints = [e for e in events if e[0] == "hint"]
+    assert len(hints) == len(reads)
+    for (_, key, first, last), (_, hkey, start, length) in zip(reads, hints, strict=True):
+        assert hkey == key
+        with store.open_arrow(key) as f:
+            meta = pq.ParquetFile(f).metadata
+        for g in range(first, last + 1):
+            for j in range(meta.num_columns):
+                col = meta.row_group(g).column(j)
+                at = col.dictionary_page_offset or col.data_page_offset
+                assert start <= at and at + col.total_compressed_size <= start + length
+
+
+def test_a_hint_for_a_missing_object_is_ignored(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "objects")
+    store.will_read("chunks/absent", 0, 100)  # the read reports it, not the hint
+    store.put("chunks/here", b"x" * 10)
+    store.will_read("chunks/here", 0, 1 << 20)  # past the end: harmless
