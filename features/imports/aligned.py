@@ -6,7 +6,7 @@ file *is* row i + d of the version it replaces (d changing only where lines
 were inserted or deleted), but for the few lines edited. Pairing by hash on
 disk (``matching.Pairing``, decision 0039) writes and sorts every hash of
 both sides (~32 s of a 100M-row re-upload on a quiet machine); walking the
-two hash files side by side reads each once. The result must be the one
+two hash files side by side reads each about once (the new one twice). The result must be the one
 the pairing by hash and occurrence gives (the k-th copy of a line with the
 k-th copy), so that a re-upload by lines and a full import make the same
 version. Three passes, in slices:
@@ -46,7 +46,10 @@ from features.imports.matching import RANGE_ROWS, SLICE_ROWS, Runs, match
 FILTER_BITS = 24  # 16 MiB of flags
 RUN = 32  # this many lines out of place in a row, up to a slice's end: look for a shift
 WINDOW = 1 << 16  # a shift of up to this many lines (an insertion or deletion) is found
+NEAR = 1 << 7  # a probe looks this close first
 PROBES = 21  # lines looked up past a shift's start: 1, 2, 4, ... 2**20 lines on
+SYNC_BLOCK = 1 << 8  # lines compared first after a shift
+BUDGET = 6  # the walk reads at most this many times both files' lines
 
 
 class Misaligned(Exception):
@@ -75,61 +78,80 @@ Stretch = tuple[int, int, int]  # new lines [lo, hi) stand at old lines [lo + d,
 
 
 class _Left:
-    """One side's left-over lines, in ascending order, at most ``limit``."""
+    """One side's left-over lines, in ascending order, at most ``limit``
+    (checked before any is read: memory stays bounded)."""
 
     def __init__(self, limit: int) -> None:
         self.at: list[np.ndarray] = [np.empty(0, np.int64)]
         self.words: list[np.ndarray] = [np.empty((0, 2), np.uint64)]
         self.count, self.limit = 0, limit
 
-    def add(self, at: np.ndarray, words: np.ndarray) -> None:
-        self.count += len(at)
+    def _room(self, n: int) -> None:
+        self.count += n
         if self.count > self.limit:
             raise Misaligned
-        self.at.append(at.astype(np.int64))
+
+    def add(self, at: np.ndarray, words: np.ndarray) -> None:
+        self._room(len(at))
+        self.at.append(at)
         self.words.append(words)
 
     def span(self, records: Records, lo: int, hi: int) -> None:
         if hi > lo:
-            self.add(np.arange(lo, hi, dtype=np.int64), records.words(lo, hi))
+            self._room(hi - lo)
+            self.at.append(np.arange(lo, hi, dtype=np.int64))
+            self.words.append(records.words(lo, hi))
 
     def lines(self) -> Lines:
         return np.concatenate(self.at), np.concatenate(self.words)
 
 
 class _Walk:
-    """Pass 1: walks both files slice by slice, comparing new line i with old
-    line i + d. Lines that differ are left over on both sides. Where the
-    lines differ up to a slice's end (``RUN`` or more in a row), a few later
-    lines of the new file are looked up in the old one near their place
-    (``_sync``): found, d changes there (an insertion or deletion: the lines
-    between are left over); not found, the walk goes on with d (an edited
-    stretch). Old places only grow from stretch to stretch, so the map from
-    new places to old ones keeps the order."""
+    """Pass 1: walks both files block by block, comparing new line i with old
+    line i + d. Lines that differ are left over on both sides. Where
+    ``RUN`` or more lines in a row differ, a few later lines of the new file
+    are looked up in the old one near their place (``_sync``): found, d
+    changes there (an insertion or deletion: the lines between are left
+    over); not found, the walk steps over them with d (an edited stretch).
+    Old places only grow from stretch to stretch, so the map from new places
+    to old ones keeps the order.
+
+    Work is bounded: after a shift the next block is ``SYNC_BLOCK`` lines,
+    doubling up to ``SLICE_ROWS`` while no shift is found (so shifts close
+    together cost little each), a probe looks ``NEAR`` lines either side
+    before ``WINDOW``, and past ``BUDGET`` times both files' lines read the
+    walk gives up (``Misaligned``)."""
 
     def __init__(self, new: Records, old: Records, limit: int) -> None:
         self.new, self.old = new, old
         self.left_new, self.left_old = _Left(limit), _Left(limit)
         self.stretches: list[Stretch] = []
+        self.budget = BUDGET * (new.count + old.count) + PROBES * (2 * WINDOW + RUN)
+        self.read = 0  # lines read so far (``budget``)
+
+    def _words(self, records: Records, lo: int, hi: int) -> np.ndarray:
+        self.read += max(0, hi - lo)
+        if self.read > self.budget:
+            raise Misaligned
+        return records.words(lo, hi)
 
     def run(self) -> None:
         n, m = self.new.count, self.old.count
         i, d = 0, 0
         old_end = 0  # old lines before this are paired or left over
         synced = 0  # no shift is looked for before this line (one was found up to it)
+        block = SLICE_ROWS
         while i < n and i + d < m:
-            hi = min(n, i + SLICE_ROWS, m - d)
-            a, b = self.new.words(i, hi), self.old.words(i + d, hi + d)
+            hi = min(n, i + block, m - d)
+            a, b = self._words(self.new, i, hi), self._words(self.old, i + d, hi + d)
             differ = (a[:, 0] != b[:, 0]) | (a[:, 1] != b[:, 1])
-            cut = hi - i
-            if differ[-1]:
-                agree = np.flatnonzero(~differ)
-                cut = int(agree[-1]) + 1 if len(agree) else 0  # the run of differing lines
+            run = _first_run(differ)
             shift = None
-            if hi - i - cut >= RUN and i + cut >= synced:
-                shift = self._sync(i + cut, d, i + cut + d)
-            if shift is None:
+            if run is None:
                 cut = hi - i
+            else:  # a shift there, or an edited stretch to step over
+                shift = self._sync(i + run[0], d, i + run[0] + d) if i + run[0] >= synced else None
+                cut = run[0] if shift is not None else run[1]
             at = np.flatnonzero(differ[:cut])
             self.left_new.add(at + i, a[at])
             self.left_old.add(at + i + d, b[at])
@@ -137,11 +159,12 @@ class _Walk:
                 self.stretches.append((i, i + cut, d))
             old_end = i + cut + d
             i += cut
+            block = min(SLICE_ROWS, 2 * block)
             if shift is not None:
                 start, d, synced = shift
                 self.left_new.span(self.new, i, start)
                 self.left_old.span(self.old, old_end, start + d)
-                i, old_end = start, start + d
+                i, old_end, block = start, start + d, SYNC_BLOCK
         self.left_new.span(self.new, i, n)
         self.left_old.span(self.old, old_end, m)
 
@@ -150,28 +173,40 @@ class _Walk:
         first new line to compare at the new offset, the offset, and the
         line up to which ``RUN`` lines agree at it (no shift is looked for
         before it: the walk moves on); None when not found. Probes lines
-        p + 1, p + 2, p + 4, ...: one found once in the old lines within
-        ``WINDOW`` of its place, with ``RUN`` lines after it agreeing,
-        gives the offset."""
+        p + 1, p + 2, p + 4, ...: one found once in the old lines near its
+        place (``NEAR``, else ``WINDOW`` lines either side), with ``RUN``
+        lines after it agreeing, gives the offset."""
         n, m = self.new.count, self.old.count
         for k in range(PROBES):
             q = p + (1 << k)
             if q + RUN > n:
                 return None
-            lo, hi = max(old_end, q + d - WINDOW), min(m, q + d + WINDOW)
-            if hi - lo < RUN:
-                continue
-            probe = self.new.words(q, q + RUN)
-            near = self.old.words(lo, hi)
-            hits = np.flatnonzero((near[:, 0] == probe[0, 0]) & (near[:, 1] == probe[0, 1]))
-            if len(hits) != 1:
-                continue
-            j = lo + int(hits[0])
-            if j + RUN > m or not np.array_equal(self.old.words(j, j + RUN), probe):
-                continue
-            shifted = j - q
-            return max(p, old_end - shifted), shifted, q + RUN
+            probe = self._words(self.new, q, q + RUN)
+            for reach in (NEAR, WINDOW):
+                lo, hi = max(old_end, q + d - reach), min(m, q + d + reach)
+                if hi - lo < RUN:
+                    break
+                near = self._words(self.old, lo, hi)
+                hits = np.flatnonzero((near[:, 0] == probe[0, 0]) & (near[:, 1] == probe[0, 1]))
+                if len(hits) > 1:
+                    break  # a line with copies near: try the next probe
+                if len(hits) == 1:
+                    j = lo + int(hits[0])
+                    if j + RUN <= m and np.array_equal(self._words(self.old, j, j + RUN), probe):
+                        shifted = j - q
+                        return max(p, old_end - shifted), shifted, q + RUN
+                    break
         return None
+
+
+def _first_run(differ: np.ndarray) -> tuple[int, int] | None:
+    """The first run of ``RUN`` or more differing lines: (start, end)."""
+    if not differ.any():
+        return None
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], differ.view(np.int8), [0]))))
+    starts, ends = edges[::2], edges[1::2]
+    long = np.flatnonzero(ends - starts >= RUN)
+    return (int(starts[long[0]]), int(ends[long[0]])) if len(long) else None
 
 
 def _copies(
@@ -181,33 +216,34 @@ def _copies(
     hash's first half is unsettled: their new and old places and hashes. A
     table of ``FILTER_BITS`` flags by the hash's top bits rules out most
     lines with one gather (measured: ~10x a hash-set lookup of each), a
-    binary search settles the rest."""
+    binary search settles the rest. A line in no stretch is left over."""
     at: list[np.ndarray] = [np.empty(0, np.int64)]
     to: list[np.ndarray] = [np.empty(0, np.int64)]
     words: list[np.ndarray] = [np.empty((0, 2), np.uint64)]
-    if len(unsettled):
+    if len(unsettled) and stretches:
+        s_lo = np.array([lo for lo, _, _ in stretches], np.int64)
+        s_d = np.array([d for _, _, d in stretches], np.int64)
         shift = np.uint64(64 - FILTER_BITS)
         flags = np.zeros(1 << FILTER_BITS, bool)
         flags[unsettled >> shift] = True
         count = 0
-        for s_lo, s_hi, d in stretches:
-            for lo in range(s_lo, s_hi, SLICE_ROWS):
-                hi = min(s_hi, lo + SLICE_ROWS)
-                a = new.words(lo, hi)
-                maybe = np.flatnonzero(flags[a[:, 0] >> shift])
-                h1 = a[maybe, 0]
-                k = np.minimum(np.searchsorted(unsettled, h1), len(unsettled) - 1)
-                hit = np.zeros(hi - lo, bool)
-                hit[maybe[unsettled[k] == h1]] = True
-                i, j = np.searchsorted(left, [lo, hi])
-                hit[left[i:j] - lo] = False  # left over: on both sides' lists already
-                found = np.flatnonzero(hit)
-                count += len(found)
-                if count > room:
-                    raise Misaligned
-                at.append(found + lo)
-                to.append(found + lo + d)
-                words.append(a[found])
+        for lo in range(stretches[0][0], stretches[-1][1], SLICE_ROWS):
+            hi = min(stretches[-1][1], lo + SLICE_ROWS)
+            a = new.words(lo, hi)
+            maybe = np.flatnonzero(flags[a[:, 0] >> shift])
+            h1 = a[maybe, 0]
+            k = np.minimum(np.searchsorted(unsettled, h1), len(unsettled) - 1)
+            hit = np.zeros(hi - lo, bool)
+            hit[maybe[unsettled[k] == h1]] = True
+            i, j = np.searchsorted(left, [lo, hi])
+            hit[left[i:j] - lo] = False  # left over (or in no stretch): listed already
+            found = np.flatnonzero(hit) + lo
+            count += len(found)
+            if count > room:
+                raise Misaligned
+            at.append(found)
+            to.append(found + s_d[np.searchsorted(s_lo, found, side="right") - 1])
+            words.append(a[found - lo])
     return np.concatenate(at), np.concatenate(to), np.concatenate(words)
 
 

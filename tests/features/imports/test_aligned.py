@@ -105,6 +105,7 @@ def test_lines_paired_in_place_are_paired_as_by_occurrence(
         mp.setattr(aligned, "RANGE_ROWS", range_rows)
         mp.setattr(aligned, "RUN", run)
         mp.setattr(aligned, "WINDOW", window)
+        mp.setattr(aligned, "BUDGET", 10**6)  # the bound has its own test
         got = aligned.place(new_file, old_file, manifest, 11, 10**9, 10**9)
     assert expected is not None and got is not None
     assert got[0].to_list() == expected[0].to_list()
@@ -193,3 +194,89 @@ def test_edited_values_are_paired_in_place_without_the_disk_join(
     assert int(got[0].sum()) == 50 + 5  # the duplicated tail pairs with nothing left over
     assert got[0].to_list() == expected[0].to_list()
     assert got[1].rows() == expected[1].rows()
+
+
+def test_many_shifts_cost_about_one_read_of_each_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line inserted or deleted every 300 lines (a sorted file with new
+    records among the old): the walk finds each shift reading a little past
+    it (here ~4x the files' lines in all), not a block a shift."""
+    rng = np.random.default_rng(11)
+    old = rng.integers(0, 2**63, (200_000, 2), dtype=np.uint64)
+    parts, at = [], 0
+    for k, cut in enumerate(range(300, 200_000, 300)):
+        parts.append(old[at:cut])
+        if k % 2:
+            parts.append(rng.integers(0, 2**63, (1, 2), np.uint64))  # inserted
+        else:
+            cut += 1  # deleted
+        at = cut
+    parts.append(old[at:])
+    new = np.concatenate(parts)
+    new_file, old_file = _records(tmp_path / "new", new), _records(tmp_path / "old", old)
+    manifest = Manifest.from_columns(["0" * 64], [0], [0], [200_000])
+    work = tmp_path / "work"
+    work.mkdir()
+    expected = lines._place(new_file, old_file, manifest, 1000, work)
+    read = [0]
+    real = aligned._Walk._words
+
+    def words(self: aligned._Walk, records: Records, lo: int, hi: int) -> np.ndarray:
+        read[0] += max(0, hi - lo)
+        return real(self, records, lo, hi)
+
+    monkeypatch.setattr(aligned._Walk, "_words", words)
+    got = aligned.place(new_file, old_file, manifest, 1000, 10**9, 10_000)
+    assert expected is not None and got is not None
+    assert got[0].to_list() == expected[0].to_list()
+    assert got[1].rows() == expected[1].rows()
+    assert read[0] < aligned.BUDGET * (len(new) + len(old))
+
+
+def test_too_much_left_over_is_known_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An old version far longer than the new file (or a big append): the
+    tail past the limit is refused before its hashes are read."""
+    rng = np.random.default_rng(12)
+    old = rng.integers(0, 2**63, (50_000, 2), dtype=np.uint64)
+    new_file, old_file = _records(tmp_path / "new", old[:10]), _records(tmp_path / "old", old)
+    manifest = Manifest.from_columns(["0" * 64], [0], [0], [50_000])
+    biggest = [0]
+    real = Records.words
+
+    def words(self: Records, lo: int, hi: int, dtype: str = "<u8") -> np.ndarray:
+        biggest[0] = max(biggest[0], min(hi, self.count) - lo)
+        return real(self, lo, hi, dtype)
+
+    monkeypatch.setattr(Records, "words", words)
+    with pytest.raises(aligned.Misaligned):
+        aligned.place(new_file, old_file, manifest, 1000, 10**9, 1000)
+    assert biggest[0] <= 10
+
+
+def test_many_copies_of_a_changed_line_are_paired_by_hash_instead(tmp_path: Path) -> None:
+    """A line repeated all through the file and edited once: every copy is
+    unsettled; past the limit the pairing says so."""
+    rng = np.random.default_rng(13)
+    old = rng.integers(0, 2**63, (3000, 2), dtype=np.uint64)
+    old[::2] = old[0]
+    new = old.copy()
+    new[1000] = rng.integers(0, 2**63, (1, 2), np.uint64)  # one copy left over
+    new_file, old_file = _records(tmp_path / "new", new), _records(tmp_path / "old", old)
+    manifest = Manifest.from_columns(["0" * 64], [0], [0], [3000])
+    with pytest.raises(aligned.Misaligned):
+        aligned.place(new_file, old_file, manifest, 1000, 10**9, 1000)
+    assert aligned.place(new_file, old_file, manifest, 1000, 10**9, 2000) is not None
+
+
+def test_a_version_too_fragmented_to_keep_is_said_so(tmp_path: Path) -> None:
+    rng = np.random.default_rng(14)
+    old = rng.integers(0, 2**63, (3000, 2), dtype=np.uint64)
+    new = old.copy()
+    new[::3] = rng.integers(0, 2**63, (1000, 2), np.uint64)  # every third line edited
+    new_file, old_file = _records(tmp_path / "new", new), _records(tmp_path / "old", old)
+    manifest = Manifest.from_columns(["0" * 64], [0], [0], [3000])
+    assert aligned.place(new_file, old_file, manifest, 1000, 100, 10**9) is None
+    assert aligned.place(new_file, old_file, manifest, 1000, 10**9, 10**9) is not None
