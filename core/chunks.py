@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import bisect
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +140,6 @@ class _Shape:
     starts: list[int]  # first row of each row group
     ends: list[int]
     kv: dict[bytes, bytes]
-    spans: list[tuple[int, int]]  # each row group's first byte and the byte past its last
 
 
 # Parsed footers, by object key. A parsed footer holds ~10x its serialised
@@ -160,7 +159,12 @@ _footers: LRU[str, pq.FileMetaData] = LRU(
     size_of=lambda m: m.serialized_size * _FOOTER_GROWTH,
 )
 _shapes: LRU[str, _Shape] = LRU(
-    max_items=100_000, max_bytes=32 * 1024**2, size_of=lambda f: 200 + 160 * len(f.starts)
+    max_items=100_000, max_bytes=32 * 1024**2, size_of=lambda f: 200 + 80 * len(f.starts)
+)
+# where each column chunk of each row group lies in the object (for read-ahead
+# hints): the column names and a (groups, columns, 2) array of [first, end) bytes
+_column_spans: LRU[str, tuple[list[str], np.ndarray]] = LRU(
+    max_items=4096, max_bytes=32 * 1024**2, size_of=lambda v: 200 + v[1].nbytes
 )
 _groups: LRU[tuple[str, int, tuple[str, ...] | None], pa.Table] = LRU(
     max_items=100_000, max_bytes=256 * 1024**2, size_of=lambda t: t.nbytes
@@ -189,23 +193,14 @@ def footer(store: ObjectStore, key: str, *, keep: bool = True) -> pq.FileMetaDat
 
 
 def _shape_of(meta: pq.FileMetaData) -> _Shape:
-    starts, ends, spans, total = [], [], [], 0
+    starts, ends, total = [], [], 0
     for i in range(meta.num_row_groups):
-        group = meta.row_group(i)
         starts.append(total)
-        total += group.num_rows
+        total += meta.row_group(i).num_rows
         ends.append(total)
-        lo, hi = 1 << 62, 0
-        for j in range(group.num_columns):
-            col = group.column(j)
-            first = col.data_page_offset
-            if col.has_dictionary_page and col.dictionary_page_offset:
-                first = min(first, col.dictionary_page_offset)
-            lo, hi = min(lo, first), max(hi, first + col.total_compressed_size)
-        spans.append((lo, hi) if hi else (0, 0))
     # only DSA's own keys: the rest (Arrow's schema, ~3 KB) is the footer's
     kv = {k: v for k, v in (meta.metadata or {}).items() if k.startswith(b"dsa.")}
-    return _Shape(starts, ends, kv, spans)
+    return _Shape(starts, ends, kv)
 
 
 def _shape(store: ObjectStore, key: str, *, keep: bool = True) -> _Shape:
@@ -256,23 +251,63 @@ def row_group_starts(
     return starts, f.kv
 
 
-def will_read_groups(store: ObjectStore, key: str, first: int, last: int) -> None:
+def _spans(store: ObjectStore, key: str) -> tuple[list[str], np.ndarray]:
+    got = _column_spans.get(key)
+    if got is None:
+        meta = footer(store, key)
+        groups, width = meta.num_row_groups, meta.num_columns
+        spans = np.zeros((groups, width, 2), np.int64)
+        for i in range(groups):
+            group = meta.row_group(i)
+            for j in range(width):
+                col = group.column(j)
+                first = col.data_page_offset
+                if col.has_dictionary_page and col.dictionary_page_offset:
+                    first = min(first, col.dictionary_page_offset)
+                spans[i, j] = (first, first + col.total_compressed_size)
+        names = [meta.row_group(0).column(j).path_in_schema for j in range(width)] if groups else []
+        got = (names, spans)
+        _column_spans.put(key, got)
+    return got
+
+
+def will_read_groups(
+    store: ObjectStore, key: str, first: int, last: int, columns: Sequence[str] | None = None
+) -> None:
     """Tell the store that row groups ``first`` to ``last`` of the Parquet
-    object ``key`` are read soon (``ObjectStore.will_read``)."""
-    spans = _shape(store, key).spans
-    lo, hi = spans[first][0], spans[last][1]
-    if hi > lo:
-        store.will_read(key, lo, hi - lo)
+    object ``key`` are read soon: the bytes of ``columns`` (None: all) in
+    them, one hint per stretch of adjacent column chunks
+    (``ObjectStore.will_read``). Nothing for a remote store."""
+    if store.remote:
+        return
+    names, spans = _spans(store, key)
+    picked = spans[first : last + 1]
+    if columns is not None:
+        wanted = set(columns)
+        picked = picked[:, [j for j, name in enumerate(names) if name in wanted]]
+    flat = picked.reshape(-1, 2)
+    if not len(flat):
+        return
+    flat = flat[np.argsort(flat[:, 0], kind="stable")]
+    reach = np.maximum.accumulate(flat[:, 1])
+    cuts = np.flatnonzero(np.concatenate(([True], flat[1:, 0] > reach[:-1])))
+    for lo, hi in zip(
+        flat[cuts, 0].tolist(), np.maximum.reduceat(flat[:, 1], cuts).tolist(), strict=True
+    ):
+        if hi > lo:
+            store.will_read(key, lo, hi - lo)
 
 
-def will_read_rows(store: ObjectStore, key: str, start: int, length: int) -> None:
+def will_read_rows(
+    store: ObjectStore, key: str, start: int, length: int, columns: Sequence[str] | None = None
+) -> None:
     """Tell the store that rows ``[start, start + length)`` of the Parquet
-    object ``key`` are read soon: the row groups holding them."""
+    object ``key`` are read soon: ``columns`` of the row groups holding them."""
     shape = _shape(store, key)
-    if length > 0 and shape.starts:
+    if length > 0 and shape.starts and not store.remote:
         first = bisect.bisect_right(shape.starts, start) - 1
         last = bisect.bisect_right(shape.starts, start + length - 1) - 1
-        will_read_groups(store, key, max(first, 0), max(last, 0))
+        will_read_groups(store, key, max(first, 0), max(last, 0), columns)
 
 
 def _group(

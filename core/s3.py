@@ -382,7 +382,8 @@ class S3Store:
         return pa.PythonFile(_Reader(self, key, self._size(key)), mode="r")
 
     def will_read(self, key: str, start: int, length: int) -> None:
-        """Nothing: a read's ranged GETs are coalesced by Arrow's pre-buffering."""
+        """Nothing: Arrow's pre-buffering coalesces a read's ranged GETs, and
+        files read whole (``local_path``) are downloaded first."""
 
     def exists(self, key: str) -> bool:
         try:

@@ -310,7 +310,8 @@ class Scan:
         wanted = {k: self._missing(k, groups) for k, (_, _, groups) in plan.items()}
         for k, runs in wanted.items():  # every chunk's bytes asked for before any is read
             for run in runs:
-                will_read_groups(self.store, self._chunk(k).key, int(run[0]), int(run[-1]))
+                chunk = self._chunk(k)
+                will_read_groups(self.store, chunk.key, int(run[0]), int(run[-1]), chunk.columns)
         for k, (mine, g0, groups) in plan.items():
             chunk = self._chunk(k)
             for run in wanted[k]:

@@ -135,6 +135,8 @@ class LocalStore:
         (``POSIX_FADV_WILLNEED``) instead of page by page as a mapped file's
         reads fault them in (measured: a re-uploaded version's CSV export
         from a cold cache ran at 0.8x of a warm one's without it)."""
+        if not hasattr(os, "posix_fadvise"):  # not on macOS or Windows
+            return
         try:
             fd = os.open(self._path(key), os.O_RDONLY)
         except OSError:

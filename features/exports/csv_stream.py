@@ -202,7 +202,7 @@ def _frames(
             # read ahead by the kernel while the part before is written (this
             # runs a part ahead, on ``rows.ahead``'s thread), not page by page
             for cid, start, length in part.pieces:
-                will_read_rows(store, src.key(cid), start, length)
+                will_read_rows(store, src.key(cid), start, length, export.read_columns)
             yield part
             continue
         for w, t in rows.windows(store, export, src, offset=part.lo, limit=part.hi - part.lo):
