@@ -41,7 +41,7 @@ import polars as pl
 
 from core.objects import Manifest
 from features.imports.line_index import Records
-from features.imports.matching import RANGE_ROWS, SLICE_ROWS, Runs, match
+from features.imports.matching import RANGE_ROWS, SLICE_ROWS, Placed, match
 
 FILTER_BITS = 24  # 16 MiB of flags
 RUN = 32  # this many lines out of place in a row, up to a slice's end: look for a shift
@@ -280,11 +280,8 @@ def _placed(
     chunks, range by range; the runs they make."""
     cols = manifest.columns
     first = cols.pos.astype(np.int64)
-    new_chunk_base = len(cols.chunks)
     at, to = partner
-    masks: list[pl.Series] = []
-    runs = Runs()
-    placed_new = 0
+    placed = Placed(len(cols.chunks), chunk_rows, max_runs)
     s_lo = np.array([lo for lo, _, _ in stretches], np.int64)
     for lo in range(0, n, RANGE_ROWS):
         hi = min(n, lo + RANGE_ROWS)
@@ -305,12 +302,6 @@ def _placed(
         pos = np.empty(hi - lo, np.uint64)
         chunk[paired] = cols.chunk[piece]
         pos[paired] = cols.start[piece].astype(np.int64) + old[paired] - first[piece]
-        k = np.cumsum(unmatched, dtype=np.uint64)[unmatched] - 1 + np.uint64(placed_new)
-        chunk[unmatched] = np.uint64(new_chunk_base) + k // np.uint64(chunk_rows)
-        pos[unmatched] = k % np.uint64(chunk_rows)
-        placed_new += int(unmatched.sum())
-        masks.append(pl.Series(unmatched))
-        runs.add(chunk, pos)
-        if runs.count > max_runs:
+        if not placed.add(chunk, pos, unmatched):
             return None
-    return pl.concat(masks) if masks else pl.Series([], dtype=pl.Boolean), runs.frame()
+    return placed.result()

@@ -196,9 +196,7 @@ class Pairing:
         hits = Buckets(self.dir / "hits", HIT, lambda r: (r[0] // np.uint64(span)).astype(np.uint8))
         self._pair(hits)
         hits.flush()
-        masks: list[pl.Series] = []
-        runs = Runs()
-        placed_new = 0  # unmatched rows placed so far: the next one's place
+        placed = Placed(new_chunk_base, chunk_rows, max_runs)
         for r, lo in enumerate(range(0, rows, span)):
             n = min(span, rows - lo)
             got = hits.take(r)
@@ -209,15 +207,9 @@ class Pairing:
             chunk[at] = got[1] >> np.uint64(32)
             pos[at] = got[1] & np.uint64(0xFFFFFFFF)
             unmatched[at] = False
-            k = np.cumsum(unmatched, dtype=np.uint64)[unmatched] - 1 + np.uint64(placed_new)
-            chunk[unmatched] = np.uint64(new_chunk_base) + k // np.uint64(chunk_rows)
-            pos[unmatched] = k % np.uint64(chunk_rows)
-            placed_new += int(unmatched.sum())
-            masks.append(pl.Series(unmatched))
-            runs.add(chunk, pos)
-            if runs.count > max_runs:
+            if not placed.add(chunk, pos, unmatched):
                 return None
-        return pl.concat(masks) if masks else pl.Series([], dtype=pl.Boolean), runs.frame()
+        return placed.result()
 
     def _pair(self, hits: Buckets) -> None:
         names = ("h1", "h2")
@@ -246,6 +238,35 @@ def _groups(counts: np.ndarray) -> Iterator[list[int]]:
         size += n
     if group:
         yield group
+
+
+class Placed:
+    """Rows placed range by range, in table order: each paired one where its
+    partner is (``chunk``, ``pos`` given), each unmatched one at the next
+    free place in the new chunks (the k-th lands in new chunk
+    ``k // chunk_rows`` at ``k % chunk_rows``); the unmatched mask and the
+    runs they make."""
+
+    def __init__(self, new_chunk_base: int, chunk_rows: int, max_runs: int) -> None:
+        self.base, self.chunk_rows, self.max_runs = new_chunk_base, chunk_rows, max_runs
+        self.masks: list[pl.Series] = []
+        self.runs = Runs()
+        self.placed_new = 0  # unmatched rows placed so far: the next one's place
+
+    def add(self, chunk: np.ndarray, pos: np.ndarray, unmatched: np.ndarray) -> bool:
+        """A range's rows (``chunk`` and ``pos`` set where paired); False
+        once the runs pass ``max_runs``."""
+        k = np.cumsum(unmatched, dtype=np.uint64)[unmatched] - 1 + np.uint64(self.placed_new)
+        chunk[unmatched] = np.uint64(self.base) + k // np.uint64(self.chunk_rows)
+        pos[unmatched] = k % np.uint64(self.chunk_rows)
+        self.placed_new += int(unmatched.sum())
+        self.masks.append(pl.Series(unmatched))
+        self.runs.add(chunk, pos)
+        return self.runs.count <= self.max_runs
+
+    def result(self) -> tuple[pl.Series, pl.DataFrame]:
+        mask = pl.concat(self.masks) if self.masks else pl.Series([], dtype=pl.Boolean)
+        return mask, self.runs.frame()
 
 
 class Runs:
