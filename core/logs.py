@@ -21,7 +21,9 @@ def configure(level: str = "INFO") -> None:
             else structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        # stderr, as the standard library's records: a command's output stays its own
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # stderr, as the standard library's records: a command's output stays its own;
+        # a line is one write (``print`` writes the newline apart: processes sharing
+        # the file, as the worker and its import children do, interleaved lines)
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
