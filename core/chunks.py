@@ -303,8 +303,10 @@ def will_read_rows(
 ) -> None:
     """Tell the store that rows ``[start, start + length)`` of the Parquet
     object ``key`` are read soon: ``columns`` of the row groups holding them."""
+    if length <= 0 or store.remote:
+        return
     shape = _shape(store, key)
-    if length > 0 and shape.starts and not store.remote:
+    if shape.starts:
         first = bisect.bisect_right(shape.starts, start) - 1
         last = bisect.bisect_right(shape.starts, start + length - 1) - 1
         will_read_groups(store, key, max(first, 0), max(last, 0), columns)

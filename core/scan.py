@@ -309,8 +309,8 @@ class Scan:
         plan = self.plan(w)
         wanted = {k: self._missing(k, groups) for k, (_, _, groups) in plan.items()}
         for k, runs in wanted.items():  # every chunk's bytes asked for before any is read
+            chunk = self._chunk(k)
             for run in runs:
-                chunk = self._chunk(k)
                 will_read_groups(self.store, chunk.key, int(run[0]), int(run[-1]), chunk.columns)
         for k, (mine, g0, groups) in plan.items():
             chunk = self._chunk(k)

@@ -6,14 +6,14 @@ file *is* row i + d of the version it replaces (d changing only where lines
 were inserted or deleted), but for the few lines edited. Pairing by hash on
 disk (``matching.Pairing``, decision 0039) writes and sorts every hash of
 both sides (~32 s of a 100M-row re-upload on a quiet machine); walking the
-two hash files side by side reads each about once (the new one twice). The result must be the one
-the pairing by hash and occurrence gives (the k-th copy of a line with the
-k-th copy), so that a re-upload by lines and a full import make the same
-version. Three passes, in slices:
+two hash files side by side reads each about once (the new one twice).
+The result must be the one the pairing by hash and occurrence gives (the
+k-th copy of a line with the k-th copy), so that a re-upload by lines and a
+full import make the same version. Three passes:
 
 1. **Walk** (``_Walk``): new line i against old line i + d. Lines that
-   differ are *left over* on both sides; where they differ to a slice's
-   end, a few later lines are looked up near their place to find a new d
+   differ are *left over* on both sides; where ``RUN`` or more differ in a
+   row, a few later lines are looked up near their place to find a new d
    (an insertion or deletion; the lines skipped are left over). The map
    from new places to old ones keeps the order.
 2. **Find the copies.** A hash left over on either side is *unsettled*:
@@ -44,7 +44,7 @@ from features.imports.line_index import Records
 from features.imports.matching import RANGE_ROWS, SLICE_ROWS, Placed, match
 
 FILTER_BITS = 24  # 16 MiB of flags
-RUN = 32  # this many lines out of place in a row, up to a slice's end: look for a shift
+RUN = 32  # this many lines out of place in a row: look for a shift
 WINDOW = 1 << 16  # a shift of up to this many lines (an insertion or deletion) is found
 NEAR = 1 << 7  # a probe looks this close first
 PROBES = 21  # lines looked up past a shift's start: 1, 2, 4, ... 2**20 lines on
