@@ -6,7 +6,7 @@ The rows come in table order two ways (``_write_rows``): runs of long
 pieces (a fresh import's chunks) are read by polars' streaming engine
 straight from the chunks, a few pieces a query; runs of short pieces (a
 re-uploaded, merged or upserted version's) are read chunk by chunk a window
-at a time (``rows.windows``, ``core.scan``) on a helper thread, and each
+at a time (``gathered.frames``) on a helper thread, and each
 window written from memory.
 
 Dates and datetimes are looked up rather than formatted where the chunks'
@@ -35,7 +35,7 @@ from core.chunks import footer, will_read_rows
 from core.config import get_settings
 from core.objects import Manifest
 from core.storage import ObjectStore
-from features.exports import rows
+from features.exports import gathered, rows
 from features.exports.formats import CsvEncoder
 from features.exports.spec import Export
 
@@ -192,10 +192,11 @@ def _plan(manifest: Manifest, first: int) -> Iterator[_Long | _Short]:
 
 def _frames(
     store: ObjectStore, export: Export, src: rows.Source
-) -> Iterator[_Long | tuple[pa.Table, list[str], int]]:
+) -> Iterator[_Long | tuple[pl.DataFrame, list[str], int]]:
     """What ``_write_rows`` writes, in order: long pieces as they are (polars
     reads them when it writes them), short ones window by window (read here,
-    on ``rows.ahead``'s helper thread) with their chunks and rows."""
+    on ``rows.ahead``'s helper thread, ``gathered.frames``) with their
+    chunks and rows."""
     chunks = src.manifest.columns.chunks
     for part in _plan(src.manifest, min(get_settings().row_group_rows, export.row_count)):
         if isinstance(part, _Long):
@@ -205,8 +206,10 @@ def _frames(
                 will_read_rows(store, src.key(cid), start, length, export.read_columns)
             yield part
             continue
-        for w, t in rows.windows(store, export, src, offset=part.lo, limit=part.hi - part.lo):
-            yield t, [chunks[k] for k in w.chunk_numbers()], w.rows
+        for w, frame in gathered.frames(
+            store, export, src, offset=part.lo, limit=part.hi - part.lo
+        ):
+            yield frame, [chunks[k] for k in w.chunk_numbers()], w.rows
 
 
 def _write_rows(
@@ -216,7 +219,7 @@ def _write_rows(
     pieces a few at a time by its streaming engine straight from the chunks'
     Parquet (reading, filtering and writing on its threads, releasing the
     GIL); short ones (a re-uploaded or merged version's) read by chunk,
-    window by window (``rows.windows``), one window ahead. Past ~8 large
+    window by window (``gathered.frames``), one window ahead. Past ~8 large
     pieces a query's memory grows with each piece it concatenates (measured
     with 131,072-row pieces, 2 threads: peak RSS +70 MiB for 2 to 8 pieces,
     +100 for 9, +180 for 12, +255 for 16), while a query costs only ~10 ms
@@ -240,13 +243,10 @@ def _write_rows(
     pool = pa.default_memory_pool()
     for part in rows.ahead(_frames(store, export, src)):
         if not isinstance(part, _Long):
-            table, chunks, n = part
-            if table.num_rows:
-                frame = pl.from_arrow(table.combine_chunks())  # a chunk a column: ~10 % faster
-                assert isinstance(frame, pl.DataFrame)
+            frame, chunks, n = part
+            if frame.height:
                 enc.write(frame.lazy(), out, _ranges(store, key, chunks, n, ranged, known))
-                del frame
-            del table, part
+            del frame, part
             pool.release_unused()  # hand the window's memory back to the OS: RSS stays flat
             continue
         src.reading()
