@@ -319,7 +319,9 @@ def _group(
     t = _groups.get(cached)
     if t is None:
         with opened(store, key) as pf:
-            t = pf.read_row_group(i, columns=list(columns) if columns else None)
+            # one thread: a 2,048-row group's columns are too small to share
+            # out (measured: 0.60 ms against 0.74 with Arrow's threads)
+            t = pf.read_row_group(i, columns=list(columns) if columns else None, use_threads=False)
         _groups.max_bytes = get_settings().page_cache_bytes
         _groups.put(cached, t)
     return t

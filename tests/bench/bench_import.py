@@ -233,6 +233,29 @@ class Stack:
                     tree.update((c.pid, c) for c in p.children(recursive=True))
         return list(tree.values())
 
+    def wait_idle(self, limit_s: float = 1800) -> float:
+        """Wait until the worker tree has been idle (under 5 % of a core) for 3 s
+        in a row: the statistics and read copies each new version sets off run
+        on the same two cores as the API, and reads measured beside them
+        measure them too (at 100M rows, a version's statistics take a worker
+        ~100 s). Returns the seconds waited."""
+        started = time.monotonic()
+        quiet = 0
+        seen: dict[int, float] = {}
+        while quiet < 3 and time.monotonic() - started < limit_s:
+            time.sleep(1)
+            busy = 0.0
+            for p in self.worker_procs():
+                try:
+                    t = p.cpu_times()
+                except psutil.Error:
+                    continue
+                used = t.user + t.system + t.children_user + t.children_system
+                busy += used - seen.get(p.pid, used)
+                seen[p.pid] = used
+            quiet = quiet + 1 if busy < 0.05 else 0
+        return time.monotonic() - started
+
     def api_procs(self) -> list[psutil.Process]:
         out = []
         for p in psutil.Process(self.proc.pid).children(recursive=True):
@@ -657,6 +680,9 @@ def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> bool:
         # being written back), first over cold row groups, then again warm
         os.sync()
         time.sleep(2.0)
+        # and the work the new version set off (statistics) is done: pages of
+        # a quiet stack, as in bench_scale.py
+        res["settled_s"] = stack.wait_idle(120)
         commit = job["commit_id"]
         rng = random.Random(SEED)
         offsets = [rng.randint(0, max(rows - 100, 0)) for _ in range(200)]

@@ -18,7 +18,7 @@ peak, about an hour. ``--rows 10000000`` is the same suite in minutes.
    (``score``): each one's time, rows parsed and written, peak RSS; the
    chunk storage after them against the first version's;
 5. once the worker is idle (the statistics and read copies the new
-   versions set off: reads are measured on a quiet stack, ``settled``),
+   versions set off: reads are measured on a quiet stack, ``Stack.wait_idle``),
    100-row pages at random offsets of the first (now old) commit; filtered
    pages with a selective predicate on ``id`` (sorted, so chunk and row-group
    statistics rule out all but one chunk);
@@ -47,7 +47,6 @@ from typing import Any
 
 import httpx
 import polars as pl
-import psutil
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -205,30 +204,6 @@ def exported(client: httpx.Client, ds: str, ref: str, fmt: str) -> dict[str, Any
     return {"seconds": dt, "bytes": size, "mb_per_s": size / 1e6 / dt}
 
 
-def settled(stack: Stack, limit_s: float = 1800) -> float:
-    """Wait until the worker tree has been idle (under 5 % of a core) for 3 s
-    in a row: the statistics and read copies each new version sets off run
-    on the same two cores as the API, and reads measured beside them
-    measure them too (at 100M rows, a version's statistics take a worker
-    ~100 s). Returns the seconds waited."""
-    started = time.monotonic()
-    quiet = 0
-    seen: dict[int, float] = {}
-    while quiet < 3 and time.monotonic() - started < limit_s:
-        time.sleep(1)
-        busy = 0.0
-        for p in stack.worker_procs():
-            try:
-                t = p.cpu_times()
-            except psutil.Error:
-                continue
-            used = t.user + t.system + t.children_user + t.children_system
-            busy += used - seen.get(p.pid, used)
-            seen[p.pid] = used
-        quiet = quiet + 1 if busy < 0.05 else 0
-    return time.monotonic() - started
-
-
 def history(commits: int, tmp: Path) -> dict[str, Any]:
     """``bench_history.py`` on a graph of ``commits`` commits: its first
     page of first-parent history over HTTP."""
@@ -281,16 +256,16 @@ def run(args: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
         big.unlink(missing_ok=True)
         res["storage"]["after_bytes"] = dir_bytes(chunks)
         res["storage"]["ratio"] = res["storage"]["after_bytes"] / res["storage"]["first_bytes"]
-        res["settled_s"] = [settled(stack)]
+        res["settled_s"] = [stack.wait_idle()]
         res["pages"] = pages(client, ds, commits[0], rows)
         if len(commits) > 1:
             res["compare"] = compared(client, stack, ds, commits[-2], commits[-1])
-        res["settled_s"].append(settled(stack))
+        res["settled_s"].append(stack.wait_idle())
         res["export_csv_first_version"] = exported(client, ds, commits[0], "csv")
         res["export_csv"] = exported(client, ds, commits[-1], "csv")
         # a fragmented version's first whole read asks for a read copy (built
         # meanwhile, if it fits DSA_LAYOUT_CACHE_BYTES): the next reads it
-        res["settled_s"].append(settled(stack))
+        res["settled_s"].append(stack.wait_idle())
         res["export_csv_again"] = exported(client, ds, commits[-1], "csv")
         res["export_parquet"] = exported(client, ds, commits[-1], "parquet")
         # the same again: the Parquet file made once, then served as stored
