@@ -300,6 +300,13 @@ class Scan:
         missing = [g for g in groups.tolist() if (k, g) not in self._kept]
         return np.split(missing, np.flatnonzero(np.diff(missing) != 1) + 1) if missing else []
 
+    def skip(self, w: Window) -> None:
+        """Window ``w`` is read elsewhere (``features.exports.gathered``):
+        nothing kept from the window before is needed for the next, and only
+        ``w``'s chunks stay open, as after ``read``."""
+        self._kept = {}
+        self._chunks = {k: c for k, c in self._chunks.items() if k in (w.groups or {})}
+
     def read(self, w: Window) -> pa.Table:
         """Window ``w``'s rows in table order."""
         parts: list[pa.Table] = []

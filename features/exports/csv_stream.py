@@ -256,7 +256,7 @@ def _write_rows(
         with ExitStack() as paths:
             lazy = pl.concat(
                 [
-                    pl.scan_parquet(paths.enter_context(store.local_path(key(cid))))
+                    pl.scan_parquet(paths.enter_context(store.local_path(key(cid))), glob=False)
                     .slice(start, length)
                     .select(cols)
                     for cid, start, length in group

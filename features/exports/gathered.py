@@ -20,13 +20,15 @@ before: what a window holds stays bounded by its rows.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from core.chunks import will_read_rows
+from core.chunks import forget, will_read_rows
 from core.config import get_settings
+from core.errors import StoredObjectError
 from core.scan import Scan, Window
 from core.schema import arrow_schema
 from core.storage import ObjectStore
@@ -70,6 +72,7 @@ def frames(
             frame = pl.from_arrow(table.combine_chunks())  # a chunk a column: ~10 % faster
             assert isinstance(frame, pl.DataFrame)
         else:
+            scan.skip(w)  # what it kept from a window it read is not needed now
             frame = _gathered(store, src, w, stretches, cols, read_types)
         if export.predicate is not None and frame.height:
             frame = frame.filter(export.predicate.fill_null(False))
@@ -82,57 +85,77 @@ def _dtypes(schema: pa.Schema) -> pl.Schema:
     return frame.schema
 
 
-def _stretches(w: Window, group_rows: int) -> list[tuple[int, int, int]] | None:
-    """For each chunk window ``w`` uses (in order of first use): its number
-    and the rows ``[lo, hi)`` from its first piece's to its last's; None
-    when they are too many or hold too many rows (see the module's docstring)."""
+@dataclass(frozen=True)
+class _Stretches:
+    """The rows ``[lo[j], hi[j])`` of chunk ``chunk[j]`` for each chunk a
+    window uses, in order of first use; ``slot``: each piece's stretch."""
+
+    chunk: list[int]
+    lo: list[int]
+    hi: list[int]
+    slot: np.ndarray
+
+
+def _stretches(w: Window, group_rows: int) -> _Stretches | None:
+    """The stretches of window ``w``'s chunks (``_Stretches``); None when
+    they are too many or hold too many rows (see the module's docstring)."""
     numbers, first, which = np.unique(w.chunk, return_index=True, return_inverse=True)
-    if len(numbers) > MAX_CHUNKS:
+    if not len(numbers) or len(numbers) > MAX_CHUNKS:
         return None
-    ends = w.start + w.length
     lo = np.full(len(numbers), np.iinfo(np.int64).max, dtype=np.int64)
     hi = np.zeros(len(numbers), dtype=np.int64)
     np.minimum.at(lo, which, w.start)
-    np.maximum.at(hi, which, ends)
+    np.maximum.at(hi, which, w.start + w.length)
     if int((hi - lo).sum()) > SPAN_FACTOR * w.rows + group_rows * len(numbers):
         return None
     order = np.argsort(first, kind="stable")
-    return [(int(numbers[j]), int(lo[j]), int(hi[j])) for j in order]
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return _Stretches(numbers[order].tolist(), lo[order].tolist(), hi[order].tolist(), rank[which])
 
 
 def _gathered(
     store: ObjectStore,
     src: rows.Source,
     w: Window,
-    stretches: list[tuple[int, int, int]],
+    got: _Stretches,
     cols: list[str],
     types: pl.Schema,
 ) -> pl.DataFrame:
-    """Window ``w``'s rows in table order, read as ``stretches`` of their
-    chunks by polars and gathered."""
-    chunks = src.manifest.columns.chunks
-    for k, lo, hi in stretches:  # every stretch's bytes asked for before any is read
-        will_read_rows(store, src.key(chunks[k]), lo, hi - lo, cols)
-    parts: list[pl.DataFrame] = []
-    base = np.zeros(len(chunks) if len(stretches) > 1 else 0, dtype=np.int64)
-    at = 0
-    for k, lo, hi in stretches:
-        with store.local_path(src.key(chunks[k])) as path:
-            part = pl.scan_parquet(path).slice(lo, hi - lo).select(cols).collect()
-        parts.append(part.cast(types))
-        if len(stretches) > 1:
-            base[k] = at - lo
-        at += part.height
-    if len(stretches) == 1:
-        _, lo, _ = stretches[0]
-        if len(w.chunk) == 1:
-            return parts[0]
-        first = w.start - lo
-    else:
-        first = base[w.chunk] + w.start
+    """Window ``w``'s rows in table order, read as stretches of their chunks
+    by polars and gathered."""
+    keys = [src.key(src.manifest.columns.chunks[k]) for k in got.chunk]
+    for key, lo, hi in zip(keys, got.lo, got.hi, strict=True):  # all asked for before any read
+        will_read_rows(store, key, lo, hi - lo, cols)
+    parts = [
+        _read(store, key, lo, hi, cols).cast(types)
+        for key, lo, hi in zip(keys, got.lo, got.hi, strict=True)
+    ]
+    # one chunk a column (the CSV writer slows on frames of many small
+    # chunks), indices of polars' own type: the gather then costs about a
+    # third of what it did over the parts with int64 indices
+    joined = pl.concat(parts, rechunk=True) if len(parts) > 1 else parts[0].rechunk()
+    if len(w.chunk) == 1:
+        return joined  # one piece: its stretch
+    sizes = np.asarray([hi - lo for lo, hi in zip(got.lo, got.hi, strict=True)], dtype=np.int64)
+    base = np.cumsum(sizes) - sizes - np.asarray(got.lo, dtype=np.int64)
+    first = base[got.slot] + w.start  # each piece's first row in ``joined``
     before = np.cumsum(w.length) - w.length
     at_rows = np.repeat(first - before, w.length) + np.arange(w.rows, dtype=np.int64)
-    # one chunk a column, indices of polars' own type: the gather then costs
-    # about a third of what it did over the parts with int64 indices
-    joined = pl.concat(parts, rechunk=True) if len(parts) > 1 else parts[0].rechunk()
+    assert joined.height <= np.iinfo(_INDEX).max
     return joined[pl.Series(at_rows.astype(_INDEX, copy=False))]
+
+
+def _read(store: ObjectStore, key: str, lo: int, hi: int, cols: list[str]) -> pl.DataFrame:
+    """Rows ``[lo, hi)`` of the chunk object ``key``, read by polars (only the
+    row groups holding them); a damaged object is reported as
+    ``core.chunks.opened`` reports it."""
+    try:
+        with store.local_path(key) as path:
+            lazy = pl.scan_parquet(path, glob=False)  # a path, not a pattern
+            return lazy.slice(lo, hi - lo).select(cols).collect()
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        forget(key)
+        raise StoredObjectError(
+            f"object {key} cannot be read ({type(exc).__name__}); it may be damaged: run dsa fsck"
+        ) from exc

@@ -254,6 +254,8 @@ class Stack:
                 busy += used - seen.get(p.pid, used)
                 seen[p.pid] = used
             quiet = quiet + 1 if busy < 0.05 else 0
+        if quiet < 3:
+            print(f"the worker was still busy after {limit_s:.0f} s", file=sys.stderr)
         return time.monotonic() - started
 
     def api_procs(self) -> list[psutil.Process]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import io
 import random
 import uuid
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -18,9 +19,10 @@ import pytest
 from core.chunks import read_rows
 from core.config import get_settings
 from core.db import read
+from core.errors import StoredObjectError
 from core.objects import Manifest, get_commit, get_manifest
 from core.scan import Window
-from core.storage import get_store
+from core.storage import LocalStore, get_store
 from features.auth import service as auth_service
 from features.datasets import service as datasets_service
 from features.exports import gathered, rows, service
@@ -61,25 +63,29 @@ def _export(stored: dict[str, Any], **options: Any) -> Export:
 def _fragmented(stored: dict[str, Any], layout: str) -> Manifest:
     """The stored table's rows cut into pieces of 1–300 rows, put in a new
     order: ``edits`` keeps the order but takes every 7th piece from
-    elsewhere (a re-upload's changed rows); ``shuffled`` shuffles them all."""
+    elsewhere (a re-upload's changed rows); ``within`` reverses each chunk's
+    pieces (windows of one chunk and many pieces); ``shuffled`` shuffles
+    them all."""
     store = get_store()
     entry = next(iter(get_commit(store, stored["commit"]).tables.values()))
-    one = get_manifest(store, entry.manifest)
-    cols = one.columns
+    cols = get_manifest(store, entry.manifest).columns
     rng = random.Random(7)
     chunk, start, length = [], [], []
-    for k in range(len(cols.chunks)):
-        at, end = int(cols.start[k]), int(cols.start[k] + cols.length[k])
+    for p in range(len(cols.chunk)):
+        at, end = int(cols.start[p]), int(cols.start[p] + cols.length[p])
+        cut = []
         while at < end:
             n = min(rng.randint(1, 300), end - at)
-            chunk.append(int(cols.chunk[k]))
-            start.append(at)
-            length.append(n)
+            cut.append((int(cols.chunk[p]), at, n))
             at += n
+        for c, s, n in reversed(cut) if layout == "within" else cut:
+            chunk.append(c)
+            start.append(s)
+            length.append(n)
     order = list(range(len(chunk)))
     if layout == "shuffled":
         rng.shuffle(order)
-    else:
+    elif layout == "edits":
         for i in range(0, len(order) - 7, 7):
             j = rng.randrange(len(order))
             order[i], order[j] = order[j], order[i]
@@ -89,28 +95,33 @@ def _fragmented(stored: dict[str, Any], layout: str) -> Manifest:
     )
 
 
-@pytest.mark.parametrize("layout", ["edits", "shuffled"])
+@pytest.mark.parametrize("layout", ["edits", "within", "shuffled"])
 @pytest.mark.parametrize(
     "options",
     [{}, {"columns": ["at_tz", "name", "blob"], "filter": "name contains '7' and price > 100"}],
     ids=["all", "filter-columns"],
 )
-@pytest.mark.parametrize("max_chunks", [16, 1], ids=["gathered", "few-chunks"])
-@pytest.mark.parametrize("small_windows", [False, True], ids=["windows", "small-windows"])
+@pytest.mark.parametrize("max_chunks", [16, 1], ids=["gathered", "one-chunk"])
+@pytest.mark.parametrize("window_rows", [None, 2048, 200])
 def test_gathered_windows_are_the_scans_rows(
     stored: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
     layout: str,
     options: dict[str, Any],
     max_chunks: int,
-    small_windows: bool,
+    window_rows: int | None,
 ) -> None:
     monkeypatch.setattr(gathered, "MAX_CHUNKS", max_chunks)
-    if small_windows:
-        monkeypatch.setattr(get_settings(), "export_batch_rows", 2048)  # 15 windows
-    calls = []
+    if window_rows:
+        monkeypatch.setattr(get_settings(), "export_batch_rows", window_rows)
+    stretches: list[int] = []  # the stretches of each window gathered
     real = gathered._gathered
-    monkeypatch.setattr(gathered, "_gathered", lambda *a: calls.append(1) or real(*a))
+
+    def spy(*args: Any) -> pl.DataFrame:
+        stretches.append(len(args[3].chunk))
+        return real(*args)
+
+    monkeypatch.setattr(gathered, "_gathered", spy)
     manifest = _fragmented(stored, layout)
     ex = _export(stored, **options)
     src = rows.Source(manifest, rows.source(get_store(), ex).key)
@@ -119,13 +130,17 @@ def test_gathered_windows_are_the_scans_rows(
     scanned = list(rows.windows(get_store(), ex, src))
     assert [(w.lo, w.hi) for w, _ in got] == [(w.lo, w.hi) for w, _ in scanned]
     joined = pl.concat([f for _, f in got])
-    expected = pl.concat([pl.from_arrow(t) for _, t in scanned])  # type: ignore[misc]
+    expected = pl.concat([cast(pl.DataFrame, pl.from_arrow(t)) for _, t in scanned])
     assert joined.schema == expected.schema
     assert joined.equals(expected)
-    # gathered where the stretches stay near the window's rows, else scanned
-    share = len(calls) / len(got)
-    if not small_windows:  # (small windows of a shuffled table: a piece a chunk, gathered)
-        assert share > 0.5 if layout == "edits" and max_chunks > 1 else share < 0.5, share
+    # gathered where a window's stretches stay near its rows, else scanned
+    assert all(n <= max_chunks for n in stretches)
+    if layout == "edits" and max_chunks > 1:
+        assert max(stretches) > 1  # several chunks' stretches joined
+    if layout == "within" and window_rows == 200:
+        assert 1 in stretches  # one chunk's stretch, many pieces gathered from it
+    if layout == "shuffled" and window_rows is None:
+        assert len(stretches) < len(got)  # a window of pieces from all over its chunks
     if not options:  # the ids are the stored rows' numbers: the pieces' rows in order
         cols = manifest.columns
         base = [_first_id(cid) for cid in cols.chunks]
@@ -136,6 +151,33 @@ def test_gathered_windows_are_the_scans_rows(
             ]
         )
         assert joined["id"].to_numpy().tolist() == want.tolist()
+
+
+@pytest.mark.parametrize(("offset", "limit"), [(137, 20_000), (29_000, 999), (5, 1)])
+def test_windows_cut_inside_pieces(stored: dict[str, Any], offset: int, limit: int) -> None:
+    """Rows from inside a piece to inside another: the same as the scan's."""
+    manifest = _fragmented(stored, "edits")
+    ex = _export(stored)
+    src = rows.Source(manifest, rows.source(get_store(), ex).key)
+    store = get_store()
+    got = pl.concat([f for _, f in gathered.frames(store, ex, src, offset=offset, limit=limit)])
+    scanned = rows.windows(store, ex, src, offset=offset, limit=limit)
+    want = pl.concat([cast(pl.DataFrame, pl.from_arrow(t)) for _, t in scanned])
+    assert got.height == limit
+    assert got.equals(want)
+
+
+def test_a_damaged_chunk_is_reported_as_one(tmp_path: Path) -> None:
+    """polars' error on a chunk that is not Parquet is the store's usual
+    problem (run dsa fsck), and a path with pattern characters is a path."""
+    store = LocalStore(tmp_path / "objects [1]")
+    store.put("chunks/" + "ab" * 32, b"not parquet at all")
+    buf = io.BytesIO()
+    pl.DataFrame({"id": [1, 2, 3]}).write_parquet(buf)
+    store.put("chunks/" + "cd" * 32, buf.getvalue())
+    with pytest.raises(StoredObjectError, match="run dsa fsck"):
+        gathered._read(store, "chunks/" + "ab" * 32, 0, 1, ["id"])
+    assert gathered._read(store, "chunks/" + "cd" * 32, 1, 3, ["id"])["id"].to_list() == [2, 3]
 
 
 def _first_id(cid: str) -> int:
@@ -155,4 +197,7 @@ def test_stretches_far_larger_than_the_window_are_left_to_the_scan() -> None:
     )
     assert gathered._stretches(w, 128) is None
     near = Window(0, 20, np.array([0, 1, 0]), np.array([0, 5, 10]), np.array([10, 5, 5]))
-    assert gathered._stretches(near, 128) == [(0, 0, 15), (1, 5, 10)]
+    got = gathered._stretches(near, 128)
+    assert got is not None
+    assert (got.chunk, got.lo, got.hi) == ([0, 1], [0, 5], [15, 10])
+    assert got.slot.tolist() == [0, 1, 0]
