@@ -62,7 +62,7 @@ def _export(stored: dict[str, Any], **options: Any) -> Export:
 
 def _fragmented(stored: dict[str, Any], layout: str) -> Manifest:
     """The stored table's rows cut into pieces of 1–300 rows, put in a new
-    order: ``edits`` keeps the order but takes every 7th piece from
+    order (``cut``: none): ``edits`` keeps the order but takes every 7th piece from
     elsewhere (a re-upload's changed rows); ``within`` reverses each chunk's
     pieces (windows of one chunk and many pieces); ``shuffled`` shuffles
     them all."""
@@ -85,7 +85,7 @@ def _fragmented(stored: dict[str, Any], layout: str) -> Manifest:
     order = list(range(len(chunk)))
     if layout == "shuffled":
         rng.shuffle(order)
-    elif layout == "edits":
+    elif layout == "edits":  # ("cut": the pieces in order)
         for i in range(0, len(order) - 7, 7):
             j = rng.randrange(len(order))
             order[i], order[j] = order[j], order[i]
@@ -118,7 +118,7 @@ def test_gathered_windows_are_the_scans_rows(
     real = gathered._gathered
 
     def spy(*args: Any) -> pl.DataFrame:
-        stretches.append(len(args[3].chunk))
+        stretches.append(len(args[2].chunk))
         return real(*args)
 
     monkeypatch.setattr(gathered, "_gathered", spy)
@@ -165,6 +165,32 @@ def test_windows_cut_inside_pieces(stored: dict[str, Any], offset: int, limit: i
     want = pl.concat([cast(pl.DataFrame, pl.from_arrow(t)) for _, t in scanned])
     assert got.height == limit
     assert got.equals(want)
+
+
+def test_a_block_read_once_serves_the_windows_after_it(
+    stored: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk's block (at least ``BLOCK_ROWS`` rows) is read once and
+    sliced for each window after it that stays within it."""
+    monkeypatch.setattr(get_settings(), "export_batch_rows", 200)
+    monkeypatch.setattr(gathered, "BLOCK_ROWS", 1000)
+    reads: list[tuple[str, int, int]] = []
+    real = gathered._read
+
+    def spy(store: Any, key: str, lo: int, hi: int, cols: list[str]) -> pl.DataFrame:
+        reads.append((key, lo, hi))
+        return real(store, key, lo, hi, cols)
+
+    monkeypatch.setattr(gathered, "_read", spy)
+    manifest = _fragmented(stored, "cut")
+    ex = _export(stored)
+    src = rows.Source(manifest, rows.source(get_store(), ex).key)
+    got = pl.concat([f for _, f in gathered.frames(get_store(), ex, src, offset=0, limit=ROWS)])
+    scanned = rows.windows(get_store(), ex, src)
+    assert got.equals(pl.concat([cast(pl.DataFrame, pl.from_arrow(t)) for _, t in scanned]))
+    # 150 windows of 200 rows over 30 chunks of 1,000: a block or two a chunk
+    assert len(reads) <= 2 * len(manifest.columns.chunks)
+    assert all(hi - lo >= 1000 for _, lo, hi in reads)
 
 
 def test_a_damaged_chunk_is_reported_as_one(tmp_path: Path) -> None:
