@@ -5,11 +5,14 @@ CSV and TSV exports, whose writer is polars'.
 there; the table then has to become a polars frame, which copies every text
 value into polars' own layout. Here, for each chunk a window uses, polars
 reads the stretch of rows from the window's first to its last piece of that
-chunk (only the row groups holding them), and the window's rows are
-gathered from those frames in table order: no conversion. Measured on the
-bench table's version after two 0.1 % re-uploads (10M rows, 40,000 pieces,
-79 chunks), windows and CSV writing: 5.4 s wall / 8.1 CPU-s against 5.9 /
-8.7 through ``core.scan`` (docs/decisions/0044-csv-windows-gathered-by-polars.md).
+chunk (only the row groups holding them; at least ``BLOCK_ROWS``, kept for
+the windows after: ``_Blocks``), and the window's rows are gathered from
+those frames in table order: no conversion. Measured on the bench table's
+version after two 0.1 % re-uploads (10M rows, 40,000 pieces, 79 chunks),
+windows and CSV writing: 5.4 s wall / 8.1 CPU-s against 5.9 / 8.7 through
+``core.scan``; after ten re-uploads (~100,000 pieces), exports of 158–165
+MB/s reading each stretch on its own, 219–223 with the blocks
+(docs/decisions/0044-csv-windows-gathered-by-polars.md).
 
 A window whose stretches would hold far more rows than it does (pieces of
 one chunk from all over it: a shuffled or merged version), or that uses
