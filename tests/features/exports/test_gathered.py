@@ -7,67 +7,31 @@ from __future__ import annotations
 
 import io
 import random
-import uuid
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 import pytest
 
 from core.chunks import read_rows
 from core.config import get_settings
-from core.db import read
 from core.errors import StoredObjectError
 from core.objects import Manifest, get_commit, get_manifest
 from core.scan import Window
 from core.storage import LocalStore, get_store
-from features.auth import service as auth_service
-from features.datasets import service as datasets_service
-from features.exports import gathered, rows, service
-from features.exports.spec import Export
-from tests.conftest import import_csv, make_dataset
-from tests.features.exports.test_service import ROWS, _table
+from features.exports import gathered, rows
+from tests.features.exports.stored import ROWS, export_of
 
 
-@pytest.fixture(scope="module")
-def stored(client: Any, admin: dict[str, str], worker: Any) -> dict[str, Any]:
-    ds = make_dataset(client, admin)
-    buf = io.BytesIO()
-    pq.write_table(_table(), buf)
-    job = import_csv(client, admin, ds["id"], buf.getvalue(), filename="t.parquet")
-    assert job["state"] == "succeeded", job
-    return {"ds": ds, "commit": job["commit_id"]}
-
-
-def _export(stored: dict[str, Any], **options: Any) -> Export:
-    with read() as conn:
-        row = conn.execute("SELECT id FROM app_user WHERE username = 'admin'").fetchone()
-        assert row is not None
-        user = auth_service.user_by_id(conn, row["id"])
-        dataset = datasets_service.require(conn, user, uuid.UUID(stored["ds"]["id"]), "read")
-        return service.prepare(
-            conn,
-            dataset,
-            stored["commit"],
-            table=None,
-            format="csv",
-            columns=options.get("columns"),
-            filter=options.get("filter"),
-            compression=None,
-            raw=False,
-        )
-
-
-def _fragmented(stored: dict[str, Any], layout: str) -> Manifest:
+def _fragmented(big: dict[str, Any], layout: str) -> Manifest:
     """The stored table's rows cut into pieces of 1–300 rows, put in a new
     order (``cut``: none): ``edits`` keeps the order but takes every 7th piece from
     elsewhere (a re-upload's changed rows); ``within`` reverses each chunk's
     pieces (windows of one chunk and many pieces); ``shuffled`` shuffles
     them all."""
     store = get_store()
-    entry = next(iter(get_commit(store, stored["commit"]).tables.values()))
+    entry = next(iter(get_commit(store, big["commit"]).tables.values()))
     cols = get_manifest(store, entry.manifest).columns
     rng = random.Random(7)
     chunk, start, length = [], [], []
@@ -104,7 +68,7 @@ def _fragmented(stored: dict[str, Any], layout: str) -> Manifest:
 @pytest.mark.parametrize("max_chunks", [16, 1], ids=["gathered", "one-chunk"])
 @pytest.mark.parametrize("window_rows", [None, 2048, 200])
 def test_gathered_windows_are_the_scans_rows(
-    stored: dict[str, Any],
+    big: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
     layout: str,
     options: dict[str, Any],
@@ -122,8 +86,8 @@ def test_gathered_windows_are_the_scans_rows(
         return real(*args)
 
     monkeypatch.setattr(gathered, "_gathered", spy)
-    manifest = _fragmented(stored, layout)
-    ex = _export(stored, **options)
+    manifest = _fragmented(big, layout)
+    ex = export_of(big, **options)
     src = rows.Source(manifest, rows.source(get_store(), ex).key)
     assert manifest.row_count == ROWS
     got = list(gathered.frames(get_store(), ex, src, offset=0, limit=ROWS))
@@ -154,10 +118,10 @@ def test_gathered_windows_are_the_scans_rows(
 
 
 @pytest.mark.parametrize(("offset", "limit"), [(137, 20_000), (29_000, 999), (5, 1)])
-def test_windows_cut_inside_pieces(stored: dict[str, Any], offset: int, limit: int) -> None:
+def test_windows_cut_inside_pieces(big: dict[str, Any], offset: int, limit: int) -> None:
     """Rows from inside a piece to inside another: the same as the scan's."""
-    manifest = _fragmented(stored, "edits")
-    ex = _export(stored)
+    manifest = _fragmented(big, "edits")
+    ex = export_of(big)
     src = rows.Source(manifest, rows.source(get_store(), ex).key)
     store = get_store()
     got = pl.concat([f for _, f in gathered.frames(store, ex, src, offset=offset, limit=limit)])
@@ -168,7 +132,7 @@ def test_windows_cut_inside_pieces(stored: dict[str, Any], offset: int, limit: i
 
 
 def test_a_block_read_once_serves_the_windows_after_it(
-    stored: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    big: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A chunk's block (at least ``BLOCK_ROWS`` rows) is read once and
     sliced for each window after it that stays within it."""
@@ -182,8 +146,8 @@ def test_a_block_read_once_serves_the_windows_after_it(
         return real(store, key, lo, hi, cols)
 
     monkeypatch.setattr(gathered, "_read", spy)
-    manifest = _fragmented(stored, "cut")
-    ex = _export(stored)
+    manifest = _fragmented(big, "cut")
+    ex = export_of(big)
     src = rows.Source(manifest, rows.source(get_store(), ex).key)
     got = pl.concat([f for _, f in gathered.frames(get_store(), ex, src, offset=0, limit=ROWS)])
     scanned = rows.windows(get_store(), ex, src)

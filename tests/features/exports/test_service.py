@@ -5,77 +5,17 @@ behind, closed directly or through the ASGI app's disconnect."""
 
 from __future__ import annotations
 
-import datetime as dt
-import io
 import threading
 import time
-import uuid
 from collections.abc import Generator
 from typing import Any, cast
 
 import anyio
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from core.db import read
-from features.auth import service as auth_service
-from features.datasets import service as datasets_service
 from features.exports import csv_stream, rows, service
-from features.exports.service import Export
-from tests.conftest import import_csv, make_dataset
-
-ROWS = 30_000  # 30 chunks of 1,000 rows (the test stack's DSA_CHUNK_ROWS), row groups of 128
-
-
-def _table() -> pa.Table:
-    i = list(range(ROWS))
-    return pa.table(
-        {
-            "id": pa.array(i, pa.int64()),
-            "name": pa.array(
-                [None if k % 13 == 0 else ("=1+1" if k % 97 == 0 else f"name {k}") for k in i],
-                pa.large_string(),
-            ),
-            "price": pa.array([k / 8 + 0.1 for k in i], pa.float64()),
-            "blob": pa.array([bytes([k % 256, 251]) if k % 3 else None for k in i]),
-            "day": pa.array([dt.date(2000, 1, 1) + dt.timedelta(days=k % 9000) for k in i]),
-            "at_tz": pa.array(
-                [dt.datetime(2021, 6, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=k) for k in i],
-                pa.timestamp("us", tz="UTC"),
-            ),
-        }
-    )
-
-
-@pytest.fixture(scope="module")
-def big(client: Any, admin: dict[str, str], worker: Any) -> dict[str, Any]:
-    ds = make_dataset(client, admin)
-    buf = io.BytesIO()
-    pq.write_table(_table(), buf)
-    job = import_csv(client, admin, ds["id"], buf.getvalue(), filename="big.parquet")
-    assert job["state"] == "succeeded", job
-    return {"ds": ds, "commit": job["commit_id"]}
-
-
-def _export(big: dict[str, Any], **options: Any) -> Export:
-    with read() as conn:
-        row = conn.execute("SELECT id FROM app_user WHERE username = 'admin'").fetchone()
-        assert row is not None
-        user = auth_service.user_by_id(conn, row["id"] if isinstance(row, dict) else row[0])
-        dataset = datasets_service.require(conn, user, uuid.UUID(big["ds"]["id"]), "read")
-        return service.prepare(
-            conn,
-            dataset,
-            big["commit"],
-            table=None,
-            format=options.get("format", "csv"),
-            columns=options.get("columns"),
-            filter=options.get("filter"),
-            compression=None,
-            raw=options.get("raw", False),
-        )
+from tests.features.exports.stored import ROWS, export_of
 
 
 def _export_threads() -> list[threading.Thread]:
@@ -114,7 +54,7 @@ def test_streamed_csv_equals_batch_by_batch(
     monkeypatch.setattr(csv_stream, "CSV_LONG_PIECE_ROWS", long_rows)
     monkeypatch.setattr(csv_stream, "CSV_LOOKUP_ROWS", lookup_rows)  # dates by lookup, or not
     monkeypatch.setattr(csv_stream, "SEND_BYTES", 10_000)
-    ex = _export(big, **options)
+    ex = export_of(big, **options)
     enc = service.encoder(ex)
     expected = enc.begin() + b"".join(enc.encode(b) for b in rows.batches(ex))
     got = b"".join(service.stream(ex))
@@ -136,7 +76,7 @@ def test_csv_helper_failure_reaches_the_response(
 
     monkeypatch.setattr(csv_stream, "_write_rows", broken)
     with pytest.raises(RuntimeError, match="chunk unreadable"):
-        b"".join(service.stream(_export(big)))
+        b"".join(service.stream(export_of(big)))
     _wait_no_export_threads()
 
 
@@ -160,10 +100,10 @@ def test_closing_the_stream_stops_its_threads(
     monkeypatch.setattr(csv_stream, "CSV_PARTS", 1)
     monkeypatch.setattr(csv_stream, "CSV_QUERY_PIECES", 1)
     written = _counting_writes(monkeypatch)
-    full = len(b"".join(service.stream(_export(big, format="csv"))))
+    full = len(b"".join(service.stream(export_of(big, format="csv"))))
     _wait_no_export_threads()
     written[0] = 0
-    it = cast(Generator[bytes, None, None], service.stream(_export(big, format=fmt)))
+    it = cast(Generator[bytes, None, None], service.stream(export_of(big, format=fmt)))
     for _ in range(3):  # the header (csv) or first batch, then some more
         next(it)
     assert _export_threads()
