@@ -247,7 +247,9 @@ def _write_rows(
             if frame.height:
                 enc.write(frame.lazy(), out, _ranges(store, key, chunks, n, ranged, known))
             del frame, part
-            pool.release_unused()  # hand the window's memory back to the OS: RSS stays flat
+            # a window read by core.scan (not gathered) held Arrow memory: handed
+            # back to the OS, so RSS stays flat
+            pool.release_unused()
             continue
         src.reading()
         group = part.pieces
